@@ -1,0 +1,56 @@
+# metascheduler: `make demo` runs a whole local grid, `make test` runs every test.
+# Both install what they need inside the repo first (.venv, node_modules); nothing by hand.
+SHELL := /bin/bash
+ROOT := $(abspath .)
+PY := $(ROOT)/.venv/bin/python
+BIN := $(ROOT)/node_modules/.bin
+export FOUNDRY_SOLC := $(ROOT)/scripts/solc
+export PATH := $(BIN):$(ROOT)/.venv/bin:$(PATH)
+
+.PHONY: all deps build test test-forge test-py lint snapshot demo system-deps clean
+
+all: build
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	@touch $@
+
+.venv/.installed: pyproject.toml
+	python3 -m venv .venv
+	.venv/bin/pip install -q -U pip
+	.venv/bin/pip install -q -e '.[dev]'
+	@touch $@
+
+deps: node_modules/.installed .venv/.installed
+
+build: deps
+	forge build
+
+## Services the integration tests use: a one-node Slurm and a PostgreSQL (Debian packages; needs root).
+system-deps:
+	bash scripts/slurm.sh install-and-start
+	bash scripts/postgres.sh install-and-start
+
+test-forge: build
+	forge test
+	forge snapshot --check --match-contract Gas
+
+test-py: build
+	$(PY) -m pytest -q
+
+lint: deps
+	.venv/bin/ruff check src tests scripts
+	.venv/bin/ruff format --check src tests scripts
+	.venv/bin/mypy
+
+test: deps system-deps test-forge lint test-py
+
+snapshot: build
+	forge snapshot --match-contract Gas
+
+demo: deps build
+	-bash scripts/slurm.sh install-and-start
+	$(PY) -m metascheduler.cli devnet up
+
+clean:
+	rm -rf out cache .venv node_modules

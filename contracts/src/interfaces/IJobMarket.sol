@@ -1,0 +1,282 @@
+// SPDX-License-Identifier: Apache-2.0
+pragma solidity ^0.8.26;
+
+/// @notice A job's place in the on-chain state machine. The numeric values are part of the ABI
+/// and mirrored by `metascheduler.chain.types.JobStatus` (a test proves they agree).
+enum JobStatus {
+    PENDING,
+    META_SCHEDULED,
+    SCHEDULED,
+    RUNNING,
+    CANCELLED,
+    FINISHED,
+    FAILED,
+    OUT_OF_CREDITS
+}
+
+/// @notice A provider's standing with the admin.
+enum ProviderStatus {
+    NONE,
+    REGISTERED,
+    APPROVED,
+    BANNED
+}
+
+/// @notice What a provider declares it has, summed over its cluster.
+struct Hardware {
+    uint16 nodes;
+    uint32 cpus;
+    uint24 gpus;
+    uint40 memMb;
+}
+
+/// @notice A provider's prices, in credit units (6 decimals) per minute of one CPU, one GPU and
+/// one GB (1024 MB) of memory.
+struct Prices {
+    uint40 cpu;
+    uint40 gpu;
+    uint40 gb;
+}
+
+/// @notice The terms a job was requested under. The contract stores only their hash; the oracle
+/// passes them back when it places the job, and the contract checks them against the hash.
+/// @param specHash keccak256 of the canonical job spec bytes emitted in `JobRequested`.
+/// @param cpus Total CPUs (tasks x CPUs per task). @param gpus Total GPUs. @param memMb Total memory.
+/// @param maxPricePerMinute The most the customer accepts to pay per minute.
+struct Terms {
+    bytes32 specHash;
+    uint32 cpus;
+    uint32 gpus;
+    uint32 memMb;
+    uint256 maxPricePerMinute;
+}
+
+/// @notice One placement decision of the oracle.
+struct Placement {
+    uint256 jobId;
+    address provider;
+    Terms terms;
+}
+
+/// @notice What a provider does to one of its jobs in a batch.
+enum ProviderAction {
+    ACCEPT,
+    START,
+    COMPLETE
+}
+
+/// @notice One item of a provider's batch. `exitCode` is read by COMPLETE only: 0 ends the job
+/// FINISHED, anything else FAILED.
+struct ProviderStep {
+    uint256 jobId;
+    ProviderAction action;
+    int32 exitCode;
+}
+
+/// @notice A job as stored, widened for reading. `customer` and `escrow` read zero once the job
+/// has ended (the job's events keep them).
+struct JobView {
+    address customer;
+    address provider;
+    JobStatus status;
+    uint256 since;
+    uint256 pricePerMinute;
+    uint256 feeBps;
+    uint256 escrow;
+    bytes32 termsHash;
+}
+
+/// @title The job market: credits, providers and the job state machine of metascheduler.
+/// @notice Every credit movement and every status change emits exactly one event, so that a job's
+/// history and every credit's path can be rebuilt from logs alone.
+interface IJobMarket {
+    // ---------------------------------------------------------------- events: credits
+
+    /// @notice `amount` credits moved from `account`'s wallet into its balance here.
+    event Deposited(address indexed account, uint256 amount);
+    /// @notice `amount` credits moved from `account`'s balance here to its wallet.
+    event Withdrawn(address indexed account, uint256 amount);
+    /// @notice The admin moved `amount` of accrued platform fees to `to`'s wallet.
+    event FeesWithdrawn(address indexed to, uint256 amount);
+
+    // ---------------------------------------------------------------- events: providers
+
+    /// @notice A provider registered or updated its hardware, prices and labels.
+    event ProviderRegistered(address indexed provider, Hardware hardware, Prices prices, string[] labels);
+    /// @notice The admin changed a provider's standing (NONE means removed).
+    event ProviderStatusChanged(address indexed provider, ProviderStatus from, ProviderStatus to);
+
+    // ---------------------------------------------------------------- events: jobs
+
+    /// @notice A customer requested a job: `escrow` credits moved from its balance into the
+    /// job's escrow. `spec` is the canonical job spec, whole. The job is PENDING.
+    event JobRequested(
+        uint256 indexed jobId,
+        address indexed customer,
+        uint256 escrow,
+        uint256 maxPricePerMinute,
+        uint32 cpus,
+        uint32 gpus,
+        uint32 memMb,
+        bytes spec
+    );
+    /// @notice The oracle placed a job on `provider` at `pricePerMinute` (PENDING -> META_SCHEDULED).
+    event JobPlaced(
+        uint256 indexed jobId, address indexed provider, JobStatus from, JobStatus to, uint256 pricePerMinute
+    );
+    /// @notice A status change that moves no credits (META_SCHEDULED -> SCHEDULED -> RUNNING).
+    event JobStatusChanged(uint256 indexed jobId, JobStatus from, JobStatus to);
+    /// @notice A placed job went back to PENDING: refused by its provider or reclaimed after a
+    /// timeout. Nothing was billed.
+    event JobReturned(uint256 indexed jobId, address indexed provider, JobStatus from, JobStatus to, string reason);
+    /// @notice A job reached a terminal state. Its escrow was split: `paid` to the provider's
+    /// balance, `fee` to the platform, `refunded` to the customer's balance (they sum to the escrow).
+    /// `exitCode` is the provider's report for FINISHED/FAILED, else -1.
+    event JobEnded(
+        uint256 indexed jobId,
+        JobStatus from,
+        JobStatus to,
+        uint256 paid,
+        uint256 fee,
+        uint256 refunded,
+        int256 exitCode
+    );
+    /// @notice The customer added `amount` to a live job's escrow, now `escrow`.
+    event JobToppedUp(uint256 indexed jobId, uint256 amount, uint256 escrow);
+    /// @notice Item `index` of a batch was skipped; `error` is the custom error it would have
+    /// reverted with. The rest of the batch went through.
+    event BatchItemSkipped(uint256 index, uint256 indexed jobId, bytes error);
+
+    // ---------------------------------------------------------------- events: admin
+
+    event OracleChanged(address indexed from, address indexed to);
+    event FeeChanged(uint256 oldBps, uint256 newBps);
+    event TimeoutsChanged(uint256 acceptTimeout, uint256 startTimeout);
+    event RequestsPaused(address by);
+    event RequestsUnpaused(address by);
+
+    // ---------------------------------------------------------------- errors
+
+    /// @notice The job does not exist.
+    error JobNotFound(uint256 jobId);
+    /// @notice The job is in `current`; the call needs one of `expectedStates` (bit i = JobStatus i).
+    error JobUnexpectedStatus(uint256 jobId, JobStatus current, bytes32 expectedStates);
+    /// @notice Only the job's customer may do this.
+    error JobNotCustomer(uint256 jobId, address caller, address customer);
+    /// @notice Only the provider the job is placed on may do this.
+    error JobNotAssignedProvider(uint256 jobId, address caller, address provider);
+    /// @notice The terms passed with a placement are not the ones the job was requested under.
+    error JobTermsMismatch(uint256 jobId, bytes32 expected, bytes32 given);
+    /// @notice The provider's price for the job is above the job's max price.
+    error JobPriceAboveMax(uint256 jobId, address provider, uint256 price, uint256 maxPrice);
+    /// @notice The job needs more than the provider declared.
+    error JobDoesNotFit(uint256 jobId, address provider);
+    /// @notice OUT_OF_CREDITS is allowed only once the escrow is spent, at `fundedUntil`.
+    error JobStillFunded(uint256 jobId, uint256 fundedUntil, uint256 nowTime);
+    /// @notice The placement timeout has not run out yet; it does at `deadline`.
+    error JobTimeoutNotReached(uint256 jobId, uint256 deadline, uint256 nowTime);
+    /// @notice Resources must name at least one CPU.
+    error JobInvalidResources(uint32 cpus, uint32 gpus, uint32 memMb);
+    /// @notice The spec must be 1 to `max` bytes.
+    error JobInvalidSpecLength(uint256 length, uint256 max);
+    /// @notice An escrow, max price or top-up was zero or above what the job record holds.
+    error JobInvalidAmount(uint256 amount, uint256 max);
+    /// @notice Only the oracle may do this.
+    error MarketNotOracle(address caller, address oracle);
+    /// @notice New jobs are not accepted while requests are paused.
+    error MarketRequestsPaused();
+    /// @notice `account` has `balance` credits here and the call needs `needed`.
+    error MarketInsufficientBalance(address account, uint256 balance, uint256 needed);
+    /// @notice Amounts must be above zero.
+    error MarketZeroAmount();
+    /// @notice The fee may be at most `max` basis points.
+    error MarketFeeTooHigh(uint256 bps, uint256 max);
+    /// @notice The provider is not approved (its status is `status`).
+    error ProviderNotApproved(address provider, ProviderStatus status);
+    /// @notice A banned provider cannot register again.
+    error ProviderBanned(address provider);
+    /// @notice Hardware must declare at least one node and one CPU.
+    error ProviderInvalidHardware();
+    /// @notice The provider has no record to act on.
+    error ProviderNotFound(address provider);
+
+    // ---------------------------------------------------------------- credits
+
+    /// @notice Moves `amount` credits from the caller's wallet into its balance here (needs allowance).
+    function deposit(uint256 amount) external;
+    /// @notice Like `deposit`, with an EIP-2612 permit instead of a prior approval.
+    function depositWithPermit(uint256 amount, uint256 deadline, uint8 v, bytes32 r, bytes32 s) external;
+    /// @notice Moves `amount` credits from the caller's balance here back to its wallet.
+    function withdraw(uint256 amount) external;
+    /// @notice Credits `account` holds here, free to lock in jobs or withdraw.
+    function balanceOf(address account) external view returns (uint256);
+
+    // ---------------------------------------------------------------- providers
+
+    /// @notice Registers the caller as a provider, or updates its record (status is kept).
+    function registerProvider(Hardware calldata hardware, Prices calldata prices, string[] calldata labels)
+        external;
+    /// @notice Admin: lets a registered provider receive jobs.
+    function approveProvider(address provider) external;
+    /// @notice Admin: stops a provider from receiving jobs, for good. Its live jobs can still end.
+    function banProvider(address provider) external;
+    /// @notice Admin: deletes a provider's record (it may register again).
+    function removeProvider(address provider) external;
+
+    // ---------------------------------------------------------------- customers
+
+    /// @notice Requests a job, locking `escrow` credits from the caller's balance.
+    /// @return jobId The new job's id (ids start at 1).
+    function requestJob(uint32 cpus, uint32 gpus, uint32 memMb, uint256 maxPricePerMinute, uint256 escrow, bytes calldata spec)
+        external
+        returns (uint256 jobId);
+    /// @notice Adds `amount` credits from the caller's balance to a live job's escrow.
+    function topUp(uint256 jobId, uint256 amount) external;
+    /// @notice Cancels a live job; a running job is billed its elapsed time, the rest is refunded.
+    function cancelJob(uint256 jobId) external;
+
+    // ---------------------------------------------------------------- oracle
+
+    /// @notice Oracle: places one job (PENDING -> META_SCHEDULED). Reverts with the reason.
+    function placeJob(Placement calldata placement) external;
+    /// @notice Oracle: places many jobs; an item that fails is skipped with `BatchItemSkipped`.
+    /// @return done How many were placed.
+    function placeJobs(Placement[] calldata placements) external returns (uint256 done);
+    /// @notice Oracle: returns placements that were not accepted or started in time to PENDING.
+    /// Items that fail are skipped with `BatchItemSkipped`.
+    function reclaimJobs(uint256[] calldata jobIds) external returns (uint256 done);
+    /// @notice Oracle: fails running jobs whose provider went silent; the customer is refunded in full.
+    /// Items that fail are skipped with `BatchItemSkipped`.
+    function failJobs(uint256[] calldata jobIds) external returns (uint256 done);
+
+    // ---------------------------------------------------------------- providers' jobs
+
+    /// @notice Provider: the job is queued on its cluster (META_SCHEDULED -> SCHEDULED).
+    function acceptJob(uint256 jobId) external;
+    /// @notice Provider: the job started (SCHEDULED -> RUNNING); metering starts now.
+    function startJob(uint256 jobId) external;
+    /// @notice Provider: the job ended with `exitCode` (0: FINISHED, else FAILED); billed and refunded.
+    function completeJob(uint256 jobId, int32 exitCode) external;
+    /// @notice Provider: gives a placed job back (META_SCHEDULED or SCHEDULED -> PENDING), with a reason.
+    function refuseJob(uint256 jobId, string calldata reason) external;
+    /// @notice Provider: many steps on its own jobs in one transaction; a failing item is skipped
+    /// with `BatchItemSkipped`.
+    function providerBatch(ProviderStep[] calldata steps) external returns (uint256 done);
+
+    // ---------------------------------------------------------------- anyone
+
+    /// @notice Ends running jobs whose escrow is spent as OUT_OF_CREDITS; the provider is paid
+    /// the escrow. Items that fail are skipped with `BatchItemSkipped`.
+    function expireJobs(uint256[] calldata jobIds) external returns (uint256 done);
+
+    // ---------------------------------------------------------------- reading
+
+    /// @notice The job's stored record.
+    function getJob(uint256 jobId) external view returns (JobView memory);
+    /// @notice How many jobs were ever requested (the last id).
+    function jobCount() external view returns (uint256);
+    /// @notice The price per minute `provider` charges for these resources now.
+    function quote(address provider, uint32 cpus, uint32 gpus, uint32 memMb) external view returns (uint256);
+    /// @notice The time at which a running job's escrow is spent (OUT_OF_CREDITS allowed).
+    function fundedUntil(uint256 jobId) external view returns (uint256);
+}

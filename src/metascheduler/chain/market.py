@@ -1,0 +1,391 @@
+"""The JobMarket and Credit contracts, bound for Python: every call the parts of the grid make."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+from web3 import Web3
+from web3.contract import Contract
+from web3.exceptions import ContractLogicError
+from web3.types import TxReceipt
+
+from metascheduler.chain.artifacts import load_artifact
+from metascheduler.chain.errors import ErrorDecoder
+from metascheduler.chain.events import ChainEvent, EventDecoder
+from metascheduler.chain.rpc import retrying
+from metascheduler.chain.sender import Pending, TxSender
+from metascheduler.chain.types import (
+    Hardware,
+    JobStatus,
+    JobView,
+    Prices,
+    ProviderAction,
+    ProviderStatus,
+    Terms,
+)
+
+# Gas per item of the batch entry points, measured with margin (scripts/bench_gas.py), so a batch
+# needs no eth_estimateGas round trip: the base covers the transaction and the first cold reads.
+BATCH_GAS_BASE = 80_000
+PLACE_GAS_PER_ITEM = 40_000
+STEP_GAS_PER_ITEM = 45_000
+KEEP_GAS_PER_ITEM = 45_000
+
+
+@dataclass(frozen=True)
+class Deployment:
+    market: str
+    credit: str
+    block: int
+
+
+class Market:
+    """A connection to one deployment, as one account (or read-only with `account=None`)."""
+
+    def __init__(
+        self, w3: Web3, address: str, account: LocalAccount | None = None, **sender_opts: Any
+    ):
+        self.w3 = w3
+        market_art = load_artifact("JobMarket")
+        credit_art = load_artifact("Credit")
+        self.contract: Contract = w3.eth.contract(
+            address=Web3.to_checksum_address(address), abi=market_art.abi
+        )
+        self.decoder = ErrorDecoder([market_art.abi, credit_art.abi])
+        self.events = EventDecoder(market_art.abi)
+        self.address = self.contract.address
+        self._credit: Contract | None = None
+        self.credit_abi = credit_art.abi
+        self.sender = TxSender(w3, account, self.decoder, **sender_opts) if account else None
+        self._url = str(getattr(w3.provider, "endpoint_uri", ""))
+
+    # ------------------------------------------------------------------ helpers
+
+    @property
+    def credit(self) -> Contract:
+        if self._credit is None:
+            addr = self._call("reading the credit token", self.contract.functions.credit())
+            self._credit = self.w3.eth.contract(address=addr, abi=self.credit_abi)
+        return self._credit
+
+    def _call(self, what: str, fn: Any) -> Any:
+        try:
+            return retrying(what, fn.call, rpc_url=self._url)
+        except ContractLogicError as exc:
+            data = exc.data if isinstance(exc.data, str) else ""
+            raise self.decoder.decode(bytes.fromhex(data[2:]) if data else b"", what) from None
+
+    def _tx(
+        self,
+        what: str,
+        fn_name: str,
+        *args: Any,
+        gas: int | None = None,
+        to: str | None = None,
+        contract: Contract | None = None,
+    ) -> TxReceipt:
+        return self.sender_or_fail().wait(
+            self._send(what, fn_name, *args, gas=gas, contract=contract)
+        )
+
+    def _send(
+        self,
+        what: str,
+        fn_name: str,
+        *args: Any,
+        gas: int | None = None,
+        contract: Contract | None = None,
+    ) -> Pending:
+        c = contract or self.contract
+        data = c.encode_abi(fn_name, args=list(args))
+        return self.sender_or_fail().send(c.address, data, what, gas=gas)
+
+    def sender_or_fail(self) -> TxSender:
+        if self.sender is None:
+            raise RuntimeError("this Market has no account: pass one to send transactions")
+        return self.sender
+
+    def decode_events(self, receipt: TxReceipt) -> list[ChainEvent]:
+        out = []
+        for log in receipt["logs"]:
+            if log["address"].lower() == self.address.lower():
+                ev = self.events.decode(log)
+                if ev is not None:
+                    out.append(ev)
+        return out
+
+    def skipped(self, receipt: TxReceipt) -> list[tuple[int, int, str]]:
+        """Batch items the contract skipped: (index, job id, the error in words)."""
+        out = []
+        for ev in self.decode_events(receipt):
+            if ev.name == "BatchItemSkipped":
+                err = self.decoder.decode(ev.args["error"])
+                out.append((ev.args["index"], ev.args["jobId"], str(err)))
+        return out
+
+    # ------------------------------------------------------------------ deploy
+
+    @classmethod
+    def deploy(
+        cls,
+        w3: Web3,
+        deployer: LocalAccount,
+        *,
+        oracle: str,
+        accept_timeout_s: int = 120,
+        start_timeout_s: int = 3600,
+        admin: str | None = None,
+    ) -> Deployment:
+        """Deploys a Credit token and a JobMarket; the deployer is the admin unless told."""
+        admin = admin or deployer.address
+        credit_art = load_artifact("Credit")
+        market_art = load_artifact("JobMarket")
+        sender = TxSender(w3, deployer, ErrorDecoder([credit_art.abi, market_art.abi]))
+        credit_c = w3.eth.contract(abi=credit_art.abi, bytecode=credit_art.bytecode)
+        r = sender.transact(
+            None,
+            credit_c.constructor(admin).data_in_transaction,
+            "deploying Credit",
+            gas=3_000_000,
+        )
+        credit_addr = str(r["contractAddress"])
+        market_c = w3.eth.contract(abi=market_art.abi, bytecode=market_art.bytecode)
+        data = market_c.constructor(
+            credit_addr, admin, oracle, accept_timeout_s, start_timeout_s
+        ).data_in_transaction
+        r = sender.transact(None, data, "deploying JobMarket", gas=6_000_000)
+        return Deployment(str(r["contractAddress"]), credit_addr, int(r["blockNumber"]))
+
+    # ------------------------------------------------------------------ credits
+
+    def mint(self, to: str, amount: int) -> TxReceipt:
+        return self._tx(f"minting {amount} units to {to}", "mint", to, amount, contract=self.credit)
+
+    def faucet(self) -> TxReceipt:
+        return self._tx("drawing from the devnet faucet", "faucet", contract=self.credit)
+
+    def approve(self, amount: int) -> TxReceipt:
+        return self._tx(
+            "approving the market", "approve", self.address, amount, contract=self.credit
+        )
+
+    def deposit(self, amount: int) -> TxReceipt:
+        return self._tx(f"depositing {amount} units", "deposit", amount)
+
+    def deposit_with_permit(self, amount: int, deadline: int) -> TxReceipt:
+        """Signs an EIP-2612 permit with our key and deposits in one transaction."""
+        assert self.sender is not None
+        owner = self.sender.address
+        nonce = self._call("reading the permit nonce", self.credit.functions.nonces(owner))
+        name = self._call("reading the token name", self.credit.functions.name())
+        typed = {
+            "types": {
+                "EIP712Domain": [
+                    {"name": "name", "type": "string"},
+                    {"name": "version", "type": "string"},
+                    {"name": "chainId", "type": "uint256"},
+                    {"name": "verifyingContract", "type": "address"},
+                ],
+                "Permit": [
+                    {"name": "owner", "type": "address"},
+                    {"name": "spender", "type": "address"},
+                    {"name": "value", "type": "uint256"},
+                    {"name": "nonce", "type": "uint256"},
+                    {"name": "deadline", "type": "uint256"},
+                ],
+            },
+            "primaryType": "Permit",
+            "domain": {
+                "name": name,
+                "version": "1",
+                "chainId": self.sender.chain_id,
+                "verifyingContract": self.credit.address,
+            },
+            "message": {
+                "owner": owner,
+                "spender": self.address,
+                "value": amount,
+                "nonce": nonce,
+                "deadline": deadline,
+            },
+        }
+        signed = Account.sign_typed_data(self.sender.account.key, full_message=typed)
+        return self._tx(
+            f"depositing {amount} units with a permit",
+            "depositWithPermit",
+            amount,
+            deadline,
+            signed.v,
+            signed.r.to_bytes(32, "big"),
+            signed.s.to_bytes(32, "big"),
+        )
+
+    def withdraw(self, amount: int) -> TxReceipt:
+        return self._tx(f"withdrawing {amount} units", "withdraw", amount)
+
+    def balance_of(self, account: str) -> int:
+        return int(
+            self._call("reading a market balance", self.contract.functions.balanceOf(account))
+        )
+
+    def wallet_balance(self, account: str) -> int:
+        return int(self._call("reading a wallet balance", self.credit.functions.balanceOf(account)))
+
+    def accrued_fees(self) -> int:
+        return int(self._call("reading accrued fees", self.contract.functions.accruedFees()))
+
+    # ------------------------------------------------------------------ providers
+
+    def register_provider(self, hw: Hardware, prices: Prices, labels: Sequence[str]) -> TxReceipt:
+        return self._tx(
+            "registering the provider",
+            "registerProvider",
+            (hw.nodes, hw.cpus, hw.gpus, hw.mem_mb),
+            (prices.cpu, prices.gpu, prices.gb),
+            list(labels),
+        )
+
+    def approve_provider(self, provider: str) -> TxReceipt:
+        return self._tx(f"approving provider {provider}", "approveProvider", provider)
+
+    def ban_provider(self, provider: str) -> TxReceipt:
+        return self._tx(f"banning provider {provider}", "banProvider", provider)
+
+    def get_provider(self, provider: str) -> tuple[ProviderStatus, Hardware, Prices]:
+        status, hw, pr = self._call(
+            f"reading provider {provider}", self.contract.functions.getProvider(provider)
+        )
+        return ProviderStatus(status), Hardware(*hw), Prices(*pr)
+
+    def set_fee(self, bps: int) -> TxReceipt:
+        return self._tx(f"setting the fee to {bps} bps", "setFee", bps)
+
+    def set_timeouts(self, accept_s: int, start_s: int) -> TxReceipt:
+        return self._tx("setting timeouts", "setTimeouts", accept_s, start_s)
+
+    def pause(self) -> TxReceipt:
+        return self._tx("pausing requests", "pause")
+
+    def unpause(self) -> TxReceipt:
+        return self._tx("unpausing requests", "unpause")
+
+    # ------------------------------------------------------------------ customers
+
+    def request_job(
+        self, spec: bytes, cpus: int, gpus: int, mem_mb: int, max_price: int, escrow: int
+    ) -> int:
+        """Requests a job; returns its id."""
+        r = self._tx("requesting a job", "requestJob", cpus, gpus, mem_mb, max_price, escrow, spec)
+        for ev in self.decode_events(r):
+            if ev.name == "JobRequested":
+                return int(ev.args["jobId"])
+        raise RuntimeError("requestJob mined without a JobRequested event")
+
+    def send_request_job(
+        self,
+        spec: bytes,
+        cpus: int,
+        gpus: int,
+        mem_mb: int,
+        max_price: int,
+        escrow: int,
+        gas: int | None = None,
+    ) -> Pending:
+        return self._send(
+            "requesting a job", "requestJob", cpus, gpus, mem_mb, max_price, escrow, spec, gas=gas
+        )
+
+    def top_up(self, job_id: int, amount: int) -> TxReceipt:
+        return self._tx(f"topping up job {job_id}", "topUp", job_id, amount)
+
+    def cancel_job(self, job_id: int) -> TxReceipt:
+        return self._tx(f"cancelling job {job_id}", "cancelJob", job_id)
+
+    # ------------------------------------------------------------------ oracle
+
+    def send_place_jobs(self, placements: Sequence[tuple[int, str, Terms]]) -> Pending:
+        items = [(jid, prov, t.as_tuple()) for jid, prov, t in placements]
+        gas = BATCH_GAS_BASE + PLACE_GAS_PER_ITEM * len(items)
+        return self._send(f"placing {len(items)} jobs", "placeJobs", items, gas=gas)
+
+    def place_jobs(self, placements: Sequence[tuple[int, str, Terms]]) -> TxReceipt:
+        return self.sender_or_fail().wait(self.send_place_jobs(placements))
+
+    def place_job(self, job_id: int, provider: str, terms: Terms) -> TxReceipt:
+        return self._tx(f"placing job {job_id}", "placeJob", (job_id, provider, terms.as_tuple()))
+
+    def reclaim_jobs(self, job_ids: Sequence[int]) -> TxReceipt:
+        gas = BATCH_GAS_BASE + KEEP_GAS_PER_ITEM * len(job_ids)
+        return self._tx(
+            f"reclaiming {len(job_ids)} placements", "reclaimJobs", list(job_ids), gas=gas
+        )
+
+    def fail_jobs(self, job_ids: Sequence[int]) -> TxReceipt:
+        gas = BATCH_GAS_BASE + KEEP_GAS_PER_ITEM * len(job_ids)
+        return self._tx(
+            f"failing {len(job_ids)} jobs of silent providers", "failJobs", list(job_ids), gas=gas
+        )
+
+    def expire_jobs(self, job_ids: Sequence[int]) -> TxReceipt:
+        gas = BATCH_GAS_BASE + KEEP_GAS_PER_ITEM * len(job_ids)
+        return self._tx(
+            f"expiring {len(job_ids)} jobs out of credits", "expireJobs", list(job_ids), gas=gas
+        )
+
+    # ------------------------------------------------------------------ providers' jobs
+
+    def accept_job(self, job_id: int) -> TxReceipt:
+        return self._tx(f"accepting job {job_id}", "acceptJob", job_id)
+
+    def start_job(self, job_id: int) -> TxReceipt:
+        return self._tx(f"starting job {job_id}", "startJob", job_id)
+
+    def complete_job(self, job_id: int, exit_code: int) -> TxReceipt:
+        return self._tx(f"completing job {job_id}", "completeJob", job_id, exit_code)
+
+    def refuse_job(self, job_id: int, reason: str) -> TxReceipt:
+        return self._tx(f"refusing job {job_id}", "refuseJob", job_id, reason)
+
+    def provider_batch(self, steps: Sequence[tuple[int, ProviderAction, int]]) -> TxReceipt:
+        gas = BATCH_GAS_BASE + STEP_GAS_PER_ITEM * len(steps)
+        items = [(jid, int(action), code) for jid, action, code in steps]
+        return self._tx(f"reporting {len(items)} job steps", "providerBatch", items, gas=gas)
+
+    # ------------------------------------------------------------------ reading
+
+    def get_job(self, job_id: int) -> JobView:
+        v = self._call(f"reading job {job_id}", self.contract.functions.getJob(job_id))
+        return JobView(job_id, v[0], v[1], JobStatus(v[2]), v[3], v[4], v[5], v[6], bytes(v[7]))
+
+    def job_count(self) -> int:
+        return int(self._call("reading the job count", self.contract.functions.jobCount()))
+
+    def funded_until(self, job_id: int) -> int:
+        return int(
+            self._call(
+                f"reading job {job_id}'s funding", self.contract.functions.fundedUntil(job_id)
+            )
+        )
+
+    def config(self) -> dict[str, Any]:
+        oracle, fee, paused, acc, start = self._call(
+            "reading the config", self.contract.functions.config()
+        )
+        return {
+            "oracle": oracle,
+            "fee_bps": fee,
+            "paused": paused,
+            "accept_timeout_s": acc,
+            "start_timeout_s": start,
+        }
+
+    def quote(self, provider: str, cpus: int, gpus: int, mem_mb: int) -> int:
+        return int(
+            self._call(
+                "quoting a price", self.contract.functions.quote(provider, cpus, gpus, mem_mb)
+            )
+        )

@@ -1,0 +1,103 @@
+"""Python mirrors of the contract's enums and structs (one concept, one place per language)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+
+from eth_abi import encode
+from eth_utils import keccak
+
+
+class JobStatus(IntEnum):
+    """Mirrors `JobStatus` in IJobMarket.sol; `tests/unit/test_artifacts.py` proves they agree."""
+
+    PENDING = 0
+    META_SCHEDULED = 1
+    SCHEDULED = 2
+    RUNNING = 3
+    CANCELLED = 4
+    FINISHED = 5
+    FAILED = 6
+    OUT_OF_CREDITS = 7
+
+    @property
+    def terminal(self) -> bool:
+        return self >= JobStatus.CANCELLED
+
+    @property
+    def placed(self) -> bool:
+        return self in (JobStatus.META_SCHEDULED, JobStatus.SCHEDULED)
+
+
+TERMINAL_STATUSES = frozenset(s for s in JobStatus if s.terminal)
+LIVE_STATUSES = frozenset(s for s in JobStatus if not s.terminal)
+
+
+class ProviderStatus(IntEnum):
+    NONE = 0
+    REGISTERED = 1
+    APPROVED = 2
+    BANNED = 3
+
+
+class ProviderAction(IntEnum):
+    ACCEPT = 0
+    START = 1
+    COMPLETE = 2
+
+
+@dataclass(frozen=True)
+class Terms:
+    """What a job was requested under; the contract stores keccak256(abi.encode(Terms))."""
+
+    spec_hash: bytes
+    cpus: int
+    gpus: int
+    mem_mb: int
+    max_price_per_minute: int
+
+    def as_tuple(self) -> tuple[bytes, int, int, int, int]:
+        return (self.spec_hash, self.cpus, self.gpus, self.mem_mb, self.max_price_per_minute)
+
+    def hash(self) -> bytes:
+        return keccak(encode(["(bytes32,uint32,uint32,uint32,uint256)"], [self.as_tuple()]))
+
+    @classmethod
+    def for_spec(
+        cls, spec: bytes, cpus: int, gpus: int, mem_mb: int, max_price_per_minute: int
+    ) -> Terms:
+        return cls(keccak(spec), cpus, gpus, mem_mb, max_price_per_minute)
+
+
+@dataclass(frozen=True)
+class Hardware:
+    nodes: int
+    cpus: int
+    gpus: int
+    mem_mb: int
+
+
+@dataclass(frozen=True)
+class Prices:
+    """Credit units per minute of one CPU, one GPU, one GB of memory."""
+
+    cpu: int
+    gpu: int
+    gb: int
+
+
+@dataclass(frozen=True)
+class JobView:
+    job_id: int
+    customer: str
+    provider: str
+    status: JobStatus
+    since: int
+    price_per_minute: int
+    fee_bps: int
+    escrow: int
+    terms_hash: bytes
+
+
+ZERO_ADDRESS = "0x" + "00" * 20

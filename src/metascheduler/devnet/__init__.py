@@ -1,0 +1,1 @@
+"""The local devnet: anvil, deployment and demo wiring. The only anvil-specific code."""

@@ -1,0 +1,122 @@
+"""Starting and stopping a local anvil chain (from the repo's node_modules)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+
+from metascheduler.chain.artifacts import REPO_ROOT
+
+#: anvil's well-known development mnemonic. Its keys are public: never use them off a devnet.
+DEV_MNEMONIC = "test test test test test test test test test test test junk"
+DEVNET_CHAIN_IDS = frozenset({31337, 1337})
+
+
+def anvil_binary() -> str:
+    local = REPO_ROOT / "node_modules" / ".bin" / "anvil"
+    if local.exists():
+        return str(local)
+    found = shutil.which("anvil")
+    if found:
+        return found
+    raise FileNotFoundError(
+        "anvil not found: run `make deps` (it installs Foundry from npm into node_modules)"
+    )
+
+
+@cache
+def dev_account(index: int) -> LocalAccount:
+    """The `index`-th account of anvil's development mnemonic."""
+    Account.enable_unaudited_hdwallet_features()
+    acct: LocalAccount = Account.from_mnemonic(DEV_MNEMONIC, account_path=f"m/44'/60'/0'/0/{index}")
+    return acct
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Anvil:
+    """A running anvil. Use as a context manager, or call stop()."""
+
+    port: int
+    process: subprocess.Popen[bytes]
+    log_path: Path | None = None
+    args: list[str] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+
+    def __enter__(self) -> Anvil:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def start_anvil(
+    *,
+    port: int | None = None,
+    block_time: float | None = None,
+    accounts: int = 20,
+    gas_limit: int | None = None,
+    log_path: Path | None = None,
+    extra: list[str] | None = None,
+    timeout_s: float = 20.0,
+) -> Anvil:
+    """Starts anvil on 127.0.0.1 and waits until it answers JSON-RPC."""
+    port = port or free_port()
+    args = [
+        anvil_binary(),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--accounts",
+        str(accounts),
+        "--balance",
+        "1000000",
+    ]
+    if block_time:
+        args += ["--block-time", str(block_time)]
+    if gas_limit:
+        args += ["--gas-limit", str(gas_limit)]
+    args += extra or []
+    out = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
+    proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=os.environ.copy())
+    anvil = Anvil(port, proc, log_path, args)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(
+                f"anvil exited at start with code {proc.returncode}: {' '.join(args)}"
+            )
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return anvil
+        except OSError:
+            time.sleep(0.05)
+    anvil.stop()
+    raise RuntimeError(f"anvil did not answer on port {port} within {timeout_s} s")

@@ -1,0 +1,94 @@
+"""Loading signing keys: from an encrypted keystore (eth-account), or a raw key from the
+environment where the operator asks for it. Keys are never printed or logged; a well-known
+development key is refused on a chain that is not a devnet."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+from pydantic import SecretStr
+
+DEVNET_CHAIN_IDS = frozenset({31337, 1337})
+_DEV_MNEMONIC = "test test test test test test test test test test test junk"
+
+
+class KeyError_(Exception):
+    """A key could not be loaded; the message says which source and what to do."""
+
+
+def _dev_addresses(n: int = 30) -> frozenset[str]:
+    Account.enable_unaudited_hdwallet_features()
+    return frozenset(
+        Account.from_mnemonic(_DEV_MNEMONIC, account_path=f"m/44'/60'/0'/0/{i}").address
+        for i in range(n)
+    )
+
+
+def load_keystore(path: Path, password: SecretStr | str) -> LocalAccount:
+    """Decrypts an eth-account (Web3 Secret Storage) keystore file."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise KeyError_(
+            f"keystore {path} not found: create one with `metascheduler wallet create`"
+        ) from None
+    except json.JSONDecodeError as exc:
+        raise KeyError_(f"keystore {path} is not valid JSON ({exc.msg})") from None
+    pw = password.get_secret_value() if isinstance(password, SecretStr) else password
+    try:
+        key = Account.decrypt(data, pw)
+    except ValueError:
+        raise KeyError_(f"keystore {path}: wrong password (MAC mismatch)") from None
+    acct: LocalAccount = Account.from_key(key)
+    return acct
+
+
+def save_keystore(account: LocalAccount, path: Path, password: str) -> Path:
+    """Encrypts the key into a keystore file readable only by its owner."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    blob = Account.encrypt(account.key, password)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(blob, f)
+    return path
+
+
+def account_from_secret(secret: SecretStr | str) -> LocalAccount:
+    """A raw hex key (e.g. from an environment variable the operator named)."""
+    raw = secret.get_secret_value() if isinstance(secret, SecretStr) else secret
+    try:
+        acct: LocalAccount = Account.from_key(raw.strip())
+    except (ValueError, TypeError):
+        # Never echo the value: it may be a real key with a typo.
+        raise KeyError_("the private key given is not a 32-byte hex string") from None
+    return acct
+
+
+def load_account(
+    *,
+    keystore: Path | None = None,
+    password: SecretStr | None = None,
+    private_key: SecretStr | None = None,
+) -> LocalAccount:
+    """One account from whichever source is configured (keystore first)."""
+    if keystore is not None:
+        if password is None:
+            raise KeyError_(f"keystore {keystore} needs a password (set its password setting)")
+        return load_keystore(keystore, password)
+    if private_key is not None:
+        return account_from_secret(private_key)
+    raise KeyError_("no key configured: give a keystore (and its password) or a private key")
+
+
+def refuse_dev_key_off_devnet(account: LocalAccount, chain_id: int) -> None:
+    """Anvil's development keys are public: using one on a real chain loses its funds."""
+    if chain_id not in DEVNET_CHAIN_IDS and account.address in _dev_addresses():
+        raise KeyError_(
+            f"account {account.address} is a well-known development key (anvil's mnemonic) and "
+            f"chain {chain_id} is not a devnet: use a keystore of your own"
+        )

@@ -1,0 +1,329 @@
+"""The job spec: what a customer asks to run, and the exact bytes that travel on chain.
+
+A user writes a small YAML (or JSON) file, documented in ``docs/job-spec.md``::
+
+    name: hello
+    resources: {tasks: 1, cpus_per_task: 2, mem_per_cpu_mb: 512}
+    command: ["echo", "hello"]
+
+``load_spec``/``parse_spec`` validate it and raise ``SpecError`` with one human message per problem.
+``encode_spec`` turns it into canonical bytes (sorted keys, compact, UTF-8 JSON, defaults filled
+in), which the CLI sends with ``requestJob``; the contract keeps their hash and emits them whole,
+and the agent and any auditor get the spec back with ``decode_spec``. Canonical means the same spec
+always gives the same bytes, so a hash names one spec.
+
+This module is a leaf (it imports nothing of ours): the CLI, agent, oracle and audit all use it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+SPEC_VERSION: Literal[1] = 1
+MAX_SPEC_BYTES = 16 * 1024
+"""Largest encoded spec: it travels in calldata and in an event, paid for in gas."""
+MAX_SOURCE_BYTES = 64 * 1024
+"""Largest YAML/JSON file accepted before parsing (comments and whitespace allowed)."""
+DOCS = "docs/job-spec.md"
+
+# Variables the backends set for every job; a spec may not override them.
+RESERVED_ENV_PREFIXES = ("MS_", "SLURM_")
+
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:=/+-]*$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+NonEmptyStr = Annotated[str, StringConstraints(min_length=1)]
+
+
+class SpecError(ValueError):
+    """A spec that cannot be used; ``messages`` holds one human sentence per problem."""
+
+    def __init__(self, messages: list[str], source: str | None = None) -> None:
+        self.messages = list(messages)
+        self.source = source
+        prefix = f"{source}: " if source else ""
+        lines = [f"{prefix}{m}" for m in self.messages]
+        super().__init__(
+            "invalid job spec:\n  " + "\n  ".join(lines) if len(lines) > 1 else lines[0]
+        )
+
+
+class _Strict(BaseModel):
+    # strict: YAML's `yes` or `5` must not silently become a string, nor "4" an integer.
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class Resources(_Strict):
+    """What one job holds while it runs. Memory is per CPU, like Slurm's ``--mem-per-cpu``."""
+
+    tasks: int = Field(default=1, ge=1, le=100_000)
+    cpus_per_task: int = Field(default=1, ge=1, le=1_024)
+    mem_per_cpu_mb: int = Field(default=1024, ge=1, le=1_048_576)
+    gpus: int = Field(default=0, ge=0, le=1_024)
+
+
+class JobSpec(_Strict):
+    """A validated job spec. Build it with ``parse_spec``, ``load_spec`` or ``decode_spec``."""
+
+    version: Literal[1] = SPEC_VERSION
+    name: Annotated[str, StringConstraints(min_length=1, max_length=128)]
+    resources: Resources = Resources()
+    command: list[NonEmptyStr] | NonEmptyStr | None = None
+    script: NonEmptyStr | None = None
+    env: dict[str, str] = Field(default_factory=dict)
+    labels: list[str] = Field(default_factory=list)
+    time_limit_minutes: int | None = Field(default=None, ge=1, le=366 * 24 * 60)
+    workdir: NonEmptyStr | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name_printable(cls, v: str) -> str:
+        if _CONTROL.search(v):
+            raise ValueError("must not contain control characters (newlines, tabs, ...)")
+        return v
+
+    @field_validator("command")
+    @classmethod
+    def _command_not_empty(cls, v: list[str] | str | None) -> list[str] | str | None:
+        if isinstance(v, list) and not v:
+            raise ValueError("must name a program: an empty list runs nothing")
+        if v is not None and any("\x00" in a for a in ([v] if isinstance(v, str) else v)):
+            raise ValueError("must not contain NUL characters")
+        return v
+
+    @field_validator("env")
+    @classmethod
+    def _env_names(cls, v: dict[str, str]) -> dict[str, str]:
+        for name, value in v.items():
+            if not _ENV_NAME.match(name):
+                raise ValueError(
+                    f"{name!r} is not a valid variable name: use letters, digits and _, "
+                    "not starting with a digit"
+                )
+            if name.startswith(RESERVED_ENV_PREFIXES):
+                raise ValueError(
+                    f"{name!r} is reserved (names starting with "
+                    f"{' or '.join(RESERVED_ENV_PREFIXES)} are set by the backend): rename it"
+                )
+            if "\x00" in value:
+                raise ValueError(f"the value of {name} must not contain NUL characters")
+        return v
+
+    @field_validator("labels")
+    @classmethod
+    def _labels_canonical(cls, v: list[str]) -> list[str]:
+        for label in v:
+            if not (1 <= len(label) <= 64 and _LABEL.match(label)):
+                raise ValueError(
+                    f"{label!r} is not a valid label: 1-64 characters, letters, digits and "
+                    "._:=/+- only, starting with a letter or digit"
+                )
+        # Labels are a set: sorting them here keeps the encoding canonical.
+        return sorted(set(v))
+
+    @field_validator("workdir")
+    @classmethod
+    def _workdir_clean(cls, v: str | None) -> str | None:
+        if v is not None and ("\x00" in v or _CONTROL.search(v)):
+            raise ValueError("must not contain control characters")
+        return v
+
+    @model_validator(mode="after")
+    def _one_payload(self) -> JobSpec:
+        if (self.command is None) == (self.script is None):
+            raise ValueError(
+                "give exactly one of `command` (a list of arguments, or one shell command line) "
+                "or `script` (a shell script body)"
+            )
+        return self
+
+    @property
+    def cpus(self) -> int:
+        """CPUs the job holds: tasks x CPUs per task."""
+        return self.resources.tasks * self.resources.cpus_per_task
+
+    @property
+    def mem_mb(self) -> int:
+        """Memory the job holds, in MB: CPUs x memory per CPU."""
+        return self.cpus * self.resources.mem_per_cpu_mb
+
+    @property
+    def gpus(self) -> int:
+        return self.resources.gpus
+
+
+# ---------------------------------------------------------------------------------------------
+# Errors a human can act on
+
+
+def _where(loc: tuple[int | str, ...]) -> str:
+    parts: list[str] = []
+    for p in loc:
+        if isinstance(p, int):
+            parts.append(f"[{p}]")
+        else:
+            parts.append(f".{p}" if parts else str(p))
+    return "".join(parts) or "(top level)"
+
+
+def _human(err: Any) -> str:
+    # Pydantic reports the union branch in the location ("command.list[...]"); a user wrote
+    # `command`, so keep only the field names and indexes they can see in their file.
+    loc = tuple(err["loc"])
+    kind = err["type"]
+    got = err.get("input")
+    if loc[:1] == ("command",) and kind in ("string_type", "list_type"):
+        return (
+            "command: must be a list of arguments (strings) or one command line (a string); "
+            "put numbers in quotes"
+        )
+    where = _where(loc)
+    if kind == "extra_forbidden":
+        allowed = _allowed_fields(loc[:-1])
+        return (
+            f"{where}: unknown field; allowed here: {', '.join(allowed)}. "
+            f"Check the spelling (see {DOCS})"
+        )
+    if kind == "missing":
+        return f"{where}: required field is missing; add it (see {DOCS})"
+    if kind == "string_type":
+        return f"{where}: must be a string, got {got!r}; put the value in quotes"
+    if kind in ("int_type", "int_parsing"):
+        return f"{where}: must be a whole number, got {got!r}"
+    msg = err["msg"].removeprefix("Value error, ")
+    if loc:
+        return f"{where}: {msg} (got {got!r})" if kind != "value_error" else f"{where}: {msg}"
+    return msg
+
+
+def _allowed_fields(loc: tuple[int | str, ...]) -> list[str]:
+    model: type[BaseModel] = Resources if loc and loc[0] == "resources" else JobSpec
+    return sorted(model.model_fields)
+
+
+def _errors(exc: ValidationError) -> list[str]:
+    seen: list[str] = []
+    for err in exc.errors():
+        text = _human(err)
+        if text not in seen:
+            seen.append(text)
+    return seen
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading and writing
+
+
+def validate_spec(data: object, source: str | None = None) -> JobSpec:
+    """A ``JobSpec`` from already-parsed data (a dict), or ``SpecError``."""
+    if not isinstance(data, dict):
+        kind = "empty" if data is None else f"a {type(data).__name__}"
+        raise SpecError(
+            [f"the spec must be a mapping of fields (name, resources, command...), got {kind}"],
+            source,
+        )
+    try:
+        spec = JobSpec.model_validate(data)
+    except ValidationError as exc:
+        raise SpecError(_errors(exc), source) from None
+    size = len(encode_spec(spec))
+    if size > MAX_SPEC_BYTES:
+        raise SpecError(
+            [
+                f"encoded spec is {size} bytes, more than the limit of {MAX_SPEC_BYTES}; "
+                "move large scripts or data to a file the job downloads, and put its URI and "
+                "hash in the spec"
+            ],
+            source,
+        )
+    return spec
+
+
+def parse_spec(text: str, source: str | None = None) -> JobSpec:
+    """Parse YAML (JSON is YAML too) text into a ``JobSpec``; ``source`` names it in errors."""
+    if len(text.encode("utf-8", "surrogatepass")) > MAX_SOURCE_BYTES:
+        raise SpecError([f"file is larger than {MAX_SOURCE_BYTES} bytes; a spec is small"], source)
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise SpecError([f"not valid YAML{at}: {problem}"], source) from None
+    return validate_spec(data, source)
+
+
+def load_spec(path: str | Path) -> JobSpec:
+    """Read and validate a spec file (YAML or JSON)."""
+    p = Path(path)
+    try:
+        raw = p.read_bytes()
+    except OSError as exc:
+        raise SpecError([f"cannot read the file: {exc.strerror or exc}"], str(p)) from None
+    if len(raw) > MAX_SOURCE_BYTES:
+        raise SpecError([f"file is larger than {MAX_SOURCE_BYTES} bytes; a spec is small"], str(p))
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SpecError([f"not UTF-8 text (byte {exc.start}); save it as UTF-8"], str(p)) from None
+    return parse_spec(text, str(p))
+
+
+def encode_spec(spec: JobSpec) -> bytes:
+    """Canonical bytes of a spec: sorted keys, no spaces, UTF-8, defaults filled in, no nulls."""
+    data = spec.model_dump(mode="json", exclude_none=True)
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"duplicate key {key!r}")
+        out[key] = value
+    return out
+
+
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def decode_spec(
+    data: bytes, *, require_canonical: bool = False, source: str | None = None
+) -> JobSpec:
+    """The spec in bytes read from a chain event, or ``SpecError`` for anything else.
+
+    With ``require_canonical`` the bytes must be exactly what ``encode_spec`` produces, so that a
+    spec submitted around the CLI (say, with extra spaces) can be refused.
+    """
+    src = source or "spec bytes"
+    if len(data) > MAX_SPEC_BYTES:
+        raise SpecError([f"{len(data)} bytes, more than the limit of {MAX_SPEC_BYTES}"], src)
+    try:
+        text = data.decode("utf-8")
+        obj = json.loads(text, object_pairs_hook=_no_duplicate_keys, parse_constant=_no_constants)
+    except UnicodeDecodeError as exc:
+        raise SpecError([f"not UTF-8 (byte {exc.start})"], src) from None
+    except ValueError as exc:
+        raise SpecError([f"not canonical JSON: {exc}"], src) from None
+    spec = validate_spec(obj, src)
+    if require_canonical and encode_spec(spec) != data:
+        raise SpecError(
+            ["valid, but not in canonical form; encode it with metascheduler's encode_spec"], src
+        )
+    return spec

@@ -1,0 +1,41 @@
+"""Shared fixtures: a real anvil chain and a fresh deployment per test that asks for one."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+from eth_account.signers.local import LocalAccount
+
+from metascheduler.chain import Market
+from metascheduler.chain.market import Deployment
+from metascheduler.chain.rpc import connect
+from metascheduler.devnet.anvil import Anvil, dev_account, start_anvil
+
+
+@pytest.fixture(scope="session")
+def anvil() -> Iterator[Anvil]:
+    """One anvil for the session (automine). Tests isolate themselves by deploying afresh."""
+    with start_anvil(accounts=30) as chain:
+        yield chain
+
+
+@dataclass
+class Grid:
+    anvil: Anvil
+    deployment: Deployment
+    admin: LocalAccount
+    oracle: LocalAccount
+
+    def market(self, account: LocalAccount | None = None) -> Market:
+        return Market(connect(self.anvil.url), self.deployment.market, account)
+
+
+@pytest.fixture
+def grid(anvil: Anvil) -> Grid:
+    """A fresh Credit + JobMarket on the session's anvil; account 0 is admin, 1 the oracle."""
+    admin, oracle = dev_account(0), dev_account(1)
+    w3 = connect(anvil.url)
+    dep = Market.deploy(w3, admin, oracle=oracle.address, accept_timeout_s=60, start_timeout_s=600)
+    return Grid(anvil, dep, admin, oracle)

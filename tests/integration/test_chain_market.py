@@ -1,0 +1,107 @@
+"""The chain layer against a real anvil: lifecycles, billing parity with billing.py, and
+reverts decoded into words."""
+
+from __future__ import annotations
+
+import pytest
+
+from metascheduler import billing
+from metascheduler.chain import JobStatus, Market, RevertError, Terms
+from metascheduler.chain.types import Hardware, Prices, ProviderAction
+from metascheduler.devnet.anvil import dev_account
+from tests.conftest import Grid
+
+pytestmark = pytest.mark.chain
+CREDIT = billing.UNITS_PER_CREDIT
+SPEC = b'{"command":["true"],"name":"t"}'
+
+
+def _setup(
+    grid: Grid, prices: Prices = Prices(1_000, 50_000, 100)
+) -> tuple[Market, Market, Market]:
+    admin = grid.market(grid.admin)
+    prov = grid.market(dev_account(2))
+    cust = grid.market(dev_account(3))
+    prov.register_provider(Hardware(1, 64, 2, 262_144), prices, ["x86_64"])
+    admin.approve_provider(prov.sender_or_fail().address)
+    admin.mint(cust.sender_or_fail().address, 1_000 * CREDIT)
+    cust.approve(2**256 - 1)
+    cust.deposit(500 * CREDIT)
+    return admin, prov, cust
+
+
+def _advance(m: Market, seconds: int) -> None:
+    m.w3.provider.make_request("evm_increaseTime", [seconds])  # type: ignore[arg-type]
+
+
+def test_finished_job_is_billed_as_billing_py_says(grid: Grid) -> None:
+    admin, prov, cust = _setup(grid)
+    admin.set_fee(250)
+    oracle = grid.market(grid.oracle)
+    job = cust.request_job(SPEC, 4, 1, 4096, 10 * CREDIT, 100 * CREDIT)
+    oracle.place_job(
+        job, prov.sender_or_fail().address, Terms.for_spec(SPEC, 4, 1, 4096, 10 * CREDIT)
+    )
+    prov.provider_batch([(job, ProviderAction.ACCEPT, 0), (job, ProviderAction.START, 0)])
+    started = cust.get_job(job).since
+    _advance(cust, 437)
+    receipt = prov.complete_job(job, 0)
+    ended = next(e for e in prov.decode_events(receipt) if e.name == "JobEnded")
+    elapsed = cust.w3.eth.get_block(receipt["blockNumber"])["timestamp"] - started
+
+    price = billing.price_per_minute(4, 1, 4096, 1_000, 50_000, 100)
+    cost = billing.cost(price, elapsed, 100 * CREDIT)
+    fee = billing.fee(cost, 250)
+    assert ended.args["to"] == JobStatus.FINISHED
+    assert (ended.args["paid"], ended.args["fee"], ended.args["refunded"]) == (
+        cost - fee,
+        fee,
+        100 * CREDIT - cost,
+    )
+    assert cust.quote(prov.sender_or_fail().address, 4, 1, 4096) == price
+
+
+def test_out_of_credits_at_exactly_funded_seconds(grid: Grid) -> None:
+    _, prov, cust = _setup(grid)
+    oracle = grid.market(grid.oracle)
+    escrow = 5_000
+    job = cust.request_job(SPEC, 2, 0, 1024, CREDIT, escrow)
+    oracle.place_job(job, prov.sender_or_fail().address, Terms.for_spec(SPEC, 2, 0, 1024, CREDIT))
+    prov.accept_job(job)
+    prov.start_job(job)
+    view = cust.get_job(job)
+    until = cust.funded_until(job)
+    assert until == view.since + billing.funded_seconds(escrow, view.price_per_minute)
+    receipt = cust.expire_jobs([job])
+    skipped = cust.skipped(receipt)
+    assert skipped and "still has credits" in skipped[0][2]
+    _advance(cust, until - view.since)
+    receipt = cust.expire_jobs([job])
+    assert not cust.skipped(receipt)
+    assert cust.get_job(job).status == JobStatus.OUT_OF_CREDITS
+
+
+def test_insufficient_balance_is_decoded_with_the_missing_amount(grid: Grid) -> None:
+    _, _, cust = _setup(grid)
+    with pytest.raises(RevertError) as info:
+        cust.request_job(SPEC, 1, 0, 1024, CREDIT, 600 * CREDIT)
+    assert info.value.name == "MarketInsufficientBalance"
+    assert "deposit 100 credits more" in str(info.value)
+
+
+def test_unknown_job_is_decoded(grid: Grid) -> None:
+    _, _, cust = _setup(grid)
+    with pytest.raises(RevertError, match="job 999 does not exist"):
+        cust.cancel_job(999)
+    with pytest.raises(RevertError, match="job 999 does not exist"):
+        cust.get_job(999)
+
+
+def test_deposit_with_permit(grid: Grid) -> None:
+    admin, _, _ = _setup(grid)
+    who = dev_account(4)
+    admin.mint(who.address, 10 * CREDIT)
+    m = grid.market(who)
+    m.deposit_with_permit(7 * CREDIT, deadline=2**40)
+    assert m.balance_of(who.address) == 7 * CREDIT
+    assert m.wallet_balance(who.address) == 3 * CREDIT

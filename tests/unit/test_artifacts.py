@@ -1,0 +1,46 @@
+"""The compiled artifacts match the contract sources, and the Python enums match Solidity's."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from metascheduler.chain import JobStatus, ProviderStatus, load_artifact, stale_sources
+from metascheduler.chain.artifacts import REPO_ROOT
+
+INTERFACE = REPO_ROOT / "contracts" / "src" / "interfaces" / "IJobMarket.sol"
+
+
+def test_artifacts_are_not_stale() -> None:
+    for name in ("JobMarket", "Credit"):
+        stale = stale_sources(name)
+        assert not stale, f"{name} was compiled from older sources {stale}: run `make build`"
+
+
+def test_artifacts_carry_abi_and_bytecode() -> None:
+    art = load_artifact("JobMarket")
+    names = {i.get("name") for i in art.abi}
+    assert {"requestJob", "placeJobs", "providerBatch", "JobEnded", "JobUnexpectedStatus"} <= names
+    assert art.bytecode.startswith("0x") and len(art.bytecode) > 1000
+
+
+def _solidity_enum(name: str, source: Path) -> list[str]:
+    m = re.search(rf"enum {name} \{{([^}}]*)\}}", source.read_text())
+    assert m, f"enum {name} not found in {source}"
+    return [s.strip() for s in m.group(1).split(",") if s.strip()]
+
+
+def test_job_status_matches_solidity() -> None:
+    assert _solidity_enum("JobStatus", INTERFACE) == [s.name for s in JobStatus]
+
+
+def test_provider_status_matches_solidity() -> None:
+    assert _solidity_enum("ProviderStatus", INTERFACE) == [s.name for s in ProviderStatus]
+
+
+def test_job_status_matches_the_abi() -> None:
+    # The ABI names the enum type in internalType, and its values are uint8 positions.
+    art = load_artifact("JobMarket")
+    ev = next(i for i in art.abi if i.get("name") == "JobStatusChanged")
+    assert ev["inputs"][1]["internalType"] == "enum JobStatus"
+    assert [s.value for s in JobStatus] == list(range(8))

@@ -1,0 +1,167 @@
+"""The local backend on real processes: exit codes, cancel, time limits, queueing, restart."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from metascheduler.agent.backends import BackendError, BackendJob, BackendState, make_backend
+from metascheduler.agent.backends.local import LocalBackend
+from metascheduler.spec import parse_spec
+
+S = BackendState
+
+
+def job(
+    job_id: int, payload: str, *, cpus: int = 1, limit_s: int = 60, env: str = ""
+) -> BackendJob:
+    spec = parse_spec(
+        f"name: t{job_id}\nscript: {payload!r}\nresources: {{cpus_per_task: {cpus}, "
+        f"mem_per_cpu_mb: 100}}\n{env}"
+    )
+    return BackendJob(job_id=job_id, spec=spec, time_limit_s=limit_s)
+
+
+@pytest.fixture
+def backend(tmp_path: Path) -> LocalBackend:
+    return LocalBackend(tmp_path / "local", cpus=2, mem_mb=1000, kill_grace_s=0.5)
+
+
+def wait_for(
+    backend: LocalBackend, native: str, done: Callable[[BackendState], bool], timeout: float = 10.0
+):
+    deadline = time.time() + timeout
+    while True:
+        st = backend.status([native])[native]
+        if done(st.state) or time.time() > deadline:
+            return st
+        time.sleep(0.05)
+
+
+def ended(state: BackendState) -> bool:
+    return state.is_terminal
+
+
+def test_exit_0_completes_with_output_and_env(backend: LocalBackend) -> None:
+    native = backend.submit(
+        job(1, 'echo "hello $GREETING $MS_JOB_ID $MS_CPUS"', env="env: {GREETING: there}\n")
+    )
+    st = wait_for(backend, native, ended)
+    assert (st.state, st.exit_code) == (S.COMPLETED, 0)
+    assert st.started_at is not None and st.ended_at is not None and st.ended_at >= st.started_at
+    out = next((backend.workdir / "jobs").glob(f"{native}-ms-1")) / "job.out"
+    assert out.read_text() == "hello there 1 1\n"
+
+
+def test_agent_environment_does_not_leak(
+    backend: LocalBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PROVIDER_PRIVATE_KEY", "0xsecret")
+    fresh = LocalBackend(backend.workdir, cpus=2, mem_mb=1000)
+    native = fresh.submit(job(1, 'echo "[${PROVIDER_PRIVATE_KEY:-}]"'))
+    assert wait_for(fresh, native, ended).state is S.COMPLETED
+    assert (next((fresh.workdir / "jobs").glob(f"{native}-*")) / "job.out").read_text() == "[]\n"
+
+
+def test_exit_3_fails_with_its_code(backend: LocalBackend) -> None:
+    native = backend.submit(job(2, "echo oops >&2; exit 3"))
+    st = wait_for(backend, native, ended)
+    assert (st.state, st.exit_code) == (S.FAILED, 3)
+
+
+def test_cancel_kills_the_whole_tree(backend: LocalBackend, tmp_path: Path) -> None:
+    pids = tmp_path / "pids"
+    native = backend.submit(job(3, f"sleep 300 & echo $! > {pids}; sleep 300"))
+    wait_for(backend, native, lambda _s: pids.exists() and pids.read_text().strip() != "")
+    child = int(pids.read_text())
+    backend.cancel(native)
+    st = wait_for(backend, native, ended)
+    assert st.state is S.CANCELLED
+    assert not _alive(child), "the background child of the job must die with it"
+    backend.cancel(native)  # cancelling an ended job is harmless
+
+
+def test_time_limit_gives_timeout(backend: LocalBackend) -> None:
+    native = backend.submit(job(4, "sleep 30", limit_s=1))
+    st = wait_for(backend, native, ended)
+    assert st.state is S.TIMEOUT
+    assert st.ended_at is not None and st.started_at is not None
+    assert 0.9 <= st.ended_at - st.started_at < 5
+
+
+def test_extend_lets_the_job_finish(backend: LocalBackend) -> None:
+    native = backend.submit(job(5, "sleep 2", limit_s=1))
+    backend.extend(native, 20)
+    st = wait_for(backend, native, ended)
+    assert (st.state, st.exit_code) == (S.COMPLETED, 0)
+    with pytest.raises(BackendError, match="already ended"):
+        backend.extend(native, 30)
+
+
+def test_jobs_wait_for_capacity_with_backfill(backend: LocalBackend) -> None:
+    first = backend.submit(job(6, "sleep 1", cpus=1))
+    big = backend.submit(job(7, "true", cpus=2))  # needs the whole machine: waits
+    small = backend.submit(job(8, "sleep 1", cpus=1))  # fits beside the first: backfills
+    states = backend.status([first, big, small])
+    assert [states[n].state for n in (first, big, small)] == [S.RUNNING, S.QUEUED, S.RUNNING]
+    assert backend.capacity().free_cpus == 0
+    assert wait_for(backend, big, ended).state is S.COMPLETED
+    cap = backend.capacity()
+    assert (cap.free_cpus, cap.free_mem_mb) == (2, 1000)
+
+
+def test_queued_job_can_be_cancelled(backend: LocalBackend) -> None:
+    blocker = backend.submit(job(9, "sleep 5", cpus=2))
+    waiting = backend.submit(job(10, "true", cpus=1))
+    backend.cancel(waiting)
+    assert backend.status([waiting])[waiting].state is S.CANCELLED
+    backend.cancel(blocker)
+    assert wait_for(backend, blocker, ended).state is S.CANCELLED
+
+
+def test_job_larger_than_capacity_is_refused(backend: LocalBackend) -> None:
+    with pytest.raises(BackendError, match="can never run here"):
+        backend.submit(job(11, "true", cpus=3))
+
+
+def test_restarted_backend_adopts_running_and_ended_jobs(tmp_path: Path) -> None:
+    workdir = tmp_path / "local"
+    before = LocalBackend(workdir, cpus=2, mem_mb=1000)
+    running = before.submit(job(12, "sleep 2; exit 7"))
+    quick = before.submit(job(13, "true"))
+    wait_for(before, quick, ended)
+    del before  # the agent "dies"; the jobs' supervisors keep going
+
+    after = LocalBackend(workdir, cpus=2, mem_mb=1000)
+    assert after.adopt() == {12: running, 13: quick}
+    assert after.status([running])[running].state is S.RUNNING
+    st = wait_for(after, running, ended)
+    assert (st.state, st.exit_code) == (S.FAILED, 7)
+    assert after.status(["999"])["999"].state is S.LOST
+
+
+def test_job_ending_while_agent_is_down_keeps_its_exit_code(tmp_path: Path) -> None:
+    workdir = tmp_path / "local"
+    native = LocalBackend(workdir, cpus=1, mem_mb=1000).submit(job(14, "exit 5"))
+    time.sleep(1.0)  # ends with no backend object alive to watch it
+    st = LocalBackend(workdir, cpus=1, mem_mb=1000).status([native])[native]
+    assert (st.state, st.exit_code) == (S.FAILED, 5)
+
+
+def test_make_backend() -> None:
+    with pytest.raises(BackendError, match="unknown backend kind 'pbs'"):
+        make_backend("pbs")
+    with pytest.raises(BackendError, match="bad options for the local backend"):
+        make_backend("local", nonsense=1)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    return "\nState:\tZ" not in status and os.path.exists(f"/proc/{pid}")

@@ -1,0 +1,152 @@
+"""The job spec: validation with human errors, canonical encoding, decoding chain bytes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from metascheduler.spec import (
+    MAX_SPEC_BYTES,
+    JobSpec,
+    SpecError,
+    decode_spec,
+    encode_spec,
+    load_spec,
+    parse_spec,
+)
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "specs"
+
+
+def errors_of(text: str) -> list[str]:
+    with pytest.raises(SpecError) as info:
+        parse_spec(text, "job.yaml")
+    assert info.value.source == "job.yaml"
+    return info.value.messages
+
+
+def test_minimal_spec_gets_defaults() -> None:
+    spec = parse_spec("name: x\ncommand: [echo, hi]\n")
+    assert spec.resources.tasks == 1
+    assert spec.resources.cpus_per_task == 1
+    assert spec.resources.mem_per_cpu_mb == 1024
+    assert spec.gpus == 0
+    assert spec.env == {} and spec.labels == []
+    assert spec.time_limit_minutes is None and spec.workdir is None
+
+
+def test_derived_resources() -> None:
+    spec = parse_spec(
+        "name: x\nscript: 'true'\n"
+        "resources: {tasks: 3, cpus_per_task: 2, mem_per_cpu_mb: 500, gpus: 1}\n"
+    )
+    assert (spec.cpus, spec.mem_mb, spec.gpus) == (6, 3000, 1)
+
+
+@pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.yaml")), ids=lambda p: p.name)
+def test_examples_are_valid(path: Path) -> None:
+    spec = load_spec(path)
+    assert decode_spec(encode_spec(spec), require_canonical=True) == spec
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("command: [a]", "name: required field is missing"),
+        ("name: x", "give exactly one of `command`"),
+        ("name: x\ncommand: a\nscript: b", "give exactly one of `command`"),
+        ("name: x\ncommand: []", "command: must name a program"),
+        ("name: x\ncommand: [1]", "command: must be a list of arguments"),
+        ("name: x\ncommand: a\ncolour: red", "colour: unknown field; allowed here:"),
+        ("name: x\ncommand: a\nresources: {cpus: 2}", "resources.cpus: unknown field"),
+        ("name: x\ncommand: a\nresources: {tasks: 0}", "resources.tasks: Input should be greater"),
+        ("name: x\ncommand: a\nresources: {cpus_per_task: '4'}", "must be a whole number"),
+        ("name: x\ncommand: a\nresources: {gpus: -1}", "resources.gpus"),
+        ("name: x\ncommand: a\nenv: {DEBUG: yes}", "env.DEBUG: must be a string, got True; put"),
+        ("name: x\ncommand: a\nenv: {1X: a}", "'1X' is not a valid variable name"),
+        ("name: x\ncommand: a\nenv: {SLURM_X: a}", "'SLURM_X' is reserved"),
+        ("name: x\ncommand: a\nlabels: ['bad label']", "'bad label' is not a valid label"),
+        ("name: x\ncommand: a\ntime_limit_minutes: 0", "time_limit_minutes"),
+        ("name: ''\ncommand: a", "name: String should have at least 1 character"),
+        ('name: "a\\tb"\ncommand: a', "must not contain control characters"),
+        ("- a\n- b", "must be a mapping of fields"),
+        ("", "got empty"),
+        ("name: [", "not valid YAML at line 1"),
+    ],
+)
+def test_errors_name_the_field_and_what_to_do(text: str, expected: str) -> None:
+    messages = errors_of(text)
+    assert any(expected in m for m in messages), messages
+
+
+def test_all_problems_are_reported_at_once() -> None:
+    messages = errors_of("name: x\ncommand: a\nresources: {tasks: 0, cpus_per_task: 0}\nfoo: 1")
+    assert len(messages) == 3
+    text = str(SpecError(messages, "job.yaml"))
+    assert text.startswith("invalid job spec:") and text.count("job.yaml: ") == 3
+
+
+def test_load_spec_names_the_file(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\n")
+    with pytest.raises(SpecError, match=r"bad\.yaml: give exactly one"):
+        load_spec(bad)
+    with pytest.raises(SpecError, match="cannot read the file"):
+        load_spec(tmp_path / "missing.yaml")
+    (tmp_path / "latin1.yaml").write_bytes(b"name: caf\xe9\ncommand: a\n")
+    with pytest.raises(SpecError, match="not UTF-8"):
+        load_spec(tmp_path / "latin1.yaml")
+
+
+def test_json_specs_load_too(tmp_path: Path) -> None:
+    path = tmp_path / "job.json"
+    path.write_text(json.dumps({"name": "j", "command": "echo hi"}))
+    assert load_spec(path).command == "echo hi"
+
+
+def test_encoding_is_canonical() -> None:
+    a = parse_spec("name: x\ncommand: [echo, é]\nlabels: [b, a, b]\nenv: {B: '2', A: '1'}\n")
+    b = parse_spec(
+        "env: {A: '1', B: '2'}\nlabels: [a, b]\ncommand: [echo, é]\nname: x\n"
+        "resources: {tasks: 1, gpus: 0}\nversion: 1\n"
+    )
+    assert encode_spec(a) == encode_spec(b)
+    assert encode_spec(a) == (
+        b'{"command":["echo","\xc3\xa9"],"env":{"A":"1","B":"2"},"labels":["a","b"],'
+        b'"name":"x","resources":{"cpus_per_task":1,"gpus":0,"mem_per_cpu_mb":1024,"tasks":1},'
+        b'"version":1}'
+    )
+
+
+def test_decode_round_trips_and_rejects_garbage() -> None:
+    spec = parse_spec("name: x\nscript: |\n  echo hi\n  exit 3\n")
+    assert decode_spec(encode_spec(spec)) == spec
+    for junk in [b"", b"\xff\xfe", b"[1,2]", b"{", b"NaN", b'{"name":"x","name":"y"}']:
+        with pytest.raises(SpecError):
+            decode_spec(junk)
+    with pytest.raises(SpecError, match="unknown field"):
+        decode_spec(b'{"name":"x","command":"a","extra":1}')
+
+
+def test_decode_can_require_canonical_bytes() -> None:
+    loose = b'{"name": "x", "command": "a"}'
+    assert decode_spec(loose).name == "x"
+    with pytest.raises(SpecError, match="not in canonical form"):
+        decode_spec(loose, require_canonical=True)
+
+
+def test_size_limit() -> None:
+    big = "x" * MAX_SPEC_BYTES
+    messages = errors_of(f"name: x\nscript: {big}\n")
+    assert "more than the limit of 16384" in messages[0]
+    with pytest.raises(SpecError, match="more than the limit"):
+        decode_spec(b" " * (MAX_SPEC_BYTES + 1))
+
+
+def test_spec_is_immutable() -> None:
+    spec = parse_spec("name: x\ncommand: a\n")
+    with pytest.raises(Exception):  # noqa: B017 - pydantic's frozen-instance error
+        spec.name = "y"  # type: ignore[misc]
+    assert isinstance(spec, JobSpec)
