@@ -26,16 +26,21 @@ deps: node_modules/.installed .venv/.installed
 build: deps
 	forge build
 
-## Services the integration tests use: a one-node Slurm and a PostgreSQL (Debian packages; needs root).
+## Services the integration tests use (Debian packages; needs root): a one-node Slurm with two
+## partitions, a PostgreSQL, and headless Chromium for the dashboard's browser test.
 system-deps:
+	mkdir -p var
 	bash scripts/slurm.sh install-and-start
-	bash scripts/postgres.sh install-and-start
+	bash scripts/postgres.sh install-and-start > var/postgres.url
+	bash scripts/browser.sh install
 
 test-forge: build
 	forge test
 	forge snapshot --check --match-contract Gas
 
 test-py: build
+	SLURM_CONF=$(ROOT)/var/slurm/slurm.conf \
+	MS_TEST_POSTGRES_URL=$$(tail -1 var/postgres.url 2>/dev/null) \
 	$(PY) -m pytest -q
 
 lint: deps

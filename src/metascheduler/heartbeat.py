@@ -43,6 +43,29 @@ class Heartbeat:
         return json.dumps(asdict(self), sort_keys=True, separators=(",", ":")).encode()
 
 
+_STR_FIELDS = ("provider", "market", "backend")
+_INT_FIELDS = ("chain_id", "seq", "timestamp", "free_cpus", "free_gpus", "free_mem_mb")
+
+
+def _check_types(hb: Heartbeat) -> None:
+    """The dataclass does not check types. A wrong one must be a HeartbeatError, not a TypeError
+    later (an unhandled error in the API), and a NaN timestamp would pass the freshness check
+    (every comparison with NaN is false), making a signed heartbeat replayable at any time."""
+    for name in _STR_FIELDS:
+        if not isinstance(getattr(hb, name), str):
+            raise HeartbeatError(f"malformed heartbeat: {name} must be a string")
+    for name in _INT_FIELDS:
+        value = getattr(hb, name)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise HeartbeatError(f"malformed heartbeat: {name} must be an integer, got {value!r}")
+    for name in ("running", "queued"):
+        ids = getattr(hb, name)
+        if not isinstance(ids, list) or not all(
+            isinstance(i, int) and not isinstance(i, bool) for i in ids
+        ):
+            raise HeartbeatError(f"malformed heartbeat: {name} must be a list of job ids")
+
+
 def sign(hb: Heartbeat, account: LocalAccount) -> dict[str, Any]:
     """The JSON body the agent POSTs: the heartbeat and its signature."""
     if account.address.lower() != hb.provider.lower():
@@ -66,6 +89,7 @@ def verify(
         signature = bytes.fromhex(str(body["signature"]).removeprefix("0x"))
     except (KeyError, TypeError, ValueError) as exc:
         raise HeartbeatError(f"malformed heartbeat: {exc}") from None
+    _check_types(hb)
     if hb.market.lower() != market.lower() or hb.chain_id != chain_id:
         raise HeartbeatError(
             f"heartbeat is for market {hb.market} on chain {hb.chain_id}, "

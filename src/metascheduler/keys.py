@@ -4,6 +4,7 @@ development key is refused on a chain that is not a devnet."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from pathlib import Path
@@ -14,12 +15,14 @@ from pydantic import SecretStr
 
 DEVNET_CHAIN_IDS = frozenset({31337, 1337})
 _DEV_MNEMONIC = "test test test test test test test test test test test junk"
+_HEX = frozenset("0123456789abcdefABCDEF")
 
 
 class KeyError_(Exception):
     """A key could not be loaded; the message says which source and what to do."""
 
 
+@functools.cache  # 30 HD derivations take about a second; the set never changes
 def _dev_addresses(n: int = 30) -> frozenset[str]:
     Account.enable_unaudited_hdwallet_features()
     return frozenset(
@@ -61,11 +64,16 @@ def save_keystore(account: LocalAccount, path: Path, password: str) -> Path:
 def account_from_secret(secret: SecretStr | str) -> LocalAccount:
     """A raw hex key (e.g. from an environment variable the operator named)."""
     raw = secret.get_secret_value() if isinstance(secret, SecretStr) else secret
-    try:
-        acct: LocalAccount = Account.from_key(raw.strip())
-    except (ValueError, TypeError):
+    digits = raw.strip().removeprefix("0x") if isinstance(raw, str) else ""
+    # Exactly 64 hex digits: eth-account left-pads a shorter string, so a key missing a digit
+    # would load as another account instead of failing.
+    if len(digits) != 64 or any(c not in _HEX for c in digits):
         # Never echo the value: it may be a real key with a typo.
-        raise KeyError_("the private key given is not a 32-byte hex string") from None
+        raise KeyError_("the private key given is not a 32-byte hex string (64 hex digits)")
+    try:
+        acct: LocalAccount = Account.from_key("0x" + digits)
+    except (ValueError, TypeError):
+        raise KeyError_("the private key given is not a valid secp256k1 private key") from None
     return acct
 
 

@@ -220,7 +220,8 @@ interface IJobMarket {
     function approveProvider(address provider) external;
     /// @notice Admin: stops a provider from receiving jobs, for good. Its live jobs can still end.
     function banProvider(address provider) external;
-    /// @notice Admin: deletes a provider's record (it may register again).
+    /// @notice Admin: deletes a registered or approved provider's record (it may register again).
+    /// A banned provider stays banned.
     function removeProvider(address provider) external;
 
     // ---------------------------------------------------------------- customers

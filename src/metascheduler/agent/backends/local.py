@@ -97,8 +97,12 @@ class LocalBackend(Backend):
         kill_grace_s: float = 5.0,
         retention_s: float = 7 * 24 * 3600,
         env: dict[str, str] | None = None,
+        name_prefix: str | None = None,
     ) -> None:
         self.workdir = Path(workdir).resolve()
+        # With a prefix, adopt() returns only jobs named by it (as the Slurm backend does), so a
+        # workdir reused by another deployment never hands its jobs to this one.
+        self.name_prefix = name_prefix
         self.total = Capacity(
             total_cpus=cpus or os.cpu_count() or 1,
             free_cpus=0,
@@ -336,8 +340,13 @@ class LocalBackend(Backend):
             jobs = self._tick(state)
         best: dict[int, tuple[bool, int]] = {}
         for rec in jobs.values():
-            chain_id = parse_job_name(rec.name)
-            chain_id = rec.job_id if chain_id is None else chain_id
+            if self.name_prefix is not None:
+                chain_id = parse_job_name(rec.name, self.name_prefix)
+                if chain_id is None:
+                    continue
+            else:
+                parsed = parse_job_name(rec.name)
+                chain_id = rec.job_id if parsed is None else parsed
             key = (not S(rec.state).is_terminal, int(rec.native_id))
             if chain_id not in best or key > best[chain_id]:
                 best[chain_id] = key

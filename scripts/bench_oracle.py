@@ -1,0 +1,323 @@
+#!/usr/bin/env python3
+"""Oracle throughput and latency on a real anvil with 1-second blocks of 30M gas.
+
+Run as `.venv/bin/python scripts/bench_oracle.py` (about a minute). Starts its own anvil,
+deploys, registers two providers with room for every job, and measures:
+  drain_jobs_per_s   N jobs (default 2,000, from many wallets) pending before the oracle starts;
+                     placed jobs per second of wall time from the oracle's start until the last
+                     placement is mined (seen by the oracle)
+  p50_blocks/p99_blocks  jobs arriving at a steady rate (default 200/s): blocks from a job's
+                     request to its placement
+  gas_per_placement  gas of the oracle's placement transactions / jobs placed
+  ceiling_jobs_per_s 30,000,000 / gas_per_placement
+Customers' transactions are signed locally and sent raw without waiting. The oracle runs in
+this process (ingesting at 0 confirmations, ticking as fast as it can); the steady load comes
+from a child process so the two do not share an interpreter lock. The last line is one JSON
+object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+from eth_utils import keccak
+from pydantic import SecretStr
+from sqlalchemy import select
+from web3 import Web3
+
+from metascheduler.chain import Market
+from metascheduler.chain.rpc import connect
+from metascheduler.chain.types import Hardware, Prices
+from metascheduler.config import OracleSettings
+from metascheduler.devnet.anvil import dev_account, start_anvil
+from metascheduler.oracle.service import Oracle
+from metascheduler.store.models import OracleAction
+
+CREDIT = 10**6
+GWEI = 10**9
+BLOCK_GAS = 30_000_000
+REQUEST_GAS = 160_000  # a requestJob of this spec uses ~120k; the limit is what packing counts
+
+
+def spec(i: int) -> bytes:
+    return (
+        '{"command":["python","train.py"],"labels":[],"name":"bench-%07d",'
+        '"resources":{"cpus_per_task":2,"gpus":0,"mem_per_cpu_mb":1024,"tasks":1},'
+        '"time_limit_minutes":60,"version":1}' % i
+    ).encode()
+
+
+class Wallets:
+    """Many customer wallets that sign locally and track their own nonces."""
+
+    def __init__(self, w3: Web3, market: Market, n: int):
+        self.w3 = w3
+        self.market = market
+        self.accounts: list[LocalAccount] = [
+            Account.from_key(keccak(f"bench-wallet-{i}".encode())) for i in range(n)
+        ]
+        self.nonces = [0] * n
+        self.chain_id = w3.eth.chain_id
+        self.next_job = 0
+
+    def sign(self, i: int, to: str, data: Any, gas: int, tip: int = GWEI) -> bytes:
+        tx = {
+            "to": to,
+            "data": data,
+            "gas": gas,
+            "maxFeePerGas": 50 * GWEI,
+            "maxPriorityFeePerGas": tip,
+            "nonce": self.nonces[i],
+            "chainId": self.chain_id,
+            "value": 0,
+            "type": 2,
+        }
+        self.nonces[i] += 1
+        return bytes(self.accounts[i].sign_transaction(tx).raw_transaction)
+
+    def fund(self, admin: Market, credits_each: int) -> None:
+        for a in self.accounts:
+            self.w3.provider.make_request(  # type: ignore[arg-type]
+                "anvil_setBalance", [a.address, hex(10**21)]
+            )
+        credit = admin.credit
+        pend = [
+            admin.sender_or_fail().send(
+                credit.address,
+                credit.encode_abi("mint", args=[a.address, credits_each * CREDIT]),
+                "minting",
+                gas=100_000,
+            )
+            for a in self.accounts
+        ]
+        admin.sender_or_fail().wait_all(pend)
+        raws = []
+        for i, _ in enumerate(self.accounts):
+            raws.append(
+                self.sign(
+                    i,
+                    credit.address,
+                    credit.encode_abi("approve", args=[self.market.address, 2**256 - 1]),
+                    80_000,
+                )
+            )
+            raws.append(
+                self.sign(
+                    i,
+                    self.market.address,
+                    self.market.contract.encode_abi("deposit", args=[credits_each * CREDIT]),
+                    120_000,
+                )
+            )
+        hashes = [self.w3.eth.send_raw_transaction(r) for r in raws]
+        for h in hashes[-len(self.accounts) :]:
+            self.w3.eth.wait_for_transaction_receipt(h, timeout=120)
+
+    def requests(self, n: int) -> list[bytes]:
+        """n signed requestJob transactions, round-robin over the wallets."""
+        out = []
+        for _ in range(n):
+            i = self.next_job % len(self.accounts)
+            s = spec(self.next_job)
+            self.next_job += 1
+            data = self.market.contract.encode_abi(
+                "requestJob", args=[2, 0, 2048, CREDIT, 5 * CREDIT, s]
+            )
+            out.append(self.sign(i, self.market.address, data, REQUEST_GAS))
+        return out
+
+
+def send_steady(url: str, raws: list[bytes], rate: float) -> None:
+    """Child process: sends the raw transactions at `rate` per second."""
+    w3 = connect(url)
+    start = time.monotonic()
+    for k, raw in enumerate(raws):
+        due = start + k / rate
+        delay = due - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        w3.eth.send_raw_transaction(raw)
+
+
+class OracleLoop:
+    """Runs the oracle's sync tick back to back in a thread (what APScheduler does at a short
+    interval, without the scheduler's own latency)."""
+
+    def __init__(self, oracle: Oracle):
+        self.oracle = oracle
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self.stop.is_set():
+            self.oracle.sync_tick()
+            time.sleep(0.02)
+
+    def placed(self) -> int:
+        with self.oracle.sessions() as s:
+            rows = s.scalars(select(OracleAction).where(OracleAction.kind == "place"))
+            return sum(
+                len(a.job_ids) - len(a.skipped or []) for a in rows if a.state == "mined"
+            )
+
+
+def wait_jobs(market: Market, n: int, timeout_s: float = 300) -> None:
+    deadline = time.monotonic() + timeout_s
+    while market.job_count() < n:
+        if time.monotonic() > deadline:
+            raise SystemExit(f"only {market.job_count()} of {n} requests mined in time")
+        time.sleep(0.2)
+
+
+def latency_blocks(market: Market, from_block: int, ids: set[int]) -> list[int]:
+    w3 = market.w3
+    req: dict[int, int] = {}
+    placed: dict[int, int] = {}
+    head = w3.eth.block_number
+    for start in range(from_block, head + 1, 500):
+        logs = w3.eth.get_logs(
+            {
+                "address": market.address,
+                "fromBlock": start,
+                "toBlock": min(head, start + 499),
+                "topics": [[market.events.topic("JobRequested"), market.events.topic("JobPlaced")]],
+            }
+        )
+        for lg in logs:
+            ev = market.events.decode(lg)
+            assert ev is not None
+            jid = ev.args["jobId"]
+            if jid in ids:
+                (req if ev.name == "JobRequested" else placed)[jid] = ev.block_number
+    return [placed[j] - req[j] for j in ids if j in placed and j in req]
+
+
+def percentile(xs: list[int], p: float) -> float:
+    s = sorted(xs)
+    return float(s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))])
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--jobs", type=int, default=2_000, help="jobs pending before the oracle")
+    ap.add_argument("--wallets", type=int, default=100)
+    ap.add_argument("--rate", type=float, default=200.0, help="steady arrivals per second")
+    ap.add_argument("--steady-s", type=float, default=15.0, help="seconds of steady arrivals")
+    ap.add_argument("--batch", type=int, default=0, help="jobs per placeJobs (0: auto)")
+    ap.add_argument("--policy", default="best_fit")
+    ap.add_argument("--debug", action="store_true", help="log the oracle's tick timings")
+    args = ap.parse_args()
+
+    with start_anvil(block_time=1, gas_limit=BLOCK_GAS, accounts=4) as chain:
+        w3 = connect(chain.url)
+        admin_acct, oracle_acct = dev_account(0), dev_account(1)
+        dep = Market.deploy(w3, admin_acct, oracle=oracle_acct.address)
+        admin = Market(w3, dep.market, admin_acct)
+        for i in (2, 3):
+            prov = Market(w3, dep.market, dev_account(i))
+            prov.register_provider(Hardware(1, 10**9, 0, 4 * 10**9), Prices(1_000 * i, 0, 0), [])
+            admin.approve_provider(dev_account(i).address)
+        market = Market(w3, dep.market)
+        wallets = Wallets(w3, market, args.wallets)
+        n_steady = int(args.rate * args.steady_s)
+        per_wallet = (args.jobs + n_steady) // args.wallets + 2
+        wallets.fund(admin, per_wallet * 5 + 10)
+        print(f"# {args.wallets} wallets funded; signing {args.jobs} requests", file=sys.stderr)
+        for raw in wallets.requests(args.jobs):
+            w3.eth.send_raw_transaction(raw)
+        wait_jobs(market, args.jobs)
+        steady_raws = wallets.requests(n_steady)  # signed now, sent later
+        print(f"# {args.jobs} jobs pending; starting the oracle", file=sys.stderr)
+
+        tmp = Path(tempfile.mkdtemp(prefix="bench-oracle-"))
+        settings = OracleSettings(
+            rpc_url=chain.url,
+            market_address=dep.market,
+            confirmations=0,
+            database_url=f"sqlite:///{tmp / 'oracle.db'}",
+            private_key=SecretStr(oracle_acct.key.hex()),
+            start_block=dep.block,
+            policy=args.policy,
+            batch_size=args.batch,
+            max_txs_in_flight=256,
+            getlogs_initial_range=10_000,
+            log_level="WARNING",
+        )
+        if args.debug:
+            import logging
+
+            logging.basicConfig(level=logging.WARNING, format="%(relativeCreated)d %(message)s")
+            logging.getLogger("metascheduler.oracle").setLevel(logging.DEBUG)
+            logging.getLogger("metascheduler.store.ingest").setLevel(logging.INFO)
+        oracle = Oracle(settings)
+        t0 = time.monotonic()
+        oracle.start()
+        loop = OracleLoop(oracle)
+        loop.thread.start()
+        while loop.placed() < args.jobs:
+            time.sleep(0.01)
+        drain_s = time.monotonic() - t0
+        drain = args.jobs / drain_s
+        print(f"# drained {args.jobs} in {drain_s:.2f} s; steady load", file=sys.stderr)
+
+        first_block = w3.eth.block_number
+        child = mp.get_context("fork").Process(
+            target=send_steady, args=(chain.url, steady_raws, args.rate)
+        )
+        child.start()
+        child.join()
+        target = args.jobs + n_steady
+        deadline = time.monotonic() + 60
+        while loop.placed() < target and time.monotonic() < deadline:
+            time.sleep(0.1)
+        loop.stop.set()
+        loop.thread.join(timeout=30)
+        ids = set(range(args.jobs + 1, target + 1))
+        lat = latency_blocks(market, first_block, ids)
+        with oracle.sessions() as s:
+            acts = [
+                a
+                for a in s.scalars(select(OracleAction).where(OracleAction.kind == "place"))
+                if a.state == "mined"
+            ]
+        gas = sum(a.gas_used or 0 for a in acts)
+        placed = sum(len(a.job_ids) - len(a.skipped or []) for a in acts)
+        oracle.close()
+
+    gas_per = gas / max(1, placed)
+    ceiling = BLOCK_GAS / gas_per
+    result = {
+        "drain_jobs": args.jobs,
+        "drain_s": round(drain_s, 3),
+        "drain_jobs_per_s": round(drain, 1),
+        "steady_rate": args.rate,
+        "steady_jobs": n_steady,
+        "steady_placed": len(lat),
+        "p50_blocks": percentile(lat, 50) if lat else None,
+        "p99_blocks": percentile(lat, 99) if lat else None,
+        "mean_blocks": round(statistics.fmean(lat), 3) if lat else None,
+        "gas_per_placement": round(gas_per, 1),
+        "ceiling_jobs_per_s": round(ceiling, 1),
+        "drain_over_ceiling": round(drain / ceiling, 3),
+        "placement_txs": len(acts),
+        "batch": oracle.batch_size(),
+    }
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

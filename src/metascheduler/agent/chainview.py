@@ -1,0 +1,204 @@
+"""What the agent reads from the chain: placements on it (logs filtered by its address), the
+requests behind them (spec bytes and resources, by a topic filter on the job id), the current
+record of many jobs at once (JSON-RPC batches of ``getJob``), and the head block.
+
+Read-only, and nothing here decides anything: the service does.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from web3.exceptions import ContractLogicError, Web3RPCError
+from web3.types import FilterParams, LogReceipt
+
+from metascheduler.chain import Market, RevertError
+from metascheduler.chain.rpc import retrying
+from metascheduler.chain.types import JobStatus, JobView
+
+log = logging.getLogger(__name__)
+
+#: getJob calls per JSON-RPC batch: large enough to matter, small enough for any node's limits.
+BATCH_SIZE = 100
+
+
+@dataclass(frozen=True)
+class Head:
+    number: int
+    hash: str
+    timestamp: int
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    """A job's ``JobRequested`` event: what the customer asked for and paid into escrow."""
+
+    job_id: int
+    customer: str
+    escrow: int
+    max_price_per_minute: int
+    cpus: int
+    gpus: int
+    mem_mb: int
+    spec: bytes
+    block: int
+
+
+def address_topic(address: str) -> str:
+    return "0x" + "00" * 12 + address.lower().removeprefix("0x")
+
+
+def uint_topic(value: int) -> str:
+    return f"0x{value:064x}"
+
+
+class ChainView:
+    def __init__(
+        self,
+        market: Market,
+        provider: str,
+        *,
+        start_block: int = 0,
+        getlogs_max_range: int = 10_000,
+        rpc_deadline_s: float = 60.0,
+    ) -> None:
+        self.market = market
+        self.w3 = market.w3
+        self.provider = provider
+        self.start_block = start_block
+        self.max_range = getlogs_max_range
+        self.rpc_deadline_s = rpc_deadline_s
+        self._url = str(getattr(self.w3.provider, "endpoint_uri", ""))
+        self._requests: dict[int, JobRequest] = {}
+
+    def _rpc(self, what: str, fn: Any) -> Any:
+        return retrying(what, fn, deadline_s=self.rpc_deadline_s, rpc_url=self._url)
+
+    # ------------------------------------------------------------------ blocks
+
+    def head(self) -> Head:
+        b = self._rpc("reading the latest block", lambda: self.w3.eth.get_block("latest"))
+        return Head(int(b["number"]), b["hash"].to_0x_hex(), int(b["timestamp"]))
+
+    def block_hash(self, number: int) -> str | None:
+        b = self._rpc(f"reading block {number}", lambda: self.w3.eth.get_block(number))
+        return b["hash"].to_0x_hex() if b else None
+
+    # ------------------------------------------------------------------ logs
+
+    def _logs(
+        self, what: str, topics: list[Any], from_block: int, to_block: int
+    ) -> list[LogReceipt]:
+        out: list[LogReceipt] = []
+        lo = from_block
+        while lo <= to_block:
+            hi = min(to_block, lo + self.max_range - 1)
+            params: FilterParams = {
+                "address": self.market.address,
+                "topics": topics,
+                "fromBlock": lo,
+                "toBlock": hi,
+            }
+            out.extend(
+                self._rpc(f"{what} (blocks {lo}-{hi})", lambda p=params: self.w3.eth.get_logs(p))
+            )
+            lo = hi + 1
+        return out
+
+    def placements(self, from_block: int, to_block: int) -> list[tuple[int, int]]:
+        """(job id, block) of every ``JobPlaced`` on this provider in the range, in order."""
+        topics = [self.market.events.topic("JobPlaced"), None, address_topic(self.provider)]
+        out = []
+        for raw in self._logs("reading placements", topics, from_block, to_block):
+            ev = self.market.events.decode(raw)
+            if ev is not None and ev.name == "JobPlaced":
+                out.append((int(ev.args["jobId"]), ev.block_number))
+        return out
+
+    def request(self, job_id: int, before_block: int) -> JobRequest | None:
+        """The job's ``JobRequested`` event, searched backwards from its placement block (cached:
+        it never changes)."""
+        if job_id in self._requests:
+            return self._requests[job_id]
+        topics = [self.market.events.topic("JobRequested"), uint_topic(job_id)]
+        hi = before_block
+        while hi >= self.start_block:
+            lo = max(self.start_block, hi - self.max_range + 1)
+            for raw in self._logs(f"reading the request of job {job_id}", topics, lo, hi):
+                ev = self.market.events.decode(raw)
+                if ev is None or ev.name != "JobRequested":
+                    continue
+                a = ev.args
+                req = JobRequest(
+                    job_id=job_id,
+                    customer=str(a["customer"]),
+                    escrow=int(a["escrow"]),
+                    max_price_per_minute=int(a["maxPricePerMinute"]),
+                    cpus=int(a["cpus"]),
+                    gpus=int(a["gpus"]),
+                    mem_mb=int(a["memMb"]),
+                    spec=bytes(a["spec"]),
+                    block=ev.block_number,
+                )
+                self._requests[job_id] = req
+                return req
+            hi = lo - 1
+        return None
+
+    def forget(self, job_id: int) -> None:
+        self._requests.pop(job_id, None)
+
+    def registered_labels(self, to_block: int) -> list[str] | None:
+        """Labels of this provider's last ``ProviderRegistered`` (the contract keeps them in the
+        event only), or None if it never registered."""
+        topics = [self.market.events.topic("ProviderRegistered"), address_topic(self.provider)]
+        logs = self._logs("reading the provider's registration", topics, self.start_block, to_block)
+        for raw in reversed(logs):
+            ev = self.market.events.decode(raw)
+            if ev is not None and ev.name == "ProviderRegistered":
+                return list(ev.args["labels"])
+        return None
+
+    # ------------------------------------------------------------------ job records
+
+    def jobs(self, job_ids: Iterable[int]) -> dict[int, JobView]:
+        """The stored record of each job, in JSON-RPC batches. A job the chain does not know
+        (``JobNotFound``) is left out."""
+        ids = sorted(set(job_ids))
+        out: dict[int, JobView] = {}
+        for i in range(0, len(ids), BATCH_SIZE):
+            chunk = ids[i : i + BATCH_SIZE]
+            try:
+                rows = self._rpc(f"reading {len(chunk)} jobs", lambda c=chunk: self._batch(c))
+            except (ContractLogicError, Web3RPCError):
+                # One bad id fails the whole batch: read them one by one.
+                out.update(self._one_by_one(chunk))
+                continue
+            for jid, row in zip(chunk, rows, strict=True):
+                out[jid] = _view(jid, row)
+        return out
+
+    def _one_by_one(self, ids: Sequence[int]) -> dict[int, JobView]:
+        out = {}
+        for jid in ids:
+            try:
+                out[jid] = self.market.get_job(jid)
+            except RevertError as exc:
+                if exc.name != "JobNotFound":
+                    raise
+        return out
+
+    def _batch(self, ids: Sequence[int]) -> list[Any]:
+        if len(ids) == 1:
+            return [self.market.contract.functions.getJob(ids[0]).call()]
+        with self.w3.batch_requests() as batch:
+            for jid in ids:
+                batch.add(self.market.contract.functions.getJob(jid))
+            return list(batch.execute())
+
+
+def _view(job_id: int, v: Any) -> JobView:
+    return JobView(job_id, v[0], v[1], JobStatus(v[2]), v[3], v[4], v[5], v[6], bytes(v[7]))

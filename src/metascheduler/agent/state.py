@@ -1,0 +1,161 @@
+"""The agent's own small state, in one JSON file written atomically: the block cursor of its
+placement scan, each live job's backend id and time limit, and the heartbeat sequence number.
+
+The chain is the truth about jobs; this file only remembers what the chain cannot tell: which
+backend job runs which on-chain job (so that none is ever submitted twice), and where the log
+scan stopped. It is written before any transaction that depends on it, and a lock file keeps a
+second agent off the same state directory.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+log = logging.getLogger(__name__)
+
+STATE_VERSION = 1
+STATE_FILE = "agent-state.json"
+LOCK_FILE = "agent.lock"
+
+
+class StateError(Exception):
+    """The state directory cannot be used; the message says why and what to do."""
+
+
+@dataclass
+class JobRecord:
+    """One job placed on this provider that has not ended on both sides yet."""
+
+    job_id: int
+    placed_block: int = 0
+    #: The backend's id once submitted. Set and saved before the chain hears of it.
+    native_id: str | None = None
+    #: The time limit (s) last given to the backend, and the escrow and price it came from.
+    time_limit_s: int | None = None
+    escrow: int | None = None
+    price: int | None = None
+    #: Seconds the chain's start trails the backend's start (known once RUNNING on both).
+    lag_s: int | None = None
+    #: The agent asked the backend to kill it (cancelled, out of credits, not ours any more).
+    killed: bool = False
+
+
+@dataclass
+class AgentState:
+    market: str
+    provider: str
+    #: Hash of the chain's genesis block: a devnet restarted from scratch reuses the market
+    #: address, and this state (its job ids and backend ids) must not carry over to it.
+    genesis: str | None = None
+    version: int = STATE_VERSION
+    #: Last block whose placement logs were read, and its hash (to notice a reorg).
+    cursor_block: int | None = None
+    cursor_hash: str | None = None
+    heartbeat_seq: int = 0
+    jobs: dict[int, JobRecord] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["jobs"] = {str(k): asdict(v) for k, v in sorted(self.jobs.items())}
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> AgentState:
+        jobs = {int(k): JobRecord(**v) for k, v in data.get("jobs", {}).items()}
+        return cls(
+            market=data["market"],
+            provider=data["provider"],
+            genesis=data.get("genesis"),
+            version=int(data.get("version", STATE_VERSION)),
+            cursor_block=data.get("cursor_block"),
+            cursor_hash=data.get("cursor_hash"),
+            heartbeat_seq=int(data.get("heartbeat_seq", 0)),
+            jobs=jobs,
+        )
+
+
+class StateStore:
+    """``<state_dir>/agent-state.json``, locked for as long as this object is open."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.dir = Path(state_dir)
+        self.path = self.dir / STATE_FILE
+        self._lock: IO[str] | None = None
+
+    def open(self) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        lock = open(self.dir / LOCK_FILE, "a")  # noqa: SIM115 - held until close()
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.close()
+            raise StateError(
+                f"another agent holds {self.dir / LOCK_FILE}: one agent per state directory "
+                "(stop the other one, or give this one its own state_dir)"
+            ) from None
+        self._lock = lock
+
+    def close(self) -> None:
+        if self._lock is not None:
+            fcntl.flock(self._lock, fcntl.LOCK_UN)
+            self._lock.close()
+            self._lock = None
+
+    def load(self, market: str, provider: str, genesis: str) -> AgentState:
+        """The saved state, or a fresh one. Refuses a state of another market or provider; a
+        state of another chain (same market address, new genesis: a devnet restarted from
+        scratch) is moved aside and the agent starts afresh."""
+        fresh = AgentState(market=market, provider=provider, genesis=genesis)
+        if not self.path.exists():
+            return fresh
+        try:
+            state = AgentState.from_json(json.loads(self.path.read_text()))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise StateError(
+                f"agent state {self.path} is unreadable ({exc}). Move it aside to start afresh: "
+                "the agent then rescans the chain from start_block and adopts the backend's jobs"
+            ) from None
+        if state.version != STATE_VERSION:
+            raise StateError(
+                f"agent state {self.path} has version {state.version}; this agent reads "
+                f"{STATE_VERSION}"
+            )
+        if state.market.lower() != market.lower() or state.provider.lower() != provider.lower():
+            raise StateError(
+                f"agent state {self.path} belongs to provider {state.provider} on market "
+                f"{state.market}, not {provider} on {market}: give this agent its own state_dir"
+            )
+        if state.genesis is not None and state.genesis != genesis:
+            aside = self.path.with_name(f"{STATE_FILE}.{state.genesis[2:10]}.old")
+            os.replace(self.path, aside)
+            log.warning(
+                "agent state %s is from another chain (genesis %s, this one is %s: a devnet "
+                "restarted from scratch?); moved it to %s and starting afresh",
+                self.path,
+                state.genesis,
+                genesis,
+                aside,
+            )
+            return fresh
+        state.genesis = genesis
+        return state
+
+    def save(self, state: AgentState) -> None:
+        """Write atomically: a crash leaves the old file or the new one, never half of one."""
+        tmp = self.path.with_suffix(".tmp")
+        with open(tmp, "w") as f:
+            json.dump(state.to_json(), f, indent=1, sort_keys=True)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.path)
+        dir_fd = os.open(self.dir, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)

@@ -1,0 +1,40 @@
+"""`metascheduler api run`: settings, migrations, then uvicorn."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import uvicorn
+
+from metascheduler.config import SettingsError
+from metascheduler.store.db import upgrade_to_head
+
+from .app import create_app
+from .settings import ApiSettings
+
+log = logging.getLogger(__name__)
+
+
+def run_api_command(config_path: str | None) -> int:
+    """Runs the API until interrupted; returns the process exit status."""
+    try:
+        settings = ApiSettings.load(config_path)
+    except SettingsError as exc:
+        print(f"metascheduler api: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    if not settings.market_address:
+        log.warning("market_address is not set: heartbeats will be refused with 503")
+    try:
+        # Idempotent; lets the API start before the oracle has ever run.
+        upgrade_to_head(settings.database_url)
+    except Exception as exc:
+        log.error("cannot open or migrate the store at %s: %s", settings.database_url, exc)
+        return 1
+    app = create_app(settings)
+    log.info("API and dashboard on http://%s:%d/", settings.host, settings.port)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning")
+    return 0

@@ -1,0 +1,24 @@
+"""The audit: from the chain's logs and state alone (no database), a job's timeline and bill
+checked against the contract's rules, and the whole grid's credits accounted for.
+
+    from metascheduler.audit import audit_job, audit_all
+    report = audit_all(market)          # GridAudit; report.ok, report.to_json()
+    job = audit_job(market, 7)          # JobAudit; job.steps, job.expected, job.discrepancies
+"""
+
+from metascheduler.audit.audit import AuditError, audit_all, audit_job
+from metascheduler.audit.model import Bill, Discrepancy, GridAudit, JobAudit, Step
+from metascheduler.audit.rules import History, replay_job
+
+__all__ = [
+    "AuditError",
+    "Bill",
+    "Discrepancy",
+    "GridAudit",
+    "History",
+    "JobAudit",
+    "Step",
+    "audit_all",
+    "audit_job",
+    "replay_job",
+]

@@ -1,0 +1,205 @@
+"""The audit over a live chain: logs and state only, every state read pinned to one block."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
+
+from eth_utils import function_signature_to_4byte_selector
+from hexbytes import HexBytes
+
+from metascheduler.audit.ledger import Ledger
+from metascheduler.audit.logs import JOB_EVENTS, LogReader, deployment_block
+from metascheduler.audit.model import Discrepancy, GridAudit, JobAudit
+from metascheduler.audit.rules import History, replay_job
+from metascheduler.chain.events import ChainEvent
+from metascheduler.chain.market import Market
+from metascheduler.chain.rpc import retrying
+from metascheduler.chain.types import JobStatus, JobView
+
+T = TypeVar("T")
+_FAIL_JOBS = bytes(function_signature_to_4byte_selector("failJobs(uint256[])"))
+
+
+class AuditError(Exception):
+    """The audit could not run (no such job, no contract); the message says what to check."""
+
+
+class _Source:
+    """One market's history up to a fixed head block."""
+
+    def __init__(self, market: Market, from_block: int | None):
+        self.market = market
+        self.reader = LogReader(market.w3, market.address, market.events)
+        self.head = self.reader.head()
+        self.start = (
+            from_block if from_block is not None else deployment_block(market.w3, market.address)
+        )
+        self._url = str(getattr(market.w3.provider, "endpoint_uri", ""))
+        self._oracle_fails: dict[str, bool] = {}
+
+    def at_head(self, what: str, fn: Any) -> Any:
+        return retrying(what, lambda: fn.call(block_identifier=self.head), rpc_url=self._url)
+
+    def at_block(self, what: str, fn: Any, block: int) -> Any:
+        return retrying(what, lambda: fn.call(block_identifier=block), rpc_url=self._url)
+
+    def view(self, job_id: int) -> JobView:
+        v = self.at_head(f"reading job {job_id}", self.market.contract.functions.getJob(job_id))
+        return JobView(job_id, v[0], v[1], JobStatus(v[2]), v[3], v[4], v[5], v[6], bytes(v[7]))
+
+    def failed_by_oracle(self, tx_hash: str) -> bool:
+        """A FAILED with no exit code is unbilled when the oracle's failJobs ended it."""
+        if tx_hash not in self._oracle_fails:
+            tx = retrying(
+                f"reading transaction {tx_hash}",
+                lambda: self.market.w3.eth.get_transaction(HexBytes(tx_hash)),
+                rpc_url=self._url,
+            )
+            self._oracle_fails[tx_hash] = bytes(HexBytes(tx["input"]))[:4] == _FAIL_JOBS
+        return self._oracle_fails[tx_hash]
+
+    def history(self, events: Iterable[ChainEvent]) -> History:
+        h = History(self.reader.block_time, self.failed_by_oracle)
+        for ev in events:
+            h.add(ev)
+        return h
+
+    def grid_events(self) -> list[ChainEvent]:
+        topics = [[self.reader.topic("FeeChanged"), self.reader.topic("ProviderRegistered")]]
+        return self.reader.fetch(self.start, self.head, topics)
+
+
+def audit_job(market: Market, job_id: int, *, from_block: int | None = None) -> JobAudit:
+    """One job's timeline (block times, credits moved at each step) and its bill checked."""
+    src = _Source(market, from_block)
+    events = src.reader.job_logs(job_id, src.start, src.head)
+    if not events:
+        raise AuditError(
+            f"job {job_id} has no events on market {market.address} in blocks "
+            f"{src.start}-{src.head}: check the job id (and --from-block, if given)"
+        )
+    src.reader.prefetch_times(e.block_number for e in events)
+    return replay_job(job_id, events, src.history(src.grid_events()), src.view(job_id), src.head)
+
+
+def audit_all(market: Market, *, from_block: int | None = None) -> GridAudit:
+    """Every job's bill, every account's balance rebuilt from events, and conservation:
+    Credit.balanceOf(market) == balances + live escrows + accrued fees."""
+    src = _Source(market, from_block)
+    credit = market.credit
+    events = src.reader.fetch(src.start, src.head)
+    report = GridAudit(market.address, credit.address, src.head, src.start)
+    history = src.history(events)
+    ledger = Ledger()
+    by_job: dict[int, list[ChainEvent]] = defaultdict(list)
+    accounts: set[str] = set()
+    for ev in events:
+        ledger.apply(ev)
+        if ev.name in JOB_EVENTS:
+            by_job[int(ev.args["jobId"])].append(ev)
+        for key in ("account", "provider", "customer"):
+            if key in ev.args:
+                accounts.add(str(ev.args[key]).lower())
+    report.discrepancies.extend(ledger.problems)
+    src.reader.prefetch_times(e.block_number for evs in by_job.values() for e in evs)
+
+    fns = market.contract.functions
+    count = int(src.at_head("reading the job count", fns.jobCount()))
+    if sorted(by_job) != list(range(1, count + 1)):
+        missing = sorted(set(range(1, count + 1)) - set(by_job))
+        report.discrepancies.append(
+            Discrepancy(
+                "job-count",
+                f"the contract counts {count} jobs but the logs from block {src.start} show "
+                f"{len(by_job)}"
+                + (f" (no events for jobs {missing[:20]})" if missing else "")
+                + ": audit from the deployment block (--from-block)",
+                block=src.head,
+            )
+        )
+    live_escrow = 0
+    for job_id in sorted(by_job):
+        view = src.view(job_id)
+        if not view.status.terminal:
+            live_escrow += view.escrow
+        report.jobs.append(replay_job(job_id, by_job[job_id], history, view, src.head))
+
+    report.accounts = len(accounts)
+    onchain: dict[str, int] = {}
+    for acct in sorted(accounts):
+        onchain[acct] = int(src.at_head(f"reading {acct}'s balance", fns.balanceOf(_cs(acct))))
+        rebuilt = ledger.balances.get(acct, 0)
+        if onchain[acct] != rebuilt:
+            block, jobs = _first_divergence(src, ledger, acct)
+            report.discrepancies.append(
+                Discrepancy(
+                    "balance",
+                    f"{_cs(acct)} holds {onchain[acct]} units in the market, but its events "
+                    f"sum to {rebuilt} units"
+                    + (f"; first wrong after block {block}" if block is not None else "")
+                    + (f", moved there by job(s) {sorted(jobs)}" if jobs else ""),
+                    min(jobs) if jobs else None,
+                    block if block is not None else src.head,
+                    account=_cs(acct),
+                )
+            )
+    report.balances_total = sum(onchain.values())
+    report.live_escrow = live_escrow
+    report.accrued_fees = int(src.at_head("reading accrued fees", fns.accruedFees()))
+    report.token_held = int(
+        src.at_head(
+            "reading the market's token balance", credit.functions.balanceOf(market.address)
+        )
+    )
+    if report.accrued_fees != ledger.fees:
+        report.discrepancies.append(
+            Discrepancy(
+                "fees",
+                f"accruedFees is {report.accrued_fees} units, the events sum to {ledger.fees}",
+                block=src.head,
+            )
+        )
+    rebuilt_escrow = sum(ledger.escrows.values())
+    if rebuilt_escrow != live_escrow:
+        report.discrepancies.append(
+            Discrepancy(
+                "escrow",
+                f"live jobs hold {live_escrow} units of escrow, the events say {rebuilt_escrow}",
+                block=src.head,
+            )
+        )
+    accounted = report.balances_total + live_escrow + report.accrued_fees
+    if report.token_held != accounted:
+        report.discrepancies.append(
+            Discrepancy(
+                "conservation",
+                f"the market holds {report.token_held} credit units, but balances "
+                f"({report.balances_total}) + live escrows ({live_escrow}) + accrued fees "
+                f"({report.accrued_fees}) = {accounted}: "
+                f"{report.token_held - accounted:+d} units unaccounted for",
+                block=src.head,
+            )
+        )
+    return report
+
+
+def _cs(addr: str) -> str:
+    from eth_utils import to_checksum_address
+
+    return str(to_checksum_address(addr))
+
+
+def _first_divergence(src: _Source, ledger: Ledger, acct: str) -> tuple[int | None, set[int]]:
+    """The first block after which the stored balance differs from the rebuilt one (needs the
+    node's historical state; None when it has none)."""
+    fn: Callable[[], Any] = src.market.contract.functions.balanceOf(_cs(acct))
+    try:
+        for block, rebuilt in ledger.trail.get(acct, []):
+            stored = int(src.at_block(f"reading {acct}'s balance at block {block}", fn, block))
+            if stored != rebuilt:
+                return block, ledger.touched_by.get((acct, block), set())
+    except Exception:  # a pruned node: the discrepancy stands, only its block is unknown
+        return None, set()
+    return None, set()

@@ -1,0 +1,162 @@
+"""Reading a market's history from the chain itself: eth_getLogs in chunks, block times, and the
+block the market was deployed in. Shared by the audit and the SDK's `list` and `history`."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from eth_utils import to_checksum_address
+from web3 import Web3
+from web3.exceptions import Web3RPCError
+
+from metascheduler.chain.events import ChainEvent, EventDecoder
+from metascheduler.chain.rpc import retrying
+
+#: Events that carry a job id as their first indexed argument (topic 1).
+JOB_EVENTS = (
+    "JobRequested",
+    "JobPlaced",
+    "JobStatusChanged",
+    "JobReturned",
+    "JobEnded",
+    "JobToppedUp",
+)
+
+#: Many public endpoints refuse eth_getLogs over more blocks than this.
+DEFAULT_CHUNK = 10_000
+
+
+def id_topic(value: int) -> str:
+    """An indexed uint256 as a topic."""
+    return "0x" + value.to_bytes(32, "big").hex()
+
+
+def address_topic(address: str) -> str:
+    return "0x" + "00" * 12 + to_checksum_address(address)[2:].lower()
+
+
+class LogReader:
+    """The decoded logs of one contract, and the times of their blocks (cached)."""
+
+    def __init__(self, w3: Web3, address: str, events: EventDecoder, *, chunk: int = DEFAULT_CHUNK):
+        self.w3 = w3
+        self.address = to_checksum_address(address)
+        self.events = events
+        self.chunk = chunk
+        self._times: dict[int, int] = {}
+        self._url = str(getattr(w3.provider, "endpoint_uri", ""))
+
+    def head(self) -> int:
+        return int(retrying("reading the block number", lambda: self.w3.eth.block_number))
+
+    def topic(self, name: str) -> str:
+        return self.events.topic(name)
+
+    def fetch(
+        self,
+        from_block: int,
+        to_block: int,
+        topics: Sequence[Any] | None = None,
+    ) -> list[ChainEvent]:
+        """Every log of the contract matching `topics` in [from_block, to_block], in chain order.
+
+        Splits the range into chunks, and halves a chunk the node refuses as too large."""
+        out: list[ChainEvent] = []
+        start = from_block
+        size = self.chunk
+        while start <= to_block:
+            end = min(to_block, start + size - 1)
+            flt: dict[str, Any] = {
+                "address": self.address,
+                "fromBlock": start,
+                "toBlock": end,
+            }
+            if topics is not None:
+                flt["topics"] = list(topics)
+            try:
+                raw = retrying(
+                    f"reading logs of {self.address} in blocks {start}-{end}",
+                    lambda f=flt: self.w3.eth.get_logs(f),  # type: ignore[misc]
+                    rpc_url=self._url,
+                )
+            except Web3RPCError as exc:
+                if size > 1 and _too_large(exc):
+                    size = max(1, size // 2)
+                    continue
+                raise
+            for log in raw:
+                ev = self.events.decode(log)
+                if ev is not None:
+                    out.append(ev)
+            start = end + 1
+        out.sort(key=lambda e: (e.block_number, e.log_index))
+        return out
+
+    def job_logs(self, job_id: int, from_block: int, to_block: int) -> list[ChainEvent]:
+        """Every event of one job (the job id is topic 1 of each)."""
+        names = [self.topic(n) for n in JOB_EVENTS]
+        return self.fetch(from_block, to_block, [names, id_topic(job_id)])
+
+    def block_time(self, number: int) -> int:
+        if number not in self._times:
+            self.prefetch_times([number])
+        return self._times[number]
+
+    def prefetch_times(self, numbers: Iterable[int]) -> None:
+        """Reads the timestamps of many blocks, in JSON-RPC batches where the node allows."""
+        missing = sorted({n for n in numbers if n not in self._times})
+        for i in range(0, len(missing), 200):
+            part = missing[i : i + 200]
+            blocks = retrying(
+                f"reading the times of {len(part)} blocks",
+                lambda p=part: self._get_blocks(p),  # type: ignore[misc]
+                rpc_url=self._url,
+            )
+            for n, b in zip(part, blocks, strict=True):
+                self._times[n] = int(b["timestamp"])
+
+    def _get_blocks(self, numbers: list[int]) -> list[Any]:
+        if len(numbers) == 1:
+            return [self.w3.eth.get_block(numbers[0])]
+        try:
+            with self.w3.batch_requests() as batch:
+                for n in numbers:
+                    batch.add(self.w3.eth.get_block(n))
+                return list(batch.execute())
+        except Web3RPCError:
+            # Some endpoints refuse batches: one request per block then.
+            return [self.w3.eth.get_block(n) for n in numbers]
+
+
+def _too_large(exc: Web3RPCError) -> bool:
+    msg = str(exc).lower()
+    return any(w in msg for w in ("range", "too many", "limit", "too large", "exceed"))
+
+
+def deployment_block(w3: Web3, address: str) -> int:
+    """The block the contract was created in, by bisection on its code (needs historical state,
+    which anvil and archive nodes keep). Falls back to 0 when the node has pruned that state."""
+    addr = to_checksum_address(address)
+    url = str(getattr(w3.provider, "endpoint_uri", ""))
+
+    def has_code(n: int) -> bool:
+        code = retrying(
+            f"reading the code of {addr}", lambda: w3.eth.get_code(addr, n), rpc_url=url
+        )
+        return len(code) > 0
+
+    hi = int(retrying("reading the block number", lambda: w3.eth.block_number, rpc_url=url))
+    try:
+        if not has_code(hi):
+            raise LookupError(f"no contract at {addr} on this chain (block {hi})")
+        lo = 0
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if has_code(mid):
+                hi = mid
+            else:
+                lo = mid + 1
+        return lo
+    except Web3RPCError:
+        return 0

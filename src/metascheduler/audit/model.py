@@ -1,0 +1,161 @@
+"""What an audit reports: a job's timeline, the bill the contract's rules give, and discrepancies.
+
+Amounts are integer credit units (6 decimals; see metascheduler.billing), times are block
+timestamps (seconds), so the JSON an auditor gets is exact."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Discrepancy:
+    """One thing the chain's history or state does not agree with the contract's rules on."""
+
+    check: str  # short name: "bill", "fee", "refund", "split", "transition", "state", ...
+    message: str
+    job_id: int | None = None
+    block: int | None = None
+    tx: str | None = None
+    account: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Step:
+    """One event of a job, with the credits it moved."""
+
+    block: int
+    time: int
+    tx: str
+    log_index: int
+    event: str
+    from_state: str | None
+    to_state: str
+    escrow: int  # the job's escrow after this step
+    provider: str | None = None
+    price_per_minute: int | None = None
+    moved: dict[str, int] = field(default_factory=dict)
+    note: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Bill:
+    cost: int  # what the provider's time is worth, capped by the escrow: paid + fee
+    fee: int
+    paid: int
+    refunded: int
+
+    def to_json(self) -> dict[str, int]:
+        return asdict(self)
+
+
+@dataclass
+class JobAudit:
+    job_id: int
+    state: str = "UNKNOWN"
+    customer: str | None = None
+    provider: str | None = None
+    escrow_requested: int = 0
+    top_ups: int = 0
+    escrow: int = 0  # requested + top-ups: what the split at the end must sum to
+    max_price_per_minute: int = 0
+    price_per_minute: int | None = None
+    fee_bps: int | None = None
+    started_at: int | None = None
+    ended_at: int | None = None
+    exit_code: int | None = None
+    expected: Bill | None = None
+    actual: Bill | None = None
+    steps: list[Step] = field(default_factory=list)
+    discrepancies: list[Discrepancy] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.discrepancies
+
+    @property
+    def billed_seconds(self) -> int | None:
+        if self.started_at is None or self.ended_at is None:
+            return None
+        return self.ended_at - self.started_at
+
+    def flag(self, check: str, message: str, block: int | None, tx: str | None = None) -> None:
+        self.discrepancies.append(Discrepancy(check, message, self.job_id, block, tx))
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "job_id": self.job_id,
+            "ok": self.ok,
+            "state": self.state,
+            "customer": self.customer,
+            "provider": self.provider,
+            "escrow_requested": self.escrow_requested,
+            "top_ups": self.top_ups,
+            "escrow": self.escrow,
+            "max_price_per_minute": self.max_price_per_minute,
+            "price_per_minute": self.price_per_minute,
+            "fee_bps": self.fee_bps,
+            "started_at": self.started_at,
+            "ended_at": self.ended_at,
+            "billed_seconds": self.billed_seconds,
+            "exit_code": self.exit_code,
+            "expected": self.expected.to_json() if self.expected else None,
+            "actual": self.actual.to_json() if self.actual else None,
+            "timeline": [s.to_json() for s in self.steps],
+            "discrepancies": [d.to_json() for d in self.discrepancies],
+        }
+
+
+@dataclass
+class GridAudit:
+    market: str
+    credit: str
+    block: int  # every state read is at this block
+    from_block: int
+    token_held: int = 0  # Credit.balanceOf(market)
+    balances_total: int = 0  # sum of market.balanceOf over every account seen
+    live_escrow: int = 0
+    accrued_fees: int = 0
+    accounts: int = 0
+    jobs: list[JobAudit] = field(default_factory=list)
+    discrepancies: list[Discrepancy] = field(default_factory=list)  # grid-wide ones
+
+    @property
+    def all_discrepancies(self) -> list[Discrepancy]:
+        out = list(self.discrepancies)
+        for j in self.jobs:
+            out.extend(j.discrepancies)
+        return out
+
+    @property
+    def ok(self) -> bool:
+        return not self.all_discrepancies
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "market": self.market,
+            "credit": self.credit,
+            "block": self.block,
+            "from_block": self.from_block,
+            "token_held": self.token_held,
+            "balances_total": self.balances_total,
+            "live_escrow": self.live_escrow,
+            "accrued_fees": self.accrued_fees,
+            "accounts": self.accounts,
+            "jobs": len(self.jobs),
+            "jobs_ok": sum(1 for j in self.jobs if j.ok),
+            "job_states": {
+                s: sum(1 for j in self.jobs if j.state == s)
+                for s in sorted({j.state for j in self.jobs})
+            },
+            "bad_jobs": [j.job_id for j in self.jobs if not j.ok],
+            "discrepancies": [d.to_json() for d in self.all_discrepancies],
+        }

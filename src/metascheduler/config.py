@@ -1,0 +1,133 @@
+"""Settings: one typed object per service, read once at start-up and passed down.
+
+Sources, highest priority first: keyword arguments, the environment (prefix ``MS_``), an optional
+TOML file given by path, then the defaults below. No other module reads the environment.
+
+    settings = OracleSettings.load("oracle.toml")     # or load(None): environment only
+
+The shared base (`ServiceSettings`) holds what every service needs to reach the chain, the store
+and its key; each service subclasses it with its own fields (OracleSettings here, others in their
+packages).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal, Self
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+
+
+class SettingsError(Exception):
+    """The settings file or environment is unusable; the message says which and why."""
+
+
+class ServiceSettings(BaseSettings):
+    """Fields shared by the oracle, the API, the agent and the CLI."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="MS_",
+        extra="forbid",
+        validate_default=True,
+    )
+
+    rpc_url: str = "http://127.0.0.1:8545"
+    market_address: str | None = None
+    #: Blocks a log must be buried under before the store trusts it (0 on a devnet).
+    confirmations: int = Field(default=2, ge=0)
+    database_url: str = "sqlite:///var/metascheduler.db"
+    keystore: Path | None = None
+    keystore_password: SecretStr | None = None
+    private_key: SecretStr | None = None
+    log_level: LogLevel = "INFO"
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, v: Any) -> Any:
+        return v.upper() if isinstance(v, str) else v
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if settings_cls.model_config.get("toml_file"):
+            sources.append(TomlConfigSettingsSource(settings_cls))
+        return tuple(sources)
+
+    @classmethod
+    def load(cls, config_path: str | Path | None = None, **overrides: Any) -> Self:
+        """Reads the settings once: `config_path` (TOML, optional) under the environment."""
+        target: type[Self] = cls
+        if config_path is not None:
+            path = Path(config_path)
+            if not path.is_file():
+                raise SettingsError(f"settings file {path} not found: give an existing TOML file")
+            # A subclass carrying the file keeps the class itself free of per-call state.
+            target = type(
+                cls.__name__,
+                (cls,),
+                {"model_config": {**cls.model_config, "toml_file": path}, "__module__": __name__},
+            )
+        try:
+            return target(**overrides)
+        except ValueError as exc:
+            where = f"file {config_path} and " if config_path else ""
+            raise SettingsError(f"invalid settings (from {where}environment MS_*): {exc}") from exc
+
+    def require_market(self) -> str:
+        if not self.market_address:
+            raise SettingsError(
+                "market_address is not set: put it in the settings file or MS_MARKET_ADDRESS"
+            )
+        return self.market_address
+
+
+class OracleSettings(ServiceSettings):
+    """The oracle service: ingestion, placement and housekeeping ticks."""
+
+    database_url: str = "sqlite:///var/oracle.db"
+    #: Placement policy name, as registered in metascheduler.placement (None: its default).
+    policy: str | None = None
+    ingest_interval_s: float = Field(default=1.0, gt=0)
+    place_interval_s: float = Field(default=1.0, gt=0)
+    keep_interval_s: float = Field(default=10.0, gt=0)
+    #: Most jobs per placeJobs transaction; 0 sizes batches to the block gas limit.
+    batch_size: int = Field(default=0, ge=0)
+    #: Share of the block gas limit one placement transaction may use.
+    batch_gas_fraction: float = Field(default=0.95, gt=0, le=1)
+    #: Placement transactions the oracle keeps unmined at once (consecutive nonces).
+    max_txs_in_flight: int = Field(default=8, ge=1)
+    #: Priority fee (tip) of the oracle's transactions, gwei: above customers' default 1 gwei so
+    #: that placements go first in a full block.
+    priority_fee_gwei: float = Field(default=2.0, ge=0)
+    #: Seconds a sent transaction may stay unmined before the oracle resyncs its nonce.
+    tx_stuck_s: float = Field(default=60.0, gt=0)
+    #: Where provider heartbeats come from: "api" (the providers table, which the API updates
+    #: when agents POST heartbeats) or "none" (no heartbeat system: every provider is alive).
+    heartbeat_source: Literal["none", "api"] = "none"
+    #: Seconds without a heartbeat after which a provider's RUNNING jobs are failed and refunded.
+    heartbeat_timeout_s: float = Field(default=300.0, gt=0)
+    #: Ingestion: first block to read (the market's deployment block), and eth_getLogs ranges.
+    start_block: int = Field(default=0, ge=0)
+    getlogs_initial_range: int = Field(default=500, ge=1)
+    getlogs_max_range: int = Field(default=10_000, ge=1)
+    #: How many recent block hashes the store keeps to detect reorgs.
+    reorg_window: int = Field(default=128, ge=4)
+    #: Seconds the oracle waits for an RPC outage to end before a tick gives up (it retries
+    #: on the next tick anyway).
+    rpc_deadline_s: float = Field(default=60.0, gt=0)
+    rpc_timeout_s: float = Field(default=10.0, gt=0)

@@ -1,0 +1,410 @@
+"""`metascheduler devnet up [--once]`: a whole local grid in one command.
+
+Starts anvil, deploys the contracts, funds demo wallets, starts the API, the oracle and two
+provider agents (one on Slurm when a Slurm cluster answers, else both local), registers and
+approves the providers, submits demo jobs that end FINISHED, FAILED, CANCELLED and
+OUT_OF_CREDITS, prints their timelines and the audit's verdict, and shows the dashboard's
+address. With --once it exits 0 only when every demo job reached its expected state and the
+audit is clean; without, it stays up until Ctrl-C.
+
+Anvil's development keys are public; they are used here on the devnet only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+from rich.console import Console
+from rich.table import Table
+
+from metascheduler import billing
+from metascheduler.chain import JobStatus, Market
+from metascheduler.chain.artifacts import REPO_ROOT
+from metascheduler.chain.rpc import connect
+from metascheduler.chain.types import ProviderStatus
+from metascheduler.devnet.anvil import dev_account, free_port, start_anvil
+from metascheduler.devnet.procs import Service, python_module
+from metascheduler.spec import JobSpec, encode_spec, parse_spec
+
+CREDIT = billing.UNITS_PER_CREDIT
+console = Console()
+
+ADMIN, ORACLE, PROVIDER_A, PROVIDER_B, ALICE, BOB = range(6)
+
+
+@dataclass
+class DemoJob:
+    label: str
+    spec: str
+    expected: JobStatus
+    escrow: int
+    customer: int
+    job_id: int = 0
+    #: called once the job is RUNNING (e.g. to cancel it)
+    on_running: Callable[[Market, int], Any] | None = None
+
+
+def _spec(name: str, script: str, cpus: int = 1, minutes: int = 10) -> str:
+    return json.dumps(
+        {
+            "name": name,
+            "script": script,
+            "resources": {"tasks": 1, "cpus_per_task": cpus, "mem_per_cpu_mb": 256},
+            "time_limit_minutes": minutes,
+        }
+    )
+
+
+def demo_jobs() -> list[DemoJob]:
+    # Prices: 1,000 units per CPU-minute (0.001 credit): a 1-CPU job costs 16.7 units a second.
+    return [
+        DemoJob(
+            "hello",
+            _spec("hello", "echo hello from the grid; sleep 3"),
+            JobStatus.FINISHED,
+            2 * CREDIT,
+            ALICE,
+        ),
+        DemoJob(
+            "fails",
+            _spec("fails", "echo about to fail >&2; sleep 2; exit 3"),
+            JobStatus.FAILED,
+            2 * CREDIT,
+            BOB,
+        ),
+        DemoJob(
+            "cancelled",
+            _spec("cancelled", "sleep 600"),
+            JobStatus.CANCELLED,
+            2 * CREDIT,
+            ALICE,
+            on_running=lambda m, j: (time.sleep(4), m.cancel_job(j)),
+        ),
+        # 250 units of escrow at 1,000 units/minute: 15 s of compute, then OUT_OF_CREDITS.
+        DemoJob("runs-dry", _spec("runs-dry", "sleep 600"), JobStatus.OUT_OF_CREDITS, 250, BOB),
+    ]
+
+
+def slurm_available() -> Path | None:
+    conf = Path(os.environ.get("SLURM_CONF", REPO_ROOT / "var" / "slurm" / "slurm.conf"))
+    if not conf.exists() or not shutil.which("sinfo"):
+        return None
+    try:
+        r = subprocess.run(
+            ["sinfo", "--noheader", "-o", "%P"],
+            env={**os.environ, "SLURM_CONF": str(conf)},
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return conf if r.returncode == 0 and "alpha" in r.stdout else None
+
+
+def _toml(values: dict[str, Any]) -> str:
+    lines: list[str] = []
+    tables: dict[str, dict[str, Any]] = {}
+    for k, v in values.items():
+        if isinstance(v, dict):
+            tables[k] = v
+        else:
+            lines.append(f"{k} = {json.dumps(v)}")
+    for name, table in tables.items():
+        lines.append(f"\n[{name}]")
+        lines += [f"{k} = {json.dumps(v)}" for k, v in table.items()]
+    return "\n".join(lines) + "\n"
+
+
+class Devnet:
+    def __init__(self, root: Path, api_port: int | None = None):
+        self.root = root
+        self.api_port = api_port or free_port()
+        self.services: list[Service] = []
+        self.anvil: Any = None
+
+    # ------------------------------------------------------------------ bring-up
+
+    def up(self) -> None:
+        if self.root.exists():
+            shutil.rmtree(self.root)
+        (self.root / "logs").mkdir(parents=True)
+        console.print(f"[bold]metascheduler devnet[/] in {self.root}")
+        self.anvil = start_anvil(block_time=1, log_path=self.root / "logs" / "anvil.log")
+        console.print(f"  chain      anvil at {self.anvil.url} (1-second blocks)")
+        w3 = connect(self.anvil.url)
+        dep = Market.deploy(
+            w3,
+            dev_account(ADMIN),
+            oracle=dev_account(ORACLE).address,
+            accept_timeout_s=60,
+            start_timeout_s=600,
+        )
+        self.deployment = dep
+        console.print(f"  contracts  JobMarket {dep.market}, Credit {dep.credit}")
+        self.admin = self.market(ADMIN)
+
+        db = f"sqlite:///{self.root / 'grid.db'}"
+        base = {
+            "rpc_url": self.anvil.url,
+            "market_address": dep.market,
+            "confirmations": 0,
+        }
+        oracle_cfg = {
+            **base,
+            "database_url": db,
+            "start_block": dep.block,
+            "heartbeat_source": "api",
+            "heartbeat_timeout_s": 60,
+        }
+        api_cfg = {**base, "database_url": db, "port": self.api_port, "heartbeat_timeout_s": 60}
+        self._service("api", "metascheduler.api", api_cfg, ORACLE, positional=True)
+        self._service("oracle", "metascheduler.oracle", oracle_cfg, ORACLE)
+
+        slurm_conf = slurm_available()
+        api_url = f"http://127.0.0.1:{self.api_port}"
+        agent_base = {
+            **base,
+            "start_block": dep.block,
+            "api_url": api_url,
+            "poll_interval_s": 1.0,
+            "heartbeat_interval_s": 5.0,
+            "prices": {"cpu": 1_000, "gpu": 0, "gb": 0},
+        }
+        if slurm_conf:
+            a = {
+                **agent_base,
+                "backend": "slurm",
+                "state_dir": str(self.root / "agent-a"),
+                "slurm": {
+                    "partition": "alpha",
+                    "slurm_conf": str(slurm_conf),
+                    "output_dir": str(self.root / "agent-a" / "jobs"),
+                },
+            }
+            kind_a = "Slurm (partition alpha)"
+        else:
+            a = {
+                **agent_base,
+                "backend": "local",
+                "state_dir": str(self.root / "agent-a"),
+                "local": {
+                    "workdir": str(self.root / "agent-a" / "work"),
+                    "cpus": 2,
+                    "mem_mb": 4096,
+                },
+            }
+            kind_a = "local executor (no Slurm answered)"
+        b = {
+            **agent_base,
+            "backend": "local",
+            "state_dir": str(self.root / "agent-b"),
+            "local": {"workdir": str(self.root / "agent-b" / "work"), "cpus": 2, "mem_mb": 4096},
+            "hardware": {"nodes": 1, "cpus": 2, "mem_mb": 4096, "gpus": 0},
+        }
+        self._service("agent-a", "metascheduler.agent", a, PROVIDER_A)
+        self._service("agent-b", "metascheduler.agent", b, PROVIDER_B)
+        console.print(f"  provider A {dev_account(PROVIDER_A).address}: {kind_a}")
+        console.print(f"  provider B {dev_account(PROVIDER_B).address}: local executor")
+
+        self._approve_providers()
+        self._fund(ALICE)
+        self._fund(BOB)
+        self._wait_api()
+        console.print(f"  dashboard  [bold]http://127.0.0.1:{self.api_port}/[/]")
+
+    def market(self, index: int) -> Market:
+        return Market(connect(self.anvil.url), self.deployment.market, dev_account(index))
+
+    def _service(
+        self, name: str, module: str, cfg: dict[str, Any], key_index: int, positional: bool = False
+    ) -> None:
+        path = self.root / f"{name}.toml"
+        path.write_text(_toml(cfg))
+        args = (
+            python_module(module, str(path))
+            if positional
+            else python_module(module, "--config", str(path))
+        )
+        # Keys travel in the environment, never in files or on command lines.
+        env = {"MS_PRIVATE_KEY": "0x" + bytes(dev_account(key_index).key).hex()}
+        svc = Service(name, args, self.root / "logs" / f"{name}.log", env).start()
+        self.services.append(svc)
+
+    def _approve_providers(self, timeout_s: float = 60.0) -> None:
+        pending = {dev_account(PROVIDER_A).address, dev_account(PROVIDER_B).address}
+        deadline = time.monotonic() + timeout_s
+        while pending:
+            for addr in list(pending):
+                status, _, _ = self.admin.get_provider(addr)
+                if status == ProviderStatus.REGISTERED:
+                    self.admin.approve_provider(addr)
+                if status in (ProviderStatus.REGISTERED, ProviderStatus.APPROVED):
+                    pending.discard(addr)
+            self._check_services()
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"providers {sorted(pending)} did not register in {timeout_s} s")
+            time.sleep(0.5)
+        console.print("  providers  registered and approved by the admin")
+
+    def _fund(self, index: int) -> None:
+        m = self.market(index)
+        self.admin.mint(dev_account(index).address, 100 * CREDIT)
+        m.approve(2**256 - 1)
+        m.deposit(50 * CREDIT)
+
+    def _wait_api(self, timeout_s: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{self.api_port}/api/health", timeout=1).is_success:
+                    return
+            except httpx.HTTPError:
+                pass
+            self._check_services()
+            time.sleep(0.3)
+        raise RuntimeError(f"the API did not answer on port {self.api_port} in {timeout_s} s")
+
+    def _check_services(self) -> None:
+        for svc in self.services:
+            if not svc.alive:
+                raise RuntimeError(
+                    f"service {svc.name} exited ({svc.process.returncode if svc.process else '?'})"
+                    f"; its log {svc.log_path} ends with:\n{svc.tail()}"
+                )
+
+    # ------------------------------------------------------------------ demo jobs
+
+    def run_jobs(self, jobs: list[DemoJob], timeout_s: float = 240.0) -> bool:
+        for job in jobs:
+            spec: JobSpec = parse_spec(job.spec)
+            m = self.market(job.customer)
+            job.job_id = m.request_job(
+                encode_spec(spec), spec.cpus, spec.gpus, spec.mem_mb, 10 * CREDIT, job.escrow
+            )
+            console.print(
+                f"  submitted  job {job.job_id} [cyan]{job.label}[/] by "
+                f"{'alice' if job.customer == ALICE else 'bob'}, escrow "
+                f"{billing.from_units(job.escrow)} credits, expecting {job.expected.name}"
+            )
+        deadline = time.monotonic() + timeout_s
+        seen: dict[int, JobStatus] = {}
+        triggered: set[int] = set()
+        while time.monotonic() < deadline:
+            for job in jobs:
+                status = self.admin.get_job(job.job_id).status
+                if seen.get(job.job_id) != status:
+                    seen[job.job_id] = status
+                    console.print(f"  job {job.job_id:>3} {job.label:<10} {status.name}")
+                if status == JobStatus.RUNNING and job.on_running and job.job_id not in triggered:
+                    triggered.add(job.job_id)
+                    job.on_running(self.market(job.customer), job.job_id)
+            if all(s.terminal for s in seen.values()):
+                break
+            self._check_services()
+            time.sleep(1.0)
+        ok = all(seen.get(j.job_id) == j.expected for j in jobs)
+        table = Table(title="demo jobs")
+        for col in ("job", "label", "expected", "reached", ""):
+            table.add_column(col)
+        for j in jobs:
+            got = seen.get(j.job_id)
+            table.add_row(
+                str(j.job_id),
+                j.label,
+                j.expected.name,
+                got.name if got else "-",
+                "[green]ok[/]" if got == j.expected else "[red]MISMATCH[/]",
+            )
+        console.print(table)
+        return ok
+
+    def audit(self, jobs: list[DemoJob]) -> bool:
+        from metascheduler.audit import audit_all, audit_job
+
+        m = Market(connect(self.anvil.url), self.deployment.market)
+        for j in jobs:
+            result = audit_job(m, j.job_id, from_block=self.deployment.block)
+            console.print(_timeline_table(result, j.label))
+        grid = audit_all(m, from_block=self.deployment.block)
+        verdict = "[green]clean[/]" if grid.ok else "[red]DISCREPANCIES[/]"
+        console.print(f"\naudit of the whole grid: {verdict}")
+        for d in grid.all_discrepancies[:20]:
+            console.print(f"  [red]job {d.job_id} block {d.block}: {d.message}[/]")
+        return bool(grid.ok)
+
+    def down(self) -> None:
+        for svc in reversed(self.services):
+            svc.stop()
+        if self.anvil is not None:
+            self.anvil.stop()
+
+
+def _timeline_table(result: Any, label: str) -> Table:
+    verdict = "[green]bill follows the rules[/]" if result.ok else "[red]bill is WRONG[/]"
+    table = Table(
+        title=f"job {result.job_id} ({label}): {result.state}; {verdict}", title_justify="left"
+    )
+    for col in ("block", "time", "transition", "credits moved"):
+        table.add_column(col)
+    for step in result.steps:
+        moved = ", ".join(
+            f"{k.replace('_', ' ')} {billing.from_units(v)}" for k, v in step.moved.items() if v
+        )
+        table.add_row(
+            str(step.block),
+            time.strftime("%H:%M:%S", time.gmtime(step.time)),
+            f"{step.from_state or '-'} -> {step.to_state}",
+            moved,
+        )
+    for d in result.discrepancies:
+        table.add_row("", "", "[red]discrepancy[/]", f"[red]{d.message}[/]")
+    return table
+
+
+def run_devnet_command(once: bool = False, root: Path | None = None) -> int:
+    root = root or REPO_ROOT / "var" / "devnet"
+    net = Devnet(root)
+    stop = {"now": False}
+
+    def _stop(*_: object) -> None:
+        stop["now"] = True
+
+    signal.signal(signal.SIGTERM, _stop)
+    try:
+        net.up()
+        jobs = demo_jobs()
+        jobs_ok = net.run_jobs(jobs)
+        audit_ok = net.audit(jobs)
+        ok = jobs_ok and audit_ok
+        jobs_words = "every demo job reached its expected state" if jobs_ok else "some went wrong"
+        console.print(f"\n[bold]{jobs_words}; audit {'clean' if audit_ok else 'NOT clean'}[/]")
+        console.print(f"dashboard: http://127.0.0.1:{net.api_port}/   logs: {root / 'logs'}")
+        if once:
+            return 0 if ok else 1
+        console.print(
+            "the grid stays up: submit jobs with `metascheduler job submit` "
+            f"(--rpc-url {net.anvil.url} --market {net.deployment.market}); Ctrl-C stops it"
+        )
+        while not stop["now"]:
+            net._check_services()
+            time.sleep(1)
+        return 0
+    except KeyboardInterrupt:
+        return 0
+    except RuntimeError as exc:
+        console.print(f"[red]devnet failed:[/] {exc}")
+        return 1
+    finally:
+        console.print("stopping the grid ...")
+        net.down()

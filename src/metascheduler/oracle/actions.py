@@ -1,0 +1,218 @@
+"""The oracle's memory of its own transactions (the `oracle_actions` table).
+
+An action is written as an intent before its transaction is sent and updated once sent, mined,
+reverted or dropped. Jobs of an action are "busy" (not acted on again) while it is unsettled,
+and after it is mined until the store has ingested its block: otherwise the store, still showing
+the job PENDING, would make the oracle place it again.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.orm import Session, sessionmaker
+from web3.exceptions import TransactionNotFound
+from web3.types import TxReceipt
+
+from metascheduler.chain import Market
+from metascheduler.chain.rpc import retrying
+from metascheduler.chain.sender import Pending
+from metascheduler.store.models import OracleAction
+
+log = logging.getLogger(__name__)
+
+
+class ActionLog:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        market: Market,
+        *,
+        stuck_s: float,
+        rpc_deadline_s: float = 30.0,
+    ):
+        self.rpc_deadline_s = rpc_deadline_s
+        self.sessions = sessions
+        self.market = market
+        self.stuck_s = stuck_s
+        self._pending: dict[int, Pending] = {}  # action id -> signed tx, to rebroadcast
+        self._url = str(getattr(market.w3.provider, "endpoint_uri", ""))
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def recover(self) -> None:
+        """At start-up: intents that never got a hash were not sent (or died mid-send), and the
+        contract refuses a second transition anyway, so they are released."""
+        with self.sessions.begin() as s:
+            stale = list(s.scalars(select(OracleAction).where(OracleAction.state == "intent")))
+            for a in stale:
+                a.state = "dropped"
+            n = len(stale)
+        if n:
+            log.warning("released %d actions left unsent by a previous run", n)
+
+    def intend(self, kind: str, job_ids: Sequence[int], providers: Sequence[str] | None) -> int:
+        with self.sessions.begin() as s:
+            a = OracleAction(
+                kind=kind,
+                job_ids=list(job_ids),
+                providers=list(providers) if providers is not None else None,
+                state="intent",
+                sent_at=time.time(),
+            )
+            s.add(a)
+            s.flush()
+            return a.id
+
+    def mark_sent(self, action_id: int, pending: Pending) -> None:
+        self._pending[action_id] = pending
+        with self.sessions.begin() as s:
+            s.execute(
+                update(OracleAction)
+                .where(OracleAction.id == action_id)
+                .values(state="sent", tx_hash=pending.tx_hash.to_0x_hex(), nonce=pending.nonce)
+            )
+
+    def mark_unsent(self, action_id: int) -> None:
+        with self.sessions.begin() as s:
+            s.execute(
+                update(OracleAction).where(OracleAction.id == action_id).values(state="dropped")
+            )
+
+    def mark_receipt(self, action_id: int, receipt: TxReceipt) -> list[tuple[int, int, str]]:
+        """Records a mined transaction; returns the items the contract skipped."""
+        self._pending.pop(action_id, None)
+        ok = receipt["status"] == 1
+        skipped = self.market.skipped(receipt) if ok else []
+        with self.sessions.begin() as s:
+            s.execute(
+                update(OracleAction)
+                .where(OracleAction.id == action_id)
+                .values(
+                    state="mined" if ok else "reverted",
+                    tx_hash=receipt["transactionHash"].to_0x_hex(),
+                    mined_block=int(receipt["blockNumber"]),
+                    gas_used=int(receipt["gasUsed"]),
+                    skipped=[list(x) for x in skipped] or None,
+                )
+            )
+        return skipped
+
+    # ------------------------------------------------------------------ reads
+
+    def busy(self, cursor_block: int, kinds: Sequence[str]) -> dict[int, str | None]:
+        """Jobs an unsettled or not-yet-ingested action of `kinds` covers: job id -> provider."""
+        with self.sessions() as s:
+            rows = s.scalars(
+                select(OracleAction).where(
+                    OracleAction.kind.in_(list(kinds)),
+                    or_(
+                        OracleAction.state.in_(("intent", "sent")),
+                        (OracleAction.state == "mined") & (OracleAction.mined_block > cursor_block),
+                    ),
+                )
+            ).all()
+        out: dict[int, str | None] = {}
+        for a in rows:
+            provs = a.providers or [None] * len(a.job_ids)
+            for jid, prov in zip(a.job_ids, provs, strict=False):
+                out[int(jid)] = prov
+        return out
+
+    def unsettled(self) -> list[OracleAction]:
+        with self.sessions() as s:
+            return list(
+                s.scalars(
+                    select(OracleAction)
+                    .where(OracleAction.state == "sent")
+                    .order_by(OracleAction.nonce)
+                )
+            )
+
+    # ------------------------------------------------------------------ settling
+
+    def settle(self, on_skipped: Callable[[OracleAction, list[tuple[int, int, str]]], Any]) -> int:
+        """Checks the receipts of sent transactions; returns how many are still unmined."""
+        open_ = self.unsettled()
+        if not open_:
+            return 0
+        w3 = self.market.w3
+        sender = self.market.sender_or_fail()
+        latest_nonce: int | None = None
+        still = 0
+        for a in open_:
+            assert a.tx_hash is not None
+            try:
+                receipt = retrying(
+                    f"reading the receipt of {a.kind} {a.tx_hash}",
+                    lambda h=a.tx_hash: w3.eth.get_transaction_receipt(h),  # type: ignore[misc]
+                    deadline_s=self.rpc_deadline_s,
+                    rpc_url=self._url,
+                )
+            except TransactionNotFound:
+                receipt = None
+            if receipt is not None:
+                skipped = self.mark_receipt(a.id, receipt)
+                if receipt["status"] != 1:
+                    log.error(
+                        "%s tx=%s jobs=%d reverted in block %d: the jobs are free again",
+                        a.kind,
+                        a.tx_hash,
+                        len(a.job_ids),
+                        receipt["blockNumber"],
+                    )
+                elif skipped:
+                    on_skipped(a, skipped)
+                continue
+            if latest_nonce is None:
+                latest_nonce = int(
+                    retrying(
+                        "reading the oracle's nonce",
+                        lambda: w3.eth.get_transaction_count(sender.address, "latest"),
+                        deadline_s=self.rpc_deadline_s,
+                        rpc_url=self._url,
+                    )
+                )
+            if a.nonce is not None and a.nonce < latest_nonce:
+                # Its nonce was used by another transaction: this one will never be mined.
+                log.warning(
+                    "%s tx=%s nonce=%s replaced: jobs free again", a.kind, a.tx_hash, a.nonce
+                )
+                self.mark_unsent(a.id)
+                continue
+            age = time.time() - a.sent_at
+            if age > self.stuck_s:
+                p = self._pending.get(a.id)
+                if p is not None:
+                    log.warning(
+                        "%s tx=%s unmined after %.0f s: rebroadcasting", a.kind, a.tx_hash, age
+                    )
+                    try:
+                        sender._broadcast(p)
+                    except Exception as exc:
+                        log.warning("rebroadcast of %s failed: %s", a.tx_hash, exc)
+                    p.sent_at = time.monotonic()
+                    with self.sessions.begin() as s:
+                        s.execute(
+                            update(OracleAction)
+                            .where(OracleAction.id == a.id)
+                            .values(sent_at=time.time())
+                        )
+                else:
+                    # Sent by an earlier run and gone from the node's pool: give the jobs back.
+                    log.warning(
+                        "%s tx=%s nonce=%s not found after %.0f s: treating as dropped",
+                        a.kind,
+                        a.tx_hash,
+                        a.nonce,
+                        age,
+                    )
+                    self.mark_unsent(a.id)
+                    sender.resync_nonce()
+                    continue
+            still += 1
+        return still

@@ -1,0 +1,91 @@
+"""Store rows to the placement policy's plain records (pure)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from metascheduler.billing import funded_seconds
+from metascheduler.chain.types import JobStatus
+from metascheduler.placement import JobRequest, ProviderState, RunningJob
+from metascheduler.store.models import Job, Provider
+
+#: A run time estimate for a job with neither a time limit nor a finite funding.
+MAX_ESTIMATE_S = 30 * 24 * 3600.0
+
+
+def estimate_runtime_s(job: Job) -> float:
+    """The time limit if the spec gives one, else what the escrow funds at the max price."""
+    if job.time_limit_minutes:
+        return float(job.time_limit_minutes * 60)
+    return float(min(MAX_ESTIMATE_S, funded_seconds(job.escrow, job.max_price_per_minute)))
+
+
+def job_request(job: Job) -> JobRequest:
+    return JobRequest(
+        job_id=job.job_id,
+        cpus=job.cpus,
+        gpus=job.gpus,
+        mem_mb=job.mem_mb,
+        max_price_per_minute=job.max_price_per_minute,
+        labels=frozenset(job.labels or ()),
+        submitted_at=float(job.requested_at),
+        est_runtime_s=estimate_runtime_s(job),
+    )
+
+
+def running_job(job: Job, *, queued: bool | None = None) -> RunningJob:
+    running = job.status == JobStatus.RUNNING if queued is None else not queued
+    return RunningJob(
+        job_id=job.job_id,
+        cpus=job.cpus,
+        gpus=job.gpus,
+        mem_mb=job.mem_mb,
+        started_at=float(job.started_at) if running and job.started_at else None,
+        est_runtime_s=estimate_runtime_s(job),
+    )
+
+
+@dataclass(frozen=True)
+class Liveness:
+    """How the oracle judges a provider alive: no heartbeat system means always alive."""
+
+    use_heartbeats: bool
+    timeout_s: float
+
+    def alive(self, p: Provider, now_wall: float) -> bool:
+        if not self.use_heartbeats:
+            return True
+        return p.last_heartbeat_at is not None and now_wall - p.last_heartbeat_at <= self.timeout_s
+
+
+def provider_states(
+    providers: Iterable[Provider],
+    on_provider: Iterable[Job],
+    in_flight: Mapping[int, tuple[str, Job]],
+    liveness: Liveness,
+    now_wall: float,
+) -> list[ProviderState]:
+    """Approved providers with the jobs they hold: from the store, plus placements the oracle
+    sent that the store has not seen yet (so a burst is not placed twice on the same room)."""
+    held: dict[str, list[RunningJob]] = {}
+    for j in on_provider:
+        if j.provider:
+            held.setdefault(j.provider, []).append(running_job(j))
+    for provider, j in in_flight.values():
+        held.setdefault(provider, []).append(running_job(j, queued=True))
+    return [
+        ProviderState(
+            provider=p.address,
+            cpus=p.cpus,
+            gpus=p.gpus,
+            mem_mb=p.mem_mb,
+            cpu_price=p.cpu_price,
+            gpu_price=p.gpu_price,
+            gb_price=p.gb_price,
+            labels=frozenset(p.labels or ()),
+            alive=liveness.alive(p, now_wall),
+            jobs=tuple(held.get(p.address, ())),
+        )
+        for p in providers
+    ]

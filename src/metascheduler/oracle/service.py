@@ -1,0 +1,433 @@
+"""The oracle service: three ticks over the chain and the store.
+
+- sync (every `place_interval_s`): ingest new confirmed blocks, settle sent transactions, place
+  pending jobs in batches sized to the block gas limit, several transactions in flight.
+- ingest (every `ingest_interval_s`): ingestion alone, so the store stays fresh when nothing is
+  to be placed.
+- keep (every `keep_interval_s`): expire RUNNING jobs past their funding, reclaim placements
+  past the contract's timeouts, fail RUNNING jobs of providers whose heartbeats stopped.
+
+Each tick is safe to run late, twice or after a crash: it reads the store (chain facts) and the
+oracle's action log (what it sent), never an in-memory plan.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from sqlalchemy import select
+from web3 import Web3
+
+from metascheduler.billing import funded_seconds
+from metascheduler.chain import Market, RpcUnavailable, Terms
+from metascheduler.chain.errors import ChainError
+from metascheduler.chain.market import BATCH_GAS_BASE, PLACE_GAS_PER_ITEM
+from metascheduler.chain.rpc import connect, retrying
+from metascheduler.chain.types import JobStatus, ProviderStatus
+from metascheduler.config import OracleSettings, SettingsError
+from metascheduler.keys import KeyError_, load_account, refuse_dev_key_off_devnet
+from metascheduler.oracle import logs
+from metascheduler.oracle.actions import ActionLog
+from metascheduler.oracle.inputs import Liveness, job_request, provider_states
+from metascheduler.placement import DEFAULT_POLICY, Policy, get_policy
+from metascheduler.store import Ingester, make_engine, session_factory, upgrade_to_head
+from metascheduler.store import queries as q
+from metascheduler.store.models import Job, OracleAction, Provider
+
+log = logging.getLogger("metascheduler.oracle")
+
+#: Unplaceable reasons longer than this are cut (they are for humans, not for parsing).
+MAX_REASON = 500
+_FAILED = object()
+#: At most this many pending jobs are considered per tick (the oldest first).
+MAX_PENDING_PER_TICK = 20_000
+
+
+@dataclass
+class TickStats:
+    placed: int = 0
+    held: int = 0
+    unplaceable: int = 0
+    txs: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Oracle:
+    def __init__(self, settings: OracleSettings, *, w3: Web3 | None = None):
+        self.settings = settings
+        address = settings.require_market()
+        self.w3 = w3 or connect(settings.rpc_url, timeout_s=settings.rpc_timeout_s)
+        account = load_account(
+            keystore=settings.keystore,
+            password=settings.keystore_password,
+            private_key=settings.private_key,
+        )
+        self.market = Market(
+            self.w3,
+            address,
+            account,
+            rpc_deadline_s=settings.rpc_deadline_s,
+            priority_fee_wei=int(settings.priority_fee_gwei * 10**9),
+        )
+        self.address = account.address
+        upgrade_to_head(settings.database_url)
+        self.engine = make_engine(settings.database_url)
+        self.sessions = session_factory(self.engine)
+        self.ingester = Ingester(
+            self.w3,
+            address,
+            self.sessions,
+            confirmations=settings.confirmations,
+            start_block=settings.start_block,
+            initial_range=settings.getlogs_initial_range,
+            max_range=settings.getlogs_max_range,
+            reorg_window=settings.reorg_window,
+            rpc_deadline_s=settings.rpc_deadline_s,
+        )
+        self.actions = ActionLog(
+            self.sessions,
+            self.market,
+            stuck_s=settings.tx_stuck_s,
+            rpc_deadline_s=settings.rpc_deadline_s,
+        )
+        name = settings.policy or DEFAULT_POLICY
+        self.policy: Policy = get_policy(name)
+        self.liveness = Liveness(settings.heartbeat_source == "api", settings.heartbeat_timeout_s)
+        self._lock = threading.Lock()
+        self._batch: int | None = None
+        self._url = settings.rpc_url
+
+    # ------------------------------------------------------------------ start-up
+
+    def start(self) -> None:
+        chain_id = int(self._rpc("reading the chain id", lambda: self.w3.eth.chain_id))
+        refuse_dev_key_off_devnet(self.market.sender_or_fail().account, chain_id)
+        cfg = self.market.config()
+        if str(cfg["oracle"]).lower() != self.address.lower():
+            raise SettingsError(
+                f"account {self.address} is not the market's oracle ({cfg['oracle']}): "
+                "configure the oracle's key"
+            )
+        self.actions.recover()
+        self.market.sender_or_fail().resync_nonce()
+        log.info(
+            "oracle started market=%s account=%s policy=%s confirmations=%d heartbeats=%s",
+            self.market.address,
+            self.address,
+            self.policy.name,
+            self.settings.confirmations,
+            self.settings.heartbeat_source,
+        )
+
+    def _rpc(self, what: str, fn: Any) -> Any:
+        return retrying(what, fn, deadline_s=self.settings.rpc_deadline_s, rpc_url=self._url)
+
+    def batch_size(self) -> int:
+        """Jobs per placeJobs transaction: the setting, else sized to the block gas limit.
+
+        Blocks are packed by gas *limit* (ours is a fixed gas per item, above what an item uses),
+        so one huge batch per block would leave a quarter of the block empty. Sixteen batches per
+        block keep the unfillable tail of a block to about 1/16 of it.
+        """
+        if self.settings.batch_size:
+            return self.settings.batch_size
+        if self._batch is None:
+            block = self._rpc(
+                "reading the block gas limit", lambda: self.w3.eth.get_block("latest")
+            )
+            usable = int(block["gasLimit"] * self.settings.batch_gas_fraction) // 16
+            self._batch = max(1, (usable - BATCH_GAS_BASE) // PLACE_GAS_PER_ITEM)
+        return self._batch
+
+    # ------------------------------------------------------------------ ticks
+
+    def ingest_tick(self) -> None:
+        with self._lock:
+            self._guard("ingest", self.ingester.run)
+
+    def sync_tick(self) -> None:
+        with self._lock:
+            # Each step needs the one before: placing on a stale store would only waste gas.
+            t0 = time.monotonic()
+            if self._guard("ingest", self.ingester.run) is _FAILED:
+                return
+            t1 = time.monotonic()
+            if self._guard("settle", lambda: self.actions.settle(self._on_skipped)) is _FAILED:
+                return
+            t2 = time.monotonic()
+            self._guard("place", self.place)
+            log.debug(
+                "sync tick ingest_s=%.3f settle_s=%.3f place_s=%.3f",
+                t1 - t0,
+                t2 - t1,
+                time.monotonic() - t2,
+            )
+
+    def keep_tick(self) -> None:
+        with self._lock:
+            self._guard("keep", self.keep)
+
+    def _guard(self, what: str, fn: Any) -> Any:
+        """A tick that fails logs why and leaves the rest to the next tick."""
+        try:
+            fn()
+        except RpcUnavailable as exc:
+            log.error("%s tick: %s; the next tick tries again", what, exc)
+        except ChainError as exc:
+            log.error("%s tick: chain refused: %s; the next tick tries again", what, exc)
+        except Exception:
+            log.exception("%s tick failed; the next tick tries again", what)
+        else:
+            return None
+        return _FAILED
+
+    def _cursor_block(self) -> int:
+        cur = self.ingester.cursor()
+        return cur[0] if cur else -1
+
+    def _on_skipped(self, action: OracleAction, skipped: list[tuple[int, int, str]]) -> None:
+        for index, job_id, why in skipped:
+            log.info(
+                "%s skipped by the contract tx=%s index=%d job=%d reason=%s",
+                action.kind,
+                action.tx_hash,
+                index,
+                job_id,
+                why,
+            )
+
+    # ------------------------------------------------------------------ place
+
+    def place(self) -> TickStats:
+        stats = TickStats()
+        if len(self.actions.unsettled()) >= self.settings.max_txs_in_flight:
+            return stats
+        cursor = self._cursor_block()
+        busy = self.actions.busy(cursor, ("place",))
+        with self.sessions() as s:
+            pending = [j for j in q.pending_jobs(s, MAX_PENDING_PER_TICK) if j.job_id not in busy]
+            if not pending:
+                return stats
+            provs = list(
+                s.scalars(select(Provider).where(Provider.status == int(ProviderStatus.APPROVED)))
+            )
+            on_prov = q.jobs_on_providers(s)
+            inflight_jobs = {
+                j.job_id: j for j in s.scalars(select(Job).where(Job.job_id.in_(list(busy))))
+            }
+        in_flight = {
+            jid: (prov, inflight_jobs[jid])
+            for jid, prov in busy.items()
+            if prov and jid in inflight_jobs and inflight_jobs[jid].status == JobStatus.PENDING
+        }
+        now_chain = float(max(j.requested_at for j in pending))
+        states = provider_states(provs, on_prov, in_flight, self.liveness, time.time())
+        by_id = {j.job_id: j for j in pending}
+        decisions = self.policy.decide([job_request(j) for j in pending], states, now_chain)
+        self._record_unplaceable(
+            by_id, decisions.unplaceable, placed={p.job_id for p in decisions.placements}
+        )
+        stats.placed = len(decisions.placements)
+        stats.unplaceable = len(decisions.unplaceable)
+        stats.held = len(pending) - stats.placed - stats.unplaceable
+        size = self.batch_size()
+        room = self.settings.max_txs_in_flight - len(self.actions.unsettled())
+        items = decisions.placements
+        for start in range(0, len(items), size):
+            if room <= 0:
+                break
+            chunk = items[start : start + size]
+            self._send_placements(chunk, by_id)
+            stats.txs += 1
+            room -= 1
+        if stats.placed:
+            log.info(
+                "place tick pending=%d placed=%d held=%d unplaceable=%d txs=%d",
+                len(pending),
+                stats.placed,
+                stats.held,
+                stats.unplaceable,
+                stats.txs,
+            )
+        return stats
+
+    def _send_placements(self, chunk: Sequence[Any], by_id: dict[int, Job]) -> None:
+        triples = []
+        for p in chunk:
+            j = by_id[p.job_id]
+            terms = Terms(
+                bytes.fromhex(j.spec_hash[2:]), j.cpus, j.gpus, j.mem_mb, j.max_price_per_minute
+            )
+            triples.append((j.job_id, Web3.to_checksum_address(p.provider), terms))
+        action = self.actions.intend("place", [t[0] for t in triples], [t[1] for t in triples])
+        try:
+            pending = self.market.send_place_jobs(triples)
+        except Exception:
+            # Not sent (or not known to be): free the jobs and re-read the nonce, since the
+            # sender may have handed one out that never reached the node.
+            self.actions.mark_unsent(action)
+            self.market.sender_or_fail().resync_nonce()
+            raise
+        self.actions.mark_sent(action, pending)
+        log.info(
+            "sent placeJobs tx=%s nonce=%d jobs=%d first=%d",
+            pending.tx_hash.to_0x_hex(),
+            pending.nonce,
+            len(triples),
+            triples[0][0],
+        )
+
+    def _record_unplaceable(
+        self, by_id: dict[int, Job], unplaceable: Sequence[Any], placed: set[int]
+    ) -> None:
+        reasons = {u.job_id: u.reason[:MAX_REASON] for u in unplaceable}
+        changed = [
+            jid
+            for jid, j in by_id.items()
+            if (reasons.get(jid) if jid not in placed else None) != j.unplaceable_reason
+        ]
+        if not changed:
+            return
+        with self.sessions.begin() as s:
+            for jid in changed:
+                row = s.get(Job, jid)
+                if row is None:
+                    continue
+                row.unplaceable_reason = reasons.get(jid)
+                if row.unplaceable_reason:
+                    log.warning("job %d is unplaceable: %s", jid, row.unplaceable_reason)
+
+    # ------------------------------------------------------------------ keep
+
+    def keep(self) -> dict[str, int]:
+        cursor = self._cursor_block()
+        cfg = self.market.config()
+        head = self._rpc("reading the head block", lambda: self.w3.eth.get_block("latest"))
+        now = int(head["timestamp"])
+        busy = self.actions.busy(cursor, ("expire", "reclaim", "fail"))
+        expire: list[int] = []
+        reclaim: list[int] = []
+        fail: list[int] = []
+        with self.sessions() as s:
+            silent = self._silent_providers(s)
+            for j in q.jobs_in_status(s, q.ON_PROVIDER):
+                if j.job_id in busy:
+                    continue
+                if j.status == JobStatus.RUNNING:
+                    if j.provider in silent:
+                        fail.append(j.job_id)
+                    elif (
+                        j.started_at is not None
+                        and j.price_per_minute
+                        and now >= j.started_at + funded_seconds(j.escrow, j.price_per_minute)
+                    ):
+                        expire.append(j.job_id)
+                elif j.status == JobStatus.META_SCHEDULED and j.placed_at is not None:
+                    if now >= j.placed_at + int(cfg["accept_timeout_s"]):
+                        reclaim.append(j.job_id)
+                elif (
+                    j.status == JobStatus.SCHEDULED
+                    and j.accepted_at is not None
+                    and now >= j.accepted_at + int(cfg["start_timeout_s"])
+                ):
+                    reclaim.append(j.job_id)
+        done = {"expire": 0, "reclaim": 0, "fail": 0}
+        for kind, ids, call in (
+            ("fail", fail, self.market.fail_jobs),
+            ("expire", expire, self.market.expire_jobs),
+            ("reclaim", reclaim, self.market.reclaim_jobs),
+        ):
+            for start in range(0, len(ids), 200):
+                chunk = ids[start : start + 200]
+                done[kind] += self._keep_send(kind, chunk, call)
+        return done
+
+    def _silent_providers(self, s: Any) -> set[str]:
+        """Providers whose heartbeats stopped (never: a provider that never sent one is unknown,
+        not silent, so an oracle started before the API fails nobody)."""
+        if not self.liveness.use_heartbeats:
+            return set()
+        limit = time.time() - self.settings.heartbeat_timeout_s
+        rows = s.scalars(
+            select(Provider.address).where(
+                Provider.last_heartbeat_at.is_not(None), Provider.last_heartbeat_at < limit
+            )
+        )
+        return set(rows)
+
+    def _keep_send(self, kind: str, ids: list[int], call: Any) -> int:
+        action = self.actions.intend(kind, ids, None)
+        try:
+            receipt = call(ids)
+        except Exception:
+            self.actions.mark_unsent(action)
+            self.market.sender_or_fail().resync_nonce()
+            raise
+        skipped = self.actions.mark_receipt(action, receipt)
+        for index, job_id, why in skipped:
+            log.info("%s skipped job=%d index=%d reason=%s", kind, job_id, index, why)
+        n = len(ids) - len(skipped)
+        log.info(
+            "%s jobs=%d done=%d tx=%s", kind, len(ids), n, receipt["transactionHash"].to_0x_hex()
+        )
+        return n
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def run(settings: OracleSettings, stop: threading.Event | None = None) -> None:
+    """Runs the oracle until SIGINT/SIGTERM (or `stop` is set)."""
+    logs.setup(settings.log_level)
+    oracle = Oracle(settings)
+    oracle.start()
+    stop = stop or threading.Event()
+
+    def _stop(signum: int, _frame: Any) -> None:
+        log.info("signal %s received: stopping after the current tick", signal.Signals(signum).name)
+        stop.set()
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, _stop)
+        signal.signal(signal.SIGTERM, _stop)
+    sched = BackgroundScheduler()
+    opts = {"max_instances": 1, "coalesce": True, "misfire_grace_time": None}
+    s = settings
+    sched.add_job(oracle.sync_tick, "interval", seconds=s.place_interval_s, id="sync", **opts)
+    sched.add_job(oracle.ingest_tick, "interval", seconds=s.ingest_interval_s, id="ingest", **opts)
+    sched.add_job(oracle.keep_tick, "interval", seconds=s.keep_interval_s, id="keep", **opts)
+    oracle.sync_tick()  # no need to wait one interval for the first placements
+    sched.start()
+    try:
+        while not stop.wait(0.5):
+            pass
+    finally:
+        sched.shutdown(wait=True)
+        oracle.close()
+        log.info("oracle stopped")
+
+
+def run_oracle_command(config_path: str | None) -> int:
+    """`metascheduler oracle run`: exit code 0 after a clean stop, 2 on a settings problem."""
+    try:
+        settings = OracleSettings.load(config_path)
+    except SettingsError as exc:
+        logs.setup("INFO")
+        log.error("%s", exc)
+        return 2
+    try:
+        run(settings)
+    except (SettingsError, KeyError_) as exc:
+        log.error("cannot start the oracle: %s", exc)
+        return 2
+    except RpcUnavailable as exc:
+        log.error("cannot start the oracle: %s", exc)
+        return 1
+    return 0

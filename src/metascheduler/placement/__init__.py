@@ -1,0 +1,29 @@
+"""Placement policies: pure code that decides where (and when) pending jobs go.
+
+Plain data in, decisions out, no I/O and no state between calls. The oracle and the simulator
+call the same code. Imports nothing of ours but the pure :mod:`metascheduler.billing` leaf.
+"""
+
+from .model import (
+    Decisions,
+    JobRequest,
+    Placement,
+    Policy,
+    ProviderState,
+    RunningJob,
+    Unplaceable,
+)
+from .registry import DEFAULT_POLICY, POLICY_NAMES, get_policy
+
+__all__ = [
+    "DEFAULT_POLICY",
+    "POLICY_NAMES",
+    "Decisions",
+    "JobRequest",
+    "Placement",
+    "Policy",
+    "ProviderState",
+    "RunningJob",
+    "Unplaceable",
+    "get_policy",
+]

@@ -1,0 +1,200 @@
+"""Read functions over the store, shared by the API and the oracle.
+
+Each takes an open Session and returns ORM rows or small dataclasses; none writes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from metascheduler.chain.types import JobStatus, ProviderStatus
+from metascheduler.store.models import ChainCursor, Event, Job, OracleAction, Provider
+
+#: Statuses in which a job holds resources at a provider (placed, accepted or running).
+ON_PROVIDER = (int(JobStatus.META_SCHEDULED), int(JobStatus.SCHEDULED), int(JobStatus.RUNNING))
+MAX_PAGE = 500
+
+
+@dataclass(frozen=True)
+class Page:
+    items: list[Job]
+    total: int
+    limit: int
+    offset: int
+
+
+def list_jobs(
+    s: Session,
+    *,
+    customer: str | None = None,
+    provider: str | None = None,
+    status: int | Iterable[int] | None = None,
+    limit: int = 50,
+    offset: int = 0,
+    newest_first: bool = True,
+) -> Page:
+    """Jobs filtered by customer, provider and status (one or several), a page at a time."""
+    q = select(Job)
+    if customer:
+        q = q.where(Job.customer == customer)
+    if provider:
+        q = q.where(Job.provider == provider)
+    if status is not None:
+        wanted = [int(status)] if isinstance(status, int) else [int(x) for x in status]
+        q = q.where(Job.status.in_(wanted))
+    total = s.scalar(select(func.count()).select_from(q.subquery())) or 0
+    limit = max(1, min(limit, MAX_PAGE))
+    order = Job.job_id.desc() if newest_first else Job.job_id.asc()
+    items = list(s.scalars(q.order_by(order).limit(limit).offset(max(0, offset))))
+    return Page(items, int(total), limit, offset)
+
+
+def get_job(s: Session, job_id: int) -> Job | None:
+    return s.get(Job, job_id)
+
+
+def job_events(s: Session, job_id: int) -> list[Event]:
+    """A job's timeline: its events in chain order."""
+    q = select(Event).where(Event.job_id == job_id).order_by(Event.block_number, Event.log_index)
+    return list(s.scalars(q))
+
+
+def job_with_events(s: Session, job_id: int) -> tuple[Job, list[Event]] | None:
+    job = get_job(s, job_id)
+    return None if job is None else (job, job_events(s, job_id))
+
+
+@dataclass(frozen=True)
+class ProviderLoad:
+    provider: Provider
+    placed: int = 0  # META_SCHEDULED or SCHEDULED
+    running: int = 0
+    cpus_used: int = 0
+    gpus_used: int = 0
+    mem_mb_used: int = 0
+
+
+def providers_with_load(s: Session, *, status: int | None = None) -> list[ProviderLoad]:
+    """Every provider with the jobs it holds (placed or running) and the resources they take."""
+    q = select(Provider).order_by(Provider.address)
+    if status is not None:
+        q = q.where(Provider.status == status)
+    provs = list(s.scalars(q))
+    load = s.execute(
+        select(
+            Job.provider,
+            Job.status,
+            func.count(),
+            func.coalesce(func.sum(Job.cpus), 0),
+            func.coalesce(func.sum(Job.gpus), 0),
+            func.coalesce(func.sum(Job.mem_mb), 0),
+        )
+        .where(Job.status.in_(ON_PROVIDER))
+        .group_by(Job.provider, Job.status)
+    ).all()
+    acc: dict[str, dict[str, int]] = {}
+    for addr, st, n, cpus, gpus, mem in load:
+        if addr is None:
+            continue
+        a = acc.setdefault(addr, {"placed": 0, "running": 0, "c": 0, "g": 0, "m": 0})
+        a["running" if st == JobStatus.RUNNING else "placed"] += int(n)
+        a["c"] += int(cpus)
+        a["g"] += int(gpus)
+        a["m"] += int(mem)
+    out = []
+    for p in provs:
+        got = acc.get(p.address)
+        if got is None:
+            out.append(ProviderLoad(p))
+        else:
+            out.append(ProviderLoad(p, got["placed"], got["running"], got["c"], got["g"], got["m"]))
+    return out
+
+
+def get_provider(s: Session, address: str) -> Provider | None:
+    return s.get(Provider, address)
+
+
+@dataclass(frozen=True)
+class GridStats:
+    jobs_by_status: dict[str, int] = field(default_factory=dict)
+    providers_by_status: dict[str, int] = field(default_factory=dict)
+    cpus_total: int = 0
+    cpus_in_use: int = 0
+    escrow_live: int = 0
+    paid_total: int = 0
+    fees_total: int = 0
+    unplaceable: int = 0
+    last_block: int | None = None
+
+
+def grid_stats(s: Session) -> GridStats:
+    """Counts for a dashboard: jobs and providers per status, capacity and credits."""
+    jobs = {
+        JobStatus(st).name: int(n)
+        for st, n in s.execute(select(Job.status, func.count()).group_by(Job.status))
+    }
+    provs = {
+        ProviderStatus(st).name: int(n)
+        for st, n in s.execute(select(Provider.status, func.count()).group_by(Provider.status))
+    }
+    approved = int(ProviderStatus.APPROVED)
+    cpus_total = s.scalar(
+        select(func.coalesce(func.sum(Provider.cpus), 0)).where(Provider.status == approved)
+    )
+    cpus_used = s.scalar(
+        select(func.coalesce(func.sum(Job.cpus), 0)).where(Job.status == JobStatus.RUNNING)
+    )
+    # Credit columns are Uint256 (strings on SQLite): sum them in Python, exactly.
+    live = [int(x) for x in s.scalars(select(Job.escrow).where(Job.status < 4))]
+    ended = s.execute(select(Job.paid, Job.fee).where(Job.ended_at.is_not(None))).all()
+    unplaceable = s.scalar(
+        select(func.count())
+        .select_from(Job)
+        .where(Job.status == JobStatus.PENDING, Job.unplaceable_reason.is_not(None))
+    )
+    cursor = s.scalars(select(ChainCursor.block_number)).first()
+    return GridStats(
+        jobs_by_status=jobs,
+        providers_by_status=provs,
+        cpus_total=int(cpus_total or 0),
+        cpus_in_use=int(cpus_used or 0),
+        escrow_live=sum(live),
+        paid_total=sum(int(p or 0) for p, _ in ended),
+        fees_total=sum(int(f or 0) for _, f in ended),
+        unplaceable=int(unplaceable or 0),
+        last_block=cursor,
+    )
+
+
+# ---------------------------------------------------------------------- the oracle's reads
+
+
+def pending_jobs(s: Session, limit: int | None = None) -> list[Job]:
+    """PENDING jobs, oldest first."""
+    q = select(Job).where(Job.status == JobStatus.PENDING).order_by(Job.job_id)
+    if limit:
+        q = q.limit(limit)
+    return list(s.scalars(q))
+
+
+def jobs_on_providers(s: Session) -> list[Job]:
+    """Jobs placed, accepted or running somewhere."""
+    return list(s.scalars(select(Job).where(Job.status.in_(ON_PROVIDER)).order_by(Job.job_id)))
+
+
+def jobs_in_status(s: Session, statuses: Sequence[int]) -> list[Job]:
+    return list(s.scalars(select(Job).where(Job.status.in_(list(statuses))).order_by(Job.job_id)))
+
+
+def unsettled_actions(s: Session) -> list[OracleAction]:
+    """The oracle's transactions not yet known mined or dropped."""
+    return list(
+        s.scalars(
+            select(OracleAction).where(OracleAction.state == "sent").order_by(OracleAction.nonce)
+        )
+    )

@@ -1,0 +1,425 @@
+"""The provider agent end to end on a real anvil and the local backend (real processes).
+
+The oracle is played by the test (``place_job`` as the oracle account); the agent is driven
+round by round with ``tick()``, except where a real process is killed and restarted.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from metascheduler import billing
+from metascheduler.agent.backends import BackendJob, BackendState, job_name
+from metascheduler.agent.backends.local import LocalBackend
+from metascheduler.agent.outcomes import EXIT_LOST
+from metascheduler.agent.service import Round, build
+from metascheduler.agent.settings import AgentSettings
+from metascheduler.agent.state import JobRecord, StateError, StateStore
+from metascheduler.chain import JobStatus
+from metascheduler.chain.types import ProviderAction, ProviderStatus
+from metascheduler.heartbeat import verify
+from metascheduler.spec import parse_spec
+from tests.conftest import Grid
+from tests.integration.agentkit import (
+    CPU_PRICE,
+    CREDIT,
+    World,
+    make_world,
+    spec,
+    start_agent_process,
+    wait_running_then_sigkill,
+    write_toml,
+)
+
+pytestmark = pytest.mark.chain
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def world(grid: Grid, tmp_path: Path) -> Iterator[World]:
+    w = make_world(grid, tmp_path)
+    yield w
+    w.agent.close()
+
+
+def local_backend(w: World) -> LocalBackend:
+    backend = w.agent.backend
+    assert isinstance(backend, LocalBackend)
+    return backend
+
+
+def records_for(w: World, job_id: int) -> list[dict[str, Any]]:
+    state = json.loads((local_backend(w).workdir / "state.json").read_text())
+    return [r for r in state["jobs"].values() if r["job_id"] == job_id]
+
+
+def test_registers_once_and_again_when_the_record_differs(grid: Grid, tmp_path: Path) -> None:
+    w = make_world(grid, tmp_path)
+    reader = w.reader
+    status, hw, prices = reader.get_provider(w.provider.address)
+    assert status is ProviderStatus.APPROVED
+    assert (hw.cpus, hw.mem_mb, prices.cpu) == (4, 4096, CPU_PRICE)
+    w.agent.close()
+
+    def registrations() -> int:
+        logs = reader.w3.eth.get_logs(
+            {
+                "address": reader.address,
+                "fromBlock": grid.deployment.block,
+                "topics": [reader.events.topic("ProviderRegistered")],
+            }
+        )
+        return len(logs)
+
+    same = build(w.settings)
+    same.start()  # same record: no second registration
+    same.close()
+    assert registrations() == 1
+
+    dearer = build(w.settings.model_copy(update={"labels": ["gpu", "x86_64"]}))
+    assert dearer.start() is ProviderStatus.APPROVED  # an update keeps the standing
+    dearer.close()
+    assert registrations() == 2
+
+
+def test_state_dir_is_held_by_one_agent(world: World) -> None:
+    with pytest.raises(StateError, match="another agent holds"):
+        StateStore(world.settings.state_dir).open()
+
+
+def test_finished_and_failed_jobs_are_reported_and_billed(world: World) -> None:
+    w = world
+    ok = w.submit(spec("sleep 3; echo done"))
+    bad = w.submit(spec("exit 3"))
+
+    first = w.tick()
+    assert sorted(first.placed) == [ok, bad] and sorted(first.submitted) == [ok, bad]
+    # Both acceptances went out in one transaction.
+    accepts = [e for j in (ok, bad) for e in w.events(j, "JobStatusChanged")]
+    assert len({e.tx_hash for e in accepts}) == 1
+
+    w.until_status(bad, JobStatus.FAILED)
+    w.until_status(ok, JobStatus.FINISHED)
+
+    (ended_bad,) = w.events(bad, "JobEnded")
+    assert ended_bad.args["exitCode"] == 3
+    (ended_ok,) = w.events(ok, "JobEnded")
+    assert ended_ok.args["exitCode"] == 0
+    start, end = w.run_window(ok)
+    assert end - start >= 1  # it slept 3 s, most of it after its START was on chain
+    price = w.job(ok).price_per_minute
+    assert price == CPU_PRICE
+    paid = ended_ok.args["paid"] + ended_ok.args["fee"]
+    assert paid == billing.cost(price, end - start, CREDIT) > 0
+    assert ended_ok.args["refunded"] == CREDIT - paid
+    out = Path(records_for(w, ok)[0]["dir"]) / "job.out"
+    assert out.read_text() == "done\n"
+    w.tick()
+    assert w.agent.state.jobs == {}  # ended on both sides: forgotten
+
+
+def test_refuses_what_it_cannot_run_with_reasons(world: World) -> None:
+    w = world
+    gpu_label = w.submit(spec("true", labels="[gpu]"))
+    too_big = w.submit(spec("true", cpus=3))  # declared 4 CPUs, the local backend has 2
+    junk = w.request_raw(b'{"name": 5}', 1, 0, 100, CREDIT, 10 * CPU_PRICE)
+    w.place(junk)
+    mismatch, data = w.request(spec("true", cpus=1))
+    w.request_raw(data, 2, 0, 200, CREDIT, 10 * CPU_PRICE)  # same spec, paid for 2 CPUs
+    w.place(mismatch + 1)
+
+    rnd = w.tick()
+    assert set(rnd.refused) == {gpu_label, too_big, junk, mismatch + 1}
+    assert rnd.steps == [] and rnd.submitted == {}
+    for job_id in rnd.refused:
+        assert w.job(job_id).status is JobStatus.PENDING
+    reasons = {j: w.events(j, "JobReturned")[0].args["reason"] for j in rnd.refused}
+    assert "needs labels this provider lacks: gpu" in reasons[gpu_label]
+    assert (
+        "the backend refused it: job" in reasons[too_big] and "never run here" in reasons[too_big]
+    )
+    assert reasons[junk].startswith("invalid job spec:")
+    assert "request pays for 2 CPUs" in reasons[mismatch + 1]
+    assert local_backend(w).adopt() == {}  # nothing was submitted
+
+    # Placed again on this provider: refused again, not stuck.
+    w.place(gpu_label)
+    assert gpu_label in w.tick().refused
+
+
+def test_cancel_while_running_kills_it_and_stops_billing(world: World) -> None:
+    w = world
+    job_id = w.submit(spec("sleep 300"))
+    w.until_status(job_id, JobStatus.RUNNING)
+    w.customer.cancel_job(job_id)
+
+    rnd = w.tick()
+    assert rnd.killed == [job_id] and rnd.dropped == [job_id]
+    native = records_for(w, job_id)[0]["native_id"]
+    st = w.tick_until(
+        "the local job to end",
+        lambda: (s := local_backend(w).status([native])[native]).state.is_terminal and s,
+    )
+    assert st.state is BackendState.CANCELLED
+    start, end = w.run_window(job_id)
+    (ended,) = w.events(job_id, "JobEnded")
+    assert ended.args["to"] == JobStatus.CANCELLED
+    assert ended.args["paid"] + ended.args["fee"] == billing.cost(CPU_PRICE, end - start, CREDIT)
+    earned = w.reader.balance_of(w.provider.address)
+    w.tick()
+    assert w.reader.balance_of(w.provider.address) == earned
+
+
+def test_out_of_credits_is_expired_and_killed(world: World) -> None:
+    w = world
+    escrow = 60 * 1_000  # 60 s at 1,000 units per second
+    job_id = w.submit(spec("sleep 300"), escrow=escrow)
+    w.until_status(job_id, JobStatus.RUNNING)
+    native = records_for(w, job_id)[0]["native_id"]
+    w.tick()
+    assert w.job(job_id).status is JobStatus.RUNNING  # still funded
+
+    w.advance_chain(120)
+    rnd = w.tick()
+    assert rnd.expired == [job_id] and rnd.killed == [job_id]
+    (ended,) = w.events(job_id, "JobEnded")
+    assert ended.args["to"] == JobStatus.OUT_OF_CREDITS
+    assert ended.args["paid"] + ended.args["fee"] == escrow
+    st = w.tick_until(
+        "the local job to be killed",
+        lambda: (s := local_backend(w).status([native])[native]).state.is_terminal and s,
+    )
+    assert st.state is BackendState.CANCELLED
+
+
+def test_top_up_extends_the_time_limit(world: World) -> None:
+    w = world
+    job_id = w.submit(spec("sleep 300"), escrow=100_000)  # 100 s
+    w.until_status(job_id, JobStatus.RUNNING)
+    rec = records_for(w, job_id)[0]
+    limit_file = Path(rec["dir"]) / "limit"
+    before = int(limit_file.read_text())
+    assert before >= 100 + w.settings.time_limit_grace_s
+
+    w.customer.top_up(job_id, 200_000)  # 200 s more
+    rnd = w.tick()
+    after = int(limit_file.read_text())
+    assert rnd.extended == {job_id: after}
+    assert after - before >= 200
+    w.customer.cancel_job(job_id)
+    assert w.tick().killed == [job_id]
+
+
+def test_skipped_step_of_a_job_cancelled_meanwhile_kills_it(world: World) -> None:
+    w = world
+    job_id = w.submit(spec("sleep 300"))
+    w.until_status(job_id, JobStatus.RUNNING)
+    w.customer.cancel_job(job_id)
+    # As if the agent had read the job RUNNING just before the customer's cancel was mined.
+    rnd = Round(steps=[(job_id, ProviderAction.COMPLETE, 0)])
+    w.agent._send_steps(rnd)
+    assert [s[1] for s in rnd.skipped] == [job_id] and "CANCELLED" in rnd.skipped[0][2]
+    assert rnd.killed == [job_id] and job_id not in w.agent.state.jobs
+
+
+def test_job_lost_by_the_backend_is_reported_failed(grid: Grid, tmp_path: Path) -> None:
+    w = make_world(grid, tmp_path)
+    job_id = w.submit(spec("sleep 300"))
+    w.until_status(job_id, JobStatus.RUNNING)
+    native = records_for(w, job_id)[0]["native_id"]
+    w.agent.close()
+    local_backend(w).cancel(native)
+
+    # A new agent with neither the state file nor the backend's records: the chain says the
+    # job is RUNNING here, nothing knows it any more.
+    fresh = make_world(
+        grid,
+        tmp_path / "fresh",
+        local={"workdir": tmp_path / "fresh-local", "cpus": 2, "mem_mb": 2048},
+    )
+    try:
+        rnd = fresh.tick()
+        assert (job_id, ProviderAction.COMPLETE, EXIT_LOST) in rnd.steps
+        (ended,) = fresh.events(job_id, "JobEnded")
+        assert (ended.args["to"], ended.args["exitCode"]) == (JobStatus.FAILED, EXIT_LOST)
+    finally:
+        fresh.agent.close()
+
+
+def test_agent_killed_mid_run_adopts_its_job_on_restart(grid: Grid, tmp_path: Path) -> None:
+    w = make_world(grid, tmp_path)
+    w.agent.close()  # the real agent is the process below
+    log_path = tmp_path / "agent.log"
+    proc = start_agent_process(write_toml(w.settings, tmp_path / "agent.toml"), log_path)
+    job_id = w.submit(spec("sleep 4; exit 0"))
+    wait_running_then_sigkill(w, job_id, proc, log_path)
+    assert "waiting for the admin" not in log_path.read_text()  # it was approved already
+    assert len(records_for(w, job_id)) == 1
+
+    restarted = build(w.settings)
+    restarted.start()
+    w.agent = restarted
+    try:
+        assert restarted.state.jobs[job_id].native_id == records_for(w, job_id)[0]["native_id"]
+        w.until_status(job_id, JobStatus.FINISHED)
+        assert len(records_for(w, job_id)) == 1  # ran once, never submitted again
+        assert all(not r.submitted for r in w.rounds)
+    finally:
+        restarted.close()
+
+
+def test_job_submitted_just_before_a_crash_is_adopted_not_resubmitted(
+    grid: Grid, tmp_path: Path
+) -> None:
+    w = make_world(grid, tmp_path)
+    job_id = w.submit(spec("sleep 1"))
+    agent = w.agent
+    # The first half of a round: submitted to the backend, no ACCEPT on chain yet...
+    rnd, head = Round(), agent.chain.head()
+    agent._scan(head, rnd)
+    view = agent.chain.jobs([job_id])[job_id]
+    assert agent._submit(agent.state.jobs[job_id], view, head, rnd, {})
+    agent.close()
+    # ...then the agent dies and its state file is lost too.
+    (w.settings.state_dir / "agent-state.json").unlink()
+
+    w.agent = build(w.settings)
+    w.agent.start()
+    try:
+        assert w.agent.state.jobs[job_id].native_id == rnd.submitted[job_id]
+        w.until_status(job_id, JobStatus.FINISHED)
+        assert all(not r.submitted for r in w.rounds)
+        assert len(records_for(w, job_id)) == 1
+    finally:
+        w.agent.close()
+
+
+def test_a_job_unknown_to_the_chain_is_killed_and_forgotten(world: World) -> None:
+    w = world
+    real = w.submit(spec("sleep 300"))
+    w.until_status(real, JobStatus.RUNNING)
+    # A backend job of a chain that is gone (a devnet restarted from scratch, say).
+    stray = BackendJob(999, parse_spec(spec("sleep 300")), 60, name=job_name(999, w.agent.prefix))
+    native = local_backend(w).submit(stray)
+    w.agent.state.jobs[999] = JobRecord(999, native_id=native)
+
+    rnd = w.tick()  # one getJob in the batch reverts: read one by one
+    assert rnd.killed == [999] and 999 not in w.agent.state.jobs
+    assert w.agent.state.jobs[real].native_id is not None
+    w.customer.cancel_job(real)
+    assert w.tick().killed == [real]
+
+
+def test_state_of_another_chain_is_moved_aside(tmp_path: Path) -> None:
+    store = StateStore(tmp_path)
+    market, provider = "0x" + "11" * 20, "0x" + "22" * 20
+    old = store.load(market, provider, genesis="0x" + "aa" * 32)
+    old.jobs[1] = JobRecord(1, native_id="7")
+    store.save(old)
+    assert store.load(market, provider, genesis="0x" + "aa" * 32).jobs[1].native_id == "7"
+
+    fresh = store.load(market, provider, genesis="0x" + "bb" * 32)
+    assert fresh.jobs == {} and fresh.genesis == "0x" + "bb" * 32
+    assert (tmp_path / "agent-state.json.aaaaaaaa.old").exists()
+    with pytest.raises(StateError, match="belongs to provider"):
+        store.save(old)
+        store.load(market, "0x" + "33" * 20, genesis="0x" + "aa" * 32)
+
+
+def test_sigterm_stops_the_agent_cleanly(grid: Grid, tmp_path: Path) -> None:
+    w = make_world(grid, tmp_path)
+    w.agent.close()
+    log_path = tmp_path / "agent.log"
+    proc = start_agent_process(write_toml(w.settings, tmp_path / "agent.toml"), log_path)
+    try:
+        job_id = w.submit(spec("sleep 300"))
+        deadline = time.monotonic() + 60
+        while w.job(job_id).status is not JobStatus.RUNNING:
+            assert proc.poll() is None and time.monotonic() < deadline, log_path.read_text()
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(20) == 0, log_path.read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    text = log_path.read_text()
+    assert "SIGTERM received" in text and "agent stopped" in text
+    assert w.settings.private_key is not None
+    assert w.settings.private_key.get_secret_value().removeprefix("0x") not in text
+    # The job outlives the agent, on the backend and on chain.
+    assert w.job(job_id).status is JobStatus.RUNNING
+    native = records_for(w, job_id)[0]["native_id"]
+    assert local_backend(w).status([native])[native].state is BackendState.RUNNING
+    local_backend(w).cancel(native)
+
+
+@pytest.mark.parametrize("name", ["agent-local.toml", "agent-slurm.toml"])
+def test_example_configs_load(name: str) -> None:
+    settings = AgentSettings.load(REPO / "examples" / name)
+    assert settings.backend in name and settings.market_address
+
+
+class _Collector(BaseHTTPRequestHandler):
+    bodies: list[dict[str, Any]] = []
+
+    def do_POST(self) -> None:
+        length = int(self.headers["Content-Length"])
+        type(self).bodies.append({"path": self.path, **json.loads(self.rfile.read(length))})
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_heartbeats_are_signed_and_their_seq_survives_a_restart(grid: Grid, tmp_path: Path) -> None:
+    server = HTTPServer(("127.0.0.1", 0), _Collector)
+    _Collector.bodies = []
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        w = make_world(grid, tmp_path, api_url=url, heartbeat_interval_s=0.01)
+        job_id = w.submit(spec("sleep 300"))
+        w.until_status(job_id, JobStatus.RUNNING)
+        w.tick()
+        w.agent.close()
+        again = build(w.settings)
+        again.start()
+        again.tick()
+        w.customer.cancel_job(job_id)
+        again.tick()
+        again.close()
+    finally:
+        server.shutdown()
+
+    chain_id = w.reader.w3.eth.chain_id
+    seqs, last = [], None
+    for body in _Collector.bodies:
+        assert body.pop("path") == "/api/heartbeats"
+        hb = verify(body, market=w.reader.address, chain_id=chain_id, last_seq=last)
+        assert hb.provider == w.provider.address and hb.backend == "local"
+        seqs.append(hb.seq)
+        last = hb.seq
+    assert len(seqs) >= 3 and seqs == sorted(set(seqs))
+    assert any(job_id in b["heartbeat"]["running"] for b in _Collector.bodies)
+
+
+def test_unreachable_api_is_not_fatal(grid: Grid, tmp_path: Path) -> None:
+    w = make_world(grid, tmp_path, api_url="http://127.0.0.1:9", heartbeat_interval_s=0.01)
+    try:
+        job_id = w.submit(spec("true"))
+        rnd = w.tick()
+        assert rnd.submitted and rnd.heartbeat is False
+        w.until_status(job_id, JobStatus.FINISHED)
+    finally:
+        w.agent.close()

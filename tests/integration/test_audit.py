@@ -1,0 +1,253 @@
+"""The audit on a real anvil: clean on an honest history of every kind of ending, and failing,
+naming the job and the block, when the contract billed at a price it was not placed at (a stored
+price corrupted with anvil_setStorageAt stands for a cheating provider) or when credits appear
+that no event accounts for."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from eth_abi import encode
+from eth_utils import keccak
+from typer.testing import CliRunner
+
+from metascheduler import billing
+from metascheduler.audit import audit_all, audit_job
+from metascheduler.chain import JobStatus, Market, Terms
+from metascheduler.chain.types import Hardware, Prices
+from metascheduler.cli import app
+from metascheduler.devnet.anvil import dev_account
+from tests.conftest import Grid
+
+pytestmark = pytest.mark.chain
+CREDIT = billing.UNITS_PER_CREDIT
+SPEC = b'{"command":["true"],"name":"audit"}'
+CPUS, GPUS, MEM = 2, 0, 2048
+PRICES = Prices(10_000, 0, 1_000)  # 0.02 + 0.002 credits/min for the job above
+
+
+class World:
+    def __init__(self, grid: Grid):
+        self.grid = grid
+        self.admin = grid.market(grid.admin)
+        self.oracle = grid.market(grid.oracle)
+        self.prov = grid.market(dev_account(2))
+        self.cust = grid.market(dev_account(3))
+        self.prov_addr = dev_account(2).address
+        self.prov.register_provider(Hardware(1, 64, 0, 262_144), PRICES, ["x86_64"])
+        self.admin.approve_provider(self.prov_addr)
+        self.admin.mint(dev_account(3).address, 1_000 * CREDIT)
+        self.cust.approve(2**256 - 1)
+        self.cust.deposit(500 * CREDIT)
+
+    def request(self, escrow: int, max_price: int = CREDIT) -> int:
+        return self.cust.request_job(SPEC, CPUS, GPUS, MEM, max_price, escrow)
+
+    def place(self, job: int, max_price: int = CREDIT) -> None:
+        terms = Terms.for_spec(SPEC, CPUS, GPUS, MEM, max_price)
+        self.oracle.place_job(job, self.prov_addr, terms)
+
+    def run(self, job: int) -> None:
+        self.place(job)
+        self.prov.accept_job(job)
+        self.prov.start_job(job)
+
+    def advance(self, seconds: int) -> None:
+        self.cust.w3.provider.make_request("evm_increaseTime", [seconds])  # type: ignore[arg-type]
+
+
+def test_audit_passes_on_an_honest_history(grid: Grid) -> None:
+    w = World(grid)
+    w.admin.set_fee(250)
+
+    finished = w.request(10 * CREDIT)
+    w.run(finished)
+    w.advance(125)
+    w.prov.complete_job(finished, 0)
+
+    failed = w.request(10 * CREDIT)
+    w.run(failed)
+    w.advance(30)
+    w.prov.complete_job(failed, 3)
+
+    cancelled_pending = w.request(5 * CREDIT)
+    w.cust.cancel_job(cancelled_pending)
+
+    w.admin.set_fee(1_000)  # jobs placed from now on pay 10%; those placed before keep 2.5%
+
+    cancelled_running = w.request(10 * CREDIT)
+    w.run(cancelled_running)
+    w.advance(61)
+    w.cust.cancel_job(cancelled_running)
+
+    dry = w.request(50_000)  # 0.05 credits at 0.022/min: about 137 s of running
+    w.run(dry)
+    w.advance(billing.funded_seconds(50_000, w.cust.get_job(dry).price_per_minute))
+    assert not w.cust.skipped(w.cust.expire_jobs([dry]))
+
+    topped = w.request(20_000)
+    w.run(topped)
+    w.cust.top_up(topped, 30_000)
+    w.advance(100)
+    w.prov.complete_job(topped, 0)
+
+    silent = w.request(10 * CREDIT)
+    w.run(silent)
+    w.advance(300)
+    assert not w.oracle.skipped(w.oracle.fail_jobs([silent]))
+
+    refused = w.request(10 * CREDIT)
+    w.place(refused)
+    w.prov.refuse_job(refused, "maintenance")
+    w.admin.set_fee(500)
+    w.run(refused)
+    w.advance(45)
+    w.prov.complete_job(refused, 0)
+
+    live = w.request(10 * CREDIT)
+    w.run(live)
+    w.advance(20)
+    w.prov.withdraw(w.prov.balance_of(w.prov_addr) // 2)
+    w.admin._tx("withdrawing fees", "withdrawFees", dev_account(5).address, 1)
+
+    report = audit_all(w.cust)
+    assert report.ok, [d.to_json() for d in report.all_discrepancies]
+    states = {j.job_id: j.state for j in report.jobs}
+    assert states == {
+        finished: "FINISHED",
+        failed: "FAILED",
+        cancelled_pending: "CANCELLED",
+        cancelled_running: "CANCELLED",
+        dry: "OUT_OF_CREDITS",
+        topped: "FINISHED",
+        silent: "FAILED",
+        refused: "FINISHED",
+        live: "RUNNING",
+    }
+    assert report.token_held == report.balances_total + report.live_escrow + report.accrued_fees
+    assert report.live_escrow == 10 * CREDIT
+
+    by_id = {j.job_id: j for j in report.jobs}
+    f = by_id[finished]
+    assert f.billed_seconds == 125 and f.fee_bps == 250 and f.expected == f.actual
+    price = billing.price_per_minute(CPUS, GPUS, MEM, PRICES.cpu, PRICES.gpu, PRICES.gb)
+    assert f.expected is not None and f.expected.cost == price * 125 // 60
+    assert by_id[cancelled_running].fee_bps == 1_000
+    assert by_id[refused].fee_bps == 500  # the fee at its second placement, not its first
+    assert by_id[silent].actual is not None and by_id[silent].actual.refunded == 10 * CREDIT
+    assert by_id[dry].actual is not None and by_id[dry].actual.cost == 50_000
+    assert by_id[topped].escrow == 50_000 and by_id[topped].top_ups == 30_000
+    events = [s.event for s in audit_job(w.cust, refused).steps]
+    assert events == [
+        "JobRequested",
+        "JobPlaced",
+        "JobReturned",
+        "JobPlaced",
+        "JobStatusChanged",
+        "JobStatusChanged",
+        "JobEnded",
+    ]
+
+
+#: JobMarket's storage, as its layout comment documents it (`forge inspect JobMarket
+#: storageLayout`): the `_jobs` mapping is slot 6; a job's first word packs provider (160 bits) |
+#: status (8) | since (32) | pricePerMinute (40) | feeBps (16), from the low bits up.
+JOBS_SLOT = 6
+PRICE_SHIFT, PRICE_BITS = 160 + 8 + 32, 40
+
+
+def _job_word(m: Market, job_id: int) -> tuple[int, int]:
+    """The slot of a job's first word and its value, checked against getJob so that a changed
+    layout fails here rather than corrupting the wrong field."""
+    slot = int.from_bytes(keccak(encode(["uint256", "uint256"], [job_id, JOBS_SLOT])), "big")
+    word = int.from_bytes(m.w3.eth.get_storage_at(m.address, slot), "big")
+    view = m.get_job(job_id)
+    fields = (
+        word & (2**160 - 1),
+        word >> 160 & 0xFF,
+        word >> 168 & (2**32 - 1),
+        word >> PRICE_SHIFT & (2**PRICE_BITS - 1),
+        word >> 240,
+    )
+    assert fields == (
+        int(view.provider, 16),
+        int(view.status),
+        view.since,
+        view.price_per_minute,
+        view.fee_bps,
+    ), "JobMarket's storage layout changed: update JOBS_SLOT and the offsets"
+    return slot, word
+
+
+def _corrupt_price(m: Market, job_id: int, new_price: int) -> None:
+    slot, word = _job_word(m, job_id)
+    mask = (2**PRICE_BITS - 1) << PRICE_SHIFT
+    word = (word & ~mask) | (new_price << PRICE_SHIFT)
+    m.w3.provider.make_request(  # type: ignore[arg-type]
+        "anvil_setStorageAt", [m.address, hex(slot), "0x" + word.to_bytes(32, "big").hex()]
+    )
+
+
+def test_audit_names_the_job_and_block_of_a_wrong_bill(grid: Grid) -> None:
+    w = World(grid)
+    w.admin.set_fee(300)
+    honest = w.request(10 * CREDIT)
+    w.run(honest)
+    w.advance(60)
+    w.prov.complete_job(honest, 0)
+
+    cheat = w.request(10 * CREDIT)
+    w.run(cheat)
+    placed = w.cust.get_job(cheat).price_per_minute
+    _corrupt_price(w.cust, cheat, placed * 3)
+    assert w.cust.get_job(cheat).price_per_minute == placed * 3
+
+    # Still running: its stored record already disagrees with its JobPlaced event.
+    live = audit_job(w.cust, cheat)
+    assert not live.ok and {d.check for d in live.discrepancies} == {"stored-state"}
+    assert "price" in live.discrepancies[0].message
+
+    w.advance(120)
+    receipt = w.prov.complete_job(cheat, 0)
+    report = audit_all(w.cust)
+    assert not report.ok
+    bad = [d for d in report.all_discrepancies if d.check == "bill"]
+    assert len(bad) == 1
+    assert bad[0].job_id == cheat and bad[0].block == receipt["blockNumber"]
+    assert {j.job_id for j in report.jobs if not j.ok} == {cheat}
+    # The contract's own accounting still adds up: only the bill betrays the cheat.
+    assert not [d for d in report.all_discrepancies if d.check == "conservation"]
+
+    out = CliRunner().invoke(
+        app, ["--rpc-url", grid.anvil.url, "--market", w.cust.address, "audit", "all", "--json"]
+    )
+    assert out.exit_code == 1, out.output
+    verdict = json.loads(out.output.strip().splitlines()[-1])
+    assert verdict["ok"] is False and verdict["bad_jobs"] == [cheat]
+    out = CliRunner().invoke(
+        app, ["--rpc-url", grid.anvil.url, "--market", w.cust.address, "audit", "job", str(honest)]
+    )
+    assert out.exit_code == 0, out.output
+    assert "OK" in out.output
+
+
+def test_audit_flags_credits_no_event_accounts_for(grid: Grid) -> None:
+    w = World(grid)
+    job = w.request(CREDIT)
+    w.cust.cancel_job(job)
+    assert audit_all(w.cust).ok
+    w.admin.mint(w.cust.address, 7)  # tokens sent to the market around deposit()
+    report = audit_all(w.cust)
+    assert [d.check for d in report.all_discrepancies] == ["conservation"]
+    assert "+7 units" in report.all_discrepancies[0].message
+
+
+def test_audit_of_an_unknown_job_says_so(grid: Grid) -> None:
+    w = World(grid)
+    out = CliRunner().invoke(
+        app, ["--rpc-url", grid.anvil.url, "--market", w.cust.address, "audit", "job", "42"]
+    )
+    assert out.exit_code == 1
+    assert "job 42 has no events" in out.output
+    assert JobStatus.PENDING.name  # the enum is importable from the CLI's side too

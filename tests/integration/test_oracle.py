@@ -1,0 +1,257 @@
+"""The oracle against a real anvil: placement, crashes, RPC outages, housekeeping."""
+
+from __future__ import annotations
+
+import logging
+import random
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import update
+
+from metascheduler.chain import JobStatus, Market
+from metascheduler.chain.types import Hardware, Prices, ProviderAction
+from metascheduler.devnet.anvil import dev_account
+from metascheduler.oracle.service import Oracle
+from metascheduler.store import Job, Provider
+from tests.conftest import Grid
+from tests.integration import oracle_kit as kit
+
+pytestmark = pytest.mark.chain
+CREDIT = kit.CREDIT
+
+
+def _oracle(grid: Grid, tmp_path: Path, **kw: object) -> Oracle:
+    o = Oracle(kit.settings(grid, f"sqlite:///{tmp_path / 'oracle.db'}", **kw))
+    o.start()
+    return o
+
+
+def _advance(m: Market, seconds: int) -> None:
+    m.w3.provider.make_request("evm_increaseTime", [seconds])  # type: ignore[arg-type]
+    m.w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
+
+
+def test_jobs_from_several_wallets_respect_resources_prices_labels(
+    grid: Grid, tmp_path: Path
+) -> None:
+    small = kit.provider(grid, 2, Hardware(1, 8, 0, 16_384), Prices(1_000, 0, 10), ["x86_64"])
+    gpu = kit.provider(
+        grid, 5, Hardware(1, 64, 4, 262_144), Prices(5_000, 100_000, 50), ["x86_64", "gpu"]
+    )
+    c1, c2, c3 = kit.customer(grid, 3), kit.customer(grid, 4), kit.customer(grid, 6)
+    cheap = [kit.request(c, f"s{i}", cpus=2, mem_mb=2048) for i, c in enumerate((c1, c2, c3))]
+    needs_gpu = kit.request(c2, "g", cpus=4, gpus=1, mem_mb=4096, labels=["gpu"])
+    too_wide = kit.request(c3, "wide", cpus=128)
+    too_cheap = kit.request(c1, "stingy", cpus=16, mem_mb=1024, max_price=1_000)
+    arm = kit.request(c1, "arm", labels=["aarch64"])
+    oracle = _oracle(grid, tmp_path, policy="cheapest")
+    for _ in range(3):
+        oracle.sync_tick()
+    m = grid.market()
+    saddr, gaddr = small.sender_or_fail().address, gpu.sender_or_fail().address
+    for jid in cheap:
+        view = m.get_job(jid)
+        assert (view.status, view.provider) == (JobStatus.META_SCHEDULED, saddr), jid
+    view = m.get_job(needs_gpu)
+    assert (view.status, view.provider) == (JobStatus.META_SCHEDULED, gaddr)
+    assert view.price_per_minute <= CREDIT
+    with oracle.sessions() as s:
+        for jid, words in ((too_wide, "too large"), (too_cheap, "price"), (arm, "aarch64")):
+            assert m.get_job(jid).status == JobStatus.PENDING
+            row = s.get(Job, jid)
+            assert row is not None and words in (row.unplaceable_reason or ""), row
+    assert set(kit.placed_events(m, grid.deployment.block)) == {*cheap, needs_gpu}
+    oracle.close()
+
+
+def test_keep_expires_reclaims_and_fails_silent_providers(grid: Grid, tmp_path: Path) -> None:
+    prov = kit.provider(grid, 2, Hardware(1, 64, 0, 262_144), Prices(1_000, 0, 0), [])
+    silent = kit.provider(grid, 5, Hardware(1, 64, 0, 262_144), Prices(2_000, 0, 0), ["silent"])
+    cust = kit.customer(grid, 3)
+    poor = kit.request(cust, "poor", cpus=1, escrow=1_000)  # 1,000/min: funded 60 s
+    idle = kit.request(cust, "idle", cpus=1)
+    lost = kit.request(cust, "lost", cpus=1, labels=["silent"], escrow=7 * CREDIT)
+    oracle = _oracle(grid, tmp_path, heartbeat_source="api", heartbeat_timeout_s=30.0)
+    oracle.ingest_tick()
+    now = int(time.time())
+    with oracle.sessions.begin() as s:  # what the API writes when agents POST heartbeats
+        s.execute(update(Provider).values(last_heartbeat_at=now))
+    oracle.sync_tick()
+    oracle.sync_tick()
+    m = grid.market()
+    assert all(m.get_job(j).status == JobStatus.META_SCHEDULED for j in (poor, idle, lost))
+    prov.provider_batch([(poor, ProviderAction.ACCEPT, 0), (poor, ProviderAction.START, 0)])
+    silent.provider_batch([(lost, ProviderAction.ACCEPT, 0), (lost, ProviderAction.START, 0)])
+    oracle.ingest_tick()
+    oracle.keep_tick()  # nothing due yet
+    assert m.get_job(poor).status == JobStatus.RUNNING
+    assert m.get_job(idle).status == JobStatus.META_SCHEDULED
+    # The silent provider's last heartbeat is now old; time passes beyond funding and timeouts.
+    with oracle.sessions.begin() as s:
+        s.execute(
+            update(Provider)
+            .where(Provider.address == silent.sender_or_fail().address)
+            .values(last_heartbeat_at=now - 3600)
+        )
+    _advance(m, 120)
+    oracle.ingest_tick()
+    oracle.keep_tick()
+    assert m.get_job(poor).status == JobStatus.OUT_OF_CREDITS
+    assert m.get_job(lost).status == JobStatus.FAILED
+    oracle.ingest_tick()
+    with oracle.sessions() as s:
+        row = s.get(Job, lost)
+        assert row is not None and row.refunded == 7 * CREDIT and row.paid == 0
+    # idle: reclaimed after the 60 s accept timeout, back to PENDING (and placeable again).
+    assert m.get_job(idle).status in (JobStatus.PENDING, JobStatus.META_SCHEDULED)
+    with oracle.sessions() as s:
+        assert s.get(Job, idle).returns == 1  # type: ignore[union-attr]
+    oracle.close()
+
+
+class CuttableProxy:
+    """A TCP proxy to the RPC that the test can cut (connections refused) and restore."""
+
+    def __init__(self, target_port: int):
+        self.target = target_port
+        self.port = 0
+        self._sock: socket.socket | None = None
+        self._conns: list[socket.socket] = []
+        self._stop = threading.Event()
+        self.open()
+
+    def open(self) -> None:
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", self.port))
+        self.port = sock.getsockname()[1]
+        sock.listen(64)
+        self._sock = sock
+        threading.Thread(target=self._accept, args=(sock,), daemon=True).start()
+
+    def _accept(self, sock: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = sock.accept()
+            except OSError:
+                return
+            if self._sock is not sock:
+                client.close()
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target))
+            self._conns += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(a: socket.socket, b: socket.socket) -> None:
+        try:
+            while data := a.recv(65536):
+                b.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (a, b):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def cut(self) -> None:
+        assert self._sock is not None
+        # shutdown wakes the thread blocked in accept(); close alone would not on Linux.
+        try:
+            self._sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self._sock.close()
+        for c in self._conns:
+            try:
+                c.shutdown(socket.SHUT_RDWR)
+                c.close()
+            except OSError:
+                pass
+        self._conns.clear()
+
+
+def test_rpc_outage_waits_logs_and_resumes(
+    grid: Grid, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    kit.provider(grid, 2, Hardware(1, 64, 0, 262_144), Prices(1_000, 0, 0), [])
+    cust = kit.customer(grid, 3)
+    proxy = CuttableProxy(grid.anvil.port)
+    oracle = _oracle(grid, tmp_path, rpc_url=f"http://127.0.0.1:{proxy.port}", rpc_deadline_s=2.0)
+    first = kit.request(cust, "before")
+    oracle.sync_tick()
+    m = grid.market()
+    assert m.get_job(first).status == JobStatus.META_SCHEDULED
+    proxy.cut()
+    during = kit.request(cust, "during")  # straight to anvil: the chain goes on
+    caplog.set_level(logging.INFO)
+    oracle.sync_tick()  # retries, logs, gives up this tick without crashing
+    assert m.get_job(during).status == JobStatus.PENDING
+    assert "unreachable" in caplog.text and "did not answer" in caplog.text
+    proxy.open()  # same port
+    oracle.sync_tick()
+    oracle.sync_tick()
+    assert m.get_job(during).status == JobStatus.META_SCHEDULED
+    assert kit.placed_events(m, grid.deployment.block) == {first: 1, during: 1}
+    oracle.close()
+
+
+def test_kill9_at_random_points_places_every_job_exactly_once(grid: Grid, tmp_path: Path) -> None:
+    rng = random.Random(20261126)
+    kit.provider(grid, 2, Hardware(1, 100_000, 0, 10**8), Prices(1_000, 0, 0), [])
+    kit.provider(grid, 5, Hardware(1, 100_000, 0, 10**8), Prices(1_500, 0, 0), [])
+    customers = [kit.customer(grid, i, credits=10_000) for i in (3, 4, 6, 7)]
+    s = kit.settings(
+        grid, f"sqlite:///{tmp_path / 'oracle.db'}", place_interval_s=0.2, batch_size=7
+    )
+    config = kit.write_toml(tmp_path / "oracle.toml", s)
+    log_path = tmp_path / "oracle.log"
+
+    def start() -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            [sys.executable, "-m", "metascheduler.oracle", "--config", str(config)],
+            stdout=subprocess.DEVNULL,
+            stderr=open(log_path, "ab"),  # noqa: SIM115
+        )
+
+    total = 300
+    ids: list[int] = []
+    proc = start()
+    try:
+        kills = 0
+        while len(ids) < total:
+            burst = rng.randint(10, 40)
+            for _ in range(min(burst, total - len(ids))):
+                c = customers[len(ids) % len(customers)]
+                ids.append(kit.request(c, f"k{len(ids)}", cpus=rng.randint(1, 8)))
+            if rng.random() < 0.5:
+                time.sleep(rng.uniform(0.0, 1.5))
+                proc.kill()  # SIGKILL: no clean-up at all
+                proc.wait()
+                kills += 1
+                proc = start()
+        m = grid.market()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            placed = kit.placed_events(m, grid.deployment.block)
+            if len(placed) == total:
+                break
+            time.sleep(0.5)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    assert kills >= 3
+    assert placed == {j: 1 for j in ids}, (
+        f"{total - len(placed)} jobs unplaced; twice: {[j for j, n in placed.items() if n > 1]}"
+    )
+    assert proc.returncode == 0  # SIGTERM is a clean stop
+    assert "oracle stopped" in log_path.read_text()
