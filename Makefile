@@ -7,7 +7,7 @@ BIN := $(ROOT)/node_modules/.bin
 export FOUNDRY_SOLC := $(ROOT)/scripts/solc
 export PATH := $(BIN):$(ROOT)/.venv/bin:$(PATH)
 
-.PHONY: all deps build test test-forge test-py lint snapshot demo system-deps clean
+.PHONY: all deps build test test-forge test-py lint slither snapshot demo system-deps clean
 
 all: build
 
@@ -48,7 +48,11 @@ lint: deps
 	.venv/bin/ruff format --check src tests scripts
 	.venv/bin/mypy
 
-test: deps system-deps test-forge lint test-py
+## Static analysis of the contracts: fails on an untriaged high or medium finding (docs/security.md).
+slither: deps
+	bash scripts/slither.sh
+
+test: deps system-deps test-forge slither lint test-py
 
 snapshot: build
 	forge snapshot --match-contract Gas

@@ -54,9 +54,9 @@ REQUEST_GAS = 160_000  # a requestJob of this spec uses ~120k; the limit is what
 
 def spec(i: int) -> bytes:
     return (
-        '{"command":["python","train.py"],"labels":[],"name":"bench-%07d",'
+        f'{{"command":["python","train.py"],"labels":[],"name":"bench-{i:07d}",'
         '"resources":{"cpus_per_task":2,"gpus":0,"mem_per_cpu_mb":1024,"tasks":1},'
-        '"time_limit_minutes":60,"version":1}' % i
+        '"time_limit_minutes":60,"version":1}'
     ).encode()
 
 
@@ -169,9 +169,37 @@ class OracleLoop:
     def placed(self) -> int:
         with self.oracle.sessions() as s:
             rows = s.scalars(select(OracleAction).where(OracleAction.kind == "place"))
-            return sum(
-                len(a.job_ids) - len(a.skipped or []) for a in rows if a.state == "mined"
-            )
+            return sum(len(a.job_ids) - len(a.skipped or []) for a in rows if a.state == "mined")
+
+
+class BlockClock:
+    """Wall time at which each block was first seen (polled every 10 ms): when a placement was
+    mined, as an observer sees it, not when the oracle got round to noticing."""
+
+    def __init__(self, url: str):
+        self.w3 = connect(url)
+        self.seen: dict[int, float] = {}
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self.stop.is_set():
+            n = self.w3.eth.block_number
+            self.seen.setdefault(n, time.monotonic())
+            time.sleep(0.01)
+
+
+def last_placement_block(market: Market, from_block: int) -> int:
+    logs = market.w3.eth.get_logs(
+        {
+            "address": market.address,
+            "fromBlock": from_block,
+            "toBlock": "latest",
+            "topics": [market.events.topic("JobPlaced")],
+        }
+    )
+    return max(int(lg["blockNumber"]) for lg in logs)
 
 
 def wait_jobs(market: Market, n: int, timeout_s: float = 300) -> None:
@@ -207,7 +235,7 @@ def latency_blocks(market: Market, from_block: int, ids: set[int]) -> list[int]:
 
 def percentile(xs: list[int], p: float) -> float:
     s = sorted(xs)
-    return float(s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))])
+    return float(s[min(len(s) - 1, round(p / 100 * (len(s) - 1)))])
 
 
 def main() -> int:
@@ -263,13 +291,15 @@ def main() -> int:
             logging.getLogger("metascheduler.oracle").setLevel(logging.DEBUG)
             logging.getLogger("metascheduler.store.ingest").setLevel(logging.INFO)
         oracle = Oracle(settings)
+        clock = BlockClock(chain.url)
+        start_block = w3.eth.block_number
         t0 = time.monotonic()
         oracle.start()
         loop = OracleLoop(oracle)
         loop.thread.start()
         while loop.placed() < args.jobs:
             time.sleep(0.01)
-        drain_s = time.monotonic() - t0
+        drain_s = clock.seen[last_placement_block(market, start_block)] - t0
         drain = args.jobs / drain_s
         print(f"# drained {args.jobs} in {drain_s:.2f} s; steady load", file=sys.stderr)
 
@@ -284,7 +314,15 @@ def main() -> int:
         while loop.placed() < target and time.monotonic() < deadline:
             time.sleep(0.1)
         loop.stop.set()
+        clock.stop.set()
         loop.thread.join(timeout=30)
+        for n in range(first_block, w3.eth.block_number + 1 if args.debug else first_block):
+            b = w3.eth.get_block(n)
+            print(
+                f"# block {n} gas_used={b['gasUsed']} base_fee_gwei={b['baseFeePerGas'] / GWEI:.2f}"
+                f" txs={len(b['transactions'])}",
+                file=sys.stderr,
+            )
         ids = set(range(args.jobs + 1, target + 1))
         lat = latency_blocks(market, first_block, ids)
         with oracle.sessions() as s:

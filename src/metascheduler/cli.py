@@ -843,7 +843,7 @@ def agent_run(ctx: typer.Context, config: ConfigOpt = None) -> None:
 @handled
 def api_run(ctx: typer.Context, config: ConfigOpt = None) -> None:
     """Run the read API and dashboard."""
-    fn = _service("metascheduler.api.app", "run_api_command", "the API")
+    fn = _service("metascheduler.api.service", "run_api_command", "the API")
     raise typer.Exit(fn(config) or 0)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import socket
@@ -16,7 +17,6 @@ from sqlalchemy import update
 
 from metascheduler.chain import JobStatus, Market
 from metascheduler.chain.types import Hardware, Prices, ProviderAction
-from metascheduler.devnet.anvil import dev_account
 from metascheduler.oracle.service import Oracle
 from metascheduler.store import Job, Provider
 from tests.conftest import Grid
@@ -158,18 +158,14 @@ class CuttableProxy:
             pass
         finally:
             for s in (a, b):
-                try:
+                with contextlib.suppress(OSError):
                     s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
 
     def cut(self) -> None:
         assert self._sock is not None
         # shutdown wakes the thread blocked in accept(); close alone would not on Linux.
-        try:
+        with contextlib.suppress(OSError):
             self._sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
         self._sock.close()
         for c in self._conns:
             try:
@@ -220,12 +216,13 @@ def test_kill9_at_random_points_places_every_job_exactly_once(grid: Grid, tmp_pa
         return subprocess.Popen(
             [sys.executable, "-m", "metascheduler.oracle", "--config", str(config)],
             stdout=subprocess.DEVNULL,
-            stderr=open(log_path, "ab"),  # noqa: SIM115
+            stderr=open(log_path, "ab"),
         )
 
     total = 300
     ids: list[int] = []
     proc = start()
+    last_start_at = 0
     try:
         kills = 0
         while len(ids) < total:
@@ -238,6 +235,7 @@ def test_kill9_at_random_points_places_every_job_exactly_once(grid: Grid, tmp_pa
                 proc.kill()  # SIGKILL: no clean-up at all
                 proc.wait()
                 kills += 1
+                last_start_at = len(log_path.read_text())
                 proc = start()
         m = grid.market()
         deadline = time.monotonic() + 60
@@ -246,6 +244,10 @@ def test_kill9_at_random_points_places_every_job_exactly_once(grid: Grid, tmp_pa
             if len(placed) == total:
                 break
             time.sleep(0.5)
+        # SIGTERM before the last run installed its handlers would be no test of a clean stop.
+        while "oracle started" not in log_path.read_text()[last_start_at:]:
+            assert time.monotonic() < deadline, "the last oracle run never started"
+            time.sleep(0.1)
     finally:
         proc.terminate()
         proc.wait(timeout=30)

@@ -138,7 +138,7 @@ def test_services_are_wired_with_their_arguments(monkeypatch: pytest.MonkeyPatch
     for module, fn in [
         ("metascheduler.oracle.service", "run_oracle_command"),
         ("metascheduler.agent.service", "run_agent_command"),
-        ("metascheduler.api.app", "run_api_command"),
+        ("metascheduler.api.service", "run_api_command"),
         ("metascheduler.devnet.demo", "run_devnet_command"),
     ]:
         fake = types.ModuleType(module)

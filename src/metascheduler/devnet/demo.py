@@ -65,6 +65,11 @@ def _spec(name: str, script: str, cpus: int = 1, minutes: int = 10) -> str:
     )
 
 
+def _cancel_after_a_while(market: Market, job_id: int) -> None:
+    time.sleep(4)  # let it run (and cost) a few seconds first
+    market.cancel_job(job_id)
+
+
 def demo_jobs() -> list[DemoJob]:
     # Prices: 1,000 units per CPU-minute (0.001 credit): a 1-CPU job costs 16.7 units a second.
     return [
@@ -88,11 +93,23 @@ def demo_jobs() -> list[DemoJob]:
             JobStatus.CANCELLED,
             2 * CREDIT,
             ALICE,
-            on_running=lambda m, j: (time.sleep(4), m.cancel_job(j)),
+            on_running=_cancel_after_a_while,
         ),
         # 250 units of escrow at 1,000 units/minute: 15 s of compute, then OUT_OF_CREDITS.
         DemoJob("runs-dry", _spec("runs-dry", "sleep 600"), JobStatus.OUT_OF_CREDITS, 250, BOB),
     ]
+
+
+def _port_or_free(preferred: int) -> int:
+    """The well-known port when nothing listens there, so the CLI's defaults just work."""
+    import socket
+
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", preferred))
+        except OSError:
+            return free_port()
+    return preferred
 
 
 def slurm_available() -> Path | None:
@@ -129,7 +146,7 @@ def _toml(values: dict[str, Any]) -> str:
 class Devnet:
     def __init__(self, root: Path, api_port: int | None = None):
         self.root = root
-        self.api_port = api_port or free_port()
+        self.api_port = api_port or _port_or_free(8000)
         self.services: list[Service] = []
         self.anvil: Any = None
 
@@ -140,7 +157,9 @@ class Devnet:
             shutil.rmtree(self.root)
         (self.root / "logs").mkdir(parents=True)
         console.print(f"[bold]metascheduler devnet[/] in {self.root}")
-        self.anvil = start_anvil(block_time=1, log_path=self.root / "logs" / "anvil.log")
+        self.anvil = start_anvil(
+            port=_port_or_free(8545), block_time=1, log_path=self.root / "logs" / "anvil.log"
+        )
         console.print(f"  chain      anvil at {self.anvil.url} (1-second blocks)")
         w3 = connect(self.anvil.url)
         dep = Market.deploy(
@@ -343,6 +362,21 @@ class Devnet:
             console.print(f"  [red]job {d.job_id} block {d.block}: {d.message}[/]")
         return bool(grid.ok)
 
+    def write_env_file(self) -> Path:
+        """Settings for the CLI against this devnet, as alice. Her key is anvil's public
+        development key; it goes in a file readable by its owner only, never on screen."""
+        path = self.root / "env.sh"
+        key = "0x" + bytes(dev_account(ALICE).key).hex()
+        path.write_text(
+            f"export MS_RPC_URL={self.anvil.url}\n"
+            f"export MS_MARKET_ADDRESS={self.deployment.market}\n"
+            f"export MS_FROM_BLOCK={self.deployment.block}\n"
+            f"export MS_DEVNET_KEY={key}\n"
+            "export MS_KEY_ENV=MS_DEVNET_KEY\n"
+        )
+        path.chmod(0o600)
+        return path
+
     def down(self) -> None:
         for svc in reversed(self.services):
             svc.stop()
@@ -375,12 +409,12 @@ def _timeline_table(result: Any, label: str) -> Table:
 def run_devnet_command(once: bool = False, root: Path | None = None) -> int:
     root = root or REPO_ROOT / "var" / "devnet"
     net = Devnet(root)
-    stop = {"now": False}
-
     def _stop(*_: object) -> None:
-        stop["now"] = True
+        raise KeyboardInterrupt  # unwinds to the `finally` below, which stops every service
 
     signal.signal(signal.SIGTERM, _stop)
+    # Set explicitly: a shell that starts us in the background hands us SIGINT ignored.
+    signal.signal(signal.SIGINT, _stop)
     try:
         net.up()
         jobs = demo_jobs()
@@ -392,11 +426,16 @@ def run_devnet_command(once: bool = False, root: Path | None = None) -> int:
         console.print(f"dashboard: http://127.0.0.1:{net.api_port}/   logs: {root / 'logs'}")
         if once:
             return 0 if ok else 1
+        env_file = net.write_env_file()
         console.print(
-            "the grid stays up: submit jobs with `metascheduler job submit` "
-            f"(--rpc-url {net.anvil.url} --market {net.deployment.market}); Ctrl-C stops it"
+            f"\nThe grid stays up until Ctrl-C. Try the CLI as alice:\n"
+            f"  source {env_file}\n"
+            "  metascheduler credits balance\n"
+            "  metascheduler job submit examples/specs/hello.yaml --escrow 1 --max-price 0.01\n"
+            "  metascheduler job watch <ID>\n"
+            "  metascheduler audit all"
         )
-        while not stop["now"]:
+        while True:
             net._check_services()
             time.sleep(1)
         return 0

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from hexbytes import HexBytes
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 from web3.exceptions import TransactionNotFound
@@ -24,6 +25,9 @@ from metascheduler.chain.sender import Pending
 from metascheduler.store.models import OracleAction
 
 log = logging.getLogger(__name__)
+
+#: Seconds an unmined transaction whose nonce is next may wait before it is rebroadcast.
+NEXT_IN_LINE_GRACE_S = 3.0
 
 
 class ActionLog:
@@ -41,6 +45,8 @@ class ActionLog:
         self.stuck_s = stuck_s
         self._pending: dict[int, Pending] = {}  # action id -> signed tx, to rebroadcast
         self._url = str(getattr(market.w3.provider, "endpoint_uri", ""))
+        self._skip_topic = market.events.topic("BatchItemSkipped")
+        self._settled_at_block = -1
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -56,25 +62,50 @@ class ActionLog:
             log.warning("released %d actions left unsent by a previous run", n)
 
     def intend(self, kind: str, job_ids: Sequence[int], providers: Sequence[str] | None) -> int:
+        return self.intend_many(kind, [(job_ids, providers)])[0]
+
+    def intend_many(
+        self, kind: str, batches: Sequence[tuple[Sequence[int], Sequence[str] | None]]
+    ) -> list[int]:
+        """Records several intents in one transaction (one commit per tick, not per batch)."""
         with self.sessions.begin() as s:
-            a = OracleAction(
-                kind=kind,
-                job_ids=list(job_ids),
-                providers=list(providers) if providers is not None else None,
-                state="intent",
-                sent_at=time.time(),
-            )
-            s.add(a)
+            rows = [
+                OracleAction(
+                    kind=kind,
+                    job_ids=list(job_ids),
+                    providers=list(providers) if providers is not None else None,
+                    state="intent",
+                    sent_at=time.time(),
+                )
+                for job_ids, providers in batches
+            ]
+            s.add_all(rows)
             s.flush()
-            return a.id
+            return [a.id for a in rows]
 
     def mark_sent(self, action_id: int, pending: Pending) -> None:
-        self._pending[action_id] = pending
+        self.mark_sent_many([(action_id, pending)])
+
+    def mark_sent_many(self, sent: Sequence[tuple[int, Pending]]) -> None:
+        if not sent:
+            return
+        with self.sessions.begin() as s:
+            for action_id, pending in sent:
+                self._pending[action_id] = pending
+                s.execute(
+                    update(OracleAction)
+                    .where(OracleAction.id == action_id)
+                    .values(state="sent", tx_hash=pending.tx_hash.to_0x_hex(), nonce=pending.nonce)
+                )
+
+    def mark_unsent_many(self, action_ids: Sequence[int]) -> None:
+        if not action_ids:
+            return
         with self.sessions.begin() as s:
             s.execute(
                 update(OracleAction)
-                .where(OracleAction.id == action_id)
-                .values(state="sent", tx_hash=pending.tx_hash.to_0x_hex(), nonce=pending.nonce)
+                .where(OracleAction.id.in_(list(action_ids)))
+                .values(state="dropped")
             )
 
     def mark_unsent(self, action_id: int) -> None:
@@ -87,7 +118,7 @@ class ActionLog:
         """Records a mined transaction; returns the items the contract skipped."""
         self._pending.pop(action_id, None)
         ok = receipt["status"] == 1
-        skipped = self.market.skipped(receipt) if ok else []
+        skipped = self._skipped(receipt) if ok else []
         with self.sessions.begin() as s:
             s.execute(
                 update(OracleAction)
@@ -101,6 +132,19 @@ class ActionLog:
                 )
             )
         return skipped
+
+    def _skipped(self, receipt: TxReceipt) -> list[tuple[int, int, str]]:
+        """Market.skipped, decoding only BatchItemSkipped logs (a receipt of a big batch holds
+        one JobPlaced per item, not worth decoding here)."""
+        topic = HexBytes(self._skip_topic)
+        out = []
+        for lg in receipt["logs"]:
+            if lg["topics"] and HexBytes(lg["topics"][0]) == topic:
+                ev = self.market.events.decode(lg)
+                if ev is not None:
+                    err = self.market.decoder.decode(ev.args["error"])
+                    out.append((int(ev.args["index"]), int(ev.args["jobId"]), str(err)))
+        return out
 
     # ------------------------------------------------------------------ reads
 
@@ -141,6 +185,18 @@ class ActionLog:
         if not open_:
             return 0
         w3 = self.market.w3
+        head = int(
+            retrying(
+                "reading the head block",
+                lambda: w3.eth.block_number,
+                deadline_s=self.rpc_deadline_s,
+                rpc_url=self._url,
+            )
+        )
+        stuck = any(time.time() - a.sent_at > self.stuck_s for a in open_)
+        if head == self._settled_at_block and not stuck:
+            return len(open_)  # no new block: no new receipt
+        self._settled_at_block = head
         sender = self.market.sender_or_fail()
         latest_nonce: int | None = None
         still = 0
@@ -178,6 +234,14 @@ class ActionLog:
                     )
                 )
             if a.nonce is not None and a.nonce < latest_nonce:
+                # Mined between the two reads? Then the receipt is there now.
+                try:
+                    receipt = w3.eth.get_transaction_receipt(HexBytes(a.tx_hash))
+                except TransactionNotFound:
+                    receipt = None
+                if receipt is not None:
+                    self.mark_receipt(a.id, receipt)
+                    continue
                 # Its nonce was used by another transaction: this one will never be mined.
                 log.warning(
                     "%s tx=%s nonce=%s replaced: jobs free again", a.kind, a.tx_hash, a.nonce
@@ -185,7 +249,10 @@ class ActionLog:
                 self.mark_unsent(a.id)
                 continue
             age = time.time() - a.sent_at
-            if age > self.stuck_s:
+            # Next in line (its nonce is the account's next) yet a new block came without it:
+            # the node may have dropped it. The same signed bytes are safe to send again.
+            next_in_line = a.nonce == latest_nonce and age > NEXT_IN_LINE_GRACE_S
+            if age > self.stuck_s or (next_in_line and a.id in self._pending):
                 p = self._pending.get(a.id)
                 if p is not None:
                     log.warning(

@@ -33,7 +33,7 @@ from metascheduler.chain.rpc import connect, retrying
 from metascheduler.chain.types import JobStatus, ProviderStatus
 from metascheduler.config import OracleSettings, SettingsError
 from metascheduler.keys import KeyError_, load_account, refuse_dev_key_off_devnet
-from metascheduler.oracle import logs
+from metascheduler.oracle import calldata, logs
 from metascheduler.oracle.actions import ActionLog
 from metascheduler.oracle.inputs import Liveness, job_request, provider_states
 from metascheduler.placement import DEFAULT_POLICY, Policy, get_policy
@@ -240,13 +240,8 @@ class Oracle:
         size = self.batch_size()
         room = self.settings.max_txs_in_flight - len(self.actions.unsettled())
         items = decisions.placements
-        for start in range(0, len(items), size):
-            if room <= 0:
-                break
-            chunk = items[start : start + size]
-            self._send_placements(chunk, by_id)
-            stats.txs += 1
-            room -= 1
+        chunks = [items[k : k + size] for k in range(0, len(items), size)][: max(0, room)]
+        stats.txs = self._send_placements(chunks, by_id)
         if stats.placed:
             log.info(
                 "place tick pending=%d placed=%d held=%d unplaceable=%d txs=%d",
@@ -258,31 +253,54 @@ class Oracle:
             )
         return stats
 
-    def _send_placements(self, chunk: Sequence[Any], by_id: dict[int, Job]) -> None:
-        triples = []
-        for p in chunk:
-            j = by_id[p.job_id]
-            terms = Terms(
-                bytes.fromhex(j.spec_hash[2:]), j.cpus, j.gpus, j.mem_mb, j.max_price_per_minute
-            )
-            triples.append((j.job_id, Web3.to_checksum_address(p.provider), terms))
-        action = self.actions.intend("place", [t[0] for t in triples], [t[1] for t in triples])
-        try:
-            pending = self.market.send_place_jobs(triples)
-        except Exception:
-            # Not sent (or not known to be): free the jobs and re-read the nonce, since the
-            # sender may have handed one out that never reached the node.
-            self.actions.mark_unsent(action)
-            self.market.sender_or_fail().resync_nonce()
-            raise
-        self.actions.mark_sent(action, pending)
-        log.info(
-            "sent placeJobs tx=%s nonce=%d jobs=%d first=%d",
-            pending.tx_hash.to_0x_hex(),
-            pending.nonce,
-            len(triples),
-            triples[0][0],
+    def _send_placements(self, chunks: Sequence[Sequence[Any]], by_id: dict[int, Job]) -> int:
+        """Sends one placeJobs per chunk, consecutive nonces, without waiting for any.
+
+        Intents are committed before the first send, so a crash mid-way leaves a record of
+        every transaction that may be in flight.
+        """
+        batches: list[list[tuple[int, str, Terms]]] = []
+        for chunk in chunks:
+            triples: list[tuple[int, str, Terms]] = []
+            for p in chunk:
+                j = by_id[p.job_id]
+                terms = Terms(
+                    bytes.fromhex(j.spec_hash[2:]), j.cpus, j.gpus, j.mem_mb, j.max_price_per_minute
+                )
+                triples.append((j.job_id, Web3.to_checksum_address(p.provider), terms))
+            batches.append(triples)
+        ids = self.actions.intend_many(
+            "place", [([t[0] for t in b], [t[1] for t in b]) for b in batches]
         )
+        sender = self.market.sender_or_fail()
+        sent = []
+        try:
+            for action, batch in zip(ids, batches, strict=True):
+                # A fixed gas per item (no eth_estimateGas round trip): see chain.market.
+                gas = BATCH_GAS_BASE + PLACE_GAS_PER_ITEM * len(batch)
+                pending = sender.send(
+                    self.market.address,
+                    calldata.place_jobs(batch),
+                    f"placing {len(batch)} jobs",
+                    gas=gas,
+                )
+                sent.append((action, pending))
+                log.info(
+                    "sent placeJobs tx=%s nonce=%d jobs=%d first=%d",
+                    pending.tx_hash.to_0x_hex(),
+                    pending.nonce,
+                    len(batch),
+                    batch[0][0],
+                )
+        except Exception:
+            # The rest were not sent (or not known to be): free their jobs and re-read the
+            # nonce, since the sender may have handed one out that never reached the node.
+            self.actions.mark_sent_many(sent)
+            self.actions.mark_unsent_many(ids[len(sent) :])
+            sender.resync_nonce()
+            raise
+        self.actions.mark_sent_many(sent)
+        return len(sent)
 
     def _record_unplaceable(
         self, by_id: dict[int, Job], unplaceable: Sequence[Any], placed: set[int]

@@ -331,12 +331,13 @@ class Ingester:
                 continue
             args = args_to_json(e.args)
             customer, provider = event_parties(e.name, args)
+            block_time = int(e.block_time or 0)
             row = {
                 "tx_hash": e.tx_hash,
                 "log_index": e.log_index,
                 "block_number": e.block_number,
                 "block_hash": e.block_hash,
-                "block_time": int(e.block_time or 0),
+                "block_time": block_time,
                 "name": e.name,
                 "job_id": event_job_id(e.name, args),
                 "customer": customer,
@@ -345,7 +346,7 @@ class Ingester:
             }
             rows.append(row)
             out.append(
-                EventRecord(e.name, args, e.block_number, e.log_index, row["block_time"], e.tx_hash)
+                EventRecord(e.name, args, e.block_number, e.log_index, block_time, e.tx_hash)
             )
         if rows:
             s.execute(insert(Event), rows)

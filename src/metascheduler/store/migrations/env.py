@@ -20,6 +20,9 @@ def _run(connection: Connection) -> None:
         # SQLite cannot ALTER most things: batch mode copies the table instead.
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        # SQLite can roll DDL back too (store.db makes its transactions real): a crash
+        # mid-upgrade leaves the old schema, never half of the new one.
+        transactional_ddl=True,
     )
     with context.begin_transaction():
         context.run_migrations()

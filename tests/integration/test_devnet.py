@@ -1,0 +1,41 @@
+"""`metascheduler devnet up --once`: the whole local grid runs its demo and exits 0 only when
+every demo job reached its expected state and the audit is clean."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.chain
+
+
+def test_devnet_once_runs_the_demo_to_a_clean_audit(tmp_path: Path) -> None:
+    code = (
+        "import sys; from pathlib import Path; "
+        "from metascheduler.devnet.demo import run_devnet_command; "
+        f"sys.exit(run_devnet_command(once=True, root=Path({str(tmp_path / 'devnet')!r})))"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=420,
+        env={"COLUMNS": "120", "PATH": "/usr/bin:/bin", **_slurm_env()},
+    )
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, out[-4000:]
+    for state in ("FINISHED", "FAILED", "CANCELLED", "OUT_OF_CREDITS"):
+        # the demo's table row: expected state, reached state, verdict
+        assert re.search(rf"{state}\s+│\s+{state}\s+│\s+ok", out), f"no job ended {state}"
+    assert "audit of the whole grid: clean" in out
+    assert "MISMATCH" not in out
+
+
+def _slurm_env() -> dict[str, str]:
+    import os
+
+    return {k: v for k, v in os.environ.items() if k in ("SLURM_CONF", "HOME", "LANG")}
