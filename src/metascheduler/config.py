@@ -15,7 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal, Self
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -84,9 +84,19 @@ class ServiceSettings(BaseSettings):
             )
         try:
             return target(**overrides)
+        except ValidationError as exc:
+            where = f"file {config_path} and " if config_path else ""
+            # Never quote the offending values: a misspelt `privat_key = "0x..."` is a key.
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc']) or '(settings)'}: {e['msg']}"
+                for e in exc.errors(include_input=False, include_url=False)
+            )
+            raise SettingsError(
+                f"invalid settings (from {where}environment MS_*): {problems}"
+            ) from None
         except ValueError as exc:
             where = f"file {config_path} and " if config_path else ""
-            raise SettingsError(f"invalid settings (from {where}environment MS_*): {exc}") from exc
+            raise SettingsError(f"invalid settings (from {where}environment MS_*): {exc}") from None
 
     def require_market(self) -> str:
         if not self.market_address:

@@ -12,10 +12,12 @@ from fastapi.responses import JSONResponse
 from pydantic import StringConstraints
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from metascheduler.chain.types import JobStatus
+from metascheduler.heartbeat import Heartbeat
 from metascheduler.store import queries as store_queries
 
 from . import heartbeats, queries
@@ -229,6 +231,23 @@ async def post_heartbeat(ctx: Ctx, body: HeartbeatBody) -> HeartbeatAccepted | J
     return await run_in_threadpool(_accept_heartbeat, ctx, body)
 
 
+def _accept_retrying(
+    ctx: ApiContext, body: HeartbeatBody, market: str, chain_id: int, attempts: int = 5
+) -> tuple[Heartbeat, int]:
+    """SQLite refuses at once to upgrade a read transaction to a write when another process
+    (the oracle's ingester) committed in between: "database is locked", with no busy wait.
+    The heartbeat's read-then-write is short and idempotent, so it is simply tried again."""
+    for attempt in range(attempts):
+        try:
+            with ctx.sessions() as s:
+                return heartbeats.accept(s, body, market=market, chain_id=chain_id, now=time.time())
+        except OperationalError as exc:
+            if "locked" not in str(exc).lower() or attempt == attempts - 1:
+                raise
+            time.sleep(0.05 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
 def _accept_heartbeat(ctx: ApiContext, body: HeartbeatBody) -> HeartbeatAccepted | JSONResponse:
     market = ctx.settings.market_address
     if not market:
@@ -240,10 +259,7 @@ def _accept_heartbeat(ctx: ApiContext, body: HeartbeatBody) -> HeartbeatAccepted
             503, f"cannot read the chain id from {ctx.settings.rpc_url} ({exc}): set chain_id"
         )
     try:
-        with ctx.sessions() as s:
-            hb, received = heartbeats.accept(
-                s, body, market=market, chain_id=chain_id, now=time.time()
-            )
+        hb, received = _accept_retrying(ctx, body, market, chain_id)
     except heartbeats.Rejected as rej:
         ctx.metrics.heartbeats_rejected.labels(rej.reason).inc()
         log.info(

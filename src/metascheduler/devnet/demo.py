@@ -409,6 +409,7 @@ def _timeline_table(result: Any, label: str) -> Table:
 def run_devnet_command(once: bool = False, root: Path | None = None) -> int:
     root = root or REPO_ROOT / "var" / "devnet"
     net = Devnet(root)
+
     def _stop(*_: object) -> None:
         raise KeyboardInterrupt  # unwinds to the `finally` below, which stops every service
 

@@ -374,6 +374,7 @@ class Injector:
         self.notes: list[str] = []
         self._restores: list[tuple[float, str, Callable[[], None]]] = []
         self._down: set[str] = set()
+        self._agent_kills = 0
         self.thread = threading.Thread(target=self._loop, name="injector", daemon=True)
         seconds = opts.minutes * 60
         self.interval = opts.fault_interval_s or max(4.0, min(15.0, seconds / 40))
@@ -444,7 +445,10 @@ class Injector:
 
     def _agent_kill(self) -> bool:
         name = self.rng.choice(sorted(self.grid.providers))
-        if self.rng.random() < 0.35:
+        self._agent_kills += 1
+        # Every third kill (the second, fifth, ...) outlives the heartbeat timeout, so that even
+        # a short run sees the oracle fail a silent provider's jobs.
+        if self._agent_kills % 3 == 2:
             # Past the heartbeat timeout: the oracle must fail the agent's RUNNING jobs.
             delay = self.opts.heartbeat_timeout_s + 5 + self.rng.uniform(3, 10)
             self.faults["agent_kill_past_heartbeat"] += 1
@@ -672,6 +676,8 @@ class Verdict:
     api_5xx: int = 0
     #: malformed or forged POSTs the API accepted
     api_accepted_bad: int = 0
+    #: ERROR lines in the API's own log (e.g. 503s to agents' heartbeats); informative only
+    api_log_errors: int = 0
     cli_wrong: int = 0
     customer_errors: dict[str, int] = field(default_factory=dict)
     minutes: float = 0
@@ -832,6 +838,12 @@ def judge(grid: SoakGrid, inj: Injector, work: Workload, opts: SoakOptions) -> V
     v.audit_discrepancies = len(found)
     v.api_5xx = len(inj.api_5xx)
     v.api_accepted_bad = len(inj.api_accepted)
+    api_log = grid.root / "logs" / "api.log"
+    if api_log.exists():
+        errors = [ln for ln in api_log.read_text(errors="replace").splitlines() if " ERROR " in ln]
+        v.api_log_errors = len(errors)
+        for ln in errors[:5]:
+            say(f"API log: {ln[:300]}")
     v.cli_wrong = len(inj.cli_wrong)
     v.customer_errors = dict(work.errors)
 

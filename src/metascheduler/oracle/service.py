@@ -28,7 +28,12 @@ from web3 import Web3
 from metascheduler.billing import funded_seconds
 from metascheduler.chain import Market, RpcUnavailable, Terms
 from metascheduler.chain.errors import ChainError
-from metascheduler.chain.market import BATCH_GAS_BASE, PLACE_GAS_PER_ITEM
+from metascheduler.chain.market import (
+    PLACE_ITEM_CALLDATA_GAS,
+    TX_BASE_GAS,
+    calldata_gas,
+    place_jobs_exec_gas,
+)
 from metascheduler.chain.rpc import connect, retrying
 from metascheduler.chain.types import JobStatus, ProviderStatus
 from metascheduler.config import OracleSettings, SettingsError
@@ -48,6 +53,27 @@ MAX_REASON = 500
 _FAILED = object()
 #: At most this many pending jobs are considered per tick (the oldest first).
 MAX_PENDING_PER_TICK = 20_000
+#: Most placements in one transaction: ~29 kB of calldata per 130, and nodes refuse transactions
+#: above 128 kB (geth's pool limit).
+MAX_BATCH_ITEMS = 500
+#: Batch sizing tries this many transactions per block at most.
+MAX_TXS_PER_BLOCK = 64
+
+
+@dataclass
+class _Batch:
+    triples: list[tuple[int, str, Terms]] = field(default_factory=list)
+    items: list[bytes] = field(default_factory=list)
+    providers: set[str] = field(default_factory=set)
+    item_calldata_gas: int = 0
+    full: bool = False
+
+    def gas(self, extra_item: bytes | None = None, extra_provider: str | None = None) -> int:
+        """The exact gas limit of this batch (with one more item, if given)."""
+        n = len(self.items) + (extra_item is not None)
+        provs = len(self.providers | ({extra_provider} if extra_provider else set()))
+        cd = self.item_calldata_gas + (calldata_gas(extra_item) if extra_item else 0)
+        return TX_BASE_GAS + calldata_gas(calldata.header(n)) + cd + place_jobs_exec_gas(n, provs)
 
 
 @dataclass
@@ -57,6 +83,12 @@ class TickStats:
     unplaceable: int = 0
     txs: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _nominal_gas(n: int) -> int:
+    """A batch of n placements to two providers, with typical calldata (for sizing only)."""
+    header = calldata_gas(calldata.header(n))
+    return TX_BASE_GAS + header + n * PLACE_ITEM_CALLDATA_GAS + place_jobs_exec_gas(n, 2)
 
 
 class Oracle:
@@ -102,6 +134,7 @@ class Oracle:
         self.liveness = Liveness(settings.heartbeat_source == "api", settings.heartbeat_timeout_s)
         self._lock = threading.Lock()
         self._batch: int | None = None
+        self._batch_gas: int | None = None
         self._url = settings.rpc_url
 
     # ------------------------------------------------------------------ start-up
@@ -130,21 +163,52 @@ class Oracle:
         return retrying(what, fn, deadline_s=self.settings.rpc_deadline_s, rpc_url=self._url)
 
     def batch_size(self) -> int:
-        """Jobs per placeJobs transaction: the setting, else sized to the block gas limit.
-
-        Blocks are packed by gas *limit* (ours is a fixed gas per item, above what an item uses),
-        so one huge batch per block would leave a quarter of the block empty. Sixteen batches per
-        block keep the unfillable tail of a block to about 1/16 of it.
-        """
+        """Jobs per placeJobs transaction: the setting, else the nominal size of a batch of
+        `batch_gas()` (actual batches are cut by their exact gas, so they may hold a few more)."""
         if self.settings.batch_size:
             return self.settings.batch_size
-        if self._batch is None:
-            block = self._rpc(
-                "reading the block gas limit", lambda: self.w3.eth.get_block("latest")
-            )
-            usable = int(block["gasLimit"] * self.settings.batch_gas_fraction) // 16
-            self._batch = max(1, (usable - BATCH_GAS_BASE) // PLACE_GAS_PER_ITEM)
+        self._size_batches()
+        assert self._batch is not None
         return self._batch
+
+    def batch_gas(self) -> int:
+        """Gas limit one batch may reach."""
+        self._size_batches()
+        assert self._batch_gas is not None
+        return self._batch_gas
+
+    def _size_batches(self) -> None:
+        """Sizes batches so that a whole number of them fills a block.
+
+        Blocks are packed by gas *limit*: a block takes the next transaction only if its limit
+        fits in the gas left. So with k batches a block, each may have a limit of gas/k (and at
+        most `batch_gas_fraction` of a block); k is chosen to fit the most placements in a
+        block (~910 of 30M with 7 batches of ~130), the smaller batches on a tie.
+        """
+        if self._batch_gas is not None:
+            return
+        block = self._rpc("reading the block gas limit", lambda: self.w3.eth.get_block("latest"))
+        limit = int(block["gasLimit"])
+        cap = int(limit * self.settings.batch_gas_fraction)
+        best = (0, 1, 1)  # (placements a block, k, items a batch)
+        for k in range(1, MAX_TXS_PER_BLOCK + 1):
+            budget = min(cap, limit // k)
+            n = 0
+            while n < MAX_BATCH_ITEMS and _nominal_gas(n + 1) <= budget:
+                n += 1
+            if n and k * n >= best[0]:
+                best = (k * n, k, n)
+        _, k, n = best
+        self._batch = max(1, n)
+        self._batch_gas = max(_nominal_gas(1), min(cap, limit // k))
+        self.ingester.chunk_events = self._batch
+        log.info(
+            "placement batches: %d a block of %d gas, ~%d jobs and %d gas each",
+            k,
+            limit,
+            n,
+            self._batch_gas,
+        )
 
     # ------------------------------------------------------------------ ticks
 
@@ -156,7 +220,11 @@ class Oracle:
         with self._lock:
             # Each step needs the one before: placing on a stale store would only waste gas.
             t0 = time.monotonic()
-            if self._guard("ingest", self.ingester.run) is _FAILED:
+            self._size_batches_quietly()
+            # A long backlog is read in chunks, and each chunk's full batches are sent at once:
+            # the chain starts mining placements while the rest is still being read.
+            ingest = lambda: self.ingester.run(on_chunk=self._place_early)  # noqa: E731
+            if self._guard("ingest", ingest) is _FAILED:
                 return
             t1 = time.monotonic()
             if self._guard("settle", lambda: self.actions.settle(self._on_skipped)) is _FAILED:
@@ -169,6 +237,13 @@ class Oracle:
                 t2 - t1,
                 time.monotonic() - t2,
             )
+
+    def _place_early(self) -> None:
+        self._guard("place", lambda: self.place(full_only=True))
+
+    def _size_batches_quietly(self) -> None:
+        if not self.settings.batch_size:
+            self._guard("batch sizing", self._size_batches)
 
     def keep_tick(self) -> None:
         with self._lock:
@@ -205,23 +280,31 @@ class Oracle:
 
     # ------------------------------------------------------------------ place
 
-    def place(self) -> TickStats:
+    def place(self, *, full_only: bool = False) -> TickStats:
+        """Places pending jobs. With `full_only` (mid-way through reading a backlog) only full
+        batches are sent; the rest waits for more of the backlog."""
         stats = TickStats()
         if len(self.actions.unsettled()) >= self.settings.max_txs_in_flight:
             return stats
         cursor = self._cursor_block()
         busy = self.actions.busy(cursor, ("place",))
         with self.sessions() as s:
-            pending = [j for j in q.pending_jobs(s, MAX_PENDING_PER_TICK) if j.job_id not in busy]
+            # One read serves both: pending jobs to place, and those of our unmined placements
+            # (still PENDING in the store), whose room on a provider is taken already.
+            limit = MAX_PENDING_PER_TICK + len(busy)
+            rows = q.pending_jobs(s, limit)
+            pending = [j for j in rows if j.job_id not in busy][:MAX_PENDING_PER_TICK]
             if not pending:
                 return stats
+            inflight_jobs = {j.job_id: j for j in rows if j.job_id in busy}
+            if len(rows) >= limit:  # cut short: busy jobs past the cut are read by id
+                missing = [jid for jid in busy if jid not in inflight_jobs]
+                for j in s.scalars(select(Job).where(Job.job_id.in_(missing))):
+                    inflight_jobs[j.job_id] = j
             provs = list(
                 s.scalars(select(Provider).where(Provider.status == int(ProviderStatus.APPROVED)))
             )
             on_prov = q.jobs_on_providers(s)
-            inflight_jobs = {
-                j.job_id: j for j in s.scalars(select(Job).where(Job.job_id.in_(list(busy))))
-            }
         in_flight = {
             jid: (prov, inflight_jobs[jid])
             for jid, prov in busy.items()
@@ -237,11 +320,11 @@ class Oracle:
         stats.placed = len(decisions.placements)
         stats.unplaceable = len(decisions.unplaceable)
         stats.held = len(pending) - stats.placed - stats.unplaceable
-        size = self.batch_size()
         room = self.settings.max_txs_in_flight - len(self.actions.unsettled())
-        items = decisions.placements
-        chunks = [items[k : k + size] for k in range(0, len(items), size)][: max(0, room)]
-        stats.txs = self._send_placements(chunks, by_id)
+        batches = self._batches(decisions.placements, by_id)
+        if full_only:
+            batches = [b for b in batches if b.full]
+        stats.txs = self._send_placements(batches[: max(0, room)])
         if stats.placed:
             log.info(
                 "place tick pending=%d placed=%d held=%d unplaceable=%d txs=%d",
@@ -253,44 +336,66 @@ class Oracle:
             )
         return stats
 
-    def _send_placements(self, chunks: Sequence[Sequence[Any]], by_id: dict[int, Job]) -> int:
-        """Sends one placeJobs per chunk, consecutive nonces, without waiting for any.
+    def _batches(self, placements: Sequence[Any], by_id: dict[int, Job]) -> list[_Batch]:
+        """Placements cut into batches: by count if `batch_size` is set, else each batch as
+        large as its exact gas limit allows under `batch_gas()`."""
+        size = self.settings.batch_size or MAX_BATCH_ITEMS
+        budget = self.batch_gas() if not self.settings.batch_size else None
+        out: list[_Batch] = []
+        cur = _Batch()
+        for p in placements:
+            j = by_id[p.job_id]
+            prov = Web3.to_checksum_address(p.provider)
+            terms = Terms(
+                bytes.fromhex(j.spec_hash[2:]), j.cpus, j.gpus, j.mem_mb, j.max_price_per_minute
+            )
+            it = calldata.item(j.job_id, prov, terms)
+            if cur.items and (
+                len(cur.items) >= size
+                or (budget is not None and cur.gas(it, prov.lower()) > budget)
+            ):
+                cur.full = True
+                out.append(cur)
+                cur = _Batch()
+            cur.triples.append((j.job_id, prov, terms))
+            cur.items.append(it)
+            cur.providers.add(prov.lower())
+            cur.item_calldata_gas += calldata_gas(it)
+        if cur.items:
+            cur.full = len(cur.items) >= size
+            out.append(cur)
+        return out
+
+    def _send_placements(self, batches: Sequence[_Batch]) -> int:
+        """Sends one placeJobs per batch, consecutive nonces, without waiting for any.
 
         Intents are committed before the first send, so a crash mid-way leaves a record of
         every transaction that may be in flight.
         """
-        batches: list[list[tuple[int, str, Terms]]] = []
-        for chunk in chunks:
-            triples: list[tuple[int, str, Terms]] = []
-            for p in chunk:
-                j = by_id[p.job_id]
-                terms = Terms(
-                    bytes.fromhex(j.spec_hash[2:]), j.cpus, j.gpus, j.mem_mb, j.max_price_per_minute
-                )
-                triples.append((j.job_id, Web3.to_checksum_address(p.provider), terms))
-            batches.append(triples)
+        if not batches:
+            return 0
         ids = self.actions.intend_many(
-            "place", [([t[0] for t in b], [t[1] for t in b]) for b in batches]
+            "place", [([t[0] for t in b.triples], [t[1] for t in b.triples]) for b in batches]
         )
         sender = self.market.sender_or_fail()
         sent = []
         try:
             for action, batch in zip(ids, batches, strict=True):
-                # A fixed gas per item (no eth_estimateGas round trip): see chain.market.
-                gas = BATCH_GAS_BASE + PLACE_GAS_PER_ITEM * len(batch)
+                # The exact gas limit (no eth_estimateGas round trip): see chain.market.
                 pending = sender.send(
                     self.market.address,
-                    calldata.place_jobs(batch),
-                    f"placing {len(batch)} jobs",
-                    gas=gas,
+                    calldata.join(batch.items),
+                    f"placing {len(batch.items)} jobs",
+                    gas=batch.gas(),
                 )
                 sent.append((action, pending))
                 log.info(
-                    "sent placeJobs tx=%s nonce=%d jobs=%d first=%d",
+                    "sent placeJobs tx=%s nonce=%d jobs=%d first=%d gas=%d",
                     pending.tx_hash.to_0x_hex(),
                     pending.nonce,
-                    len(batch),
-                    batch[0][0],
+                    len(batch.items),
+                    batch.triples[0][0],
+                    batch.gas(),
                 )
         except Exception:
             # The rest were not sent (or not known to be): free their jobs and re-read the

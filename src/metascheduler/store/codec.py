@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 from eth_utils import is_address, to_checksum_address
@@ -18,12 +19,19 @@ def to_json(value: Any) -> Any:
     if isinstance(value, (bytes, bytearray)):
         return "0x" + bytes(value).hex()
     if isinstance(value, str):
-        return to_checksum_address(value) if is_address(value) and len(value) == 42 else value
+        return _checksummed(value) if len(value) == 42 else value
     if isinstance(value, (list, tuple)):
         return [to_json(v) for v in value]
     if isinstance(value, dict):
         return {k: to_json(v) for k, v in value.items()}
     raise TypeError(f"cannot store {type(value).__name__} in event args")
+
+
+@lru_cache(maxsize=65_536)
+def _checksummed(value: str) -> str:
+    """An address string checksummed (others unchanged); cached, since the same few parties
+    appear in thousands of events."""
+    return to_checksum_address(value) if is_address(value) else value
 
 
 def args_to_json(args: dict[str, Any]) -> dict[str, Any]:

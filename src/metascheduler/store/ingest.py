@@ -9,25 +9,28 @@
 - Events are keyed by (tx_hash, log_index): a replay inserts nothing and projects nothing.
 - The eth_getLogs range grows while calls succeed and halves when a node refuses a range as too
   large or times out.
+- With `chunk_events`, a range holding many events is committed in several transactions (each
+  a whole number of blocks, with its cursor) and `on_chunk` is called between them: a backlog of
+  thousands of requests can be acted on from its first chunk instead of after all of it.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from hexbytes import HexBytes
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 from web3 import Web3
 from web3.exceptions import Web3RPCError
 
 from metascheduler.chain.artifacts import load_artifact
-from metascheduler.chain.events import ChainEvent, EventDecoder
+from metascheduler.chain.events import ChainEvent
 from metascheduler.chain.rpc import is_transient, retrying
+from metascheduler.store import rawlogs
 from metascheduler.store.codec import args_to_json
 from metascheduler.store.models import Block, ChainCursor, Event, Job, Provider
 from metascheduler.store.projection import (
@@ -185,6 +188,7 @@ class Ingester:
         reorg_window: int = 128,
         rpc_deadline_s: float = 300.0,
         cursor_name: str = CURSOR,
+        chunk_events: int | None = None,
     ):
         self.w3 = w3
         self.address = Web3.to_checksum_address(market_address)
@@ -196,7 +200,8 @@ class Ingester:
         self.reorg_window = reorg_window
         self.rpc_deadline_s = rpc_deadline_s
         self.cursor_name = cursor_name
-        self.decoder = EventDecoder(load_artifact("JobMarket").abi)
+        self.chunk_events = chunk_events
+        self.decoder = rawlogs.RawLogDecoder(load_artifact("JobMarket").abi)
         self._url = str(getattr(w3.provider, "endpoint_uri", ""))
 
     # ------------------------------------------------------------------ rpc
@@ -205,7 +210,7 @@ class Ingester:
         return retrying(what, fn, deadline_s=self.rpc_deadline_s, rpc_url=self._url)
 
     def _block(self, number: int) -> Any:
-        return self._rpc(f"reading block {number}", lambda: self.w3.eth.get_block(number))
+        return self._rpc(f"reading block {number}", lambda: rawlogs.get_block(self.w3, number))
 
     def _head(self) -> int:
         return int(self._rpc("reading the head block", lambda: self.w3.eth.block_number))
@@ -219,17 +224,20 @@ class Ingester:
 
     # ------------------------------------------------------------------ steps
 
-    def run(self, max_steps: int = 1_000_000) -> int:
-        """Ingests up to the confirmed head; returns the number of new events stored."""
+    def run(self, max_steps: int = 1_000_000, on_chunk: Callable[[], object] | None = None) -> int:
+        """Ingests up to the confirmed head; returns the number of new events stored.
+
+        `on_chunk` is called after each committed chunk that more of the same range follows
+        (see `chunk_events`); the store is then consistent up to its cursor."""
         total = 0
         for _ in range(max_steps):
-            res = self.step()
+            res = self.step(on_chunk)
             if res is None:
                 break
             total += res.events
         return total
 
-    def step(self) -> StepResult | None:
+    def step(self, on_chunk: Callable[[], object] | None = None) -> StepResult | None:
         """One range of blocks; None when the store is at the confirmed head."""
         depth = self._check_reorg()
         safe = self._head() - self.confirmations
@@ -240,9 +248,7 @@ class Ingester:
         while True:
             end = min(start + self.range - 1, safe)
             try:
-                raw = self.w3.eth.get_logs(
-                    {"address": self.address, "fromBlock": start, "toBlock": end}
-                )
+                raw = rawlogs.get_logs(self.w3, self.address, start, end)
             except Web3RPCError as exc:
                 if any(m in str(exc).lower() for m in _TOO_MUCH) and end > start:
                     self.range = max(1, (end - start + 1) // 2)
@@ -259,59 +265,94 @@ class Ingester:
                 # Retry (with backoff and logs) through the shared helper.
                 raw = self._rpc(
                     f"reading logs {start}..{end}",
-                    lambda s=start, e=end: self.w3.eth.get_logs(
-                        {"address": self.address, "fromBlock": s, "toBlock": e}
-                    ),
+                    lambda s=start, e=end: rawlogs.get_logs(self.w3, self.address, s, e),
                 )
             break
-        n = self._store_range(start, end, raw, cur)
+        n = self._store_range(start, end, raw, cur, on_chunk)
         if n is None:
             return StepResult(start, start - 1, 0, depth)  # the chain moved under us: next step
         self.range = min(self.max_range, self.range * 2)
         return StepResult(start, end, n, depth)
 
     def _store_range(
-        self, start: int, end: int, raw: list[Any], cur: tuple[int, str] | None
+        self,
+        start: int,
+        end: int,
+        raw: list[Any],
+        cur: tuple[int, str] | None,
+        on_chunk: Callable[[], object] | None = None,
     ) -> int | None:
-        numbers = sorted({int(lg["blockNumber"]) for lg in raw} | {start, end})
+        numbers = sorted({int(lg["blockNumber"], 16) for lg in raw} | {start, end})
         blocks = {n: self._block(n) for n in numbers}
-        if cur is not None and HexBytes(blocks[start]["parentHash"]).to_0x_hex() != cur[1]:
+        if cur is not None and blocks[start]["parentHash"] != cur[1]:
             log.warning("block %d does not extend the cursor %d: reorg, re-checking", start, cur[0])
             return None
         events: list[ChainEvent] = []
         for lg in raw:
-            bn = int(lg["blockNumber"])
-            if HexBytes(lg["blockHash"]) != HexBytes(blocks[bn]["hash"]):
+            bn = int(lg["blockNumber"], 16)
+            if str(lg["blockHash"]).lower() != blocks[bn]["hash"]:
                 log.warning("log of block %d is from a replaced block: reorg, re-reading", bn)
                 return None
-            ev = self.decoder.decode(lg, int(blocks[bn]["timestamp"]))
+            ev = self.decoder.decode(lg, blocks[bn]["timestamp"])
             if ev is not None:
                 events.append(ev)
         events.sort(key=lambda e: (e.block_number, e.log_index))
+        new = 0
+        chunks = self._chunks(start, end, events)
+        for k, (lo, hi, chunk) in enumerate(chunks):
+            new += self._commit(lo, hi, chunk, blocks)
+            if on_chunk is not None and k + 1 < len(chunks):
+                on_chunk()
+        if events:
+            log.info(
+                "ingested blocks=%d..%d events=%d new=%d chunks=%d",
+                start,
+                end,
+                len(events),
+                new,
+                len(chunks),
+            )
+        return new
+
+    def _chunks(
+        self, start: int, end: int, events: list[ChainEvent]
+    ) -> list[tuple[int, int, list[ChainEvent]]]:
+        """Events cut into runs of whole blocks of at least `chunk_events` (the last: the rest),
+        each with its block range; one run for the whole range without `chunk_events`."""
+        if not self.chunk_events or len(events) <= self.chunk_events:
+            return [(start, end, events)]
+        out: list[tuple[int, int, list[ChainEvent]]] = []
+        lo, first = start, 0
+        for i, ev in enumerate(events):
+            last_of_block = i + 1 == len(events) or events[i + 1].block_number != ev.block_number
+            if last_of_block and i + 1 - first >= self.chunk_events and i + 1 < len(events):
+                out.append((lo, ev.block_number, events[first : i + 1]))
+                lo, first = ev.block_number + 1, i + 1
+        out.append((lo, end, events[first:]))
+        return out
+
+    def _commit(
+        self, lo: int, hi: int, events: list[ChainEvent], blocks: dict[int, dict[str, Any]]
+    ) -> int:
+        """Stores the events of blocks lo..hi with the cursor at hi, in one transaction."""
         with self.sessions.begin() as s:
             stored = self._insert_events(s, events)
-            new = len(stored)
             apply_events(s, stored)
             for n, b in blocks.items():
-                s.merge(
-                    Block(
-                        number=n,
-                        hash=HexBytes(b["hash"]).to_0x_hex(),
-                        parent_hash=HexBytes(b["parentHash"]).to_0x_hex(),
-                        timestamp=int(b["timestamp"]),
+                if lo <= n <= hi:
+                    s.merge(
+                        Block(
+                            number=n,
+                            hash=b["hash"],
+                            parent_hash=b["parentHash"],
+                            timestamp=b["timestamp"],
+                        )
                     )
-                )
-            s.execute(delete(Block).where(Block.number < end - self.reorg_window))
+            s.execute(delete(Block).where(Block.number < hi - self.reorg_window))
             s.merge(
-                ChainCursor(
-                    name=self.cursor_name,
-                    block_number=end,
-                    block_hash=HexBytes(blocks[end]["hash"]).to_0x_hex(),
-                )
+                ChainCursor(name=self.cursor_name, block_number=hi, block_hash=blocks[hi]["hash"])
             )
-        if events:
-            log.info("ingested blocks=%d..%d events=%d new=%d", start, end, len(events), new)
-        return new
+        return len(stored)
 
     def _insert_events(self, s: Session, events: list[ChainEvent]) -> list[EventRecord]:
         """Inserts events not yet stored; returns those it inserted (a replay returns none)."""
@@ -359,7 +400,7 @@ class Ingester:
         cur = self.cursor()
         if cur is None:
             return 0
-        chain_hash = HexBytes(self._block(cur[0])["hash"]).to_0x_hex()
+        chain_hash = self._block(cur[0])["hash"]
         if chain_hash == cur[1]:
             return 0
         with self.sessions() as s:
@@ -372,7 +413,7 @@ class Ingester:
                 b = self._block(number)
             except Exception:
                 continue
-            if HexBytes(b["hash"]).to_0x_hex() == h:
+            if b["hash"] == h:
                 ancestor = (number, h)
                 break
         t0 = time.monotonic()
