@@ -105,7 +105,7 @@ class World:
     def until_status(self, job_id: int, *statuses: JobStatus, deadline_s: float = 60.0) -> JobView:
         return self.tick_until(
             f"job {job_id} to reach {'/'.join(s.name for s in statuses)}",
-            lambda: (v := self.job(job_id)).status in statuses and v,
+            lambda: v if (v := self.job(job_id)).status in statuses else None,
             deadline_s,
         )
 
@@ -140,6 +140,21 @@ class World:
         w3.provider.make_request("evm_increaseTime", [seconds])  # type: ignore[arg-type]
         w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
 
+    def rpc(self, method: str, *params: Any) -> Any:
+        """An anvil test method (evm_snapshot, evm_revert, evm_setAutomine, ...); fails loudly."""
+        reply = self.reader.w3.provider.make_request(method, list(params))  # type: ignore[arg-type]
+        assert "error" not in reply, f"{method}{params}: {reply['error']}"
+        return reply["result"]
+
+    def snapshot(self) -> str:
+        return str(self.rpc("evm_snapshot"))
+
+    def revert_chain(self, snapshot: str) -> None:
+        """Undo every block since ``snapshot``, as a reorg that dropped their transactions
+        would; then mine one block so that the chain moves on from there."""
+        assert self.rpc("evm_revert", snapshot) is True
+        self.rpc("evm_mine")
+
     _terms: dict[int, Terms] = field(default_factory=dict)
 
 
@@ -147,7 +162,7 @@ def agent_settings(grid: Grid, provider: LocalAccount, tmp: Path, **over: Any) -
     base: dict[str, Any] = {
         "rpc_url": grid.anvil.url,
         "market_address": grid.deployment.market,
-        "private_key": SecretStr(provider.key.to_0x_hex()),
+        "private_key": SecretStr("0x" + bytes(provider.key).hex()),
         "confirmations": 0,
         "start_block": grid.deployment.block,
         "backend": "local",

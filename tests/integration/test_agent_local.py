@@ -139,7 +139,9 @@ def test_refuses_what_it_cannot_run_with_reasons(world: World) -> None:
 
     rnd = w.tick()
     assert set(rnd.refused) == {gpu_label, too_big, junk, mismatch + 1}
-    assert rnd.steps == [] and rnd.submitted == {}
+    # Only the backend can tell that too_big does not fit: it refuses it at submission, which
+    # comes after the ACCEPT; the refusal follows in the same round.
+    assert rnd.steps == [(too_big, ProviderAction.ACCEPT, 0)] and rnd.submitted == {}
     for job_id in rnd.refused:
         assert w.job(job_id).status is JobStatus.PENDING
     reasons = {j: w.events(j, "JobReturned")[0].args["reason"] for j in rnd.refused}
@@ -167,7 +169,7 @@ def test_cancel_while_running_kills_it_and_stops_billing(world: World) -> None:
     native = records_for(w, job_id)[0]["native_id"]
     st = w.tick_until(
         "the local job to end",
-        lambda: (s := local_backend(w).status([native])[native]).state.is_terminal and s,
+        lambda: s if (s := local_backend(w).status([native])[native]).state.is_terminal else None,
     )
     assert st.state is BackendState.CANCELLED
     start, end = w.run_window(job_id)
@@ -196,7 +198,7 @@ def test_out_of_credits_is_expired_and_killed(world: World) -> None:
     assert ended.args["paid"] + ended.args["fee"] == escrow
     st = w.tick_until(
         "the local job to be killed",
-        lambda: (s := local_backend(w).status([native])[native]).state.is_terminal and s,
+        lambda: s if (s := local_backend(w).status([native])[native]).state.is_terminal else None,
     )
     assert st.state is BackendState.CANCELLED
 
@@ -226,7 +228,7 @@ def test_skipped_step_of_a_job_cancelled_meanwhile_kills_it(world: World) -> Non
     w.customer.cancel_job(job_id)
     # As if the agent had read the job RUNNING just before the customer's cancel was mined.
     rnd = Round(steps=[(job_id, ProviderAction.COMPLETE, 0)])
-    w.agent._send_steps(rnd)
+    w.agent._send_steps(rnd, {})
     assert [s[1] for s in rnd.skipped] == [job_id] and "CANCELLED" in rnd.skipped[0][2]
     assert rnd.killed == [job_id] and job_id not in w.agent.state.jobs
 
@@ -283,11 +285,16 @@ def test_job_submitted_just_before_a_crash_is_adopted_not_resubmitted(
     w = make_world(grid, tmp_path)
     job_id = w.submit(spec("sleep 1"))
     agent = w.agent
-    # The first half of a round: submitted to the backend, no ACCEPT on chain yet...
+    # The first half of a round: ACCEPT mined, submitted to the backend, state not saved...
     rnd, head = Round(), agent.chain.head()
     agent._scan(head, rnd)
+    rec = agent.state.jobs[job_id]
+    spec_ = agent._admit(rec, agent.chain.jobs([job_id])[job_id], head, {})
+    assert spec_ is not None
+    agent.market.accept_job(job_id)
     view = agent.chain.jobs([job_id])[job_id]
-    assert agent._submit(agent.state.jobs[job_id], view, head, rnd, {})
+    assert view.status is JobStatus.SCHEDULED
+    assert agent._submit(rec, view, spec_, rnd, {})
     agent.close()
     # ...then the agent dies and its state file is lost too.
     (w.settings.state_dir / "agent-state.json").unlink()
@@ -423,3 +430,114 @@ def test_unreachable_api_is_not_fatal(grid: Grid, tmp_path: Path) -> None:
         w.until_status(job_id, JobStatus.FINISHED)
     finally:
         w.agent.close()
+
+
+# ------------------------------------------------------------------ faults: reorgs, dropped txs
+
+ACCEPT, START, COMPLETE = ProviderAction.ACCEPT, ProviderAction.START, ProviderAction.COMPLETE
+
+
+def test_nothing_runs_until_the_accept_is_mined(grid: Grid, tmp_path: Path) -> None:
+    w = make_world(grid, tmp_path, receipt_timeout_s=1.0)
+    try:
+        job_id = w.submit(spec("sleep 300"))
+        junk = w.request_raw(b'{"name": 5}', 1, 0, 100, CREDIT, 10 * CPU_PRICE)
+        w.place(junk)
+        w.rpc("evm_setAutomine", False)
+        try:
+            stuck = w.tick()
+        finally:
+            w.rpc("anvil_dropAllTransactions")  # as a reorg that dropped the ACCEPT would
+            w.rpc("evm_setAutomine", True)
+        # The ACCEPT went out and was never mined: nothing went to the backend, and the round
+        # stopped sending after one receipt timeout (the refusal waits).
+        assert stuck.steps == [(job_id, ACCEPT, 0)]
+        assert stuck.submitted == {} and stuck.refused == {}
+        assert local_backend(w).adopt() == {}
+        assert w.job(job_id).status is JobStatus.META_SCHEDULED
+
+        # The oracle takes the placement back after its accept timeout: it never ran here.
+        w.advance_chain(61)
+        w.oracle.reclaim_jobs([job_id])
+        rnd = w.tick()
+        assert job_id in rnd.dropped and rnd.killed == []
+        assert local_backend(w).adopt() == {}
+        # The nonce was re-read: the refusal is not stuck behind the dropped ACCEPT's nonce.
+        assert junk in rnd.refused
+
+        # Placed here again: ACCEPT mined and the job queued in the same round.
+        w.place(job_id)
+        rnd = w.tick()
+        assert rnd.steps == [(job_id, ACCEPT, 0)] and list(rnd.submitted) == [job_id]
+        w.customer.cancel_job(job_id)
+        assert w.tick().killed == [job_id]
+    finally:
+        w.agent.close()
+
+
+def test_steps_a_reorg_undid_are_sent_again_and_the_job_never_reruns(world: World) -> None:
+    w = world
+    job_id = w.submit(spec("exit 0"))
+    placed = w.snapshot()
+    w.until_status(job_id, JobStatus.FINISHED)
+    w.tick()
+    assert job_id not in w.agent.state.jobs  # done with it
+
+    w.revert_chain(placed)  # ACCEPT, START and COMPLETE dropped
+    assert w.job(job_id).status is JobStatus.META_SCHEDULED
+    rnd = w.tick()
+    assert rnd.submitted == {}
+    assert rnd.steps == [(job_id, ACCEPT, 0), (job_id, START, 0), (job_id, COMPLETE, 0)]
+    (ended,) = w.events(job_id, "JobEnded")
+    assert (ended.args["to"], ended.args["exitCode"]) == (JobStatus.FINISHED, 0)
+    assert len(records_for(w, job_id)) == 1  # ran once
+
+
+def test_a_reorg_undoing_steps_keeps_the_job_and_undoing_the_placement_kills_it(
+    world: World,
+) -> None:
+    w = world
+    job_id, _ = w.request(spec("sleep 300"))
+    requested = w.snapshot()
+    w.place(job_id)
+    placed = w.snapshot()
+    w.until_status(job_id, JobStatus.RUNNING)
+    (native,) = [r["native_id"] for r in records_for(w, job_id)]
+
+    w.revert_chain(placed)  # ACCEPT and START dropped: placed here, META_SCHEDULED again
+    rnd = w.tick()
+    assert rnd.submitted == {} and rnd.killed == []
+    assert rnd.steps == [(job_id, ACCEPT, 0), (job_id, START, 0)]
+    assert w.job(job_id).status is JobStatus.RUNNING
+    assert local_backend(w).status([native])[native].state is BackendState.RUNNING
+
+    w.revert_chain(requested)  # the placement dropped: PENDING, not ours any more
+    rnd = w.tick()
+    assert rnd.killed == [job_id] and rnd.dropped == [job_id]
+    st = w.tick_until(
+        "the local job to be killed",
+        lambda: s if (s := local_backend(w).status([native])[native]).state.is_terminal else None,
+    )
+    assert st.state is BackendState.CANCELLED
+    assert len(records_for(w, job_id)) == 1
+
+
+@pytest.mark.parametrize("tombstone", [True, False], ids=["tombstone", "state-lost"])
+def test_an_expiry_undone_by_a_reorg_is_expired_again(world: World, tombstone: bool) -> None:
+    w = world
+    job_id = w.submit(spec("sleep 300"), escrow=60 * 1_000)  # 60 s
+    w.until_status(job_id, JobStatus.RUNNING)
+    w.advance_chain(120)
+    spent = w.snapshot()
+    assert w.tick().expired == [job_id]
+    w.tick()
+    assert job_id not in w.agent.state.jobs
+    if not tombstone:
+        w.agent.state.done.clear()  # as if the agent had lost what it knew of the job
+
+    w.revert_chain(spent)  # the expiry dropped: RUNNING again, its escrow still spent
+    assert w.job(job_id).status is JobStatus.RUNNING
+    rnd = w.tick()
+    assert rnd.expired == [job_id] and rnd.steps == []
+    (ended,) = w.events(job_id, "JobEnded")
+    assert ended.args["to"] == JobStatus.OUT_OF_CREDITS

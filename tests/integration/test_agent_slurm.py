@@ -115,7 +115,7 @@ def test_cancel_while_running_removes_the_slurm_job(world: World, conf: str) -> 
     assert w.tick().killed == [job_id]
     st = w.tick_until(
         "Slurm to cancel the job",
-        lambda: (s := slurm_backend(w).status([native])[native]).state.is_terminal and s,
+        lambda: s if (s := slurm_backend(w).status([native])[native]).state.is_terminal else None,
     )
     assert st.state is BackendState.CANCELLED
     assert slurm(conf, "squeue", "--noheader", "--states=PD,R", f"--jobs={native}").strip() == ""
@@ -143,7 +143,7 @@ def test_out_of_credits_kills_the_slurm_job(world: World) -> None:
     assert ended.args["paid"] + ended.args["fee"] == escrow
     st = w.tick_until(
         "Slurm to kill the job",
-        lambda: (s := slurm_backend(w).status([native])[native]).state.is_terminal and s,
+        lambda: s if (s := slurm_backend(w).status([native])[native]).state.is_terminal else None,
     )
     assert st.state is BackendState.CANCELLED
 

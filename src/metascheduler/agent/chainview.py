@@ -164,11 +164,14 @@ class ChainView:
 
     # ------------------------------------------------------------------ job records
 
-    def jobs(self, job_ids: Iterable[int]) -> dict[int, JobView]:
-        """The stored record of each job, in JSON-RPC batches. A job the chain does not know
-        (``JobNotFound``) is left out."""
+    def jobs(self, job_ids: Iterable[int], block: int | None = None) -> dict[int, JobView]:
+        """The stored record of each job (at the latest block, or at ``block``), in JSON-RPC
+        batches. A job the chain does not know (``JobNotFound``) is left out."""
         ids = sorted(set(job_ids))
         out: dict[int, JobView] = {}
+        if block is not None:
+            # Few jobs (those waiting for their ACCEPT to be buried): one call each.
+            return self._one_by_one(ids, block)
         for i in range(0, len(ids), BATCH_SIZE):
             chunk = ids[i : i + BATCH_SIZE]
             try:
@@ -181,9 +184,20 @@ class ChainView:
                 out[jid] = _view(jid, row)
         return out
 
-    def _one_by_one(self, ids: Sequence[int]) -> dict[int, JobView]:
+    def _one_by_one(self, ids: Sequence[int], block: int | None = None) -> dict[int, JobView]:
         out = {}
         for jid in ids:
+            if block is not None:
+                fn = self.market.contract.functions.getJob(jid)
+                try:
+                    row = self._rpc(
+                        f"reading job {jid} at block {block}",
+                        lambda f=fn: f.call(block_identifier=block),
+                    )
+                except (ContractLogicError, Web3RPCError):
+                    continue  # not a job at that block
+                out[jid] = _view(jid, row)
+                continue
             try:
                 out[jid] = self.market.get_job(jid)
             except RevertError as exc:

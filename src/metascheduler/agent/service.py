@@ -8,18 +8,31 @@ One round (``Agent.tick``), every ``poll_interval_s``:
 2. Read the stored record of every tracked job (``getJob``, in JSON-RPC batches) and the
    backend's status of every backend job (one call). The chain is the truth about a job; the
    backend is the truth about the process.
-3. Decide per job: admit and queue a new placement (spec from its ``JobRequested`` event) or
-   refuse it with a reason; report ACCEPT, START and COMPLETE as the backend moves; expire and
-   kill a job whose escrow is spent; kill a job the chain ended (cancelled, out of credits) or
-   took away; extend the backend's time limit after a top-up.
-4. Send all ACCEPT/START/COMPLETE steps in one ``providerBatch``; items the contract skipped
+3. Decide per job: admit a new placement (spec from its ``JobRequested`` event) and ACCEPT
+   it, or refuse it with a reason; queue it on the backend once the chain shows it SCHEDULED
+   here; report START and COMPLETE as the backend moves; expire and kill a job whose escrow is
+   spent; kill a job the chain ended (cancelled, out of credits) or took away; extend the
+   backend's time limit after a top-up.
+4. Send all ACCEPT/START/COMPLETE steps in one ``providerBatch``; jobs whose ACCEPT is mined
+   in a block still canonical are queued on the backend at once (with ``confirmations`` = 0;
+   otherwise in the round that sees the ACCEPT buried that deep). Items the contract skipped
    are re-read at once and acted on (a job cancelled meanwhile is killed).
 5. Save the state; send a signed heartbeat when one is due.
 
-Restart-safe: a backend id is saved before the chain hears of the job, so a job is never
-submitted twice; at start-up ``Backend.adopt()`` fills in what the state file lacks, and the
-first round reconciles both views (see ``outcomes`` for the codes of lost jobs). Jobs keep
-running on the backend while the agent is down.
+Never run twice: a job goes to the backend only after the chain records this provider's
+ACCEPT, so a placement the oracle reclaims (an ACCEPT dropped or stuck) never ran here; a job
+taken away is killed in the round that sees it. Nothing is remembered as "reported": every
+round derives the steps to send from the chain and the backend, so steps a reorg undid are sent
+again. A job the agent is done with keeps a tombstone (its backend id) while a reorg can still
+bring it back, and is then matched with its backend job again, never resubmitted.
+
+Never stalled: each receipt is awaited ``receipt_timeout_s`` at most; a send that fails or times
+out, or a reorg, re-reads the nonce from the node and ends the round's sending.
+
+Restart-safe: a backend id is saved right after submission; at start-up ``Backend.adopt()``
+fills in what the state file lacks (the agent died between the two), and the first round
+reconciles both views (see ``outcomes`` for the codes of lost jobs). Jobs keep running on the
+backend while the agent is down.
 """
 
 from __future__ import annotations
@@ -34,6 +47,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from types import FrameType
+
+from web3.types import TxReceipt
 
 from metascheduler.agent import heartbeats
 from metascheduler.agent.admission import Refusal, admit, time_limit_s
@@ -52,6 +67,7 @@ from metascheduler.agent.settings import AgentSettings
 from metascheduler.agent.state import AgentState, JobRecord, StateError, StateStore
 from metascheduler.billing import funded_seconds
 from metascheduler.chain import ChainError, Market
+from metascheduler.chain.errors import RevertError
 from metascheduler.chain.rpc import connect, retrying
 from metascheduler.chain.types import (
     Hardware,
@@ -63,6 +79,7 @@ from metascheduler.chain.types import (
 )
 from metascheduler.config import SettingsError
 from metascheduler.keys import KeyError_, load_account, refuse_dev_key_off_devnet
+from metascheduler.spec import JobSpec
 
 log = logging.getLogger("metascheduler.agent")
 
@@ -131,6 +148,17 @@ class Agent:
         self.hardware: Hardware | None = None
         self._next_heartbeat = 0.0
         self._expire_not_before: dict[int, float] = {}
+        # Per round: the head, jobs admitted whose ACCEPT goes out now (spec and view), the
+        # records of jobs waiting to be queued read at the confirmed block, and whether the
+        # round may still send (a failed or timed-out send ends the round's sending).
+        self._head = Head(0, "", 0)
+        self._accepting: dict[int, tuple[JobSpec, JobView]] = {}
+        self._deep: dict[int, JobView] = {}
+        self._may_send = True
+        # Set by a failed send or a reorg: the nonce is re-read before the next send, and
+        # again before each one until a send goes through (a transaction that timed out may
+        # still sit in the node's pool, or be dropped from it later).
+        self._nonce_suspect = True
 
     @property
     def state(self) -> AgentState:
@@ -187,6 +215,8 @@ class Agent:
         for job_id, native in sorted(adopted.items()):
             if job_id > count:
                 continue  # not a job of this market (a shared cluster, an older deployment)
+            if job_id in self.state.done:
+                continue  # ended here already: its tombstone knows the backend job
             rec = self.state.jobs.get(job_id)
             if rec is None:
                 self.state.jobs[job_id] = JobRecord(job_id, native_id=native)
@@ -266,11 +296,16 @@ class Agent:
     def tick(self) -> Round:
         rnd = Round()
         head = self.chain.head()
+        self._head = head
+        self._accepting = {}
+        self._may_send = True
         self._scan(head, rnd)
+        self.state.purge_done(head.number - self.settings.reorg_rewind_blocks)
         jobs = self.state.jobs
         views = self.chain.jobs(jobs) if jobs else {}
         natives = [r.native_id for r in jobs.values() if r.native_id is not None]
         statuses = self.backend.status(natives) if natives else {}
+        self._deep = self._confirmed_views(views, head)
         # The contract compares with its block time; a quiet devnet's head lags the wall clock.
         now = max(head.timestamp, int(time.time()))
 
@@ -286,12 +321,30 @@ class Agent:
             else:
                 self._consider(rec, view, st, now, head, rnd, refusals, expire)
 
-        self._send_steps(rnd)
+        self._send_steps(rnd, refusals)
         self._send_refusals(refusals, rnd)
         self._send_expiries(expire, rnd)
         self.store.save(self.state)
         self._maybe_heartbeat(views, statuses, rnd)
         return rnd
+
+    def _ours(self, view: JobView) -> bool:
+        return view.provider.lower() == self.address.lower()
+
+    def _confirmed_views(self, views: dict[int, JobView], head: Head) -> dict[int, JobView]:
+        """Records, at the confirmed block, of the jobs SCHEDULED here and not yet queued: the
+        backend gets a job only once its ACCEPT is that deep."""
+        waiting = [
+            j
+            for j, v in views.items()
+            if v.status is JobStatus.SCHEDULED
+            and self._ours(v)
+            and self.state.jobs[j].native_id is None
+        ]
+        c = self.settings.confirmations
+        if not waiting or c == 0:
+            return {j: views[j] for j in waiting}
+        return self.chain.jobs(waiting, block=max(0, head.number - c))
 
     def _scan(self, head: Head, rnd: Round) -> None:
         st = self.state
@@ -311,12 +364,18 @@ class Agent:
                 )
                 st.cursor_block = back if back >= 0 else None
                 st.cursor_hash = None
+                # Transactions of the replaced blocks may be gone: the next nonce is the node's.
+                self._nonce_suspect = True
+                # Endings the reorg may have undone: each job is judged again from the chain.
+                revived = st.revive_all()
+                if revived:
+                    log.info("reorg: re-checking the jobs it may have revived: %s", revived)
         to = head.number - s.confirmations
         first = s.start_block if st.cursor_block is None else st.cursor_block + 1
         if to < first:
             return
         for job_id, block in self.chain.placements(first, to):
-            rec = st.jobs.get(job_id)
+            rec = st.jobs.get(job_id) or st.revive(job_id)
             if rec is None:
                 st.jobs[job_id] = JobRecord(job_id, placed_block=block)
                 rnd.placed.append(job_id)
@@ -338,14 +397,16 @@ class Agent:
         refusals: dict[int, str],
         expire: list[int],
     ) -> None:
-        ours = view.provider.lower() == self.address.lower()
+        ours = self._ours(view)
         status = view.status
+        # PENDING again or placed elsewhere (reclaimed, refused, or a reorg dropped the
+        # placement or the ACCEPT before the oracle re-placed it): killed here at once.
         if not ours or status.terminal or status is JobStatus.PENDING:
             self._retire(rec, view, st, rnd)
         elif status is JobStatus.META_SCHEDULED:
             self._on_placed(rec, view, st, head, rnd, refusals)
         elif status is JobStatus.SCHEDULED:
-            self._on_scheduled(rec, view, st, rnd, refusals)
+            self._on_scheduled(rec, view, st, head, rnd, refusals)
         elif status is JobStatus.RUNNING:
             self._on_running(rec, view, st, now, rnd, expire)
 
@@ -362,10 +423,14 @@ class Agent:
                 why = "no longer placed on this provider"
             if not self._kill(rec, f"it is {why}", rnd):
                 return  # try again next round
-        del self.state.jobs[rec.job_id]
+        self._forget(rec)
+        rnd.dropped.append(rec.job_id)
+
+    def _forget(self, rec: JobRecord) -> None:
+        self.state.retire(rec, self._head.number)
         self.chain.forget(rec.job_id)
         self._expire_not_before.pop(rec.job_id, None)
-        rnd.dropped.append(rec.job_id)
+        self._accepting.pop(rec.job_id, None)
 
     def _on_placed(
         self,
@@ -376,12 +441,21 @@ class Agent:
         rnd: Round,
         refusals: dict[int, str],
     ) -> None:
+        never_ran = st is not None and st.state is B.CANCELLED and st.started_at is None
+        if rec.native_id is not None and rec.killed and never_ran:
+            # Killed here before it ever started (taken away while queued), now placed here
+            # again: it never ran, so it may run now.
+            log.info("job %d placed here again; its killed backend job never ran", rec.job_id)
+            rec.native_id, rec.killed, rec.time_limit_s, rec.lag_s = None, False, None, None
         if rec.native_id is None:
-            if self._submit(rec, view, head, rnd, refusals):
+            # ACCEPT first; the backend gets the job once the chain shows it SCHEDULED here.
+            spec = self._admit(rec, view, head, refusals)
+            if spec is not None:
+                self._accepting[rec.job_id] = (spec, view)
                 rnd.steps.append((rec.job_id, ProviderAction.ACCEPT, 0))
             return
-        # Known to the backend already (an agent that died before its ACCEPT went out, or an
-        # adopted job): never submit again; catch the chain up with the backend.
+        # Known to the backend already (a reorg undid the ACCEPT, or an adopted job): never
+        # submit again; catch the chain up with the backend.
         if st is not None and st.state in (B.CANCELLED, B.LOST):
             refusals[rec.job_id] = f"its backend job {rec.native_id} was {st.state.value.lower()}"
             return
@@ -393,10 +467,19 @@ class Agent:
         rec: JobRecord,
         view: JobView,
         st: BackendStatus | None,
+        head: Head,
         rnd: Round,
         refusals: dict[int, str],
     ) -> None:
-        if rec.native_id is None or st is None:
+        if rec.native_id is None:
+            deep = self._deep.get(rec.job_id)
+            if deep is None or not self._ours(deep) or deep.status is not JobStatus.SCHEDULED:
+                return  # the ACCEPT is not buried deep enough yet
+            spec = self._admit(rec, view, head, refusals)
+            if spec is not None:
+                self._submit(rec, view, spec, rnd, refusals)
+            return
+        if st is None:
             refusals[rec.job_id] = "the backend has no job for it (lost before it started)"
             return
         if st.state in (B.CANCELLED, B.LOST):
@@ -429,7 +512,16 @@ class Agent:
         rnd: Round,
         expire: list[int],
     ) -> None:
+        funded_until = view.since + funded_seconds(view.escrow, view.price_per_minute)
+        spent = now >= funded_until
+        may_expire = time.monotonic() >= self._expire_not_before.get(rec.job_id, 0.0)
         if rec.native_id is None or st is None:
+            if spent:
+                # Out of credits, not lost (e.g. a reorg undid its expiry after the agent
+                # forgot it): the chain's ending, not the provider's report.
+                if may_expire:
+                    expire.append(rec.job_id)
+                return
             log.error(
                 "job %d is RUNNING on chain but no backend job is known for it: reporting it "
                 "failed with code %d (lost)",
@@ -438,40 +530,50 @@ class Agent:
             )
             rnd.steps.append((rec.job_id, ProviderAction.COMPLETE, EXIT_LOST))
             return
-        funded_until = view.since + funded_seconds(view.escrow, view.price_per_minute)
-        spent = now >= funded_until
         if st.state.is_terminal:
-            if st.state is B.TIMEOUT and spent:
-                expire.append(rec.job_id)  # out of credits: not the provider's report
+            # Killed at its time limit, or by the agent at its expiry (which a reorg undid):
+            # out of credits, not the provider's report.
+            if spent and (st.state is B.TIMEOUT or rec.killed):
+                if may_expire:
+                    expire.append(rec.job_id)
             else:
                 rnd.steps.append((rec.job_id, ProviderAction.COMPLETE, exit_code(st)))
             return
         if spent:
-            if time.monotonic() >= self._expire_not_before.get(rec.job_id, 0.0):
+            if may_expire:
                 expire.append(rec.job_id)
             return
         self._extend(rec, view, st, rnd)
 
     # ------------------------------------------------------------------ backend actions
 
-    def _submit(
-        self, rec: JobRecord, view: JobView, head: Head, rnd: Round, refusals: dict[int, str]
-    ) -> bool:
-        job_id = rec.job_id
-        req = self.chain.request(job_id, rec.placed_block or head.number)
+    def _admit(
+        self, rec: JobRecord, view: JobView, head: Head, refusals: dict[int, str]
+    ) -> JobSpec | None:
+        """The job's spec if this provider takes it; else its refusal is noted."""
+        req = self.chain.request(rec.job_id, rec.placed_block or head.number)
         if req is None:
-            refusals[job_id] = "no JobRequested event found for it"
-            return False
+            refusals[rec.job_id] = "no JobRequested event found for it"
+            return None
         assert self.hardware is not None
         verdict = admit(req, view, self.hardware, self.settings.labels)
         if isinstance(verdict, Refusal):
-            refusals[job_id] = verdict.reason
-            return False
+            refusals[rec.job_id] = verdict.reason
+            return None
+        return verdict
+
+    def _submit(
+        self, rec: JobRecord, view: JobView, spec: JobSpec, rnd: Round, refusals: dict[int, str]
+    ) -> bool:
+        """Queues the job on the backend: only once the chain records this provider's ACCEPT."""
+        job_id = rec.job_id
+        if rec.native_id is not None:
+            return False  # never twice
         s = self.settings
         limit = time_limit_s(
             view.escrow, view.price_per_minute, s.time_limit_grace_s, 0, s.max_time_limit_s
         )
-        job = BackendJob(job_id, verdict, limit, name=job_name(job_id, self.prefix))
+        job = BackendJob(job_id, spec, limit, name=job_name(job_id, self.prefix))
         try:
             native = self.backend.submit(job)
         except BackendError as exc:
@@ -484,14 +586,14 @@ class Agent:
             return False
         rec.native_id = native
         rec.time_limit_s, rec.escrow, rec.price = limit, view.escrow, view.price_per_minute
-        # Saved before the chain hears of it: a crash from here on finds the job, never
+        # Saved at once: a crash from here on finds the job here (or by adopt()), never
         # submits it twice.
         self.store.save(self.state)
         rnd.submitted[job_id] = native
         log.info(
             "job %d (%s) queued on %s as %s with a time limit of %d s",
             job_id,
-            verdict.name,
+            spec.name,
             self.backend.name,
             native,
             limit,
@@ -558,15 +660,49 @@ class Agent:
 
     # ------------------------------------------------------------------ transactions
 
-    def _send_steps(self, rnd: Round) -> None:
+    def _send_failed(self, what: str, exc: ChainError) -> None:
+        """A send failed: the nonce is re-read before the next one and, unless the contract
+        merely refused it, nothing more is sent this round (it would wait behind the same
+        trouble, and a round never blocks longer than one receipt timeout)."""
+        self._nonce_suspect = True
+        if isinstance(exc, RevertError):
+            log.error("%s was refused by the contract (re-read next round): %s", what, exc)
+        else:
+            log.error("%s failed; the rest of this round's sending waits: %s", what, exc)
+            self._may_send = False
+
+    def _sent(self) -> None:
+        self._nonce_suspect = False
+
+    def _can_send(self, what: str) -> bool:
+        """Whether this round may still send; re-reads the nonce first when it is in doubt:
+        after a reorg or a failed send the agent's own count may point past a transaction that
+        is gone, and every later one would wait behind the gap."""
+        if self._may_send and self._nonce_suspect:
+            try:
+                nonce = self.sender.resync_nonce()
+            except ChainError as exc:
+                log.warning("could not re-read the nonce (next round retries): %s", exc)
+                self._may_send = False
+            else:
+                log.debug("nonce re-read from the node: next is %d", nonce)
+        if not self._may_send:
+            log.info("%s: left for the next round (an earlier send of this round failed)", what)
+        return self._may_send
+
+    def _send_steps(self, rnd: Round, refusals: dict[int, str]) -> None:
         steps = rnd.steps
         for i in range(0, len(steps), MAX_STEPS_PER_TX):
             chunk = steps[i : i + MAX_STEPS_PER_TX]
+            what = f"reporting {len(chunk)} job steps"
+            if not self._can_send(what):
+                return
             try:
                 receipt = self.market.provider_batch(chunk)
             except ChainError as exc:
-                log.error("reporting %d job steps failed (retried next round): %s", len(chunk), exc)
+                self._send_failed(what, exc)
                 continue
+            self._sent()
             skipped = self.market.skipped(receipt)
             for index, job_id, words in skipped:
                 log.warning(
@@ -580,7 +716,27 @@ class Agent:
             for job_id, action, code in done:
                 extra = f" with exit code {code}" if action is ProviderAction.COMPLETE else ""
                 log.info("job %d: reported %s%s", job_id, action.name, extra)
+            accepted = [j for j, action, _ in done if action is ProviderAction.ACCEPT]
+            self._submit_accepted(accepted, receipt, rnd, refusals)
             self._recheck({job_id for _, job_id, _ in skipped}, rnd)
+
+    def _submit_accepted(
+        self, job_ids: list[int], receipt: TxReceipt, rnd: Round, refusals: dict[int, str]
+    ) -> None:
+        """Queues the jobs whose ACCEPT this receipt carries, without waiting for the next
+        round, when no confirmations are asked for and its block is still the chain's."""
+        todo = [j for j in job_ids if j in self._accepting]
+        if not todo or self.settings.confirmations > 0:
+            return
+        block, block_hash = int(receipt["blockNumber"]), receipt["blockHash"].to_0x_hex()
+        if self.chain.block_hash(block) != block_hash:
+            log.warning("block %d of the ACCEPT of jobs %s was replaced: next round", block, todo)
+            return
+        for job_id in todo:
+            spec, view = self._accepting.pop(job_id)
+            rec = self.state.jobs.get(job_id)
+            if rec is not None:
+                self._submit(rec, view, spec, rnd, refusals)
 
     def _recheck(self, job_ids: set[int], rnd: Round) -> None:
         """Jobs whose step was skipped changed meanwhile (cancelled, say): act on them now."""
@@ -593,35 +749,39 @@ class Agent:
         statuses = self.backend.status(natives) if natives else {}
         for rec in recs:
             view = views.get(rec.job_id)
-            if (
-                view is None
-                or view.status.terminal
-                or view.provider.lower() != self.address.lower()
-            ):
+            if view is None or view.status.terminal or not self._ours(view):
                 st = statuses.get(rec.native_id) if rec.native_id else None
                 self._retire(rec, view, st, rnd)
 
     def _send_refusals(self, refusals: dict[int, str], rnd: Round) -> None:
         for job_id, reason in sorted(refusals.items()):
+            what = f"refusing job {job_id}"
+            if not self._can_send(what):
+                return
             try:
                 self.market.refuse_job(job_id, reason)
             except ChainError as exc:
-                log.warning("refusing job %d failed (re-read next round): %s", job_id, exc)
+                self._send_failed(what, exc)
                 continue
+            self._sent()
             log.info("job %d refused: %s", job_id, reason)
             rnd.refused[job_id] = reason
-            # Back to PENDING: a new placement on this provider starts afresh.
-            self.state.jobs.pop(job_id, None)
-            self.chain.forget(job_id)
+            # Back to PENDING: a new placement on this provider starts afresh (a tombstone
+            # remembers a backend job it had, which is never run again).
+            rec = self.state.jobs.get(job_id)
+            if rec is not None:
+                self._forget(rec)
 
     def _send_expiries(self, job_ids: list[int], rnd: Round) -> None:
-        if not job_ids:
+        what = f"expiring jobs {job_ids}"
+        if not job_ids or not self._can_send(what):
             return
         try:
             receipt = self.market.expire_jobs(job_ids)
         except ChainError as exc:
-            log.error("expiring jobs %s failed (retried next round): %s", job_ids, exc)
+            self._send_failed(what, exc)
             return
+        self._sent()
         skipped = {job_id: words for _, job_id, words in self.market.skipped(receipt)}
         for job_id in job_ids:
             rec = self.state.jobs.get(job_id)
@@ -696,7 +856,13 @@ def build(settings: AgentSettings) -> Agent:
         private_key=settings.private_key,
     )
     w3 = connect(settings.rpc_url, timeout_s=settings.rpc_timeout_s)
-    market = Market(w3, address, account, rpc_deadline_s=settings.rpc_deadline_s)
+    market = Market(
+        w3,
+        address,
+        account,
+        rpc_deadline_s=settings.rpc_deadline_s,
+        receipt_timeout_s=settings.receipt_timeout_s,
+    )
     refuse_dev_key_off_devnet(account, market.sender_or_fail().chain_id)
     genesis = retrying(
         "reading the genesis block", lambda: w3.eth.get_block(0), rpc_url=settings.rpc_url

@@ -108,6 +108,10 @@ class AgentSettings(ServiceSettings):
     rpc_timeout_s: float = Field(default=10.0, gt=0)
     #: Seconds one RPC outage may last before a round gives up (the next round retries).
     rpc_deadline_s: float = Field(default=60.0, gt=0)
+    #: Seconds the agent waits for one transaction's receipt. A transaction not mined by then
+    #: (dropped by a reorg, stuck behind a missing nonce) ends the round's sending; the nonce is
+    #: re-read from the node and the next round derives its steps from the chain again.
+    receipt_timeout_s: float = Field(default=20.0, gt=0)
 
     @model_validator(mode="after")
     def _backend_options(self) -> AgentSettings:

@@ -2,8 +2,9 @@
 placement scan, each live job's backend id and time limit, and the heartbeat sequence number.
 
 The chain is the truth about jobs; this file only remembers what the chain cannot tell: which
-backend job runs which on-chain job (so that none is ever submitted twice), and where the log
-scan stopped. It is written before any transaction that depends on it, and a lock file keeps a
+backend job runs which on-chain job (so that none is ever submitted twice, even after a reorg
+brings back a job the agent was done with: see ``AgentState.done``), and where the log scan
+stopped. It is written before any transaction that depends on it, and a lock file keeps a
 second agent off the same state directory.
 """
 
@@ -44,6 +45,8 @@ class JobRecord:
     lag_s: int | None = None
     #: The agent asked the backend to kill it (cancelled, out of credits, not ours any more).
     killed: bool = False
+    #: Head block when the agent was done with it (kept as a tombstone, see ``AgentState.done``).
+    retired_block: int | None = None
 
 
 @dataclass
@@ -59,15 +62,48 @@ class AgentState:
     cursor_hash: str | None = None
     heartbeat_seq: int = 0
     jobs: dict[int, JobRecord] = field(default_factory=dict)
+    #: Jobs the agent is done with that had a backend job, kept while a reorg can still undo
+    #: their ending: a job the chain brings back is matched with its backend job again, never
+    #: submitted a second time.
+    done: dict[int, JobRecord] = field(default_factory=dict)
+
+    def retire(self, rec: JobRecord, head_block: int) -> None:
+        """Stop tracking the job; keep a tombstone if a backend job ran it."""
+        self.jobs.pop(rec.job_id, None)
+        if rec.native_id is not None:
+            rec.retired_block = head_block
+            self.done[rec.job_id] = rec
+
+    def revive(self, job_id: int) -> JobRecord | None:
+        """The tombstone of a job the chain shows live again, tracked anew."""
+        rec = self.done.pop(job_id, None)
+        if rec is not None:
+            rec.retired_block = None
+            self.jobs.setdefault(job_id, rec)
+        return rec
+
+    def revive_all(self) -> list[int]:
+        ids = sorted(self.done)
+        for job_id in ids:
+            self.revive(job_id)
+        return ids
+
+    def purge_done(self, before_block: int) -> None:
+        """Tombstones older than any reorg the agent rewinds for are of no more use."""
+        for job_id, rec in list(self.done.items()):
+            if rec.retired_block is None or rec.retired_block < before_block:
+                del self.done[job_id]
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["jobs"] = {str(k): asdict(v) for k, v in sorted(self.jobs.items())}
+        data["done"] = {str(k): asdict(v) for k, v in sorted(self.done.items())}
         return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> AgentState:
         jobs = {int(k): JobRecord(**v) for k, v in data.get("jobs", {}).items()}
+        done = {int(k): JobRecord(**v) for k, v in data.get("done", {}).items()}
         return cls(
             market=data["market"],
             provider=data["provider"],
@@ -77,6 +113,7 @@ class AgentState:
             cursor_hash=data.get("cursor_hash"),
             heartbeat_seq=int(data.get("heartbeat_seq", 0)),
             jobs=jobs,
+            done=done,
         )
 
 
