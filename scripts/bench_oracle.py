@@ -10,6 +10,10 @@ deploys, registers two providers with room for every job, and measures:
                      request to its placement
   gas_per_placement  gas of the oracle's placement transactions / jobs placed
   ceiling_jobs_per_s 30,000,000 / gas_per_placement
+  first_block_s, chain_bound_drain_s, drain_over_chain_bound  the drain against the block clock:
+                     the first block after the start comes by chance 0..1 s later, and even an
+                     oracle placing every job at its start needs min_drain_blocks blocks from it
+  oracle_sent_s      start to the last placement transaction of the drain being sent
 Customers' transactions are signed locally and sent raw without waiting. The oracle runs in
 this process (ingesting at 0 confirmations, ticking as fast as it can); the steady load comes
 from a child process so the two do not share an interpreter lock. The last line is one JSON
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import multiprocessing as mp
 import statistics
 import sys
@@ -294,13 +299,18 @@ def main() -> int:
         clock = BlockClock(chain.url)
         start_block = w3.eth.block_number
         t0 = time.monotonic()
+        t0_wall = time.time()
         oracle.start()
         loop = OracleLoop(oracle)
         loop.thread.start()
         while loop.placed() < args.jobs:
             time.sleep(0.01)
-        drain_s = clock.seen[last_placement_block(market, start_block)] - t0
+        last_block = last_placement_block(market, start_block)
+        drain_s = clock.seen[last_block] - t0
         drain = args.jobs / drain_s
+        with oracle.sessions() as s:
+            sent_ats = [a.sent_at for a in s.scalars(select(OracleAction)) if a.kind == "place"]
+        oracle_sent_s = max(sent_ats) - t0_wall
         print(f"# drained {args.jobs} in {drain_s:.2f} s; steady load", file=sys.stderr)
 
         first_block = w3.eth.block_number
@@ -337,6 +347,12 @@ def main() -> int:
 
     gas_per = gas / max(1, placed)
     ceiling = BLOCK_GAS / gas_per
+    # The block clock runs on its own: the first block after the start comes `first_block_s`
+    # later (0..1 s, by chance). Even an oracle that placed every job at once could not finish
+    # before `min_blocks` blocks of placements counted from that one: `chain_bound_s`.
+    min_blocks = math.ceil(args.jobs * gas_per / BLOCK_GAS)
+    first_block_s = clock.seen[start_block + 1] - t0
+    chain_bound_s = clock.seen[start_block + min_blocks] - t0
     result = {
         "drain_jobs": args.jobs,
         "drain_s": round(drain_s, 3),
@@ -350,6 +366,12 @@ def main() -> int:
         "gas_per_placement": round(gas_per, 1),
         "ceiling_jobs_per_s": round(ceiling, 1),
         "drain_over_ceiling": round(drain / ceiling, 3),
+        "first_block_s": round(first_block_s, 3),
+        "oracle_sent_s": round(oracle_sent_s, 3),
+        "drain_blocks": last_block - start_block,
+        "min_drain_blocks": min_blocks,
+        "chain_bound_drain_s": round(chain_bound_s, 3),
+        "drain_over_chain_bound": round(chain_bound_s / drain_s, 3),
         "placement_txs": len(acts),
         "batch": oracle.batch_size(),
     }

@@ -257,3 +257,34 @@ def test_kill9_at_random_points_places_every_job_exactly_once(grid: Grid, tmp_pa
     )
     assert proc.returncode == 0  # SIGTERM is a clean stop
     assert "oracle stopped" in log_path.read_text()
+
+
+def test_placement_gas_limit_covers_real_use_tightly(grid: Grid) -> None:
+    """placeJobs gas limits come from a model, not eth_estimateGas: every batch must fit its
+    limit (else it reverts out of gas), and the limit must stay within 1% of use (blocks are
+    packed by limit, so slack is block space lost)."""
+    from metascheduler.chain import Terms
+
+    hw = Hardware(1, 10_000, 0, 10**7)
+    provs = [
+        kit.provider(grid, i, hw, Prices(1_000 * i, 0, 0), []).sender_or_fail().address
+        for i in (2, 3)
+    ]
+    cust = kit.customer(grid, 4)
+    sizes = [1, 2, 40]
+    triples = []
+    for k in range(sum(sizes)):
+        spec = kit.spec_bytes(f"g{k}", 2, 2048)
+        jid = kit.request(cust, f"g{k}", cpus=2, mem_mb=2048)
+        triples.append((jid, provs[k % 2], Terms.for_spec(spec, 2, 0, 2048, kit.CREDIT)))
+    oracle = grid.market(grid.oracle)
+    start = 0
+    for n in sizes:
+        batch = triples[start : start + n]
+        start += n
+        pending = oracle.send_place_jobs(batch)
+        receipt = oracle.sender_or_fail().wait(pending)
+        assert receipt["status"] == 1 and not oracle.skipped(receipt)
+        limit, used = pending.tx["gas"], receipt["gasUsed"]
+        assert used <= limit, f"batch of {n}: used {used} > limit {limit}"
+        assert limit - used <= 0.01 * used + 1_000, f"batch of {n}: limit {limit}, used {used}"

@@ -69,7 +69,7 @@ def _word(typ: str, w: bytes) -> Any:
     if typ.startswith("int"):
         return int.from_bytes(w, "big", signed=True)
     if typ == "address":
-        return checksum("0x" + w[12:].hex())
+        return "0x" + w[12:].hex()  # lowercase, as eth_abi gives it (store.codec checksums)
     if typ == "bool":
         return w[-1] != 0
     return w[: int(typ[5:])]  # bytesN
