@@ -126,6 +126,10 @@ class OracleSettings(ServiceSettings):
     priority_fee_gwei: float = Field(default=2.0, ge=0)
     #: Seconds a sent transaction may stay unmined before the oracle resyncs its nonce.
     tx_stuck_s: float = Field(default=60.0, gt=0)
+    #: Seconds a housekeeping transaction (expire, reclaim, fail) is waited for. The ticks share
+    #: one lock, so a long wait on a dropped transaction would freeze placement too; a timed-out
+    #: send resyncs the nonce and the next keep tick derives the work again from the chain.
+    receipt_timeout_s: float = Field(default=20.0, gt=0)
     #: Where provider heartbeats come from: "api" (the providers table, which the API updates
     #: when agents POST heartbeats) or "none" (no heartbeat system: every provider is alive).
     heartbeat_source: Literal["none", "api"] = "none"

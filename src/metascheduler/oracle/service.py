@@ -107,6 +107,7 @@ class Oracle:
             account,
             rpc_deadline_s=settings.rpc_deadline_s,
             priority_fee_wei=int(settings.priority_fee_gwei * 10**9),
+            receipt_timeout_s=settings.receipt_timeout_s,
         )
         self.address = account.address
         upgrade_to_head(settings.database_url)
