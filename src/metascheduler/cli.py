@@ -184,12 +184,12 @@ def _classify(exc: Exception) -> tuple[int, str]:
     from metascheduler.audit.audit import AuditError
     from metascheduler.chain.errors import ChainError, RevertError, RpcUnavailable
     from metascheduler.client.errors import ClientError, InsufficientCredits, NotFound
-    from metascheduler.keys import KeyError_
+    from metascheduler.keys import KeyLoadError
     from metascheduler.spec import SpecError
 
     table: list[tuple[type[Exception], int, str]] = [
         (SpecError, EXIT_USAGE, "invalid-spec"),
-        (KeyError_, EXIT_USAGE, "key"),
+        (KeyLoadError, EXIT_USAGE, "key"),
         (UsageError, EXIT_USAGE, "usage"),
         (RpcUnavailable, EXIT_RPC, "rpc-unavailable"),
         (InsufficientCredits, EXIT_FAILED, "insufficient-credits"),

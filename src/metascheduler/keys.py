@@ -18,7 +18,7 @@ _DEV_MNEMONIC = "test test test test test test test test test test test junk"
 _HEX = frozenset("0123456789abcdefABCDEF")
 
 
-class KeyError_(Exception):
+class KeyLoadError(Exception):
     """A key could not be loaded; the message says which source and what to do."""
 
 
@@ -36,16 +36,16 @@ def load_keystore(path: Path, password: SecretStr | str) -> LocalAccount:
     try:
         data = json.loads(Path(path).read_text())
     except FileNotFoundError:
-        raise KeyError_(
+        raise KeyLoadError(
             f"keystore {path} not found: create one with `metascheduler wallet create`"
         ) from None
     except json.JSONDecodeError as exc:
-        raise KeyError_(f"keystore {path} is not valid JSON ({exc.msg})") from None
+        raise KeyLoadError(f"keystore {path} is not valid JSON ({exc.msg})") from None
     pw = password.get_secret_value() if isinstance(password, SecretStr) else password
     try:
         key = Account.decrypt(data, pw)
     except ValueError:
-        raise KeyError_(f"keystore {path}: wrong password (MAC mismatch)") from None
+        raise KeyLoadError(f"keystore {path}: wrong password (MAC mismatch)") from None
     acct: LocalAccount = Account.from_key(key)
     return acct
 
@@ -69,11 +69,11 @@ def account_from_secret(secret: SecretStr | str) -> LocalAccount:
     # would load as another account instead of failing.
     if len(digits) != 64 or any(c not in _HEX for c in digits):
         # Never echo the value: it may be a real key with a typo.
-        raise KeyError_("the private key given is not a 32-byte hex string (64 hex digits)")
+        raise KeyLoadError("the private key given is not a 32-byte hex string (64 hex digits)")
     try:
         acct: LocalAccount = Account.from_key("0x" + digits)
     except (ValueError, TypeError):
-        raise KeyError_("the private key given is not a valid secp256k1 private key") from None
+        raise KeyLoadError("the private key given is not a valid secp256k1 private key") from None
     return acct
 
 
@@ -86,17 +86,17 @@ def load_account(
     """One account from whichever source is configured (keystore first)."""
     if keystore is not None:
         if password is None:
-            raise KeyError_(f"keystore {keystore} needs a password (set its password setting)")
+            raise KeyLoadError(f"keystore {keystore} needs a password (set its password setting)")
         return load_keystore(keystore, password)
     if private_key is not None:
         return account_from_secret(private_key)
-    raise KeyError_("no key configured: give a keystore (and its password) or a private key")
+    raise KeyLoadError("no key configured: give a keystore (and its password) or a private key")
 
 
 def refuse_dev_key_off_devnet(account: LocalAccount, chain_id: int) -> None:
     """Anvil's development keys are public: using one on a real chain loses its funds."""
     if chain_id not in DEVNET_CHAIN_IDS and account.address in _dev_addresses():
-        raise KeyError_(
+        raise KeyLoadError(
             f"account {account.address} is a well-known development key (anvil's mnemonic) and "
             f"chain {chain_id} is not a devnet: use a keystore of your own"
         )

@@ -15,7 +15,7 @@ from pydantic import SecretStr
 
 from metascheduler.devnet.anvil import dev_account
 from metascheduler.keys import (
-    KeyError_,
+    KeyLoadError,
     account_from_secret,
     load_account,
     load_keystore,
@@ -66,28 +66,28 @@ def test_save_keystore_never_overwrites(tmp_path: Path) -> None:
 
 def test_keystore_wrong_password(keystore: Path) -> None:
     path = keystore
-    with pytest.raises(KeyError_, match="wrong password") as exc:
+    with pytest.raises(KeyLoadError, match="wrong password") as exc:
         load_keystore(path, SecretStr("not the password"))
     assert str(path) in str(exc.value)
     assert "not the password" not in str(exc.value)
 
 
 def test_keystore_missing_or_not_json(tmp_path: Path) -> None:
-    with pytest.raises(KeyError_, match="not found"):
+    with pytest.raises(KeyLoadError, match="not found"):
         load_keystore(tmp_path / "absent.json", PASSWORD)
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
-    with pytest.raises(KeyError_, match="not valid JSON"):
+    with pytest.raises(KeyLoadError, match="not valid JSON"):
         load_keystore(bad, PASSWORD)
 
 
 def test_keystore_needs_password(tmp_path: Path) -> None:
-    with pytest.raises(KeyError_, match="needs a password"):
+    with pytest.raises(KeyLoadError, match="needs a password"):
         load_account(keystore=tmp_path / "k.json")
 
 
 def test_no_key_configured() -> None:
-    with pytest.raises(KeyError_, match="no key configured"):
+    with pytest.raises(KeyLoadError, match="no key configured"):
         load_account()
 
 
@@ -107,7 +107,7 @@ def test_raw_key_loads_with_or_without_prefix_and_whitespace() -> None:
     ],
 )
 def test_bad_raw_key_error_never_echoes_the_value(bad: str) -> None:
-    with pytest.raises(KeyError_, match="not a 32-byte hex string") as exc:
+    with pytest.raises(KeyLoadError, match="not a 32-byte hex string") as exc:
         load_account(private_key=SecretStr(bad))
     # Neither the message nor the whole printed traceback (chained errors included) shows it.
     printed = "".join(traceback.format_exception(exc.value))
@@ -117,7 +117,7 @@ def test_bad_raw_key_error_never_echoes_the_value(bad: str) -> None:
 
 def test_refuses_anvil_key_zero_on_mainnet() -> None:
     acct = dev_account(0)
-    with pytest.raises(KeyError_, match="well-known development key") as exc:
+    with pytest.raises(KeyLoadError, match="well-known development key") as exc:
         refuse_dev_key_off_devnet(acct, 1)
     assert acct.address in str(exc.value)
     assert "chain 1 " in str(exc.value)
@@ -126,7 +126,7 @@ def test_refuses_anvil_key_zero_on_mainnet() -> None:
 
 @pytest.mark.parametrize("index", [1, 9, 29])
 def test_refuses_every_dev_account_off_devnet(index: int) -> None:
-    with pytest.raises(KeyError_):
+    with pytest.raises(KeyLoadError):
         refuse_dev_key_off_devnet(dev_account(index), 11155111)
 
 
@@ -147,9 +147,9 @@ def test_loading_logs_no_key_material(
     load_account(keystore=path, password=SecretStr(PASSWORD))
     load_account(private_key=SecretStr(KEY))
     refuse_dev_key_off_devnet(Account.from_key(KEY), 1)
-    with pytest.raises(KeyError_):
+    with pytest.raises(KeyLoadError):
         load_account(keystore=path, password=SecretStr("wrong"))
-    with pytest.raises(KeyError_):
+    with pytest.raises(KeyLoadError):
         refuse_dev_key_off_devnet(dev_account(0), 1)
     out = capsys.readouterr()
     for text in (

@@ -78,7 +78,7 @@ from metascheduler.chain.types import (
     ProviderStatus,
 )
 from metascheduler.config import SettingsError
-from metascheduler.keys import KeyError_, load_account, refuse_dev_key_off_devnet
+from metascheduler.keys import KeyLoadError, load_account, refuse_dev_key_off_devnet
 from metascheduler.spec import JobSpec
 
 log = logging.getLogger("metascheduler.agent")
@@ -943,7 +943,7 @@ def run_agent_command(config_path: str | None) -> int:
     configure_logging(settings.log_level)
     try:
         run(settings)
-    except (SettingsError, KeyError_, StateError, AgentError, BackendError, ChainError) as exc:
+    except (SettingsError, KeyLoadError, StateError, AgentError, BackendError, ChainError) as exc:
         log.error("agent stopped: %s", exc)
         return 1
     return 0

@@ -122,7 +122,6 @@ class Market:
         fn_name: str,
         *args: Any,
         gas: int | None = None,
-        to: str | None = None,
         contract: Contract | None = None,
     ) -> TxReceipt:
         return self.sender_or_fail().wait(

@@ -37,7 +37,7 @@ from metascheduler.chain.market import (
 from metascheduler.chain.rpc import connect, retrying
 from metascheduler.chain.types import JobStatus, ProviderStatus
 from metascheduler.config import OracleSettings, SettingsError
-from metascheduler.keys import KeyError_, load_account, refuse_dev_key_off_devnet
+from metascheduler.keys import KeyLoadError, load_account, refuse_dev_key_off_devnet
 from metascheduler.oracle import calldata, logs
 from metascheduler.oracle.actions import ActionLog
 from metascheduler.oracle.inputs import Liveness, job_request, provider_states
@@ -548,7 +548,7 @@ def run_oracle_command(config_path: str | None) -> int:
         return 2
     try:
         run(settings)
-    except (SettingsError, KeyError_) as exc:
+    except (SettingsError, KeyLoadError) as exc:
         log.error("cannot start the oracle: %s", exc)
         return 2
     except RpcUnavailable as exc:
