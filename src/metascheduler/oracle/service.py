@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
-from sqlalchemy import select
+from sqlalchemy import func, select
 from web3 import Web3
 
 from metascheduler.billing import funded_seconds
@@ -44,7 +44,7 @@ from metascheduler.oracle.inputs import Liveness, job_request, provider_states
 from metascheduler.placement import DEFAULT_POLICY, Policy, get_policy
 from metascheduler.store import Ingester, make_engine, session_factory, upgrade_to_head
 from metascheduler.store import queries as q
-from metascheduler.store.models import Job, OracleAction, Provider
+from metascheduler.store.models import Block, Job, OracleAction, Provider
 
 log = logging.getLogger("metascheduler.oracle")
 
@@ -306,12 +306,15 @@ class Oracle:
                 s.scalars(select(Provider).where(Provider.status == int(ProviderStatus.APPROVED)))
             )
             on_prov = q.jobs_on_providers(s)
+            # Chain time as far as the store has read: ends of running jobs are estimated from
+            # it, so it must move on even while no new request arrives.
+            ingested_time = s.scalar(select(func.max(Block.timestamp))) or 0
         in_flight = {
             jid: (prov, inflight_jobs[jid])
             for jid, prov in busy.items()
             if prov and jid in inflight_jobs and inflight_jobs[jid].status == JobStatus.PENDING
         }
-        now_chain = float(max(j.requested_at for j in pending))
+        now_chain = float(max(ingested_time, *(j.requested_at for j in pending)))
         states = provider_states(provs, on_prov, in_flight, self.liveness, time.time())
         by_id = {j.job_id: j for j in pending}
         decisions = self.policy.decide([job_request(j) for j in pending], states, now_chain)
