@@ -641,24 +641,36 @@ _MOVED = {
 }
 
 
-def _timeline(steps: list[Any]) -> RenderableType:
+def _timeline(steps: list[Any], width: int | None = None) -> RenderableType:
     from rich import box
+    from rich.console import Console, Group
     from rich.table import Table
+    from rich.text import Text
 
-    # Narrow fixed columns, so the notes (full addresses and amounts) get the width left.
+    # Narrow fixed columns. On a wide terminal the notes (full addresses and amounts) get the
+    # width left; on a narrow one they follow the table, one line each, instead of a thin column.
+    wide = (width or Console().width) >= 120
     t = Table(box=box.SIMPLE_HEAD, pad_edge=False)
     t.add_column("block", no_wrap=True, justify="right")
     t.add_column("time (UTC)", no_wrap=True)
     t.add_column("event", no_wrap=True)
     t.add_column("state", no_wrap=True)
     t.add_column("credits moved", no_wrap=True)
-    t.add_column("note", ratio=1)
+    if wide:
+        t.add_column("note", ratio=1)
+    notes = []
     for s in steps:
         moved = "\n".join(f"{_MOVED.get(k, k)} +{_c(v)}" for k, v in s.moved.items() if v)
         state = s.to_state  # the state it left is the row above
         when = datetime.fromtimestamp(s.time, UTC).strftime("%m-%d %H:%M:%S")
-        t.add_row(str(s.block), when, s.event.removeprefix("Job"), state, moved or "-", s.note)
-    return t
+        row = [str(s.block), when, s.event.removeprefix("Job"), state, moved or "-"]
+        if wide:
+            t.add_row(*row, s.note)
+        else:
+            t.add_row(*row)
+            if s.note:
+                notes.append(Text(f"block {s.block}: {s.note}"))
+    return t if wide else Group(t, *notes)
 
 
 # ---------------------------------------------------------------------- providers
