@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -13,31 +12,11 @@ import pytest
 from metascheduler.agent.backends import BackendError, BackendJob, BackendState
 from metascheduler.agent.backends.slurm import SlurmBackend
 from metascheduler.spec import parse_spec
+from tests.integration.agentkit import slurm_conf_or_skip as _slurm_conf
 
 pytestmark = pytest.mark.slurm
 S = BackendState
 REPO = Path(__file__).resolve().parents[2]
-
-
-def _slurm_conf() -> str:
-    conf = os.environ.get("SLURM_CONF") or str(REPO / "var" / "slurm" / "slurm.conf")
-    if shutil.which("sbatch") is None:
-        pytest.skip(
-            "no Slurm here (sbatch not found): run `bash scripts/slurm.sh install-and-start`"
-        )
-    if not Path(conf).exists():
-        pytest.skip(f"no Slurm config at {conf}: run `bash scripts/slurm.sh install-and-start`")
-    ping = subprocess.run(
-        ["scontrol", "ping"],
-        env={**os.environ, "SLURM_CONF": conf},
-        capture_output=True,
-        text=True,
-        timeout=10,
-        check=False,
-    )
-    if ping.returncode != 0 or "UP" not in ping.stdout:
-        pytest.skip(f"slurmctld not answering ({ping.stdout.strip()}): run scripts/slurm.sh")
-    return conf
 
 
 @pytest.fixture(scope="module")

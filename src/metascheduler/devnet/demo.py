@@ -260,8 +260,13 @@ class Devnet:
         svc = Service(name, args, self.root / "logs" / f"{name}.log", env).start()
         self.services.append(svc)
 
-    def _approve_providers(self, timeout_s: float = 60.0) -> None:
-        pending = {dev_account(PROVIDER_A).address, dev_account(PROVIDER_B).address}
+    def _approve_providers(
+        self, addresses: set[str] | None = None, timeout_s: float = 60.0
+    ) -> None:
+        """Approves each provider (the demo's two by default) once its agent registered it."""
+        pending = set(
+            addresses or {dev_account(PROVIDER_A).address, dev_account(PROVIDER_B).address}
+        )
         deadline = time.monotonic() + timeout_s
         while pending:
             for addr in list(pending):

@@ -45,7 +45,6 @@ from metascheduler.agent.backends.slurm import SACCT_FIELDS, parse_sacct
 from metascheduler.chain import JobStatus, Market
 from metascheduler.chain.events import ChainEvent
 from metascheduler.chain.rpc import connect
-from metascheduler.chain.types import ProviderStatus
 from metascheduler.devnet.anvil import dev_account, start_anvil
 from metascheduler.devnet.demo import Devnet, slurm_available
 from metascheduler.devnet.procs import Service
@@ -191,7 +190,7 @@ class SoakGrid(Devnet):
             f"{len(self.providers)} providers: {', '.join(self.providers)}"
             + ("" if self.slurm_conf else " (no Slurm answered: local backends only)")
         )
-        self._approve()
+        self._approve_providers({dev_account(k).address for k in self.providers.values()}, 90.0)
 
         def fund(i: int) -> None:
             m = self.market(i)
@@ -213,21 +212,6 @@ class SoakGrid(Devnet):
             receipt_timeout_s=30.0,
             rpc_deadline_s=30.0,
         )
-
-    def _approve(self, timeout_s: float = 90.0) -> None:
-        pending = {dev_account(k).address for k in self.providers.values()}
-        deadline = time.monotonic() + timeout_s
-        while pending:
-            for addr in list(pending):
-                status, _, _ = self.admin.get_provider(addr)
-                if status == ProviderStatus.REGISTERED:
-                    self.admin.approve_provider(addr)
-                if status in (ProviderStatus.REGISTERED, ProviderStatus.APPROVED):
-                    pending.discard(addr)
-            self._check_services()
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"providers {sorted(pending)} did not register in {timeout_s} s")
-            time.sleep(0.5)
 
     def down(self) -> None:
         super().down()
