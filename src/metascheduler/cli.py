@@ -318,6 +318,16 @@ def _client(ctx: typer.Context, *, wallet: bool = True) -> Client:
 # ---------------------------------------------------------------------- wallet
 
 
+def _new_keystore_path(s: Settings) -> Path:
+    """The keystore path to write, refusing to overwrite an existing wallet."""
+    path = _keystore_path(s)
+    if path.exists():
+        raise UsageError(
+            f"keystore {path} exists; refusing to overwrite it: give another --keystore"
+        )
+    return path
+
+
 @wallet_app.command("create")
 @handled
 def wallet_create(ctx: typer.Context, as_json: JsonOpt = False) -> None:
@@ -327,11 +337,7 @@ def wallet_create(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     from metascheduler.keys import save_keystore
 
     s = _settings(ctx)
-    path = _keystore_path(s)
-    if path.exists():
-        raise UsageError(
-            f"keystore {path} exists; refusing to overwrite it: give another --keystore"
-        )
+    path = _new_keystore_path(s)
     acct = Account.create()
     save_keystore(acct, path, _password(s, confirm=True))
     _out(ctx, as_json).emit(
@@ -348,11 +354,7 @@ def wallet_import(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     from metascheduler.keys import account_from_secret, save_keystore
 
     s = _settings(ctx)
-    path = _keystore_path(s)
-    if path.exists():
-        raise UsageError(
-            f"keystore {path} exists; refusing to overwrite it: give another --keystore"
-        )
+    path = _new_keystore_path(s)
     if s.key_env:
         secret = _env_value(s.key_env, "private key")
     else:
