@@ -151,7 +151,7 @@ contract JobMarketAdminTest is Fixture {
             1,
             b,
             abi.encodeWithSelector(
-                IJobMarket.JobTermsMismatch.selector, b, keccak256(abi.encode(tb)), keccak256(abi.encode(wrong))
+                IJobMarket.JobTermsMismatch.selector, b, _tag(tb), _tag(wrong)
             )
         );
         _expectSkipped(

@@ -193,7 +193,7 @@ contract JobMarketCreditsTest is Fixture {
         assertEq(uint8(j.status), uint8(JobStatus.PENDING));
         assertEq(j.since, 0);
         assertEq(j.escrow, 5 * CREDIT);
-        assertEq(j.termsHash, keccak256(abi.encode(t)));
+        assertEq(j.termsTag, _tag(t));
         (uint256 id2,) = _request(bob, 1);
         assertEq(id2, 2);
     }
@@ -222,7 +222,7 @@ contract JobMarketCreditsTest is Fixture {
         big[0] = "{";
         vm.prank(alice);
         uint256 id = market.requestJob(1, 0, 0, CREDIT, CREDIT, big);
-        assertEq(market.getJob(id).termsHash, keccak256(abi.encode(Terms(keccak256(big), 1, 0, 0, CREDIT))));
+        assertEq(market.getJob(id).termsTag, bytes16(keccak256(abi.encode(Terms(keccak256(big), 1, 0, 0, CREDIT)))));
     }
 
     function test_request_revertsOnZeroEscrow() public {

@@ -178,6 +178,28 @@ contract JobMarketProvidersTest is Fixture {
         assertEq(market.balanceOf(provA), PRICE_A);
     }
 
+    /// A job stores its provider's registration number, not its address: the number survives
+    /// removal and re-registration, and number 0 (PENDING, or a caller never registered) owns nothing.
+    function test_providerNumber_keptAcrossRemovalAndNeverZero() public {
+        (uint256 id, Terms memory t) = _request(alice, 5 * CREDIT);
+        vm.expectRevert(abi.encodeWithSelector(IJobMarket.JobNotAssignedProvider.selector, id, stranger, address(0)));
+        vm.prank(stranger);
+        market.refuseJob(id, "not mine");
+
+        _place(id, t, provA);
+        vm.prank(admin);
+        market.removeProvider(provA);
+        _register(provA, Hardware(1, 8, 0, 1024), Prices(5, 0, 0));
+        assertEq(market.getJob(id).provider, provA);
+        vm.prank(provA);
+        market.acceptJob(id);
+
+        vm.expectRevert(abi.encodeWithSelector(IJobMarket.JobNotAssignedProvider.selector, id, stranger, provA));
+        vm.prank(stranger);
+        market.startJob(id);
+        assertEq(uint8(_status(id)), uint8(JobStatus.SCHEDULED));
+    }
+
     function test_registryAdminActions_revertIfNotAdmin() public {
         address[6] memory callers = [oracle, provA, provB, alice, bob, stranger];
         for (uint256 i; i < callers.length; ++i) {
@@ -209,7 +231,7 @@ contract JobMarketProvidersTest is Fixture {
 
     function test_place_revertsOnTermsMismatch() public {
         (uint256 id, Terms memory t) = _request(alice, CREDIT);
-        bytes32 expected = keccak256(abi.encode(t));
+        bytes16 expected = _tag(t);
         Terms[5] memory wrong = [t, t, t, t, t];
         wrong[0].specHash = keccak256("another spec");
         wrong[1].cpus = 1; // fewer CPUs would make a cheaper price
@@ -219,7 +241,7 @@ contract JobMarketProvidersTest is Fixture {
         for (uint256 i; i < wrong.length; ++i) {
             Terms memory w = _copy(wrong[i]);
             vm.expectRevert(
-                abi.encodeWithSelector(IJobMarket.JobTermsMismatch.selector, id, expected, keccak256(abi.encode(w)))
+                abi.encodeWithSelector(IJobMarket.JobTermsMismatch.selector, id, expected, _tag(w))
             );
             vm.prank(oracle);
             market.placeJob(Placement(id, provA, w));

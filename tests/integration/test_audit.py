@@ -153,10 +153,11 @@ def test_audit_passes_on_an_honest_history(grid: Grid) -> None:
 
 
 #: JobMarket's storage, as its layout comment documents it (`forge inspect JobMarket
-#: storageLayout`): the `_jobs` mapping is slot 6; a job's first word packs provider (160 bits) |
-#: status (8) | since (32) | pricePerMinute (40) | feeBps (16), from the low bits up.
-JOBS_SLOT = 6
-PRICE_SHIFT, PRICE_BITS = 160 + 8 + 32, 40
+#: storageLayout`): the `_jobs` mapping is slot 9; a job's first word packs termsTag (128 bits) |
+#: providerId (32) | status (8) | since (32) | pricePerMinute (40) | feeBps (16), from the low
+#: bits up.
+JOBS_SLOT = 9
+PRICE_SHIFT, PRICE_BITS = 128 + 32 + 8 + 32, 40
 
 
 def _job_word(m: Market, job_id: int) -> tuple[int, int]:
@@ -166,14 +167,14 @@ def _job_word(m: Market, job_id: int) -> tuple[int, int]:
     word = int.from_bytes(m.w3.eth.get_storage_at(m.address, slot), "big")
     view = m.get_job(job_id)
     fields = (
-        word & (2**160 - 1),
+        word & (2**128 - 1),
         word >> 160 & 0xFF,
         word >> 168 & (2**32 - 1),
         word >> PRICE_SHIFT & (2**PRICE_BITS - 1),
         word >> 240,
     )
     assert fields == (
-        int(view.provider, 16),
+        int.from_bytes(view.terms_tag, "big"),
         int(view.status),
         view.since,
         view.price_per_minute,

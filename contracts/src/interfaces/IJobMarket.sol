@@ -38,8 +38,9 @@ struct Prices {
     uint40 gb;
 }
 
-/// @notice The terms a job was requested under. The contract stores only their hash; the oracle
-/// passes them back when it places the job, and the contract checks them against the hash.
+/// @notice The terms a job was requested under. The contract stores only their tag, the first 16
+/// bytes of keccak256(abi.encode(terms)); the oracle passes them back when it places the job, and
+/// the contract checks them against the tag.
 /// @param specHash keccak256 of the canonical job spec bytes emitted in `JobRequested`.
 /// @param cpus Total CPUs (tasks x CPUs per task). @param gpus Total GPUs. @param memMb Total memory.
 /// @param maxPricePerMinute The most the customer accepts to pay per minute.
@@ -83,7 +84,7 @@ struct JobView {
     uint256 pricePerMinute;
     uint256 feeBps;
     uint256 escrow;
-    bytes32 termsHash;
+    bytes16 termsTag;
 }
 
 /// @title The job market: credits, providers and the job state machine of metascheduler.
@@ -166,7 +167,7 @@ interface IJobMarket {
     /// @notice Only the provider the job is placed on may do this.
     error JobNotAssignedProvider(uint256 jobId, address caller, address provider);
     /// @notice The terms passed with a placement are not the ones the job was requested under.
-    error JobTermsMismatch(uint256 jobId, bytes32 expected, bytes32 given);
+    error JobTermsMismatch(uint256 jobId, bytes16 expected, bytes16 given);
     /// @notice The provider's price for the job is above the job's max price.
     error JobPriceAboveMax(uint256 jobId, address provider, uint256 price, uint256 maxPrice);
     /// @notice The job needs more than the provider declared.

@@ -70,6 +70,11 @@ abstract contract Fixture is Test {
         jobId = market.requestJob(t.cpus, t.gpus, t.memMb, t.maxPricePerMinute, escrow, spec);
     }
 
+    /// @dev What the contract stores of a job's terms.
+    function _tag(Terms memory t) internal pure returns (bytes16) {
+        return bytes16(keccak256(abi.encode(t)));
+    }
+
     function _place(uint256 jobId, Terms memory t, address provider) internal {
         vm.prank(oracle);
         market.placeJob(Placement(jobId, provider, t));

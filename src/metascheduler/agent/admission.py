@@ -33,7 +33,7 @@ def admit(
 ) -> JobSpec | Refusal:
     """The job's spec if this provider can run it, else why not."""
     terms = Terms.for_spec(req.spec, req.cpus, req.gpus, req.mem_mb, req.max_price_per_minute)
-    if terms.hash() != view.terms_hash:
+    if terms.tag() != view.terms_tag:
         # The event we read is not the one the job was recorded under: never run it.
         return Refusal(f"the request event read for job {req.job_id} does not match its terms")
     try:

@@ -57,7 +57,7 @@ _WORDS: dict[str, Callable[[dict[str, Any]], str]] = {
     ),
     "JobTermsMismatch": lambda a: (
         f"the terms given for job {a['jobId']} do not match the ones it was requested under "
-        f"(hash {a['expected'].hex()}, given {a['given'].hex()})"
+        f"(tag {a['expected'].hex()}, given {a['given'].hex()})"
     ),
     "JobPriceAboveMax": lambda a: (
         f"provider {a['provider']} charges {_c(a['price'])}/min for job {a['jobId']}, "

@@ -31,21 +31,20 @@ from metascheduler.chain.types import (
 # Gas per item of the batch entry points, measured with margin (scripts/bench_gas.py), so a batch
 # needs no eth_estimateGas round trip: the base covers the transaction and the first cold reads.
 BATCH_GAS_BASE = 80_000
-PLACE_GAS_PER_ITEM = 40_000  # a round upper bound; placeJobs itself uses place_jobs_gas
 STEP_GAS_PER_ITEM = 45_000
 KEEP_GAS_PER_ITEM = 45_000
 
 # placeJobs gas, exact rather than a round bound: blocks are packed by gas *limit*, so a limit
-# 20% above use leaves a sixth of every block empty. Measured on anvil (scripts/bench_gas.py
-# style receipts; tests/integration/test_oracle.py checks the bound against real receipts):
-# execution = 5,012 + 30,997 per item + 2,000 per provider after the first (its one storage
-# slot is cold once per transaction) + ~0.44 n^2 (memory: each item's abi.encode and event
+# 20% above use leaves a sixth of every block empty. Measured on anvil (receipts of batches of
+# 1 to 400 items; tests/integration/test_oracle.py checks the bound against real receipts):
+# execution = 7,012 + 12,464 per item + 4,000 per provider after the first (its record and its
+# number are cold once per transaction) + ~0.44 n^2 (memory: each item's abi.encode and event
 # data stay allocated). Every branch of `_place` that skips an item costs less than a placement.
 # The constants below round each term up; calldata is priced from the bytes themselves.
 TX_BASE_GAS = 21_000
-PLACE_EXEC_BASE = 6_000
-PLACE_EXEC_PER_ITEM = 31_000
-PLACE_EXEC_PER_PROVIDER = 2_100
+PLACE_EXEC_BASE = 7_100
+PLACE_EXEC_PER_ITEM = 12_500
+PLACE_EXEC_PER_PROVIDER = 4_200
 #: Calldata of one placement is 7 ABI words; at most this many bytes of them are non-zero in
 #: practice (job id, address, spec hash, small resource numbers): used to size batches ahead.
 PLACE_ITEM_CALLDATA_GAS = 64 * 16 + (7 * 32 - 64) * 4

@@ -49,7 +49,8 @@ class ProviderAction(IntEnum):
 
 @dataclass(frozen=True)
 class Terms:
-    """What a job was requested under; the contract stores keccak256(abi.encode(Terms))."""
+    """What a job was requested under; the contract stores the first 16 bytes of
+    keccak256(abi.encode(Terms)), its tag."""
 
     spec_hash: bytes
     cpus: int
@@ -62,6 +63,10 @@ class Terms:
 
     def hash(self) -> bytes:
         return keccak(encode(["(bytes32,uint32,uint32,uint32,uint256)"], [self.as_tuple()]))
+
+    def tag(self) -> bytes:
+        """What the contract stores of the terms: the first 16 bytes of their hash."""
+        return self.hash()[:16]
 
     @classmethod
     def for_spec(
@@ -97,7 +102,7 @@ class JobView:
     price_per_minute: int
     fee_bps: int
     escrow: int
-    terms_hash: bytes
+    terms_tag: bytes  # the first 16 bytes of Terms.hash()
 
 
 ZERO_ADDRESS = "0x" + "00" * 20
