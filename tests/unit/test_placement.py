@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from metascheduler.placement import (
@@ -100,7 +102,7 @@ def test_decide_missingLabel_isUnplaceableWithReason(name: str) -> None:
     [({"cpus": 17}, "17 CPUs"), ({"gpus": 1}, "1 GPUs"), ({"mem_mb": 10**6}, "1000000 MB")],
 )
 def test_decide_tooLarge_isUnplaceableWithReason(
-    name: str, request_: dict[str, int], word: str
+    name: str, request_: dict[str, Any], word: str
 ) -> None:
     d = get_policy(name).decide([job(1, **request_)], [provider("0xa", 16)], 0.0)
     assert d.placements == []
@@ -174,6 +176,49 @@ def test_lateBinding_backfillsOnlyWhatDoesNotDelayTheHead() -> None:
     ]
     d = get_policy("late_binding").decide(pending, [busy], 10.0)
     assert [p.job_id for p in d.placements] == [3]
+
+
+def test_lateBinding_backfillsTheShortestEstimateFirst() -> None:
+    # 10 CPUs, 6 busy until t=100: 4 free now. The head (10 CPUs) is reserved at t=100. Jobs 2
+    # and 3 both end before then, but only one fits the 4 free CPUs: the shorter, though younger.
+    busy = provider("0xa", 10, jobs=(running(9, 6, 0.0, 100.0),))
+    pending = [
+        job(1, 10, at=0.0, est=1000.0),
+        job(2, 4, at=1.0, est=80.0),
+        job(3, 4, at=2.0, est=30.0),
+    ]
+    d = get_policy("late_binding").decide(pending, [busy], 10.0)
+    assert [p.job_id for p in d.placements] == [3]
+
+
+def test_lateBinding_reservationProtectsTheOldestBlockedJob_notTheShortest() -> None:
+    # 10 CPUs, 6 busy until t=100. Job 1 (10 CPUs, long) and job 2 (8 CPUs, short) both wait.
+    # The reservation is the oldest's: at t=100 it leaves nothing spare, so job 3, which would
+    # still run then, is held. Had the shorter job 2 held it, 2 CPUs would be spare for job 3.
+    busy = provider("0xa", 10, jobs=(running(9, 6, 0.0, 100.0),))
+    pending = [
+        job(1, 10, at=0.0, est=1000.0),
+        job(2, 8, at=1.0, est=50.0),
+        job(3, 2, at=2.0, est=500.0),
+        job(4, 2, at=3.0, est=60.0),  # ends at t=70, before the shadow time: backfilled
+    ]
+    d = get_policy("late_binding").decide(pending, [busy], 10.0)
+    assert [p.job_id for p in d.placements] == [4]
+
+
+def test_lateBinding_wideJobBehindAReservedNarrowOneGetsItsOwnReservation() -> None:
+    # The narrow head is reserved on the small provider; the wide job only fits the big one,
+    # which a younger, shorter narrow job must then not take from it.
+    small = provider("0xsmall", 8, jobs=(running(8, 8, 0.0, 100.0),))
+    big = provider("0xbig", 16, jobs=(running(9, 12, 0.0, 100.0),))  # 4 CPUs free
+    pending = [
+        job(1, 6, at=0.0, est=1000.0),  # reserved on 0xsmall at t=100 (first in the list)
+        job(2, 16, at=1.0, est=1000.0),  # only 0xbig can run it: reserved there at t=100
+        job(3, 2, at=2.0, est=500.0),  # would still run at t=100 on 0xbig: held
+        job(4, 2, at=3.0, est=50.0),  # ends before t=100: backfilled on 0xbig
+    ]
+    d = get_policy("late_binding").decide(pending, [small, big], 10.0)
+    assert [(p.job_id, p.provider) for p in d.placements] == [(4, "0xbig")]
 
 
 def test_lateBinding_backfillsFreelyOnAnotherProvider() -> None:

@@ -7,17 +7,24 @@ can start there now, and otherwise keeps it in the meta-queue, where it can stil
 provider frees up first.
 
 Holding alone would starve wide jobs behind a stream of narrow ones, so the meta-queue runs EASY
-backfilling over the grid as a whole: jobs go first come, first served; the first job that cannot
-start anywhere gets a reservation at its earliest expected start on any provider it could use
-(the "shadow" time, from running jobs' estimated ends), and later jobs may jump ahead only where
-they do not delay it: on another provider, or on the reserved one if they end before the shadow
-time or use only what the reservation leaves spare. On a grid of one provider this is exactly
-EASY on the merged machine, which is why the grid comes close to the merged ideal.
+backfilling over the grid as a whole, in two passes:
 
-A reservation protects only the jobs that could use its provider. A held job none of whose
-providers is reserved (typically a wide job that only the large provider can run, behind a
-narrow job reserved on a small one) would have no protection at all, so it gets a reservation
-of its own. Each provider carries at most one, so backfilling stays as free as in EASY.
+1. First come, first served: jobs at the front of the queue start where they fit, and the first
+   job that cannot start anywhere gets a reservation at its earliest expected start on any
+   provider it could use (the "shadow" time, from running jobs' estimated ends). A reservation
+   protects only the jobs that could use its provider, so a later held job none of whose
+   providers is reserved (typically a wide job that only the large provider can run, behind a
+   narrow job reserved on a small one) gets a reservation of its own. Each provider carries at
+   most one, so backfilling stays as free as in EASY. Every job that could use a reserved
+   provider waits for the second pass.
+2. Backfill, shortest estimate first (SJBF, Tsafrir, Etsion & Feitelson 2007): the waiting jobs
+   start where they do not delay a reservation: on an unreserved provider, or on a reserved one
+   if their estimate ends before its shadow time or they use only what it leaves spare. Trying
+   short jobs first fills each hole with the jobs whose slowdown a wait hurts most, and it is
+   fair where it matters: who gets a reservation is still decided first come, first served, so
+   the oldest blocked job on every provider keeps its start time however short the others are.
+
+On a grid of one provider this is exactly EASY with SJBF on the merged machine.
 
 Among providers where a job can start now, the cheaper wins (price is the second objective after
 start time), then one whose reservation it does not touch, then the smallest provider, then the
@@ -54,56 +61,76 @@ class LateBinding:
         placements: list[Placement] = []
         unplaceable: list[Unplaceable] = []
         reservations: dict[int, _Reservation] = {}  # by provider index
-        max_free = grid.max_free_cpus()
+        backfill: list[tuple[JobRequest, list[ProviderView]]] = []
+        # Pass 1, first come first served: the front of the queue, and who holds reservations.
         for job in fcfs_order(pending):
             suitable = grid.suitable(job)
             if isinstance(suitable, str):
                 unplaceable.append(Unplaceable(job.job_id, suitable))
-                continue
-            if not suitable:
-                continue  # every provider that could run it is silent: hold it
-            if job.cpus > max_free and any(v.index in reservations for v in suitable):
-                continue  # fast path: it starts nowhere now, and a job ahead holds its way
-            ends = now + job.est_runtime_s
-            best: ProviderView | None = None
-            best_key: tuple[int, bool, int, int, int] = (0, False, 0, 0, 0)
-            for view in suitable:
-                if not view.fits_now(job):
-                    continue
-                res = reservations.get(view.index)
-                if (
-                    res is not None
-                    and ends > res.shadow
-                    and not (
-                        job.cpus <= res.spare_cpus
-                        and job.gpus <= res.spare_gpus
-                        and job.mem_mb <= res.spare_mem
-                    )
-                ):
-                    continue  # would delay the reserved job
-                key = (
-                    view.price(job),
-                    res is not None,
-                    view.state.cpus,
-                    view.free_cpus - job.cpus,
-                    view.index,
-                )
-                if best is None or key < best_key:
-                    best, best_key = view, key
-            if best is not None:
-                best.commit(job.cpus, job.gpus, job.mem_mb, job.est_runtime_s)
-                placements.append(Placement(job.job_id, best.provider, best_key[0]))
-                res = reservations.get(best.index)
-                if res is not None and ends > res.shadow:
-                    res.spare_cpus -= job.cpus
-                    res.spare_gpus -= job.gpus
-                    res.spare_mem -= job.mem_mb
+            elif any(v.index in reservations for v in suitable):
+                backfill.append((job, suitable))  # an older job holds its way: backfill it
+            elif suitable:  # (an empty list: every provider that could run it is silent: hold)
+                placement = _start_now(job, suitable, reservations, now)
+                if placement is not None:
+                    placements.append(placement)
+                else:
+                    view, shadow, spare = _reserve(job, suitable)
+                    reservations[view.index] = _Reservation(shadow, *spare)
+        # Pass 2, shortest estimate first; a sort of the held jobs, once per call.
+        backfill.sort(key=lambda c: (c[0].est_runtime_s, c[0].submitted_at, c[0].job_id))
+        max_free = grid.max_free_cpus()
+        for job, suitable in backfill:
+            if job.cpus > max_free:
+                continue  # fast path: it fits nowhere now
+            placement = _start_now(job, suitable, reservations, now)
+            if placement is not None:
+                placements.append(placement)
                 max_free = grid.max_free_cpus()
-            elif not any(v.index in reservations for v in suitable):
-                # The first job that cannot start anywhere it could run gets a reservation.
-                view, shadow, spare = _reserve(job, suitable)
-                reservations[view.index] = _Reservation(shadow, *spare)
         return Decisions(placements, unplaceable)
+
+
+def _start_now(
+    job: JobRequest,
+    suitable: list[ProviderView],
+    reservations: dict[int, _Reservation],
+    now: float,
+) -> Placement | None:
+    """Start the job now on the best provider where it delays no reservation, if there is one."""
+    ends = now + job.est_runtime_s
+    best: ProviderView | None = None
+    best_key: tuple[int, bool, int, int, int] = (0, False, 0, 0, 0)
+    for view in suitable:
+        if not view.fits_now(job):
+            continue
+        res = reservations.get(view.index)
+        if (
+            res is not None
+            and ends > res.shadow
+            and not (
+                job.cpus <= res.spare_cpus
+                and job.gpus <= res.spare_gpus
+                and job.mem_mb <= res.spare_mem
+            )
+        ):
+            continue  # would delay the reserved job
+        key = (
+            view.price(job),
+            res is not None,
+            view.state.cpus,
+            view.free_cpus - job.cpus,
+            view.index,
+        )
+        if best is None or key < best_key:
+            best, best_key = view, key
+    if best is None:
+        return None
+    best.commit(job.cpus, job.gpus, job.mem_mb, job.est_runtime_s)
+    res = reservations.get(best.index)
+    if res is not None and ends > res.shadow:
+        res.spare_cpus -= job.cpus
+        res.spare_gpus -= job.gpus
+        res.spare_mem -= job.mem_mb
+    return Placement(job.job_id, best.provider, best_key[0])
 
 
 def _reserve(
