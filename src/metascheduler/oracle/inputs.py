@@ -4,24 +4,55 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 from metascheduler.billing import funded_seconds
 from metascheduler.chain.types import JobStatus
 from metascheduler.placement import JobRequest, ProviderState, RunningJob
-from metascheduler.store.models import Job, Provider
+from metascheduler.store.models import Provider
 
 #: A run time estimate for a job with neither a time limit nor a finite funding.
 MAX_ESTIMATE_S = 30 * 24 * 3600.0
 
 
-def estimate_runtime_s(job: Job) -> float:
+class JobFields(Protocol):
+    """What the oracle reads of a job: a `store.models.Job`, or a plain row of the jobs table
+    (the oracle reads backlogs as plain rows, which are much cheaper to build)."""
+
+    @property
+    def job_id(self) -> int: ...
+    @property
+    def provider(self) -> str | None: ...
+    @property
+    def status(self) -> int: ...
+    @property
+    def escrow(self) -> int: ...
+    @property
+    def max_price_per_minute(self) -> int: ...
+    @property
+    def cpus(self) -> int: ...
+    @property
+    def gpus(self) -> int: ...
+    @property
+    def mem_mb(self) -> int: ...
+    @property
+    def labels(self) -> list[Any]: ...
+    @property
+    def time_limit_minutes(self) -> int | None: ...
+    @property
+    def requested_at(self) -> int: ...
+    @property
+    def started_at(self) -> int | None: ...
+
+
+def estimate_runtime_s(job: JobFields) -> float:
     """The time limit if the spec gives one, else what the escrow funds at the max price."""
     if job.time_limit_minutes:
         return float(job.time_limit_minutes * 60)
     return float(min(MAX_ESTIMATE_S, funded_seconds(job.escrow, job.max_price_per_minute)))
 
 
-def job_request(job: Job) -> JobRequest:
+def job_request(job: JobFields) -> JobRequest:
     return JobRequest(
         job_id=job.job_id,
         cpus=job.cpus,
@@ -34,7 +65,7 @@ def job_request(job: Job) -> JobRequest:
     )
 
 
-def running_job(job: Job, *, queued: bool | None = None) -> RunningJob:
+def running_job(job: JobFields, *, queued: bool | None = None) -> RunningJob:
     running = job.status == JobStatus.RUNNING if queued is None else not queued
     return RunningJob(
         job_id=job.job_id,
@@ -61,8 +92,8 @@ class Liveness:
 
 def provider_states(
     providers: Iterable[Provider],
-    on_provider: Iterable[Job],
-    in_flight: Mapping[int, tuple[str, Job]],
+    on_provider: Iterable[JobFields],
+    in_flight: Mapping[int, tuple[str, JobFields]],
     liveness: Liveness,
     now_wall: float,
 ) -> list[ProviderState]:

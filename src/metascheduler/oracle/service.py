@@ -293,14 +293,15 @@ class Oracle:
             # One read serves both: pending jobs to place, and those of our unmined placements
             # (still PENDING in the store), whose room on a provider is taken already.
             limit = MAX_PENDING_PER_TICK + len(busy)
-            rows = q.pending_jobs(s, limit)
+            rows = q.pending_job_rows(s, limit)
             pending = [j for j in rows if j.job_id not in busy][:MAX_PENDING_PER_TICK]
             if not pending:
                 return stats
-            inflight_jobs = {j.job_id: j for j in rows if j.job_id in busy}
+            inflight_jobs: dict[int, Any] = {j.job_id: j for j in rows if j.job_id in busy}
             if len(rows) >= limit:  # cut short: busy jobs past the cut are read by id
                 missing = [jid for jid in busy if jid not in inflight_jobs]
-                for j in s.scalars(select(Job).where(Job.job_id.in_(missing))):
+                table = Job.__table__
+                for j in s.execute(select(table).where(table.c.job_id.in_(missing))):
                     inflight_jobs[j.job_id] = j
             provs = list(
                 s.scalars(select(Provider).where(Provider.status == int(ProviderStatus.APPROVED)))
@@ -340,16 +341,19 @@ class Oracle:
             )
         return stats
 
-    def _batches(self, placements: Sequence[Any], by_id: dict[int, Job]) -> list[_Batch]:
+    def _batches(self, placements: Sequence[Any], by_id: dict[int, Any]) -> list[_Batch]:
         """Placements cut into batches: by count if `batch_size` is set, else each batch as
         large as its exact gas limit allows under `batch_gas()`."""
         size = self.settings.batch_size or MAX_BATCH_ITEMS
         budget = self.batch_gas() if not self.settings.batch_size else None
         out: list[_Batch] = []
         cur = _Batch()
+        checksummed: dict[str, str] = {}  # a few providers, thousands of placements
         for p in placements:
             j = by_id[p.job_id]
-            prov = Web3.to_checksum_address(p.provider)
+            prov = checksummed.get(p.provider)
+            if prov is None:
+                prov = checksummed[p.provider] = Web3.to_checksum_address(p.provider)
             terms = Terms(
                 bytes.fromhex(j.spec_hash[2:]), j.cpus, j.gpus, j.mem_mb, j.max_price_per_minute
             )
@@ -412,7 +416,7 @@ class Oracle:
         return len(sent)
 
     def _record_unplaceable(
-        self, by_id: dict[int, Job], unplaceable: Sequence[Any], placed: set[int]
+        self, by_id: dict[int, Any], unplaceable: Sequence[Any], placed: set[int]
     ) -> None:
         reasons = {u.job_id: u.reason[:MAX_REASON] for u in unplaceable}
         changed = [

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Row, func, select
 from sqlalchemy.orm import Session
 
 from metascheduler.chain.types import JobStatus, ProviderStatus
@@ -180,6 +181,18 @@ def pending_jobs(s: Session, limit: int | None = None) -> list[Job]:
     if limit:
         q = q.limit(limit)
     return list(s.scalars(q))
+
+
+def pending_job_rows(s: Session, limit: int | None = None) -> list[Row[Any]]:
+    """PENDING jobs, oldest first, as plain rows (every column of `jobs`, read by attribute).
+
+    The oracle reads thousands of these each tick while a backlog drains; a plain row costs a
+    fraction of what building and tracking an ORM object does, and the oracle only reads them."""
+    table = Job.__table__
+    q = select(table).where(table.c.status == JobStatus.PENDING).order_by(table.c.job_id)
+    if limit:
+        q = q.limit(limit)
+    return list(s.execute(q).all())
 
 
 def jobs_on_providers(s: Session) -> list[Job]:
