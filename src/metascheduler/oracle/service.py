@@ -293,15 +293,14 @@ class Oracle:
             # One read serves both: pending jobs to place, and those of our unmined placements
             # (still PENDING in the store), whose room on a provider is taken already.
             limit = MAX_PENDING_PER_TICK + len(busy)
-            rows = q.pending_job_rows(s, limit)
+            rows = q.placement_rows(s, limit=limit)
             pending = [j for j in rows if j.job_id not in busy][:MAX_PENDING_PER_TICK]
             if not pending:
                 return stats
             inflight_jobs: dict[int, Any] = {j.job_id: j for j in rows if j.job_id in busy}
             if len(rows) >= limit:  # cut short: busy jobs past the cut are read by id
                 missing = [jid for jid in busy if jid not in inflight_jobs]
-                table = Job.__table__
-                for j in s.execute(select(table).where(table.c.job_id.in_(missing))):
+                for j in q.placement_rows(s, job_ids=missing):
                     inflight_jobs[j.job_id] = j
             provs = list(
                 s.scalars(select(Provider).where(Provider.status == int(ProviderStatus.APPROVED)))

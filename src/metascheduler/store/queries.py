@@ -183,13 +183,38 @@ def pending_jobs(s: Session, limit: int | None = None) -> list[Job]:
     return list(s.scalars(q))
 
 
-def pending_job_rows(s: Session, limit: int | None = None) -> list[Row[Any]]:
-    """PENDING jobs, oldest first, as plain rows (every column of `jobs`, read by attribute).
+#: The columns of `jobs` that placement reads (oracle.inputs.JobFields, terms, unplaceable).
+PLACEMENT_COLUMNS = (
+    "job_id",
+    "provider",
+    "status",
+    "escrow",
+    "max_price_per_minute",
+    "cpus",
+    "gpus",
+    "mem_mb",
+    "spec_hash",
+    "labels",
+    "time_limit_minutes",
+    "requested_at",
+    "started_at",
+    "unplaceable_reason",
+)
 
-    The oracle reads thousands of these each tick while a backlog drains; a plain row costs a
-    fraction of what building and tracking an ORM object does, and the oracle only reads them."""
+
+def placement_rows(
+    s: Session, *, job_ids: Sequence[int] | None = None, limit: int | None = None
+) -> list[Row[Any]]:
+    """PENDING jobs (or the given ones), oldest first, as plain rows of `PLACEMENT_COLUMNS`.
+
+    The oracle reads thousands of these each tick while a backlog drains; a plain row of the
+    columns it needs costs a fraction of an ORM object (and of the spec bytes it does not)."""
     table = Job.__table__
-    q = select(table).where(table.c.status == JobStatus.PENDING).order_by(table.c.job_id)
+    q = select(*(table.c[c] for c in PLACEMENT_COLUMNS)).order_by(table.c.job_id)
+    if job_ids is None:
+        q = q.where(table.c.status == JobStatus.PENDING)
+    else:
+        q = q.where(table.c.job_id.in_(list(job_ids)))
     if limit:
         q = q.limit(limit)
     return list(s.execute(q).all())
