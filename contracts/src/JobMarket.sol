@@ -607,7 +607,7 @@ contract JobMarket is IJobMarket, AccessControl {
     }
 
     function _returnToPending(uint256 jobId, Job storage job, JobStatus from, string memory reason) private {
-        address provider = _providerAddrs[job.providerId];
+        address provider = _providerOf(job);
         // Clear slot 0 but for the tag: PENDING has no provider, price, fee or timer.
         job.providerId = 0;
         job.status = JobStatus.PENDING;

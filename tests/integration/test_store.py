@@ -168,7 +168,7 @@ def test_queries(grid: Grid, db_url: str) -> None:
         stats = q.grid_stats(s)
         assert stats.jobs_by_status == {"RUNNING": 1, "CANCELLED": 1, "PENDING": 2}
         assert stats.cpus_total == 32 and stats.cpus_in_use == 2
-        assert [j.job_id for j in q.pending_jobs(s)] == [ids[2], ids[3]]
+        assert [j.job_id for j in q.placement_rows(s)] == [ids[2], ids[3]]
     engine.dispose()
 
 

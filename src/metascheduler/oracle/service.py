@@ -285,7 +285,8 @@ class Oracle:
         """Places pending jobs. With `full_only` (mid-way through reading a backlog) only full
         batches are sent; the rest waits for more of the backlog."""
         stats = TickStats()
-        if len(self.actions.unsettled()) >= self.settings.max_txs_in_flight:
+        room = self.settings.max_txs_in_flight - len(self.actions.unsettled())
+        if room <= 0:
             return stats
         cursor = self._cursor_block()
         busy = self.actions.busy(cursor, ("place",))
@@ -324,11 +325,10 @@ class Oracle:
         stats.placed = len(decisions.placements)
         stats.unplaceable = len(decisions.unplaceable)
         stats.held = len(pending) - stats.placed - stats.unplaceable
-        room = self.settings.max_txs_in_flight - len(self.actions.unsettled())
         batches = self._batches(decisions.placements, by_id)
         if full_only:
             batches = [b for b in batches if b.full]
-        stats.txs = self._send_placements(batches[: max(0, room)])
+        stats.txs = self._send_placements(batches[:room])
         if stats.placed:
             log.info(
                 "place tick pending=%d placed=%d held=%d unplaceable=%d txs=%d",

@@ -175,14 +175,6 @@ def grid_stats(s: Session) -> GridStats:
 # ---------------------------------------------------------------------- the oracle's reads
 
 
-def pending_jobs(s: Session, limit: int | None = None) -> list[Job]:
-    """PENDING jobs, oldest first."""
-    q = select(Job).where(Job.status == JobStatus.PENDING).order_by(Job.job_id)
-    if limit:
-        q = q.limit(limit)
-    return list(s.scalars(q))
-
-
 #: The columns of `jobs` that placement reads (oracle.inputs.JobFields, terms, unplaceable).
 PLACEMENT_COLUMNS = (
     "job_id",
