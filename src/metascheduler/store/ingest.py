@@ -11,7 +11,8 @@
   large or times out.
 - With `chunk_events`, a range holding many events is committed in several transactions (each
   a whole number of blocks, with its cursor) and `on_chunk` is called between them: a backlog of
-  thousands of requests can be acted on from its first chunk instead of after all of it.
+  thousands of requests can be acted on from its first chunk instead of after all of it. Each
+  chunk is at least twice the one before (see `chunk_runs`).
 """
 
 from __future__ import annotations
@@ -72,6 +73,31 @@ def _row_to_obj(obj: Any, row: Row, columns: frozenset[str]) -> None:
     for k, v in row.items():
         if k in columns:
             setattr(obj, k, v)
+
+
+def chunk_runs(
+    start: int, end: int, events: Sequence[ChainEvent], first: int | None
+) -> list[tuple[int, int, list[ChainEvent]]]:
+    """Events (in chain order) cut into runs of whole blocks, each with its block range: the
+    first of at least `first` events, each next one of at least twice the one before, the last
+    one the rest. One run for the whole range without `first`.
+
+    Whoever acts between runs (the oracle places after each) reads what is still pending each
+    time; runs that double keep that to O(log n) reads of a backlog of n events, O(n) in all,
+    where runs of one size would cost O(n^2 / first), while the first action still comes after
+    only `first` events."""
+    if not first or len(events) <= first:
+        return [(start, end, list(events))]
+    out: list[tuple[int, int, list[ChainEvent]]] = []
+    lo, lo_index, size = start, 0, first
+    for i, ev in enumerate(events):
+        last_of_block = i + 1 == len(events) or events[i + 1].block_number != ev.block_number
+        if last_of_block and i + 1 - lo_index >= size and i + 1 < len(events):
+            out.append((lo, ev.block_number, list(events[lo_index : i + 1])))
+            lo, lo_index = ev.block_number + 1, i + 1
+            size *= 2
+    out.append((lo, end, list(events[lo_index:])))
+    return out
 
 
 def _obj_to_row(obj: Any, columns: frozenset[str]) -> Row:
@@ -298,7 +324,7 @@ class Ingester:
                 events.append(ev)
         events.sort(key=lambda e: (e.block_number, e.log_index))
         new = 0
-        chunks = self._chunks(start, end, events)
+        chunks = chunk_runs(start, end, events, self.chunk_events)
         for k, (lo, hi, chunk) in enumerate(chunks):
             new += self._commit(lo, hi, chunk, blocks)
             if on_chunk is not None and k + 1 < len(chunks):
@@ -313,23 +339,6 @@ class Ingester:
                 len(chunks),
             )
         return new
-
-    def _chunks(
-        self, start: int, end: int, events: list[ChainEvent]
-    ) -> list[tuple[int, int, list[ChainEvent]]]:
-        """Events cut into runs of whole blocks of at least `chunk_events` (the last: the rest),
-        each with its block range; one run for the whole range without `chunk_events`."""
-        if not self.chunk_events or len(events) <= self.chunk_events:
-            return [(start, end, events)]
-        out: list[tuple[int, int, list[ChainEvent]]] = []
-        lo, first = start, 0
-        for i, ev in enumerate(events):
-            last_of_block = i + 1 == len(events) or events[i + 1].block_number != ev.block_number
-            if last_of_block and i + 1 - first >= self.chunk_events and i + 1 < len(events):
-                out.append((lo, ev.block_number, events[first : i + 1]))
-                lo, first = ev.block_number + 1, i + 1
-        out.append((lo, end, events[first:]))
-        return out
 
     def _commit(
         self, lo: int, hi: int, events: list[ChainEvent], blocks: dict[int, dict[str, Any]]
