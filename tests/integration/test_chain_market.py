@@ -105,3 +105,32 @@ def test_deposit_with_permit(grid: Grid) -> None:
     m.deposit_with_permit(7 * CREDIT, deadline=2**40)
     assert m.balance_of(who.address) == 7 * CREDIT
     assert m.wallet_balance(who.address) == 3 * CREDIT
+
+
+def test_get_jobs_reads_in_batches_leaves_out_unknown_ids_and_reads_at_a_block(
+    grid: Grid,
+) -> None:
+    _, _, cust = _setup(grid)
+    first = cust.request_job(SPEC, 1, 0, 1024, CREDIT, CREDIT)
+    block = cust.w3.eth.block_number
+    later = [cust.request_job(SPEC, 2, 0, 1024, CREDIT, 2 * CREDIT) for _ in range(3)]
+    cust.cancel_job(later[0])
+    calls: list[str] = []
+
+    def counted(what: str, fn: object) -> object:
+        calls.append(what)
+        return fn()  # type: ignore[operator]
+
+    views = cust.get_jobs([first, *later], retry=counted)
+    assert views == {j: cust.get_job(j) for j in [first, *later]}
+    assert views[later[0]].status == JobStatus.CANCELLED
+    assert calls == ["reading 4 jobs"]  # one round trip for the four
+
+    # An unknown id fails the batch; the rest are read one by one and it is left out.
+    calls.clear()
+    assert cust.get_jobs([first, 999], retry=counted) == {first: cust.get_job(first)}
+    assert calls == ["reading 2 jobs", f"reading job {first}", "reading job 999"]
+
+    # At an earlier block only the job that existed then is there, as it was then.
+    at_block = cust.get_jobs([first, *later], block=block)
+    assert at_block == {first: cust.get_job(first)}

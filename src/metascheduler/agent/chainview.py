@@ -8,21 +8,17 @@ Read-only, and nothing here decides anything: the service does.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from web3.exceptions import ContractLogicError, Web3RPCError
 from web3.types import FilterParams, LogReceipt
 
-from metascheduler.chain import Market, RevertError
+from metascheduler.chain import Market
 from metascheduler.chain.rpc import retrying
-from metascheduler.chain.types import JobStatus, JobView
+from metascheduler.chain.types import JobView
 
 log = logging.getLogger(__name__)
-
-#: getJob calls per JSON-RPC batch: large enough to matter, small enough for any node's limits.
-BATCH_SIZE = 100
 
 
 @dataclass(frozen=True)
@@ -167,52 +163,4 @@ class ChainView:
     def jobs(self, job_ids: Iterable[int], block: int | None = None) -> dict[int, JobView]:
         """The stored record of each job (at the latest block, or at ``block``), in JSON-RPC
         batches. A job the chain does not know (``JobNotFound``) is left out."""
-        ids = sorted(set(job_ids))
-        out: dict[int, JobView] = {}
-        if block is not None:
-            # Few jobs (those waiting for their ACCEPT to be buried): one call each.
-            return self._one_by_one(ids, block)
-        for i in range(0, len(ids), BATCH_SIZE):
-            chunk = ids[i : i + BATCH_SIZE]
-            try:
-                rows = self._rpc(f"reading {len(chunk)} jobs", lambda c=chunk: self._batch(c))
-            except (ContractLogicError, Web3RPCError):
-                # One bad id fails the whole batch: read them one by one.
-                out.update(self._one_by_one(chunk))
-                continue
-            for jid, row in zip(chunk, rows, strict=True):
-                out[jid] = _view(jid, row)
-        return out
-
-    def _one_by_one(self, ids: Sequence[int], block: int | None = None) -> dict[int, JobView]:
-        out = {}
-        for jid in ids:
-            if block is not None:
-                fn = self.market.contract.functions.getJob(jid)
-                try:
-                    row = self._rpc(
-                        f"reading job {jid} at block {block}",
-                        lambda f=fn: f.call(block_identifier=block),
-                    )
-                except (ContractLogicError, Web3RPCError):
-                    continue  # not a job at that block
-                out[jid] = _view(jid, row)
-                continue
-            try:
-                out[jid] = self.market.get_job(jid)
-            except RevertError as exc:
-                if exc.name != "JobNotFound":
-                    raise
-        return out
-
-    def _batch(self, ids: Sequence[int]) -> list[Any]:
-        if len(ids) == 1:
-            return [self.market.contract.functions.getJob(ids[0]).call()]
-        with self.w3.batch_requests() as batch:
-            for jid in ids:
-                batch.add(self.market.contract.functions.getJob(jid))
-            return list(batch.execute())
-
-
-def _view(job_id: int, v: Any) -> JobView:
-    return JobView(job_id, v[0], v[1], JobStatus(v[2]), v[3], v[4], v[5], v[6], bytes(v[7]))
+        return self.market.get_jobs(job_ids, block=block, retry=self._rpc)

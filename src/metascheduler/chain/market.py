@@ -2,25 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
 from web3.contract import Contract
-from web3.exceptions import ContractLogicError
-from web3.types import TxReceipt
+from web3.exceptions import ContractLogicError, Web3RPCError
+from web3.types import BlockIdentifier, TxReceipt
 
 from metascheduler.chain.artifacts import load_artifact
-from metascheduler.chain.errors import ErrorDecoder
+from metascheduler.chain.errors import ErrorDecoder, RpcUnavailable
 from metascheduler.chain.events import ChainEvent, EventDecoder
 from metascheduler.chain.rpc import retrying
 from metascheduler.chain.sender import Pending, TxSender
 from metascheduler.chain.types import (
     Hardware,
-    JobStatus,
     JobView,
     Prices,
     ProviderAction,
@@ -41,6 +41,8 @@ KEEP_GAS_PER_ITEM = 45_000
 # number are cold once per transaction) + ~0.44 n^2 (memory: each item's abi.encode and event
 # data stay allocated). Every branch of `_place` that skips an item costs less than a placement.
 # The constants below round each term up; calldata is priced from the bytes themselves.
+#: getJob calls per JSON-RPC batch: large enough to matter, small enough for any node's limits.
+JOBS_PER_BATCH = 100
 TX_BASE_GAS = 21_000
 PLACE_EXEC_BASE = 7_100
 PLACE_EXEC_PER_ITEM = 12_500
@@ -399,7 +401,52 @@ class Market:
 
     def get_job(self, job_id: int) -> JobView:
         v = self._call(f"reading job {job_id}", self.contract.functions.getJob(job_id))
-        return JobView(job_id, v[0], v[1], JobStatus(v[2]), v[3], v[4], v[5], v[6], bytes(v[7]))
+        return JobView.from_call(job_id, v)
+
+    def get_jobs(
+        self,
+        job_ids: Iterable[int],
+        *,
+        block: int | None = None,
+        retry: Callable[[str, Callable[[], Any]], Any] | None = None,
+    ) -> dict[int, JobView]:
+        """The stored record of each job (at the latest block, or at `block`), read in JSON-RPC
+        batches of `JOBS_PER_BATCH`. A job the chain does not know (`JobNotFound`, or not yet at
+        that block) is left out. `retry(what, fn)` wraps each round trip (default: `retrying`
+        with its default deadline); RpcUnavailable from it propagates."""
+        run = retry or self._retrying
+        at: BlockIdentifier = "latest" if block is None else block
+        ids = sorted(set(job_ids))
+        out: dict[int, JobView] = {}
+        for i in range(0, len(ids), JOBS_PER_BATCH):
+            part = ids[i : i + JOBS_PER_BATCH]
+            try:
+                rows = run(f"reading {len(part)} jobs", partial(self._job_rows, part, at))
+            except RpcUnavailable:
+                raise
+            except Exception:
+                # One unknown id fails the whole batch, and some endpoints refuse batches:
+                # read these one by one.
+                for jid in part:
+                    try:
+                        row = run(f"reading job {jid}", partial(self._job_rows, [jid], at))[0]
+                    except (ContractLogicError, Web3RPCError):
+                        continue  # not a job (at that block)
+                    out[jid] = JobView.from_call(jid, row)
+                continue
+            out.update((j, JobView.from_call(j, r)) for j, r in zip(part, rows, strict=True))
+        return out
+
+    def _retrying(self, what: str, fn: Callable[[], Any]) -> Any:
+        return retrying(what, fn, rpc_url=self._url)
+
+    def _job_rows(self, ids: Sequence[int], at: BlockIdentifier) -> list[Any]:
+        if len(ids) == 1:
+            return [self.contract.functions.getJob(ids[0]).call(block_identifier=at)]
+        with self.w3.batch_requests() as batch:
+            for jid in ids:
+                batch.add(self.contract.functions.getJob(jid).call(block_identifier=at))
+            return list(batch.execute())
 
     def job_count(self) -> int:
         return int(self._call("reading the job count", self.contract.functions.jobCount()))

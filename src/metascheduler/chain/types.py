@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import IntEnum
+from typing import Any
 
 from eth_abi import encode
 from eth_utils import keccak
@@ -103,6 +104,11 @@ class JobView:
     fee_bps: int
     escrow: int
     terms_tag: bytes  # the first 16 bytes of Terms.hash()
+
+    @classmethod
+    def from_call(cls, job_id: int, v: Any) -> JobView:
+        """The view from what `getJob(job_id)` returned (a tuple in the ABI's order)."""
+        return cls(job_id, v[0], v[1], JobStatus(v[2]), v[3], v[4], v[5], v[6], bytes(v[7]))
 
 
 ZERO_ADDRESS = "0x" + "00" * 20

@@ -21,7 +21,7 @@ from metascheduler import billing
 from metascheduler.audit.audit import AuditError, audit_job
 from metascheduler.audit.logs import LogReader, address_topic, deployment_block, id_topic
 from metascheduler.audit.model import Step
-from metascheduler.chain.errors import RevertError, RpcUnavailable
+from metascheduler.chain.errors import RevertError
 from metascheduler.chain.events import ChainEvent
 from metascheduler.chain.market import Market
 from metascheduler.chain.rpc import connect, retrying
@@ -264,26 +264,8 @@ class Client:
 
     def _views(self, ids: builtins.list[int]) -> builtins.list[JobView]:
         """getJob for many ids, in JSON-RPC batches where the node allows."""
-        fns = self.market.contract.functions
-        out: builtins.list[JobView] = []
-        for i in range(0, len(ids), 100):
-            part = ids[i : i + 100]
-            try:
-                with self.w3.batch_requests() as batch:
-                    for j in part:
-                        batch.add(fns.getJob(j))
-                    raw: builtins.list[Any] = builtins.list(batch.execute())
-                views = [
-                    JobView(j, v[0], v[1], JobStatus(v[2]), v[3], v[4], v[5], v[6], bytes(v[7]))
-                    for j, v in zip(part, raw, strict=True)
-                ]
-            except (RpcUnavailable, RevertError):
-                raise
-            except Exception:
-                # An endpoint without batches: one call per job.
-                views = [self.market.get_job(j) for j in part]
-            out.extend(views)
-        return out
+        views = self.market.get_jobs(ids)
+        return [views[j] for j in ids if j in views]
 
     def watch(
         self, job_id: int, *, poll_s: float = 1.0, timeout_s: float | None = None
