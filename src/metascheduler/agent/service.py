@@ -38,15 +38,10 @@ backend while the agent is down.
 from __future__ import annotations
 
 import logging
-import re
-import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from types import FrameType
 
 from web3.types import TxReceipt
 
@@ -79,6 +74,7 @@ from metascheduler.chain.types import (
 )
 from metascheduler.config import SettingsError
 from metascheduler.keys import KeyLoadError, load_account, refuse_dev_key_off_devnet
+from metascheduler.signals import stop_on_signals
 from metascheduler.spec import JobSpec
 
 log = logging.getLogger("metascheduler.agent")
@@ -872,30 +868,11 @@ def build(settings: AgentSettings) -> Agent:
     return Agent(settings, market, backend, genesis=genesis["hash"].to_0x_hex(), name_prefix=prefix)
 
 
-@contextmanager
-def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
-    """SIGINT/SIGTERM end the loop after the current round; jobs keep running on the backend."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, _frame: FrameType | None) -> None:
-        log.info("%s received: stopping after this round", signal.Signals(signum).name)
-        stop.set()
-
-    old = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, h in old.items():
-            signal.signal(sig, h)
-
-
 def run(settings: AgentSettings, stop: threading.Event | None = None) -> None:
     """Runs the agent until ``stop`` is set or SIGINT/SIGTERM arrives."""
     stop = stop or threading.Event()
     agent = build(settings)
-    with _stop_on_signals(stop):
+    with stop_on_signals(stop, log, "this round; jobs keep running on the backend"):
         status = agent.start()
         try:
             log.info(
@@ -919,10 +896,6 @@ def run(settings: AgentSettings, stop: threading.Event | None = None) -> None:
             log.info("agent stopped; jobs still running on the backend are adopted at restart")
 
 
-def _hide_inputs(text: str) -> str:
-    return re.sub(r"input_value=('[^']*'|\"[^\"]*\"|[^,\]]*)", "input_value=<hidden>", text)
-
-
 def configure_logging(level: str) -> None:
     logging.basicConfig(
         level=level,
@@ -937,8 +910,8 @@ def run_agent_command(config_path: str | None) -> int:
     try:
         settings = AgentSettings.load(config_path)
     except SettingsError as exc:
-        # pydantic quotes the offending input; a misspelt key field must not print the key.
-        print(f"error: {_hide_inputs(str(exc))}", file=sys.stderr)
+        # SettingsError never quotes a value (config.py), so a misspelt key field is safe here.
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level)
     try:

@@ -15,7 +15,7 @@ from web3.exceptions import ContractLogicError, Web3RPCError
 from web3.types import BlockIdentifier, TxReceipt
 
 from metascheduler.chain.artifacts import load_artifact
-from metascheduler.chain.errors import ErrorDecoder, RpcUnavailable
+from metascheduler.chain.errors import ErrorDecoder, RevertError
 from metascheduler.chain.events import ChainEvent, EventDecoder
 from metascheduler.chain.rpc import retrying
 from metascheduler.chain.sender import Pending, TxSender
@@ -114,8 +114,11 @@ class Market:
         try:
             return retrying(what, fn.call, rpc_url=self._url)
         except ContractLogicError as exc:
-            data = exc.data if isinstance(exc.data, str) else ""
-            raise self.decoder.decode(bytes.fromhex(data[2:]) if data else b"", what) from None
+            raise self._revert_error(exc, what) from None
+
+    def _revert_error(self, exc: ContractLogicError, what: str) -> RevertError:
+        data = exc.data if isinstance(exc.data, str) else ""
+        return self.decoder.decode(bytes.fromhex(data[2:]) if data else b"", what)
 
     def _tx(
         self,
@@ -412,8 +415,9 @@ class Market:
     ) -> dict[int, JobView]:
         """The stored record of each job (at the latest block, or at `block`), read in JSON-RPC
         batches of `JOBS_PER_BATCH`. A job the chain does not know (`JobNotFound`, or not yet at
-        that block) is left out. `retry(what, fn)` wraps each round trip (default: `retrying`
-        with its default deadline); RpcUnavailable from it propagates."""
+        that block) is left out; any other failure propagates, since a caller may take a job
+        left out for one that does not exist. `retry(what, fn)` wraps each round trip (default:
+        `retrying` with its default deadline)."""
         run = retry or self._retrying
         at: BlockIdentifier = "latest" if block is None else block
         ids = sorted(set(job_ids))
@@ -422,16 +426,18 @@ class Market:
             part = ids[i : i + JOBS_PER_BATCH]
             try:
                 rows = run(f"reading {len(part)} jobs", partial(self._job_rows, part, at))
-            except RpcUnavailable:
-                raise
-            except Exception:
+            except (ContractLogicError, Web3RPCError):
                 # One unknown id fails the whole batch, and some endpoints refuse batches:
                 # read these one by one.
                 for jid in part:
+                    what = f"reading job {jid}"
                     try:
-                        row = run(f"reading job {jid}", partial(self._job_rows, [jid], at))[0]
-                    except (ContractLogicError, Web3RPCError):
-                        continue  # not a job (at that block)
+                        row = run(what, partial(self._job_rows, [jid], at))[0]
+                    except ContractLogicError as exc:
+                        err = self._revert_error(exc, what)
+                        if err.name == "JobNotFound":
+                            continue  # not a job (at that block)
+                        raise err from None
                     out[jid] = JobView.from_call(jid, row)
                 continue
             out.update((j, JobView.from_call(j, r)) for j, r in zip(part, rows, strict=True))

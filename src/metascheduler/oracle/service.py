@@ -14,7 +14,6 @@ oracle's action log (what it sent), never an in-memory plan.
 from __future__ import annotations
 
 import logging
-import signal
 import threading
 import time
 from collections.abc import Sequence
@@ -42,6 +41,7 @@ from metascheduler.oracle import calldata, logs
 from metascheduler.oracle.actions import ActionLog
 from metascheduler.oracle.inputs import Liveness, job_request, provider_states
 from metascheduler.placement import DEFAULT_POLICY, Policy, get_policy
+from metascheduler.signals import stop_on_signals
 from metascheduler.store import Ingester, make_engine, session_factory, upgrade_to_head
 from metascheduler.store import queries as q
 from metascheduler.store.models import Block, Job, OracleAction, Provider
@@ -519,29 +519,22 @@ def run(settings: OracleSettings, stop: threading.Event | None = None) -> None:
     oracle = Oracle(settings)
     oracle.start()
     stop = stop or threading.Event()
-
-    def _stop(signum: int, _frame: Any) -> None:
-        log.info("signal %s received: stopping after the current tick", signal.Signals(signum).name)
-        stop.set()
-
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGINT, _stop)
-        signal.signal(signal.SIGTERM, _stop)
     sched = BackgroundScheduler()
     opts = {"max_instances": 1, "coalesce": True, "misfire_grace_time": None}
     s = settings
     sched.add_job(oracle.sync_tick, "interval", seconds=s.place_interval_s, id="sync", **opts)
     sched.add_job(oracle.ingest_tick, "interval", seconds=s.ingest_interval_s, id="ingest", **opts)
     sched.add_job(oracle.keep_tick, "interval", seconds=s.keep_interval_s, id="keep", **opts)
-    oracle.sync_tick()  # no need to wait one interval for the first placements
-    sched.start()
-    try:
-        while not stop.wait(0.5):
-            pass
-    finally:
-        sched.shutdown(wait=True)
-        oracle.close()
-        log.info("oracle stopped")
+    with stop_on_signals(stop, log, "the current tick"):
+        oracle.sync_tick()  # no need to wait one interval for the first placements
+        sched.start()
+        try:
+            while not stop.wait(0.5):
+                pass
+        finally:
+            sched.shutdown(wait=True)
+            oracle.close()
+            log.info("oracle stopped")
 
 
 def run_oracle_command(config_path: str | None) -> int:
