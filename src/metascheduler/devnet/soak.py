@@ -8,7 +8,8 @@ reaching anvil through a `TcpProxy` that the fault injector can cut. Customers s
 of jobs (finishing, failing, cancelled at random points, running out of credits, topped up)
 while the injector, from a seeded generator, SIGKILLs and restarts the oracle and agents (some
 agents only after the oracle's heartbeat timeout), cuts the RPC, reorganises the chain with
-`anvil_reorg` and throws malformed input at the API and the CLI. Then the grid drains and the
+`anvil_reorg` (up to `MAX_REORG_DEPTH` blocks; the agents wait for that many confirmations, the
+oracle for none) and throws malformed input at the API and the CLI. Then the grid drains and the
 last line printed is one JSON object (see `Verdict`); exit 0 only when nothing was lost or run
 twice, credits are conserved, the audit is clean and no door answered 5xx or misbehaved.
 
@@ -60,6 +61,12 @@ CUSTOMERS = tuple(range(8, 18))
 CLI_WALLET = 19  # used only by the malformed-CLI fault: its nonce proves nothing was sent
 PRICE_CPU = 1_000  # units per CPU-minute: a 1-CPU job costs 16.7 units a second
 MAX_PRICE = 5_000
+#: The deepest reorg the injector makes, and so the agents' confirmations: an agent acts on a
+#: placement, and gives a job to its backend, only once they are this many blocks deep, which
+#: no injected reorg reaches. (At 0 a reorg that drops the oracle's placement after the job
+#: started would make it run twice, once here and once where it is placed again: the setting
+#: the docs prescribe is confirmations at or above the expected reorg depth.)
+MAX_REORG_DEPTH = 5
 
 
 def say(msg: str) -> None:
@@ -156,6 +163,7 @@ class SoakGrid(Devnet):
             "prices": {"cpu": PRICE_CPU, "gpu": 0, "gb": 0},
             "job_name_prefix": self.name_prefix,
             "rpc_deadline_s": 30.0,
+            "confirmations": MAX_REORG_DEPTH,
         }
         for n, key in enumerate(LOCAL_PROVIDERS):
             name = f"agent-{n + 1}"
@@ -453,7 +461,7 @@ class Injector:
         return True
 
     def _reorg(self) -> bool:
-        depth = self.rng.randint(1, 5)
+        depth = self.rng.randint(1, MAX_REORG_DEPTH)
         drop_services = self.rng.random() < 0.3
         w3 = connect(self.grid.anvil.url)
         customers = {dev_account(i).address.lower() for i in CUSTOMERS}
