@@ -13,12 +13,13 @@ import time
 from pathlib import Path
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from metascheduler.chain import JobStatus, Market
 from metascheduler.chain.types import Hardware, Prices, ProviderAction
 from metascheduler.oracle.service import Oracle
 from metascheduler.store import Job, Provider
+from metascheduler.store.models import OracleAction
 from tests.conftest import Grid
 from tests.integration import oracle_kit as kit
 
@@ -288,3 +289,25 @@ def test_placement_gas_limit_covers_real_use_tightly(grid: Grid) -> None:
         limit, used = pending.tx["gas"], receipt["gasUsed"]
         assert used <= limit, f"batch of {n}: used {used} > limit {limit}"
         assert limit - used <= 0.01 * used + 1_000, f"batch of {n}: limit {limit}, used {used}"
+
+
+def test_settle_records_items_the_contract_skipped(grid: Grid, tmp_path: Path) -> None:
+    """A placement of a job cancelled after the oracle last read it is skipped on chain; the
+    settled action records which job, and why, in words."""
+    kit.provider(grid, 2, Hardware(1, 64, 0, 262_144), Prices(1_000, 0, 0), [])
+    cust = kit.customer(grid, 3)
+    kept = kit.request(cust, "kept")
+    gone = kit.request(cust, "gone")
+    cust.cancel_job(gone)  # the head block: an oracle one block behind has not seen it
+    oracle = _oracle(grid, tmp_path, confirmations=1)
+    oracle.sync_tick()  # ingests both requests, places both
+    cust.w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
+    oracle.actions.settle(lambda _a, _s: None)
+    with oracle.sessions() as s:
+        (action,) = [a for a in s.scalars(select(OracleAction)) if a.kind == "place"]
+        assert action.state == "mined" and action.job_ids == [kept, gone]
+        assert action.skipped is not None and len(action.skipped) == 1
+        index, job_id, why = action.skipped[0]
+        assert (index, job_id) == (1, gone) and "CANCELLED" in why, why
+    assert grid.market().get_job(kept).status == JobStatus.META_SCHEDULED
+    oracle.close()

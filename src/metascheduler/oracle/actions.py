@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 from hexbytes import HexBytes
 from sqlalchemy import or_, select, update
@@ -22,6 +22,7 @@ from web3.types import TxReceipt
 from metascheduler.chain import Market
 from metascheduler.chain.rpc import retrying
 from metascheduler.chain.sender import Pending
+from metascheduler.store import rawlogs
 from metascheduler.store.models import OracleAction
 
 log = logging.getLogger(__name__)
@@ -133,6 +134,29 @@ class ActionLog:
             )
         return skipped
 
+    def _receipt(self, tx_hash: str) -> TxReceipt | None:
+        """The receipt, or None while unmined. Read raw: a placement's receipt holds one log per
+        job, and web3's formatting of hundreds of logs costs more than the read. Only a receipt
+        with a skipped item (rare) is read again, formatted, to decode it."""
+        raw = rawlogs.rpc(self.market.w3, "eth_getTransactionReceipt", [tx_hash])
+        if raw is None:
+            return None
+        if any(lg["topics"] and lg["topics"][0].lower() == self._skip_topic for lg in raw["logs"]):
+            try:
+                return self.market.w3.eth.get_transaction_receipt(HexBytes(tx_hash))
+            except TransactionNotFound:
+                return None  # reorganised away between the two reads
+        return cast(
+            TxReceipt,
+            {
+                "status": int(raw["status"], 16),
+                "blockNumber": int(raw["blockNumber"], 16),
+                "gasUsed": int(raw["gasUsed"], 16),
+                "transactionHash": HexBytes(raw["transactionHash"]),
+                "logs": [],  # no skipped item among them
+            },
+        )
+
     def _skipped(self, receipt: TxReceipt) -> list[tuple[int, int, str]]:
         """Market.skipped, decoding only BatchItemSkipped logs (a receipt of a big batch holds
         one JobPlaced per item, not worth decoding here)."""
@@ -202,15 +226,12 @@ class ActionLog:
         still = 0
         for a in open_:
             assert a.tx_hash is not None
-            try:
-                receipt = retrying(
-                    f"reading the receipt of {a.kind} {a.tx_hash}",
-                    lambda h=a.tx_hash: w3.eth.get_transaction_receipt(h),  # type: ignore[misc]
-                    deadline_s=self.rpc_deadline_s,
-                    rpc_url=self._url,
-                )
-            except TransactionNotFound:
-                receipt = None
+            receipt = retrying(
+                f"reading the receipt of {a.kind} {a.tx_hash}",
+                lambda h=a.tx_hash: self._receipt(h),  # type: ignore[misc]
+                deadline_s=self.rpc_deadline_s,
+                rpc_url=self._url,
+            )
             if receipt is not None:
                 skipped = self.mark_receipt(a.id, receipt)
                 if receipt["status"] != 1:
