@@ -25,7 +25,7 @@ from metascheduler.chain import JobStatus, Market, Terms
 from metascheduler.chain.market import Deployment
 from metascheduler.chain.rpc import connect
 from metascheduler.chain.types import Hardware, Prices
-from metascheduler.devnet.anvil import Anvil, dev_account, start_anvil
+from metascheduler.devnet.anvil import Anvil, dev_account, mine_after, start_anvil
 from metascheduler.heartbeat import Heartbeat, sign
 from metascheduler.spec import JobSpec, Resources, encode_spec
 from metascheduler.store import Ingester, Job, make_engine, session_factory, upgrade_to_head
@@ -84,8 +84,7 @@ def _request(m: Market, name: str, cpus: int, escrow: int = ESCROW) -> tuple[int
 
 
 def _advance(m: Market, seconds: int) -> None:
-    m.w3.provider.make_request("evm_increaseTime", [seconds])  # type: ignore[arg-type]
-    m.w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
+    mine_after(m.w3, seconds)
 
 
 def build_world(anvil: Anvil, db_file: Path) -> World:

@@ -20,7 +20,7 @@ from metascheduler.chain import Market, Terms
 from metascheduler.chain.artifacts import REPO_ROOT
 from metascheduler.chain.types import Hardware, Prices
 from metascheduler.cli import app
-from metascheduler.devnet.anvil import dev_account
+from metascheduler.devnet.anvil import dev_account, mine_after
 from metascheduler.spec import encode_spec, load_spec
 from tests.conftest import Grid
 
@@ -74,8 +74,7 @@ def _place(grid: Grid, job_id: int, max_price: int) -> None:
 
 
 def _advance(m: Market, seconds: int) -> None:
-    m.w3.provider.make_request("evm_increaseTime", [seconds])  # type: ignore[arg-type]
-    m.w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
+    mine_after(m.w3, seconds)
 
 
 @pytest.fixture

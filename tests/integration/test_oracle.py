@@ -17,6 +17,7 @@ from sqlalchemy import select, update
 
 from metascheduler.chain import JobStatus, Market
 from metascheduler.chain.types import Hardware, Prices, ProviderAction
+from metascheduler.devnet.anvil import mine_after
 from metascheduler.oracle.service import Oracle
 from metascheduler.store import Job, Provider
 from metascheduler.store.models import OracleAction
@@ -34,8 +35,7 @@ def _oracle(grid: Grid, tmp_path: Path, **kw: object) -> Oracle:
 
 
 def _advance(m: Market, seconds: int) -> None:
-    m.w3.provider.make_request("evm_increaseTime", [seconds])  # type: ignore[arg-type]
-    m.w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
+    mine_after(m.w3, seconds)
 
 
 def test_jobs_from_several_wallets_respect_resources_prices_labels(

@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
@@ -74,6 +75,17 @@ class Anvil:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def mine_after(w3: Any, seconds: int) -> int:
+    """Mines one block exactly `seconds` after the latest block and returns its timestamp.
+
+    `evm_increaseTime` adds to the wall clock, so a test that takes a second between two blocks
+    would see one second more than it asked for; this pins the next block's time instead."""
+    at = int(w3.eth.get_block("latest")["timestamp"]) + seconds
+    w3.provider.make_request("evm_setNextBlockTimestamp", [at])
+    w3.provider.make_request("evm_mine", [])
+    return at
 
 
 def start_anvil(
