@@ -34,6 +34,10 @@ def _advance(m: Market, seconds: int) -> None:
     m.w3.provider.make_request("evm_increaseTime", [seconds])  # type: ignore[arg-type]
 
 
+def _next_block_at(m: Market, timestamp: int) -> None:
+    m.w3.provider.make_request("evm_setNextBlockTimestamp", [timestamp])  # type: ignore[arg-type]
+
+
 def test_finished_job_is_billed_as_billing_py_says(grid: Grid) -> None:
     admin, prov, cust = _setup(grid)
     admin.set_fee(250)
@@ -75,7 +79,9 @@ def test_out_of_credits_at_exactly_funded_seconds(grid: Grid) -> None:
     receipt = cust.expire_jobs([job])
     skipped = cust.skipped(receipt)
     assert skipped and "still has credits" in skipped[0][2]
-    _advance(cust, until - view.since)
+    _next_block_at(cust, until - 1)  # one second short: still funded
+    assert "still has credits" in cust.skipped(cust.expire_jobs([job]))[0][2]
+    _next_block_at(cust, until)
     receipt = cust.expire_jobs([job])
     assert not cust.skipped(receipt)
     assert cust.get_job(job).status == JobStatus.OUT_OF_CREDITS
