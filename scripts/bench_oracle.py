@@ -50,7 +50,7 @@ from metascheduler.chain.rpc import connect
 from metascheduler.chain.types import Hardware, Prices
 from metascheduler.config import OracleSettings
 from metascheduler.devnet.anvil import dev_account, start_anvil
-from metascheduler.oracle.service import Oracle
+from metascheduler.oracle.service import Oracle, freeze_startup_heap
 from metascheduler.store.models import OracleAction
 
 CREDIT = 10**6
@@ -334,6 +334,7 @@ def main() -> int:
             logging.getLogger("metascheduler.oracle").setLevel(logging.DEBUG)
             logging.getLogger("metascheduler.store.ingest").setLevel(logging.INFO)
         oracle = Oracle(settings)
+        freeze_startup_heap()  # as `oracle run` does once the oracle is built
         clock = BlockClock(chain.url)
         start_block = w3.eth.block_number
         t0 = time.monotonic()

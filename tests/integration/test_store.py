@@ -198,6 +198,29 @@ def test_raw_log_decoder_equals_event_decoder(grid: Grid) -> None:
     assert "ProviderRegistered" not in {n for n, _ in fast.fast.values()}
 
 
+def test_block_headers_read_in_batches_equal_one_by_one(
+    grid: Grid, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`get_blocks` (JSON-RPC batches) gives what `get_block` gives, across batch boundaries;
+    a block beyond the head fails as `get_block` does (the batch is re-read one by one)."""
+    from web3.exceptions import Web3RPCError
+
+    from metascheduler.store import rawlogs
+
+    _activity(grid)
+    w3 = grid.market().w3
+    head = w3.eth.block_number
+    numbers = list(range(max(0, head - 6), head + 1))
+    monkeypatch.setattr(rawlogs, "BLOCKS_PER_BATCH", 3)
+    got = rawlogs.get_blocks(w3, numbers)
+    assert list(got) == numbers
+    for n in numbers:
+        assert got[n] == rawlogs.get_block(w3, n)
+        assert got[n]["hash"] == w3.eth.get_block(n)["hash"].to_0x_hex()
+    with pytest.raises(Web3RPCError, match=f"block {head + 5} not found"):
+        rawlogs.get_blocks(w3, [head, head + 5])
+
+
 def test_chunked_ingestion_is_consistent_at_every_chunk(grid: Grid, db_url: str) -> None:
     """With chunk_events, a range is committed in whole-block chunks: at each pause the store
     is exactly the projection of the events up to its cursor, and the end equals the chain."""

@@ -309,7 +309,10 @@ class Ingester:
         on_chunk: Callable[[], object] | None = None,
     ) -> int | None:
         numbers = sorted({int(lg["blockNumber"], 16) for lg in raw} | {start, end})
-        blocks = {n: self._block(n) for n in numbers}
+        blocks = self._rpc(
+            f"reading the headers of blocks {start}..{end}",
+            lambda: rawlogs.get_blocks(self.w3, numbers),
+        )
         if cur is not None and blocks[start]["parentHash"] != cur[1]:
             log.warning("block %d does not extend the cursor %d: reorg, re-checking", start, cur[0])
             return None

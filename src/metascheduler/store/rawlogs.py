@@ -10,6 +10,7 @@ arrays) goes through `chain.events.EventDecoder`. Both give the same `ChainEvent
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from functools import lru_cache
 from typing import Any
@@ -40,17 +41,51 @@ def get_logs(w3: Web3, address: str, start: int, end: int) -> list[dict[str, Any
     return list(result or [])
 
 
-def get_block(w3: Web3, number: int) -> dict[str, Any]:
-    """The block's number, hash, parentHash (0x lowercase) and timestamp (int)."""
-    b = rpc(w3, "eth_getBlockByNumber", [hex(number), False])
-    if b is None:
-        raise Web3RPCError(f"eth_getBlockByNumber: block {number} not found (beyond the head?)")
+#: Block headers per JSON-RPC batch: a range of logs may span hundreds of blocks.
+BLOCKS_PER_BATCH = 100
+
+
+def _header(b: dict[str, Any]) -> dict[str, Any]:
     return {
         "number": int(b["number"], 16),
         "hash": str(b["hash"]).lower(),
         "parentHash": str(b["parentHash"]).lower(),
         "timestamp": int(b["timestamp"], 16),
     }
+
+
+def get_block(w3: Web3, number: int) -> dict[str, Any]:
+    """The block's number, hash, parentHash (0x lowercase) and timestamp (int)."""
+    b = rpc(w3, "eth_getBlockByNumber", [hex(number), False])
+    if b is None:
+        raise Web3RPCError(f"eth_getBlockByNumber: block {number} not found (beyond the head?)")
+    return _header(b)
+
+
+def get_blocks(w3: Web3, numbers: Sequence[int]) -> dict[int, dict[str, Any]]:
+    """`get_block` of each number, in JSON-RPC batches of `BLOCKS_PER_BATCH` (one round trip
+    where a backlog's logs span a dozen blocks). A batch the endpoint refuses, or with any
+    item missing or in error, is read again one call at a time, so errors read as
+    `get_block`'s do."""
+    out: dict[int, dict[str, Any]] = {}
+    numbers = list(numbers)
+    batch = getattr(w3.provider, "make_batch_request", None)
+    for i in range(0, len(numbers), BLOCKS_PER_BATCH):
+        part = numbers[i : i + BLOCKS_PER_BATCH]
+        calls = [(RPCEndpoint("eth_getBlockByNumber"), [hex(n), False]) for n in part]
+        try:
+            resp: Any = batch(calls) if batch is not None and len(part) > 1 else None
+        except NotImplementedError:
+            resp = None
+        if (
+            isinstance(resp, list)
+            and len(resp) == len(part)
+            and all(r.get("error") is None and r.get("result") for r in resp)
+        ):
+            out.update((n, _header(r["result"])) for n, r in zip(part, resp, strict=True))
+        else:
+            out.update((n, get_block(w3, n)) for n in part)
+    return out
 
 
 @lru_cache(maxsize=65_536)
