@@ -29,6 +29,7 @@ from metascheduler.devnet.anvil import Anvil, dev_account, mine_after, start_anv
 from metascheduler.heartbeat import Heartbeat, sign
 from metascheduler.spec import JobSpec, Resources, encode_spec
 from metascheduler.store import Ingester, Job, make_engine, session_factory, upgrade_to_head
+from tests.integration.store_db import BACKENDS, fresh_url
 
 pytestmark = pytest.mark.chain
 
@@ -56,9 +57,9 @@ class World:
     def market(self) -> str:
         return self.deployment.market
 
-    def settings(self, db_file: Path, **kw: Any) -> ApiSettings:
+    def settings(self, database_url: str, **kw: Any) -> ApiSettings:
         fields: dict[str, Any] = {
-            "database_url": f"sqlite:///{db_file}",
+            "database_url": database_url,
             "rpc_url": self.anvil.url,
             "market_address": self.market,
             "chain_id": CHAIN_ID,
@@ -157,11 +158,17 @@ def build_world(anvil: Anvil, db_file: Path) -> World:
     w.jobs["META_SCHEDULED"], terms = _request(alice, "placed", 3)
     oracle.place_job(w.jobs["META_SCHEDULED"], w.beta.address, terms)
 
-    upgrade_to_head(f"sqlite:///{db_file}")
-    engine = make_engine(f"sqlite:///{db_file}")
+    fill_store(w, f"sqlite:///{db_file}")
+    return w
+
+
+def fill_store(w: World, database_url: str) -> None:
+    """The real ingester reads the world's chain into an empty store at `database_url`."""
+    upgrade_to_head(database_url)
+    engine = make_engine(database_url)
     sessions = session_factory(engine)
     ingester = Ingester(
-        connect(anvil.url),
+        connect(w.anvil.url),
         w.market,
         sessions,
         confirmations=0,
@@ -177,7 +184,6 @@ def build_world(anvil: Anvil, db_file: Path) -> World:
         )
         s.commit()
     engine.dispose()
-    return w
 
 
 @pytest.fixture(scope="module")
@@ -187,16 +193,23 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         yield build_world(chain, tmp_path_factory.mktemp("world") / "store.db")
 
 
-@pytest.fixture
-def db_copy(world: World, tmp_path: Path) -> Path:
-    dst = tmp_path / "store.db"
-    shutil.copy(world.db_file, dst)
-    return dst
+@pytest.fixture(params=BACKENDS)
+def store_url(request: pytest.FixtureRequest, world: World, tmp_path: Path) -> Iterator[str]:
+    """A private store of the world for one test: a copy of the SQLite file, or a PostgreSQL
+    schema the ingester fills afresh (the API runs on either, as the oracle does)."""
+    if request.param == "sqlite":
+        dst = tmp_path / "store.db"
+        shutil.copy(world.db_file, dst)
+        yield f"sqlite:///{dst}"
+        return
+    for url in fresh_url(request.param, tmp_path):
+        fill_store(world, url)
+        yield url
 
 
 @pytest.fixture
-def client(world: World, db_copy: Path) -> Iterator[TestClient]:
-    with TestClient(create_app(world.settings(db_copy))) as c:
+def client(world: World, store_url: str) -> Iterator[TestClient]:
+    with TestClient(create_app(world.settings(store_url))) as c:
         yield c
 
 
@@ -373,8 +386,8 @@ def test_health_reports_the_ingest_cursor_and_lag(client: TestClient, world: Wor
     assert h["cursor_block_time"] is not None
 
 
-def test_health_is_degraded_without_the_chain(world: World, db_copy: Path) -> None:
-    settings = world.settings(db_copy, rpc_url="http://127.0.0.1:9", rpc_timeout_s=0.5)
+def test_health_is_degraded_without_the_chain(world: World, store_url: str) -> None:
+    settings = world.settings(store_url, rpc_url="http://127.0.0.1:9", rpc_timeout_s=0.5)
     with TestClient(create_app(settings)) as c:
         h = c.get("/api/health").json()
     assert h["status"] == "degraded" and h["head_block"] is None and h["cursor_block"]
@@ -384,7 +397,7 @@ def test_health_is_503_when_the_store_is_unreachable(world: World, tmp_path: Pat
     # A file that is not a database: SQLite cannot open it.
     garbage = tmp_path / "garbage.db"
     garbage.write_bytes(b"this is not a SQLite database\n" * 100)
-    settings = world.settings(garbage)
+    settings = world.settings(f"sqlite:///{garbage}")
     with TestClient(create_app(settings)) as c:
         r = c.get("/api/health")
         assert r.status_code == 503
@@ -448,8 +461,8 @@ def test_heartbeat_from_a_provider_awaiting_approval_is_accepted(
     assert r.status_code == 200, r.text
 
 
-def test_heartbeat_liveness_expires_after_the_timeout(world: World, db_copy: Path) -> None:
-    with TestClient(create_app(world.settings(db_copy, heartbeat_timeout_s=1e-9))) as c:
+def test_heartbeat_liveness_expires_after_the_timeout(world: World, store_url: str) -> None:
+    with TestClient(create_app(world.settings(store_url, heartbeat_timeout_s=1e-9))) as c:
         assert c.post("/api/heartbeats", json=beat(world, world.alpha, 1)).status_code == 200
         alpha = next(
             p for p in c.get("/api/providers").json() if p["address"] == world.alpha.address
