@@ -166,6 +166,9 @@ def test_wallet_credits_and_a_job_lifecycle(grid: Grid, user: User) -> None:
         "customer_to_escrow": 2_500_000
     }
     assert "FINISHED" in user.run("job", "history", str(job)).output
+    # The human watch of an ended job: its last state once, then a clean exit.
+    watched = user.run("job", "watch", str(job), "--timeout", "30").output
+    assert "FINISHED" in watched and "RUNNING" not in watched
 
     user.json("credits", "withdraw", "50")
     bal = user.json("credits", "balance")
@@ -197,6 +200,7 @@ def test_errors_say_what_failed_and_send_nothing(grid: Grid, user: User, tmp_pat
     assert err["kind"] == "not-found" and "job 1 does not exist" in err["error"]
     res = user.run("job", "status", "99", code=1)
     assert "job 99 does not exist" in res.output
+    assert "job 99 does not exist" in user.run("job", "watch", "99", code=1).output
     res = user.run("job", "submit", str(HELLO), "--escrow", "ten", "--max-price", "1", code=2)
     assert "'ten' is not an amount of credits" in res.output
     res = user.run("job", "list", "--state", "sleeping", code=2)
