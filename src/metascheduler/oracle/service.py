@@ -92,6 +92,30 @@ def _nominal_gas(n: int) -> int:
     return TX_BASE_GAS + header + n * PLACE_ITEM_CALLDATA_GAS + place_jobs_exec_gas(n, 2)
 
 
+def size_batches(gas_limit: int, fraction: float) -> tuple[int, int, int]:
+    """(k, n, gas): k placement batches a block, of about n jobs and a gas limit of `gas` each,
+    so that a whole number of them fills a block of `gas_limit`.
+
+    Blocks are packed by gas *limit*: a block takes the next transaction only if its limit fits
+    in the gas left. So with k batches a block, each may have a limit of gas_limit/k (and at
+    most `fraction` of a block); k is chosen to fit the most placements in a block (8 batches
+    of about 260 in 30M gas), the smaller batches on a tie.
+    """
+    cap = int(gas_limit * fraction)
+    best = (0, 1, 1)  # (placements a block, k, items a batch)
+    for k in range(1, MAX_TXS_PER_BLOCK + 1):
+        budget = min(cap, gas_limit // k)
+        # The most items whose nominal gas fits the budget (gas grows with n): bisection.
+        lo, hi = 0, MAX_BATCH_ITEMS
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            lo, hi = (mid, hi) if _nominal_gas(mid) <= budget else (lo, mid - 1)
+        if lo and k * lo >= best[0]:
+            best = (k * lo, k, lo)
+    _, k, n = best
+    return k, max(1, n), max(_nominal_gas(1), min(cap, gas_limit // k))
+
+
 class Oracle:
     def __init__(self, settings: OracleSettings, *, w3: Web3 | None = None):
         self.settings = settings
@@ -180,39 +204,19 @@ class Oracle:
         return self._batch_gas
 
     def _size_batches(self) -> None:
-        """Sizes batches so that a whole number of them fills a block.
-
-        Blocks are packed by gas *limit*: a block takes the next transaction only if its limit
-        fits in the gas left. So with k batches a block, each may have a limit of gas/k (and at
-        most `batch_gas_fraction` of a block); k is chosen to fit the most placements in a
-        block (~910 of 30M with 7 batches of ~130), the smaller batches on a tie.
-        """
         if self._batch_gas is not None:
             return
         block = self._rpc("reading the block gas limit", lambda: self.w3.eth.get_block("latest"))
         limit = int(block["gasLimit"])
-        cap = int(limit * self.settings.batch_gas_fraction)
-        best = (0, 1, 1)  # (placements a block, k, items a batch)
-        for k in range(1, MAX_TXS_PER_BLOCK + 1):
-            budget = min(cap, limit // k)
-            # The most items whose nominal gas fits the budget (gas grows with n).
-            lo, hi = 0, MAX_BATCH_ITEMS
-            while lo < hi:
-                mid = (lo + hi + 1) // 2
-                lo, hi = (mid, hi) if _nominal_gas(mid) <= budget else (lo, mid - 1)
-            n = lo
-            if n and k * n >= best[0]:
-                best = (k * n, k, n)
-        _, k, n = best
-        self._batch = max(1, n)
-        self._batch_gas = max(_nominal_gas(1), min(cap, limit // k))
+        k, n, gas = size_batches(limit, self.settings.batch_gas_fraction)
+        self._batch, self._batch_gas = n, gas
         self.ingester.chunk_events = self._batch
         log.info(
             "placement batches: %d a block of %d gas, ~%d jobs and %d gas each",
             k,
             limit,
             n,
-            self._batch_gas,
+            gas,
         )
 
     # ------------------------------------------------------------------ ticks
