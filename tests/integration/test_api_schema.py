@@ -45,7 +45,7 @@ def real_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     with start_anvil(accounts=10) as chain:
         world = build_world(chain, tmp_path_factory.mktemp("schema") / "store.db")
         placeholder = forward.target
-        forward.target = create_app(world.settings(world.db_file))
+        forward.target = create_app(world.settings(f"sqlite:///{world.db_file}"))
         yield
         forward.target = placeholder
 

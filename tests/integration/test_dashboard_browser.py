@@ -54,7 +54,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[World, st
         world = build_world(chain, tmp_path_factory.mktemp("browser") / "store.db")
         port = free_port()
         config = uvicorn.Config(
-            create_app(world.settings(world.db_file)),
+            create_app(world.settings(f"sqlite:///{world.db_file}")),
             host="127.0.0.1",
             port=port,
             log_level="warning",
