@@ -11,13 +11,14 @@ import pytest
 from eth_abi import encode
 from eth_utils import keccak
 from typer.testing import CliRunner
+from web3.types import RPCEndpoint
 
 from metascheduler import billing
 from metascheduler.audit import audit_all, audit_job
 from metascheduler.chain import JobStatus, Market, Terms
 from metascheduler.chain.types import Hardware, Prices
 from metascheduler.cli import app
-from metascheduler.devnet.anvil import dev_account
+from metascheduler.devnet.anvil import dev_account, next_block_after
 from tests.conftest import Grid
 
 pytestmark = pytest.mark.chain
@@ -54,7 +55,8 @@ class World:
         self.prov.start_job(job)
 
     def advance(self, seconds: int) -> None:
-        self.cust.w3.provider.make_request("evm_increaseTime", [seconds])  # type: ignore[arg-type]
+        """The next transaction's block comes exactly `seconds` after the latest one."""
+        next_block_after(self.cust.w3, seconds)
 
 
 def test_audit_passes_on_an_honest_history(grid: Grid) -> None:
@@ -130,15 +132,15 @@ def test_audit_passes_on_an_honest_history(grid: Grid) -> None:
 
     by_id = {j.job_id: j for j in report.jobs}
     f = by_id[finished]
-    # Automine stamps blocks with wall time plus the advance: a busy machine adds a second.
-    assert f.billed_seconds is not None and 125 <= f.billed_seconds <= 128
+    assert f.billed_seconds == 125
     assert f.fee_bps == 250 and f.expected == f.actual
     price = billing.price_per_minute(CPUS, GPUS, MEM, PRICES.cpu, PRICES.gpu, PRICES.gb)
     assert f.expected is not None and f.expected.cost == price * 125 // 60
     assert by_id[cancelled_running].fee_bps == 1_000
     assert by_id[refused].fee_bps == 500  # the fee at its second placement, not its first
-    assert by_id[silent].actual is not None and by_id[silent].actual.refunded == 10 * CREDIT
-    assert by_id[dry].actual is not None and by_id[dry].actual.cost == 50_000
+    silent_bill, dry_bill = by_id[silent].actual, by_id[dry].actual
+    assert silent_bill is not None and silent_bill.refunded == 10 * CREDIT
+    assert dry_bill is not None and dry_bill.cost == 50_000
     assert by_id[topped].escrow == 50_000 and by_id[topped].top_ups == 30_000
     events = [s.event for s in audit_job(w.cust, refused).steps]
     assert events == [
@@ -187,8 +189,9 @@ def _corrupt_price(m: Market, job_id: int, new_price: int) -> None:
     slot, word = _job_word(m, job_id)
     mask = (2**PRICE_BITS - 1) << PRICE_SHIFT
     word = (word & ~mask) | (new_price << PRICE_SHIFT)
-    m.w3.provider.make_request(  # type: ignore[arg-type]
-        "anvil_setStorageAt", [m.address, hex(slot), "0x" + word.to_bytes(32, "big").hex()]
+    m.w3.provider.make_request(
+        RPCEndpoint("anvil_setStorageAt"),
+        [m.address, hex(slot), "0x" + word.to_bytes(32, "big").hex()],
     )
 
 

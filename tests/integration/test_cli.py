@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from eth_account import Account
 from typer.testing import CliRunner
+from web3.types import RPCEndpoint
 
 from metascheduler import billing
 from metascheduler.chain import Market, Terms
@@ -87,8 +88,8 @@ def user(grid: Grid, tmp_path: Path) -> User:
     light = Account.encrypt(acct.key, u.env[PASSWORD_VAR], kdf="pbkdf2", iterations=1_000)
     u.keystore.write_text(json.dumps(light))
     u.address = acct.address  # type: ignore[attr-defined]
-    grid.market().w3.provider.make_request(  # type: ignore[arg-type]
-        "anvil_setBalance",
+    grid.market().w3.provider.make_request(
+        RPCEndpoint("anvil_setBalance"),
         [acct.address, hex(10**18)],  # gas money
     )
     return u

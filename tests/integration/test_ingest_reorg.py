@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import select
+from web3 import Web3
 
 from metascheduler.chain import Market, Terms
 from metascheduler.chain.rpc import connect
@@ -66,6 +67,10 @@ def test_store_matches_chain_after_reorg(own_anvil: Anvil, tmp_path: Path) -> No
             assert row.status == market.get_job(jid).status, f"job {jid}"
         stored = {(e.tx_hash, e.log_index) for e in s.scalars(select(Event))}
     chain_logs = w3.eth.get_logs(
-        {"address": dep.market, "fromBlock": dep.block, "toBlock": "latest"}
+        {
+            "address": Web3.to_checksum_address(dep.market),
+            "fromBlock": dep.block,
+            "toBlock": "latest",
+        }
     )
     assert stored == {(lg["transactionHash"].to_0x_hex(), lg["logIndex"]) for lg in chain_logs}

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import types
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -135,6 +136,14 @@ def test_a_bad_key_is_refused_without_echoing_it() -> None:
 
 def test_services_are_wired_with_their_arguments(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[tuple[str, object]] = []
+
+    def fake_command(name: str) -> Callable[[object], int]:
+        def command(arg: object) -> int:
+            calls.append((name, arg))
+            return 0
+
+        return command
+
     for module, fn in [
         ("metascheduler.oracle.service", "run_oracle_command"),
         ("metascheduler.agent.service", "run_agent_command"),
@@ -142,7 +151,7 @@ def test_services_are_wired_with_their_arguments(monkeypatch: pytest.MonkeyPatch
         ("metascheduler.devnet.demo", "run_devnet_command"),
     ]:
         fake = types.ModuleType(module)
-        setattr(fake, fn, lambda arg, _fn=fn: calls.append((_fn, arg)) or 0)
+        setattr(fake, fn, fake_command(fn))
         monkeypatch.setitem(sys.modules, module, fake)
     runner = CliRunner()
     assert runner.invoke(app, ["oracle", "run", "--config", "o.toml"]).exit_code == 0

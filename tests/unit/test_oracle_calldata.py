@@ -10,7 +10,9 @@ from metascheduler.oracle.calldata import place_jobs
 
 
 def test_place_jobs_calldata_equals_web3s() -> None:
-    contract = Web3().eth.contract(address="0x" + "12" * 20, abi=load_artifact("JobMarket").abi)
+    contract = Web3().eth.contract(
+        address=Web3.to_checksum_address("0x" + "12" * 20), abi=load_artifact("JobMarket").abi
+    )
     prov = Web3.to_checksum_address("0x" + "ab" * 20)
     items = [(i, prov, Terms(bytes([i]) * 32, i, i % 3, 1024 * i, 10**6 + i)) for i in range(1, 6)]
     expected = contract.encode_abi("placeJobs", args=[[(j, p, t.as_tuple()) for j, p, t in items]])

@@ -148,5 +148,5 @@ def test_size_limit() -> None:
 def test_spec_is_immutable() -> None:
     spec = parse_spec("name: x\ncommand: a\n")
     with pytest.raises(Exception):  # noqa: B017 - pydantic's frozen-instance error
-        spec.name = "y"  # type: ignore[misc]
+        spec.name = "y"
     assert isinstance(spec, JobSpec)

@@ -77,13 +77,19 @@ class Anvil:
         self.stop()
 
 
-def mine_after(w3: Any, seconds: int) -> int:
-    """Mines one block exactly `seconds` after the latest block and returns its timestamp.
+def next_block_after(w3: Any, seconds: int) -> int:
+    """Sets the next block's time to exactly `seconds` after the latest block's; returns it.
 
     `evm_increaseTime` adds to the wall clock, so a test that takes a second between two blocks
     would see one second more than it asked for; this pins the next block's time instead."""
     at = int(w3.eth.get_block("latest")["timestamp"]) + seconds
     w3.provider.make_request("evm_setNextBlockTimestamp", [at])
+    return at
+
+
+def mine_after(w3: Any, seconds: int) -> int:
+    """Mines one block exactly `seconds` after the latest block and returns its timestamp."""
+    at = next_block_after(w3, seconds)
     w3.provider.make_request("evm_mine", [])
     return at
 
