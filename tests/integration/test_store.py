@@ -205,20 +205,20 @@ def test_block_headers_read_in_batches_equal_one_by_one(
     a block beyond the head fails as `get_block` does (the batch is re-read one by one)."""
     from web3.exceptions import Web3RPCError
 
-    from metascheduler.store import rawlogs
+    from metascheduler.chain import rpc
 
     _activity(grid)
     w3 = grid.market().w3
     head = w3.eth.block_number
     numbers = list(range(max(0, head - 6), head + 1))
-    monkeypatch.setattr(rawlogs, "BLOCKS_PER_BATCH", 3)
-    got = rawlogs.get_blocks(w3, numbers)
+    monkeypatch.setattr(rpc, "BLOCKS_PER_BATCH", 3)
+    got = rpc.get_blocks(w3, numbers)
     assert list(got) == numbers
     for n in numbers:
-        assert got[n] == rawlogs.get_block(w3, n)
+        assert got[n] == rpc.get_block(w3, n)
         assert got[n]["hash"] == w3.eth.get_block(n)["hash"].to_0x_hex()
     with pytest.raises(Web3RPCError, match=f"block {head + 5} not found"):
-        rawlogs.get_blocks(w3, [head, head + 5])
+        rpc.get_blocks(w3, [head, head + 5])
 
 
 def test_chunked_ingestion_is_consistent_at_every_chunk(grid: Grid, db_url: str) -> None:

@@ -11,7 +11,7 @@ from web3 import Web3
 from web3.exceptions import Web3RPCError
 
 from metascheduler.chain.events import ChainEvent, EventDecoder
-from metascheduler.chain.rpc import retrying
+from metascheduler.chain.rpc import get_blocks, retrying
 
 #: Events that carry a job id as their first indexed argument (topic 1).
 JOB_EVENTS = (
@@ -106,27 +106,15 @@ class LogReader:
     def prefetch_times(self, numbers: Iterable[int]) -> None:
         """Reads the timestamps of many blocks, in JSON-RPC batches where the node allows."""
         missing = sorted({n for n in numbers if n not in self._times})
-        for i in range(0, len(missing), 200):
-            part = missing[i : i + 200]
+        for i in range(0, len(missing), 1_000):
+            part = missing[i : i + 1_000]
             blocks = retrying(
                 f"reading the times of {len(part)} blocks",
-                lambda p=part: self._get_blocks(p),  # type: ignore[misc]
+                lambda p=part: get_blocks(self.w3, p),  # type: ignore[misc]
                 rpc_url=self._url,
             )
-            for n, b in zip(part, blocks, strict=True):
-                self._times[n] = int(b["timestamp"])
-
-    def _get_blocks(self, numbers: list[int]) -> list[Any]:
-        if len(numbers) == 1:
-            return [self.w3.eth.get_block(numbers[0])]
-        try:
-            with self.w3.batch_requests() as batch:
-                for n in numbers:
-                    batch.add(self.w3.eth.get_block(n))
-                return list(batch.execute())
-        except Web3RPCError:
-            # Some endpoints refuse batches: one request per block then.
-            return [self.w3.eth.get_block(n) for n in numbers]
+            for n, b in blocks.items():
+                self._times[n] = b["timestamp"]
 
 
 def _too_large(exc: Web3RPCError) -> bool:

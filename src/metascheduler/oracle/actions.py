@@ -20,9 +20,8 @@ from web3.exceptions import TransactionNotFound
 from web3.types import TxReceipt
 
 from metascheduler.chain import Market
-from metascheduler.chain.rpc import retrying
+from metascheduler.chain.rpc import raw_call, retrying
 from metascheduler.chain.sender import Pending
-from metascheduler.store import rawlogs
 from metascheduler.store.models import OracleAction
 
 log = logging.getLogger(__name__)
@@ -138,7 +137,7 @@ class ActionLog:
         """The receipt, or None while unmined. Read raw: a placement's receipt holds one log per
         job, and web3's formatting of hundreds of logs costs more than the read. Only a receipt
         with a skipped item (rare) is read again, formatted, to decode it."""
-        raw = rawlogs.rpc(self.market.w3, "eth_getTransactionReceipt", [tx_hash])
+        raw = raw_call(self.market.w3, "eth_getTransactionReceipt", [tx_hash])
         if raw is None:
             return None
         if any(lg["topics"] and lg["topics"][0].lower() == self._skip_topic for lg in raw["logs"]):

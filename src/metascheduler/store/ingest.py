@@ -30,7 +30,7 @@ from web3.exceptions import Web3RPCError
 
 from metascheduler.chain.artifacts import load_artifact
 from metascheduler.chain.events import ChainEvent
-from metascheduler.chain.rpc import is_transient, retrying
+from metascheduler.chain.rpc import get_block, get_blocks, is_transient, retrying
 from metascheduler.store import rawlogs
 from metascheduler.store.codec import args_to_json
 from metascheduler.store.models import Block, ChainCursor, Event, Job, Provider
@@ -236,7 +236,7 @@ class Ingester:
         return retrying(what, fn, deadline_s=self.rpc_deadline_s, rpc_url=self._url)
 
     def _block(self, number: int) -> Any:
-        return self._rpc(f"reading block {number}", lambda: rawlogs.get_block(self.w3, number))
+        return self._rpc(f"reading block {number}", lambda: get_block(self.w3, number))
 
     def _head(self) -> int:
         return int(self._rpc("reading the head block", lambda: self.w3.eth.block_number))
@@ -311,7 +311,7 @@ class Ingester:
         numbers = sorted({int(lg["blockNumber"], 16) for lg in raw} | {start, end})
         blocks = self._rpc(
             f"reading the headers of blocks {start}..{end}",
-            lambda: rawlogs.get_blocks(self.w3, numbers),
+            lambda: get_blocks(self.w3, numbers),
         )
         if cur is not None and blocks[start]["parentHash"] != cur[1]:
             log.warning("block %d does not extend the cursor %d: reorg, re-checking", start, cur[0])

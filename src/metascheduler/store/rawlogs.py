@@ -1,91 +1,31 @@
-"""eth_getLogs and eth_getBlockByNumber as raw JSON-RPC, and a fast decoder for their logs.
+"""eth_getLogs as raw JSON-RPC, and a fast decoder for its logs.
 
 web3's result formatters and eth_abi's validating decoder cost ~0.3 ms a log: a backlog of
-thousands of requests took most of a second before the first placement. The JSON-RPC calls
-here skip the formatters, and `RawLogDecoder` decodes events whose fields are all elementary
-(uintN, intN, address, bool, bytesN, bytes, string) word by word; any other event (tuples,
-arrays) goes through `chain.events.EventDecoder`. Both give the same `ChainEvent`
-(tests/integration/test_store.py compares them on real logs).
+thousands of requests took most of a second before the first placement. `get_logs` here (and
+`chain.rpc.get_blocks` for their blocks) skip the formatters, and `RawLogDecoder` decodes
+events whose fields are all elementary (uintN, intN, address, bool, bytesN, bytes, string) word
+by word; any other event (tuples, arrays) goes through `chain.events.EventDecoder`. Both give the
+same `ChainEvent` (tests/integration/test_store.py compares them on real logs).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import replace
 from functools import lru_cache
 from typing import Any
 
 from eth_utils import event_signature_to_log_topic, to_checksum_address
 from web3 import Web3
-from web3.exceptions import Web3RPCError
-from web3.types import RPCEndpoint
 
 from metascheduler.chain.errors import _abi_type
 from metascheduler.chain.events import ChainEvent, EventDecoder
-
-
-def rpc(w3: Web3, method: str, params: list[Any]) -> Any:
-    """One JSON-RPC call without web3's formatters; a node error raises Web3RPCError (as web3
-    does), so callers' handling of refused ranges is unchanged."""
-    resp = w3.provider.make_request(RPCEndpoint(method), params)
-    if resp.get("error") is not None:
-        err = resp["error"]
-        msg = err.get("message", err) if isinstance(err, dict) else err
-        raise Web3RPCError(f"{method} failed: {msg}", rpc_response=resp)
-    return resp.get("result")
+from metascheduler.chain.rpc import raw_call
 
 
 def get_logs(w3: Web3, address: str, start: int, end: int) -> list[dict[str, Any]]:
     params = {"address": address, "fromBlock": hex(start), "toBlock": hex(end)}
-    result = rpc(w3, "eth_getLogs", [params])
+    result = raw_call(w3, "eth_getLogs", [params])
     return list(result or [])
-
-
-#: Block headers per JSON-RPC batch: a range of logs may span hundreds of blocks.
-BLOCKS_PER_BATCH = 100
-
-
-def _header(b: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "number": int(b["number"], 16),
-        "hash": str(b["hash"]).lower(),
-        "parentHash": str(b["parentHash"]).lower(),
-        "timestamp": int(b["timestamp"], 16),
-    }
-
-
-def get_block(w3: Web3, number: int) -> dict[str, Any]:
-    """The block's number, hash, parentHash (0x lowercase) and timestamp (int)."""
-    b = rpc(w3, "eth_getBlockByNumber", [hex(number), False])
-    if b is None:
-        raise Web3RPCError(f"eth_getBlockByNumber: block {number} not found (beyond the head?)")
-    return _header(b)
-
-
-def get_blocks(w3: Web3, numbers: Sequence[int]) -> dict[int, dict[str, Any]]:
-    """`get_block` of each number, in JSON-RPC batches of `BLOCKS_PER_BATCH` (one round trip
-    where a backlog's logs span a dozen blocks). A batch the endpoint refuses, or with any
-    item missing or in error, is read again one call at a time, so errors read as
-    `get_block`'s do."""
-    out: dict[int, dict[str, Any]] = {}
-    numbers = list(numbers)
-    batch = getattr(w3.provider, "make_batch_request", None)
-    for i in range(0, len(numbers), BLOCKS_PER_BATCH):
-        part = numbers[i : i + BLOCKS_PER_BATCH]
-        calls = [(RPCEndpoint("eth_getBlockByNumber"), [hex(n), False]) for n in part]
-        try:
-            resp: Any = batch(calls) if batch is not None and len(part) > 1 else None
-        except NotImplementedError:
-            resp = None
-        if (
-            isinstance(resp, list)
-            and len(resp) == len(part)
-            and all(r.get("error") is None and r.get("result") for r in resp)
-        ):
-            out.update((n, _header(r["result"])) for n, r in zip(part, resp, strict=True))
-        else:
-            out.update((n, get_block(w3, n)) for n in part)
-    return out
 
 
 @lru_cache(maxsize=65_536)
