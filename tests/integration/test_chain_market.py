@@ -128,7 +128,8 @@ def test_get_jobs_reads_in_batches_leaves_out_unknown_ids_and_reads_at_a_block(
         return fn()  # type: ignore[operator]
 
     views = cust.get_jobs([first, *later], retry=counted)
-    assert views == {j: cust.get_job(j) for j in [first, *later]}
+    assert views == {j: cust.get_job(j) for j in [first, *later]}  # checksummed as web3's
+    assert cust._job_rows_raw([first, *later], "latest") is not None  # the raw path served it
     assert views[later[0]].status == JobStatus.CANCELLED
     assert calls == ["reading 4 jobs"]  # one round trip for the four
 
