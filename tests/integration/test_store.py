@@ -174,7 +174,7 @@ def test_queries(grid: Grid, db_url: str) -> None:
 
 def test_raw_log_decoder_equals_event_decoder(grid: Grid) -> None:
     """The ingester's fast decoder of raw JSON logs gives what chain.events gives."""
-    from metascheduler.store import rawlogs
+    from metascheduler.chain import rawlogs
 
     _activity(grid)
     market = grid.market()

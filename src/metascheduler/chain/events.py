@@ -28,6 +28,7 @@ class ChainEvent:
 
 class EventDecoder:
     def __init__(self, abi: list[dict[str, Any]]):
+        self.abi = abi
         self._events: dict[bytes, tuple[str, list[dict[str, Any]]]] = {}
         for item in abi:
             if item.get("type") != "event":

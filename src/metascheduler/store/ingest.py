@@ -28,10 +28,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from web3 import Web3
 from web3.exceptions import Web3RPCError
 
+from metascheduler.chain import rawlogs
 from metascheduler.chain.artifacts import load_artifact
 from metascheduler.chain.events import ChainEvent
 from metascheduler.chain.rpc import get_block, get_blocks, is_transient, retrying
-from metascheduler.store import rawlogs
 from metascheduler.store.codec import args_to_json
 from metascheduler.store.models import Block, ChainCursor, Event, Job, Provider
 from metascheduler.store.projection import (

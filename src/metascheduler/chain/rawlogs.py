@@ -10,6 +10,7 @@ same `ChainEvent` (tests/integration/test_store.py compares them on real logs).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from functools import lru_cache
 from typing import Any
@@ -22,8 +23,13 @@ from metascheduler.chain.events import ChainEvent, EventDecoder
 from metascheduler.chain.rpc import raw_call
 
 
-def get_logs(w3: Web3, address: str, start: int, end: int) -> list[dict[str, Any]]:
-    params = {"address": address, "fromBlock": hex(start), "toBlock": hex(end)}
+def get_logs(
+    w3: Web3, address: str, start: int, end: int, topics: Sequence[Any] | None = None
+) -> list[dict[str, Any]]:
+    """eth_getLogs of one contract in blocks start..end (and matching `topics`), unformatted."""
+    params: dict[str, Any] = {"address": address, "fromBlock": hex(start), "toBlock": hex(end)}
+    if topics is not None:
+        params["topics"] = list(topics)
     result = raw_call(w3, "eth_getLogs", [params])
     return list(result or [])
 
