@@ -794,8 +794,20 @@ def audit_all_cmd(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     from metascheduler.audit import audit_all
 
     client = _client(ctx, wallet=False)
-    report = audit_all(client.market, from_block=client.from_block)
-    _out(ctx, as_json).emit(report.to_json(), lambda c: _print_grid_audit(c, report))
+    out = _out(ctx, as_json)
+    if out.json:
+        report = audit_all(client.market, from_block=client.from_block)
+    else:
+        from rich.console import Console
+
+        # A spinner on stderr (shown on a terminal only) with the step under way.
+        with Console(stderr=True).status("auditing") as status:
+            report = audit_all(
+                client.market,
+                from_block=client.from_block,
+                progress=lambda m: status.update(f"auditing: {m}"),
+            )
+    out.emit(report.to_json(), lambda c: _print_grid_audit(c, report))
     if not report.ok:
         raise typer.Exit(EXIT_FAILED)
 

@@ -175,6 +175,7 @@ def test_wallet_credits_and_a_job_lifecycle(grid: Grid, user: User) -> None:
     bal = user.json("credits", "balance")
     assert bal["wallet"] == 950 * CREDIT
     assert user.json("audit", "all")["ok"] is True
+    assert "billed by the rules" in user.run("audit", "all").output  # the human report
     assert w3.eth.get_transaction_count(me) > 0
 
 

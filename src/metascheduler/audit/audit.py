@@ -84,11 +84,20 @@ def audit_job(market: Market, job_id: int, *, from_block: int | None = None) -> 
     return replay_job(job_id, events, src.history(src.grid_events()), src.view(job_id), src.head)
 
 
-def audit_all(market: Market, *, from_block: int | None = None) -> GridAudit:
+def audit_all(
+    market: Market,
+    *,
+    from_block: int | None = None,
+    progress: Callable[[str], object] | None = None,
+) -> GridAudit:
     """Every job's bill, every account's balance rebuilt from events, and conservation:
-    Credit.balanceOf(market) == balances + live escrows + accrued fees."""
+    Credit.balanceOf(market) == balances + live escrows + accrued fees.
+
+    `progress(message)` is told each step as it begins (a long history takes a while)."""
+    say = progress or (lambda _m: None)
     src = _Source(market, from_block)
     credit = market.credit
+    say(f"reading the market's logs, blocks {src.start}..{src.head}")
     events = src.reader.fetch(src.start, src.head)
     report = GridAudit(market.address, credit.address, src.head, src.start)
     history = src.history(events)
@@ -103,6 +112,7 @@ def audit_all(market: Market, *, from_block: int | None = None) -> GridAudit:
             if key in ev.args:
                 accounts.add(str(ev.args[key]).lower())
     report.discrepancies.extend(ledger.problems)
+    say(f"reading the times of the blocks of {len(events)} events")
     src.reader.prefetch_times(e.block_number for evs in by_job.values() for e in evs)
 
     fns = market.contract.functions
@@ -120,6 +130,7 @@ def audit_all(market: Market, *, from_block: int | None = None) -> GridAudit:
             )
         )
     live_escrow = 0
+    say(f"reading and replaying {len(by_job)} jobs")
     views = market.get_jobs(by_job, block=src.head)  # batched: one round trip per 100 jobs
     for job_id in sorted(by_job):
         view = views.get(job_id) or src.view(job_id)  # a missing one fails in words
@@ -128,6 +139,7 @@ def audit_all(market: Market, *, from_block: int | None = None) -> GridAudit:
         report.jobs.append(replay_job(job_id, by_job[job_id], history, view, src.head))
 
     report.accounts = len(accounts)
+    say(f"reading {len(accounts)} balances")
     onchain: dict[str, int] = {}
     for acct in sorted(accounts):
         onchain[acct] = int(src.at_head(f"reading {acct}'s balance", fns.balanceOf(_cs(acct))))
