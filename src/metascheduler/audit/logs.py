@@ -108,7 +108,7 @@ class LogReader:
             part = missing[i : i + 1_000]
             blocks = retrying(
                 f"reading the times of {len(part)} blocks",
-                lambda p=part: get_blocks(self.w3, p),  # type: ignore[misc]
+                partial(get_blocks, self.w3, part),
                 rpc_url=self._url,
             )
             for n, b in blocks.items():

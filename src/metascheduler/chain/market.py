@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from functools import cache, lru_cache, partial
+from functools import cache, partial
 from typing import Any, cast
 
 from eth_abi import decode as abi_decode
@@ -16,12 +16,13 @@ from eth_utils.abi import get_abi_output_types
 from web3 import Web3
 from web3.contract import Contract
 from web3.exceptions import ContractLogicError, Web3RPCError
-from web3.types import BlockIdentifier, RPCEndpoint, TxReceipt
+from web3.types import BlockIdentifier, TxReceipt
 
 from metascheduler.chain.artifacts import load_artifact
 from metascheduler.chain.errors import ErrorDecoder, RevertError
 from metascheduler.chain.events import ChainEvent, EventDecoder
-from metascheduler.chain.rpc import retrying
+from metascheduler.chain.rawlogs import checksum
+from metascheduler.chain.rpc import raw_batch, retrying
 from metascheduler.chain.sender import Pending, TxSender
 from metascheduler.chain.types import (
     Hardware,
@@ -47,23 +48,6 @@ KEEP_GAS_PER_ITEM = 45_000
 # The constants below round each term up; calldata is priced from the bytes themselves.
 #: getJob calls per JSON-RPC batch: large enough to matter, small enough for any node's limits.
 JOBS_PER_BATCH = 100
-
-
-@cache
-def _get_job_abi() -> tuple[str, list[str]]:
-    """getJob's selector (0x hex) and output types, from the compiled ABI."""
-    for it in load_artifact("JobMarket").abi:
-        if it.get("type") == "function" and it.get("name") == "getJob":
-            fn = cast(ABIFunction, it)
-            return "0x" + function_abi_to_4byte_selector(fn).hex(), get_abi_output_types(fn)
-    raise KeyError("JobMarket has no function getJob: rebuild the artifacts")
-
-
-@lru_cache(maxsize=65_536)
-def _checksum(addr: str) -> str:
-    return Web3.to_checksum_address(addr)
-
-
 TX_BASE_GAS = 21_000
 PLACE_EXEC_BASE = 7_100
 PLACE_EXEC_PER_ITEM = 12_500
@@ -93,6 +77,16 @@ def place_jobs_gas(data: bytes, n_items: int, n_providers: int) -> int:
     """Gas limit of one placeJobs transaction with calldata `data`: its exact intrinsic cost plus
     the execution bound. No eth_estimateGas round trip, and no 20% of a block wasted."""
     return TX_BASE_GAS + calldata_gas(data) + place_jobs_exec_gas(n_items, n_providers)
+
+
+@cache
+def _get_job_abi() -> tuple[str, list[str]]:
+    """getJob's selector (0x hex) and output types, from the compiled ABI."""
+    for it in load_artifact("JobMarket").abi:
+        if it.get("type") == "function" and it.get("name") == "getJob":
+            fn = cast(ABIFunction, it)
+            return "0x" + function_abi_to_4byte_selector(fn).hex(), get_abi_output_types(fn)
+    raise KeyError("JobMarket has no function getJob: rebuild the artifacts")
 
 
 @dataclass(frozen=True)
@@ -483,27 +477,21 @@ class Market:
         validation, formatters) cost ~1.6 ms a job, most of `audit all` on a long history.
         None when the endpoint does not batch or any call failed: the caller's web3 path then
         reads them again and turns each failure into words."""
-        batch = getattr(self.w3.provider, "make_batch_request", None)
-        if batch is None or not (at == "latest" or isinstance(at, int)):
+        if not (at == "latest" or isinstance(at, int)):
             return None
         block = at if isinstance(at, str) else hex(at)
         selector, types = _get_job_abi()
         calls = [
-            (
-                RPCEndpoint("eth_call"),
-                [{"to": self.address, "data": selector + jid.to_bytes(32, "big").hex()}, block],
-            )
+            ("eth_call", [{"to": self.address, "data": selector + f"{jid:064x}"}, block])
             for jid in ids
         ]
-        resp = batch(calls)
-        if not isinstance(resp, list) or len(resp) != len(ids):
-            return None
-        if any(r.get("error") is not None or not r.get("result") for r in resp):
+        results = raw_batch(self.w3, calls)
+        if results is None:
             return None
         rows = []
-        for r in resp:
-            (v,) = abi_decode(types, bytes.fromhex(r["result"][2:]))
-            rows.append((_checksum(v[0]), _checksum(v[1]), *v[2:]))  # as web3 returns them
+        for result in results:
+            (v,) = abi_decode(types, bytes.fromhex(result[2:]))
+            rows.append((checksum(v[0]), checksum(v[1]), *v[2:]))  # as web3 returns them
         return rows
 
     def job_count(self) -> int:

@@ -109,6 +109,24 @@ def raw_call(w3: Web3, method: str, params: list[Any]) -> Any:
     return resp.get("result")
 
 
+def raw_batch(w3: Web3, calls: Sequence[tuple[str, list[Any]]]) -> list[Any] | None:
+    """The results of `calls` sent as one JSON-RPC batch, unformatted; None when the endpoint
+    does not batch or any call failed, so that the caller reads them again its slower way and
+    that way's errors are the ones a user sees."""
+    batch = getattr(w3.provider, "make_batch_request", None)
+    if batch is None:
+        return None
+    try:
+        resp: Any = batch([(RPCEndpoint(method), params) for method, params in calls])
+    except NotImplementedError:
+        return None
+    if not isinstance(resp, list) or len(resp) != len(calls):
+        return None
+    if any(r.get("error") is not None or not r.get("result") for r in resp):
+        return None
+    return [r["result"] for r in resp]
+
+
 #: Block headers per JSON-RPC batch: a range of logs may span hundreds of blocks.
 BLOCKS_PER_BATCH = 100
 
@@ -137,20 +155,12 @@ def get_blocks(w3: Web3, numbers: Sequence[int]) -> dict[int, dict[str, Any]]:
     `get_block`'s do."""
     out: dict[int, dict[str, Any]] = {}
     numbers = list(numbers)
-    batch = getattr(w3.provider, "make_batch_request", None)
     for i in range(0, len(numbers), BLOCKS_PER_BATCH):
         part = numbers[i : i + BLOCKS_PER_BATCH]
-        calls = [(RPCEndpoint("eth_getBlockByNumber"), [hex(n), False]) for n in part]
-        try:
-            resp: Any = batch(calls) if batch is not None and len(part) > 1 else None
-        except NotImplementedError:
-            resp = None
-        if (
-            isinstance(resp, list)
-            and len(resp) == len(part)
-            and all(r.get("error") is None and r.get("result") for r in resp)
-        ):
-            out.update((n, _header(r["result"])) for n, r in zip(part, resp, strict=True))
+        calls = [("eth_getBlockByNumber", [hex(n), False]) for n in part]
+        results = raw_batch(w3, calls) if len(part) > 1 else None
+        if results is not None:
+            out.update((n, _header(b)) for n, b in zip(part, results, strict=True))
         else:
             out.update((n, get_block(w3, n)) for n in part)
     return out
