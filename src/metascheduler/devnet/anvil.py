@@ -6,6 +6,7 @@ import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass, field
 from functools import cache
@@ -56,6 +57,7 @@ class Anvil:
     process: subprocess.Popen[bytes]
     log_path: Path | None = None
     args: list[str] = field(default_factory=list)
+    cache_dir: Path | None = None
 
     @property
     def url(self) -> str:
@@ -69,6 +71,8 @@ class Anvil:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(5)
+        if self.cache_dir is not None:
+            shutil.rmtree(self.cache_dir, ignore_errors=True)
 
     def __enter__(self) -> Anvil:
         return self
@@ -104,8 +108,16 @@ def start_anvil(
     extra: list[str] | None = None,
     timeout_s: float = 20.0,
 ) -> Anvil:
-    """Starts anvil on 127.0.0.1 and waits until it answers JSON-RPC."""
+    """Starts anvil on 127.0.0.1 and waits until it answers JSON-RPC.
+
+    anvil keeps the state of its last 500 blocks in memory and, by default, writes up to 3,600
+    older ones to disk as JSON, each a full copy of the chain's state. A long-lived test chain
+    that deploys afresh for every test grows its state with each deployment, so those copies
+    reach several GB within one test run, and anvil leaves them behind when it is killed. So no
+    state goes to disk (a read more than 500 blocks back fails with BlockOutOfRangeError, which
+    the audit tolerates), and anvil's cache lives in a directory of ours that stop() removes."""
     port = port or free_port()
+    cache_dir = Path(tempfile.mkdtemp(prefix="anvil-cache-"))
     args = [
         anvil_binary(),
         "--host",
@@ -116,6 +128,10 @@ def start_anvil(
         str(accounts),
         "--balance",
         "1000000",
+        "--max-persisted-states",
+        "0",
+        "--cache-path",
+        str(cache_dir),
     ]
     if block_time:
         args += ["--block-time", str(block_time)]
@@ -124,7 +140,7 @@ def start_anvil(
     args += extra or []
     out = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
     proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=os.environ.copy())
-    anvil = Anvil(port, proc, log_path, args)
+    anvil = Anvil(port, proc, log_path, args, cache_dir)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
