@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from web3.exceptions import Web3RPCError
+from web3.types import RPCEndpoint, Wei
 
 from metascheduler.chain.rpc import connect
 from metascheduler.devnet.anvil import dev_account, start_anvil
@@ -26,8 +27,8 @@ def test_old_states_are_dropped_not_written_to_disk() -> None:
         alice, bob = dev_account(0), dev_account(1)
         # 600 blocks that each change state, so each would be a state worth persisting.
         for _ in range(3):
-            w3.provider.make_request("anvil_mine", [hex(200)])
-            w3.eth.send_transaction({"from": alice.address, "to": bob.address, "value": 1})
+            w3.provider.make_request(RPCEndpoint("anvil_mine"), [hex(200)])
+            w3.eth.send_transaction({"from": alice.address, "to": bob.address, "value": Wei(1)})
         head = w3.eth.block_number
         assert head >= 600
         assert w3.eth.get_balance(bob.address, head - 10) > 0  # recent history is in memory
