@@ -34,6 +34,7 @@ import json
 import math
 import multiprocessing as mp
 import random
+import shutil
 import statistics
 import sys
 import tempfile
@@ -453,6 +454,7 @@ def main() -> int:
         gas = sum(a.gas_used or 0 for a in acts)
         placed = sum(len(a.job_ids) - len(a.skipped or []) for a in acts)
         oracle.close()
+        shutil.rmtree(tmp, ignore_errors=True)  # the drains' stores: tens of MB
 
     gas_per = gas / max(1, placed)
     ceiling = BLOCK_GAS / gas_per

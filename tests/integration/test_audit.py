@@ -1,7 +1,7 @@
 """The audit on a real anvil: clean on an honest history of every kind of ending, and failing,
 naming the job and the block, when the contract billed at a price it was not placed at (a stored
-price corrupted with anvil_setStorageAt stands for a cheating provider) or when credits appear
-that no event accounts for."""
+price corrupted with anvil_setStorageAt stands for a cheating provider), when credits appear
+that no event accounts for, and when an account's stored balance leaves the sum of its events."""
 
 from __future__ import annotations
 
@@ -260,3 +260,35 @@ def test_audit_of_an_unknown_job_says_so(grid: Grid) -> None:
     assert out.exit_code == 1
     assert "job 42 has no events" in out.output
     assert JobStatus.PENDING.name  # the enum is importable from the CLI's side too
+
+
+def _balance_slot(m: Market, account: str) -> int:
+    """The storage slot of `account`'s entry in JobMarket's balance mapping, found by value."""
+    want = m.balance_of(account)
+    for base in range(64):
+        slot = int.from_bytes(keccak(encode(["address", "uint256"], [account, base])), "big")
+        if int(m.w3.eth.get_storage_at(m.address, slot).hex() or "0", 16) == want:
+            return slot
+    raise AssertionError("no storage slot holds the balance: JobMarket's layout changed")
+
+
+def test_audit_names_the_account_and_block_where_a_balance_went_wrong(grid: Grid) -> None:
+    w = World(grid)
+    who = dev_account(3).address
+    slot = _balance_slot(w.cust, who)
+    held = w.cust.balance_of(who)
+    # anvil_setStorageAt rewrites the head block's state: first a block with no event, so the
+    # corruption falls between the account's last good event and its next one.
+    w.cust.w3.provider.make_request(RPCEndpoint("evm_mine"), [])
+    w.cust.w3.provider.make_request(
+        RPCEndpoint("anvil_setStorageAt"),
+        [w.cust.address, hex(slot), "0x" + (held + 7).to_bytes(32, "big").hex()],
+    )
+    receipt = w.cust.deposit(CREDIT)  # the next event to touch the account shows it
+    report = audit_all(w.cust)
+    assert sorted(d.check for d in report.all_discrepancies) == ["balance", "conservation"]
+    bad = next(d for d in report.all_discrepancies if d.check == "balance")
+    assert bad.account == who and bad.block == receipt["blockNumber"]
+    assert f"holds {held + 7 + CREDIT} units" in bad.message
+    assert f"sum to {held + CREDIT} units" in bad.message
+    assert f"first wrong after block {receipt['blockNumber']}" in bad.message

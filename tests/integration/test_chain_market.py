@@ -3,7 +3,10 @@ reverts decoded into words."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
+from web3.exceptions import Web3RPCError
 
 from metascheduler import billing
 from metascheduler.chain import JobStatus, Market, RevertError, Terms
@@ -111,6 +114,30 @@ def test_deposit_with_permit(grid: Grid) -> None:
     m.deposit_with_permit(7 * CREDIT, deadline=2**40)
     assert m.balance_of(who.address) == 7 * CREDIT
     assert m.wallet_balance(who.address) == 3 * CREDIT
+
+
+def test_balances_of_reads_a_batch_at_a_block_and_falls_back_one_by_one(grid: Grid) -> None:
+    _, prov, cust = _setup(grid)
+    who = [cust.sender_or_fail().address, prov.sender_or_fail().address, dev_account(9).address]
+    block = cust.w3.eth.block_number
+    cust.deposit(5 * CREDIT)
+    now = cust.balances_of(who)
+    assert now == {a: cust.balance_of(a) for a in who}  # keyed as given, equal to single reads
+    assert now[who[0]] == 505 * CREDIT and now[who[2]] == 0
+    assert cust.balances_of([a.lower() for a in who], block=block)[who[0].lower()] == 500 * CREDIT
+    assert cust.balances_of([]) == {}
+    # A block the node has not reached fails the batch; the single reads raise the node's error.
+    calls: list[str] = []
+    real = cust._retrying
+
+    def counted(what: str, fn: Callable[[], object]) -> object:
+        calls.append(what)
+        return real(what, fn)
+
+    cust._retrying = counted  # type: ignore[method-assign]
+    with pytest.raises(Web3RPCError, match="BlockOutOfRange"):
+        cust.balances_of(who, block=block + 1_000)
+    assert calls == ["reading 3 balances", f"reading {who[0]}'s balance"]
 
 
 def test_get_jobs_reads_in_batches_leaves_out_unknown_ids_and_reads_at_a_block(

@@ -140,9 +140,8 @@ def audit_all(
 
     report.accounts = len(accounts)
     say(f"reading {len(accounts)} balances")
-    onchain: dict[str, int] = {}
+    onchain = market.balances_of(sorted(accounts), block=src.head)  # batched, as jobs are
     for acct in sorted(accounts):
-        onchain[acct] = int(src.at_head(f"reading {acct}'s balance", fns.balanceOf(_cs(acct))))
         rebuilt = ledger.balances.get(acct, 0)
         if onchain[acct] != rebuilt:
             block, jobs = _first_divergence(src, ledger, acct)

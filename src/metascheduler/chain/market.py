@@ -80,13 +80,13 @@ def place_jobs_gas(data: bytes, n_items: int, n_providers: int) -> int:
 
 
 @cache
-def _get_job_abi() -> tuple[str, list[str]]:
-    """getJob's selector (0x hex) and output types, from the compiled ABI."""
+def _function_abi(name: str) -> tuple[str, list[str]]:
+    """A JobMarket function's selector (0x hex) and output types, from the compiled ABI."""
     for it in load_artifact("JobMarket").abi:
-        if it.get("type") == "function" and it.get("name") == "getJob":
+        if it.get("type") == "function" and it.get("name") == name:
             fn = cast(ABIFunction, it)
             return "0x" + function_abi_to_4byte_selector(fn).hex(), get_abi_output_types(fn)
-    raise KeyError("JobMarket has no function getJob: rebuild the artifacts")
+    raise KeyError(f"JobMarket has no function {name}: rebuild the artifacts")
 
 
 @dataclass(frozen=True)
@@ -287,6 +287,40 @@ class Market:
             self._call("reading a market balance", self.contract.functions.balanceOf(account))
         )
 
+    def balances_of(self, accounts: Iterable[str], *, block: int | None = None) -> dict[str, int]:
+        """Each account's market balance (at the latest block, or at `block`), keyed as given,
+        read as raw `eth_call`s in JSON-RPC batches of `JOBS_PER_BATCH`: an audit of a grid
+        with thousands of wallets reads them all. A batch that the endpoint refuses, or with a
+        failed item, is read again one account at a time, whose errors are in words."""
+        at: BlockIdentifier = "latest" if block is None else block
+        tag = "latest" if block is None else hex(block)
+        accts = list(dict.fromkeys(accounts))
+        selector = _function_abi("balanceOf")[0]
+        out: dict[str, int] = {}
+        for i in range(0, len(accts), JOBS_PER_BATCH):
+            part = accts[i : i + JOBS_PER_BATCH]
+            calls = [
+                (
+                    "eth_call",
+                    [{"to": self.address, "data": selector + a[2:].lower().zfill(64)}, tag],
+                )
+                for a in part
+            ]
+            results = self._retrying(
+                f"reading {len(part)} balances", partial(raw_batch, self.w3, calls)
+            )
+            if results is None:
+                for a in part:
+                    fn = self.contract.functions.balanceOf(checksum(a))
+                    out[a] = int(
+                        self._retrying(
+                            f"reading {a}'s balance", partial(fn.call, block_identifier=at)
+                        )
+                    )
+                continue
+            out.update((a, int(r, 16)) for a, r in zip(part, results, strict=True))
+        return out
+
     def wallet_balance(self, account: str) -> int:
         return int(self._call("reading a wallet balance", self.credit.functions.balanceOf(account)))
 
@@ -480,7 +514,7 @@ class Market:
         if not (at == "latest" or isinstance(at, int)):
             return None
         block = at if isinstance(at, str) else hex(at)
-        selector, types = _get_job_abi()
+        selector, types = _function_abi("getJob")
         calls = [
             ("eth_call", [{"to": self.address, "data": selector + f"{jid:064x}"}, block])
             for jid in ids
