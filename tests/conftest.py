@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -12,6 +14,30 @@ from metascheduler.chain import Market
 from metascheduler.chain.market import Deployment
 from metascheduler.chain.rpc import connect
 from metascheduler.devnet.anvil import Anvil, dev_account, start_anvil
+
+#: Below this much free disk the run warns first: a full disk fails tests far from the cause
+#: (in one CI run it stopped pytest with an internal error, without a word about space).
+LOW_DISK_GIB = 2.0
+
+
+def _free_gib() -> float:
+    return shutil.disk_usage(tempfile.gettempdir()).free / 2**30
+
+
+def pytest_report_header() -> str:
+    return f"disk: {_free_gib():.1f} GiB free in {tempfile.gettempdir()}"
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    free = _free_gib()
+    if free < LOW_DISK_GIB:
+        session.config.issue_config_time_warning(
+            pytest.PytestWarning(
+                f"only {free:.1f} GiB free in {tempfile.gettempdir()}: tests that write stores "
+                "and logs may fail with 'No space left on device'; free some space first"
+            ),
+            stacklevel=2,
+        )
 
 
 @pytest.fixture(scope="session")
