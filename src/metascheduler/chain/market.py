@@ -291,7 +291,8 @@ class Market:
         """Each account's market balance (at the latest block, or at `block`), keyed as given,
         read as raw `eth_call`s in JSON-RPC batches of `JOBS_PER_BATCH`: an audit of a grid
         with thousands of wallets reads them all. A batch that the endpoint refuses, or with a
-        failed item, is read again one account at a time, whose errors are in words."""
+        failed item, is read again one account at a time through web3, so that an error names
+        the account it concerns."""
         at: BlockIdentifier = "latest" if block is None else block
         tag = "latest" if block is None else hex(block)
         accts = list(dict.fromkeys(accounts))
