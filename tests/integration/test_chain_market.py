@@ -6,10 +6,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
-from web3.exceptions import Web3RPCError
 
 from metascheduler import billing
 from metascheduler.chain import JobStatus, Market, RevertError, Terms
+from metascheduler.chain.errors import ChainError
 from metascheduler.chain.types import Hardware, Prices, ProviderAction
 from metascheduler.devnet.anvil import dev_account
 from tests.conftest import Grid
@@ -126,7 +126,7 @@ def test_balances_of_reads_a_batch_at_a_block_and_falls_back_one_by_one(grid: Gr
     assert now[who[0]] == 505 * CREDIT and now[who[2]] == 0
     assert cust.balances_of([a.lower() for a in who], block=block)[who[0].lower()] == 500 * CREDIT
     assert cust.balances_of([]) == {}
-    # A block the node has not reached fails the batch; the single reads raise the node's error.
+    # A block the node has not reached fails the batch; the single read names account and block.
     calls: list[str] = []
     real = cust._retrying
 
@@ -135,9 +135,10 @@ def test_balances_of_reads_a_batch_at_a_block_and_falls_back_one_by_one(grid: Gr
         return real(what, fn)
 
     cust._retrying = counted  # type: ignore[method-assign]
-    with pytest.raises(Web3RPCError, match="BlockOutOfRange"):
+    with pytest.raises(ChainError, match="BlockOutOfRange") as err:
         cust.balances_of(who, block=block + 1_000)
-    assert calls == ["reading 3 balances", f"reading {who[0]}'s balance"]
+    assert str(err.value).startswith(f"reading {who[0]}'s balance at block {block + 1_000}: ")
+    assert calls == ["reading 3 balances", f"reading {who[0]}'s balance at block {block + 1_000}"]
 
 
 def test_get_jobs_reads_in_batches_leaves_out_unknown_ids_and_reads_at_a_block(

@@ -19,7 +19,7 @@ from web3.exceptions import ContractLogicError, Web3RPCError
 from web3.types import BlockIdentifier, TxReceipt
 
 from metascheduler.chain.artifacts import load_artifact
-from metascheduler.chain.errors import ErrorDecoder, RevertError
+from metascheduler.chain.errors import ChainError, ErrorDecoder, RevertError
 from metascheduler.chain.events import ChainEvent, EventDecoder
 from metascheduler.chain.rawlogs import checksum
 from metascheduler.chain.rpc import raw_batch, retrying
@@ -291,8 +291,8 @@ class Market:
         """Each account's market balance (at the latest block, or at `block`), keyed as given,
         read as raw `eth_call`s in JSON-RPC batches of `JOBS_PER_BATCH`: an audit of a grid
         with thousands of wallets reads them all. A batch that the endpoint refuses, or with a
-        failed item, is read again one account at a time through web3, so that an error names
-        the account it concerns."""
+        failed item, is read again one account at a time, so that an error (ChainError) names
+        the account and the block."""
         at: BlockIdentifier = "latest" if block is None else block
         tag = "latest" if block is None else hex(block)
         accts = list(dict.fromkeys(accounts))
@@ -312,12 +312,12 @@ class Market:
             )
             if results is None:
                 for a in part:
+                    what = f"reading {a}'s balance at block {block or 'latest'}"
                     fn = self.contract.functions.balanceOf(checksum(a))
-                    out[a] = int(
-                        self._retrying(
-                            f"reading {a}'s balance", partial(fn.call, block_identifier=at)
-                        )
-                    )
+                    try:
+                        out[a] = int(self._retrying(what, partial(fn.call, block_identifier=at)))
+                    except Web3RPCError as exc:
+                        raise ChainError(f"{what}: the node refused: {exc}") from exc
                 continue
             out.update((a, int(r, 16)) for a, r in zip(part, results, strict=True))
         return out
