@@ -312,7 +312,7 @@ class Market:
             )
             if results is None:
                 for a in part:
-                    what = f"reading {a}'s balance at block {block or 'latest'}"
+                    what = f"reading {a}'s balance at block {'latest' if block is None else block}"
                     fn = self.contract.functions.balanceOf(checksum(a))
                     try:
                         out[a] = int(self._retrying(what, partial(fn.call, block_identifier=at)))
