@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import sys
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -38,6 +39,17 @@ def pytest_sessionstart(session: pytest.Session) -> None:
             ),
             stacklevel=2,
         )
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_internalerror(excinfo: pytest.ExceptionInfo[BaseException]) -> None:
+    """The cause in one line before pytest's long traceback, whose last line (the error) a
+    truncated CI log may not show."""
+    free = _free_gib()
+    sys.stderr.write(
+        f"pytest stopped on an internal error: {excinfo.typename}: {excinfo.value} "
+        f"({free:.1f} GiB free in {tempfile.gettempdir()})\n"
+    )
 
 
 @pytest.fixture(scope="session")
