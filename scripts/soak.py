@@ -6,7 +6,7 @@
 
 Exit 0 only when no job was lost or run twice, credits are conserved, the audit is clean and the
 API and CLI answered bad input without server errors or transactions. See
-src/metascheduler/devnet/soak.py for what it does.
+src/metascheduler/devnet/soak/ for what it does.
 """
 
 from __future__ import annotations

@@ -1,0 +1,239 @@
+"""The soak's verdict: what the chain, the backends and the audit say was kept."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from web3 import Web3
+
+from metascheduler.agent.backends.base import parse_job_name
+from metascheduler.agent.backends.slurm import SACCT_FIELDS, parse_sacct
+from metascheduler.chain import JobStatus, Market
+from metascheduler.chain.events import ChainEvent
+from metascheduler.chain.rpc import connect
+from metascheduler.devnet.anvil import dev_account
+from metascheduler.devnet.soak.common import (
+    SoakOptions,
+    say,
+)
+from metascheduler.devnet.soak.faults import Injector
+from metascheduler.devnet.soak.grid import SoakGrid
+from metascheduler.devnet.soak.workload import Workload
+
+
+@dataclass
+class Verdict:
+    jobs: int = 0
+    submitted: dict[str, int] = field(default_factory=dict)
+    by_state: dict[str, int] = field(default_factory=dict)
+    faults: dict[str, int] = field(default_factory=dict)
+    lost: int = 0
+    lost_ids: list[int] = field(default_factory=list)
+    doubled: int = 0
+    doubled_ids: list[int] = field(default_factory=list)
+    credit_drift: int = 0
+    audit_ok: bool = False
+    audit_discrepancies: int = 0
+    api_5xx: int = 0
+    #: malformed or forged POSTs the API accepted
+    api_accepted_bad: int = 0
+    #: ERROR lines in the API's own log (e.g. 503s to agents' heartbeats); informative only
+    api_log_errors: int = 0
+    cli_wrong: int = 0
+    customer_errors: dict[str, int] = field(default_factory=dict)
+    minutes: float = 0
+    seed: int = 0
+    slurm: bool = False
+    head_block: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return (
+            self.lost == 0
+            and self.doubled == 0
+            and self.credit_drift == 0
+            and self.audit_ok
+            and self.api_5xx == 0
+            and self.api_accepted_bad == 0
+            and self.cli_wrong == 0
+        )
+
+
+def job_states(market: Market, count: int) -> dict[int, JobStatus]:
+    """Every job's status, in JSON-RPC batches (one round trip per 200 jobs)."""
+    fns = market.contract.functions
+    out: dict[int, JobStatus] = {}
+    ids = list(range(1, count + 1))
+    for i in range(0, len(ids), 200):
+        part = ids[i : i + 200]
+        with market.w3.batch_requests() as batch:
+            for j in part:
+                batch.add(fns.getJob(j))
+            raw: list[Any] = list(batch.execute())
+        for j, v in zip(part, raw, strict=True):
+            out[j] = JobStatus(v[2])
+    return out
+
+
+def backend_runs(grid: SoakGrid) -> tuple[dict[int, list[str]], list[str]]:
+    """Chain job id -> where it started running on a backend (one entry per start)."""
+    runs: dict[int, list[str]] = defaultdict(list)
+    notes: list[str] = []
+    for name, work in grid.agents.items():
+        path = work / "state.json"
+        if not path.exists():
+            continue
+        for native, rec in json.loads(path.read_text()).get("jobs", {}).items():
+            if rec.get("started_at") is not None:
+                runs[int(rec["job_id"])].append(f"{name}:{native}")
+    if grid.slurm_conf and grid.slurm_agent:
+        env = {**os.environ, "SLURM_CONF": str(grid.slurm_conf)}
+        seen: dict[str, int] = {}
+        since = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(grid.started_at - 60))
+        args = ["sacct", "-c", "--parsable2", "--noheader", f"--format={SACCT_FIELDS}"]
+        args.append(f"--starttime={since}")
+        p = subprocess.run(args, capture_output=True, text=True, env=env, timeout=60)
+        if p.returncode == 0:
+            for row in parse_sacct(p.stdout):
+                jid = parse_job_name(row.name, grid.name_prefix)
+                if jid is not None and row.start is not None:
+                    seen[row.native_id] = jid
+        else:
+            notes.append(f"sacct -c failed: {p.stderr.strip()}")
+        q = subprocess.run(
+            ["squeue", "--noheader", "--states=all", "--format=%i|%j|%T"],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+        )
+        for line in q.stdout.splitlines():
+            native, name, state = [*line.split("|"), "", "", ""][:3]
+            jid = parse_job_name(name.strip(), grid.name_prefix)
+            if jid is not None and state.strip() not in ("PENDING", "CANCELLED"):
+                seen.setdefault(native.strip(), jid)
+        for native, jid in seen.items():
+            runs[jid].append(f"{grid.slurm_agent}:{native}")
+    return runs, notes
+
+
+def chain_doubles(events: Iterable[ChainEvent]) -> dict[int, str]:
+    """Jobs with a transition that succeeded twice: a second JobPlaced with no JobReturned in
+    between, a second accept or start in one placement, or more than one JobEnded."""
+    bad: dict[int, str] = {}
+    placed: dict[int, bool] = defaultdict(bool)
+    steps: dict[int, set[int]] = defaultdict(set)
+    ended: Counter[int] = Counter()
+    for ev in events:
+        if "jobId" not in ev.args:
+            continue
+        j = int(ev.args["jobId"])
+        if ev.name == "JobPlaced":
+            if placed[j]:
+                bad[j] = f"placed again in block {ev.block_number} without being returned"
+            placed[j] = True
+            steps[j].clear()
+        elif ev.name == "JobReturned":
+            placed[j] = False
+            steps[j].clear()
+        elif ev.name == "JobStatusChanged":
+            to = int(ev.args["to"])
+            if to in steps[j]:
+                bad[j] = f"moved to {JobStatus(to).name} twice (block {ev.block_number})"
+            steps[j].add(to)
+        elif ev.name == "JobEnded":
+            ended[j] += 1
+            if ended[j] > 1:
+                bad[j] = f"ended twice (again in block {ev.block_number})"
+    return bad
+
+
+def judge(grid: SoakGrid, inj: Injector, work: Workload, opts: SoakOptions) -> Verdict:
+    from metascheduler.audit import audit_all
+    from metascheduler.audit.logs import LogReader
+
+    v = Verdict(minutes=opts.minutes, seed=opts.seed, slurm=grid.slurm_conf is not None)
+    m = Market(connect(grid.anvil.url), grid.deployment.market)
+    w3 = m.w3
+    head = int(w3.eth.block_number)
+    v.head_block = head
+    fns = m.contract.functions
+    count = int(fns.jobCount().call(block_identifier=head))
+    states = job_states(m, count)
+    v.jobs = count
+    v.submitted = dict(work.submitted)
+    v.by_state = dict(Counter(s.name for s in states.values()))
+    v.faults = dict(inj.faults)
+    v.lost_ids = sorted(j for j, s in states.items() if not s.terminal)
+    v.lost = len(v.lost_ids)
+
+    reader = LogReader(w3, m.address, m.events)
+    events = reader.fetch(grid.deployment.block, head)
+    doubles = chain_doubles(events)
+    runs, notes = backend_runs(grid)
+    for j, where in runs.items():
+        if len(where) > 1:
+            doubles.setdefault(j, f"ran {len(where)} times: {', '.join(where)}")
+    v.doubled_ids = sorted(doubles)
+    v.doubled = len(doubles)
+
+    # Credit conservation at one block: token held == balances + live escrows + fees.
+    accounts = {dev_account(i).address for i in range(20)}
+    for ev in events:
+        for key in ("account", "provider", "customer"):
+            if key in ev.args:
+                accounts.add(Web3.to_checksum_address(ev.args[key]))
+    balances = sum(int(fns.balanceOf(a).call(block_identifier=head)) for a in accounts)
+    live = 0
+    for j in range(1, count + 1):
+        view = fns.getJob(j).call(block_identifier=head)
+        if not JobStatus(view[2]).terminal:
+            live += int(view[5])
+    fees = int(fns.accruedFees().call(block_identifier=head))
+    held = int(m.credit.functions.balanceOf(m.address).call(block_identifier=head))
+    v.credit_drift = held - balances - live - fees
+
+    grid_audit = audit_all(m, from_block=grid.deployment.block)
+    found = grid_audit.all_discrepancies
+    v.audit_ok = bool(grid_audit.ok)
+    v.audit_discrepancies = len(found)
+    v.api_5xx = len(inj.api_5xx)
+    v.api_accepted_bad = len(inj.api_accepted)
+    api_log = grid.root / "logs" / "api.log"
+    if api_log.exists():
+        errors = [ln for ln in api_log.read_text(errors="replace").splitlines() if " ERROR " in ln]
+        v.api_log_errors = len(errors)
+        for ln in errors[:5]:
+            say(f"API log: {ln[:300]}")
+    v.cli_wrong = len(inj.cli_wrong)
+    v.customer_errors = dict(work.errors)
+
+    # The human part: what went wrong, with job ids and blocks.
+    say(f"head block {head}; {count} jobs: {v.by_state}")
+    for j in v.lost_ids:
+        say(f"LOST job {j}: still {states[j].name} after the drain")
+    for j in v.doubled_ids:
+        say(f"DOUBLED job {j}: {doubles[j]}")
+    if v.credit_drift:
+        say(
+            f"CREDIT DRIFT at block {head}: token held {held} - balances {balances} - live "
+            f"escrows {live} - fees {fees} = {v.credit_drift}"
+        )
+    for d in found[:40]:
+        say(f"AUDIT job {d.job_id} block {d.block}: [{d.check}] {d.message}")
+    for line in inj.api_5xx[:20]:
+        say(f"API 5xx: {line}")
+    for line in inj.api_accepted[:20]:
+        say(f"API accepted bad input: {line}")
+    for line in inj.cli_wrong[:20]:
+        say(f"CLI: {line}")
+    for line in notes:
+        say(line)
+    return v

@@ -1,0 +1,128 @@
+"""The soak's job stream: customers submitting, cancelling and topping up jobs."""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+from metascheduler.chain import Market
+from metascheduler.devnet.soak.common import (
+    CREDIT,
+    CUSTOMERS,
+    MAX_PRICE,
+    SoakOptions,
+)
+from metascheduler.devnet.soak.grid import SoakGrid
+from metascheduler.spec import encode_spec, parse_spec
+
+
+def _spec(name: str, script: str, minutes: int = 10) -> bytes:
+    text = json.dumps(
+        {
+            "name": name,
+            "script": script,
+            "resources": {"tasks": 1, "cpus_per_task": 1, "mem_per_cpu_mb": 256},
+            "time_limit_minutes": minutes,
+        }
+    )
+    return encode_spec(parse_spec(text))
+
+
+#: kind -> weight in the stream
+JOB_KINDS = {"finish": 35, "fail": 15, "cancel": 20, "dry": 15, "topup": 15}
+
+
+class Workload:
+    """One thread per customer wallet, each submitting jobs at random intervals."""
+
+    def __init__(self, grid: SoakGrid, opts: SoakOptions, seed: int):
+        self.grid = grid
+        self.opts = opts
+        self.seed = seed
+        self.stop = threading.Event()
+        self.lock = threading.Lock()
+        self.submitted: Counter[str] = Counter()
+        self.actions: Counter[str] = Counter()
+        self.errors: Counter[str] = Counter()
+        self.error_samples: list[str] = []
+        self.threads: list[threading.Thread] = []
+
+    def start(self) -> None:
+        for n, idx in enumerate(CUSTOMERS[: self.opts.customers]):
+            t = threading.Thread(
+                target=self._customer, args=(idx, random.Random(self.seed * 1000 + n)), daemon=True
+            )
+            t.start()
+            self.threads.append(t)
+
+    def join(self, timeout_s: float = 90.0) -> None:
+        self.stop.set()
+        deadline = time.monotonic() + timeout_s
+        for t in self.threads:
+            t.join(max(0.1, deadline - time.monotonic()))
+
+    def _customer(self, idx: int, rng: random.Random) -> None:
+        market = self.grid.market(idx)
+        kinds, weights = zip(*JOB_KINDS.items(), strict=True)
+        while not self.stop.wait(rng.expovariate(1 / self.opts.job_interval_s)):
+            kind = rng.choices(kinds, weights)[0]
+            try:
+                self._one(market, kind, rng)
+            except Exception as exc:
+                self._error(f"{kind} by wallet {idx}", exc)
+                try:
+                    assert market.sender is not None
+                    market.sender.resync_nonce()
+                except Exception as exc2:
+                    self._error(f"resync of wallet {idx}", exc2)
+
+    def _error(self, what: str, exc: Exception) -> None:
+        with self.lock:
+            self.errors[type(exc).__name__] += 1
+            if len(self.error_samples) < 30:
+                self.error_samples.append(f"{what}: {type(exc).__name__}: {str(exc)[:300]}")
+
+    def _submit(self, market: Market, kind: str, script: str, escrow: int) -> int:
+        job_id = market.request_job(_spec(f"soak-{kind}", script), 1, 0, 256, MAX_PRICE, escrow)
+        with self.lock:
+            self.submitted[kind] += 1
+        return job_id
+
+    def _one(self, market: Market, kind: str, rng: random.Random) -> None:
+        if kind == "finish":
+            self._submit(market, kind, f"echo soak; sleep {rng.randint(1, 6)}", CREDIT // 10)
+        elif kind == "fail":
+            code = rng.choice([1, 2, 3, 42])
+            self._submit(market, kind, f"sleep {rng.randint(1, 4)}; exit {code}", CREDIT // 10)
+        elif kind == "cancel":
+            # Bounded even if the cancel never lands: the script ends by itself in 2 minutes.
+            job_id = self._submit(market, kind, "sleep 120", CREDIT // 10)
+            self.stop.wait(rng.uniform(0, 25))  # when the soak stops, cancel at once
+            self._act(market, job_id, "cancel", lambda: market.cancel_job(job_id))
+        elif kind == "dry":
+            # 150-400 units at 1,000 units/minute: 9-24 s of compute, then OUT_OF_CREDITS.
+            self._submit(market, kind, "sleep 600", rng.randint(150, 400))
+        elif kind == "topup":
+            job_id = self._submit(market, kind, "sleep 600", 300)
+            self.stop.wait(rng.uniform(1, 15))
+            amount = rng.randint(100, 300)
+            self._act(market, job_id, "top-up", lambda: market.top_up(job_id, amount))
+
+    def _act(self, market: Market, job_id: int, what: str, fn: Callable[[], Any]) -> None:
+        if market.get_job(job_id).status.terminal:
+            with self.lock:
+                self.actions[f"{what} skipped (already ended)"] += 1
+            return
+        try:
+            fn()
+            with self.lock:
+                self.actions[what] += 1
+        except Exception as exc:
+            # The job may have ended between the read and the transaction: a revert is fine.
+            with self.lock:
+                self.actions[f"{what} refused ({type(exc).__name__})"] += 1
