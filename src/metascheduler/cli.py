@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from eth_account.signers.local import LocalAccount
     from rich.console import Console, RenderableType
 
-    from metascheduler.audit.model import GridAudit, JobAudit
+    from metascheduler.audit.model import AccountAudit, GridAudit, JobAudit
     from metascheduler.client import Client, JobInfo
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_RPC = 0, 1, 2, 3
@@ -46,7 +46,9 @@ wallet_app = typer.Typer(help="Create, import and show your wallet (an encrypted
 credits_app = typer.Typer(help="Credits: balance, deposit, withdraw, devnet faucet.")
 job_app = typer.Typer(help="Submit, follow and manage jobs.")
 provider_app = typer.Typer(help="Register a provider and read its record.")
-audit_app = typer.Typer(help="Check, from the chain alone, that jobs were billed by the rules.")
+audit_app = typer.Typer(
+    help="Check, from the chain alone, that jobs were billed by the rules and credits add up."
+)
 oracle_app = typer.Typer(help="The oracle (meta-scheduler) service.")
 agent_app = typer.Typer(help="A provider's agent service.")
 api_app = typer.Typer(help="The read API and dashboard.")
@@ -785,6 +787,75 @@ def _print_verdict(c: Console, ok: bool, found: list[Any], what: str) -> None:
             if x
         )
         c.print(f"  [red]{d.check}[/] ({where}): {escape(d.message)}")
+
+
+@audit_app.command("account")
+@handled
+def audit_account_cmd(
+    ctx: typer.Context,
+    address: Annotated[str | None, typer.Argument(help="Account (default: your wallet).")] = None,
+    last: Annotated[
+        int, typer.Option("--last", help="Movements shown (0: all); --json gives all.", min=0)
+    ] = 20,
+    as_json: JsonOpt = False,
+) -> None:
+    """Every movement of an account's credits in the market, from the events alone, and its
+    balance checked against the contract (exit 1 if they disagree)."""
+    from eth_utils import is_address
+
+    from metascheduler.audit import audit_account
+
+    if address is not None and not is_address(address):
+        raise UsageError(f"{address!r} is not an address: give 0x and 40 hex digits")
+    client = _client(ctx, wallet=address is None)
+    who = address if address is not None else client.address
+    report = audit_account(client.market, who, from_block=client.from_block)
+    _out(ctx, as_json).emit(report.to_json(), lambda c: _print_account_audit(c, report, last))
+    if not report.ok:
+        raise typer.Exit(EXIT_FAILED)
+
+
+_KINDS = {
+    "deposit": "deposited",
+    "withdrawal": "withdrawn",
+    "escrow": "locked in jobs",
+    "top-up": "topped up",
+    "refund": "refunded",
+    "payment": "earned",
+}
+
+
+def _print_account_audit(c: Console, a: AccountAudit, last: int) -> None:
+    from rich import box
+    from rich.table import Table
+
+    shown = a.movements[-last:] if last else a.movements
+    c.print(f"account {a.account} on market {a.market}, blocks {a.from_block}-{a.block}")
+    if len(shown) < len(a.movements):
+        c.print(f"the last {len(shown)} of {len(a.movements)} movements (--last 0: all)")
+    t = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    for col in ("block", "time (UTC)", "movement", "job", "credits", "balance"):
+        t.add_column(col, no_wrap=True, justify="left" if col == "movement" else "right")
+    for m in shown:
+        when = datetime.fromtimestamp(m.time, UTC).strftime("%m-%d %H:%M:%S")
+        job = "-" if m.job_id is None else str(m.job_id)
+        sign = "+" if m.amount >= 0 else "-"
+        t.add_row(str(m.block), when, m.kind, job, f"{sign}{_c(abs(m.amount))}", _c(m.balance))
+    if shown:
+        c.print(t)
+    totals = a.totals()
+    c.print(
+        "totals: "
+        + (
+            ", ".join(f"{_KINDS.get(k, k)} {_c(abs(v))}" for k, v in totals.items())
+            or "no movements"
+        )
+    )
+    c.print(
+        f"balance {_c(a.balance)} credits in the market (its events sum to {_c(a.rebuilt)}); "
+        f"{_c(a.in_escrow)} in live jobs' escrow; {_c(a.wallet)} in the wallet"
+    )
+    _print_verdict(c, a.ok, a.discrepancies, f"account {a.account}")
 
 
 @audit_app.command("all")

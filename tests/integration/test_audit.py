@@ -6,6 +6,7 @@ that no event accounts for, and when an account's stored balance leaves the sum 
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 from eth_abi import encode
@@ -14,7 +15,7 @@ from typer.testing import CliRunner
 from web3.types import RPCEndpoint
 
 from metascheduler import billing
-from metascheduler.audit import audit_all, audit_job
+from metascheduler.audit import audit_account, audit_all, audit_job
 from metascheduler.chain import JobStatus, Market, Terms
 from metascheduler.chain.types import Hardware, Prices
 from metascheduler.cli import app
@@ -292,3 +293,97 @@ def test_audit_names_the_account_and_block_where_a_balance_went_wrong(grid: Grid
     assert f"holds {held + 7 + CREDIT} units" in bad.message
     assert f"sum to {held + CREDIT} units" in bad.message
     assert f"first wrong after block {receipt['blockNumber']}" in bad.message
+    statement = audit_account(w.cust, who)
+    assert [d.check for d in statement.discrepancies] == ["balance"]
+    assert statement.balance == held + 7 + CREDIT and statement.rebuilt == held + CREDIT
+    out = CliRunner().invoke(
+        app, ["--rpc-url", grid.anvil.url, "--market", w.cust.address, "audit", "account", who]
+    )
+    assert out.exit_code == 1 and "DISCREPANCIES" in out.output
+
+
+def _ended(m: Market, receipt: Any) -> dict[str, int]:
+    ev = next(e for e in m.decode_events(receipt) if e.name == "JobEnded")
+    return {k: int(ev.args[k]) for k in ("paid", "fee", "refunded")}
+
+
+def test_account_statement_follows_every_credit_of_a_customer_and_a_provider(
+    grid: Grid,
+) -> None:
+    w = World(grid)  # the customer: 1,000 credits minted, 500 deposited
+    who = dev_account(3).address
+    finished = w.request(10 * CREDIT)
+    w.run(finished)
+    w.advance(60)
+    fin = _ended(w.cust, w.prov.complete_job(finished, 0))
+    topped = w.request(5 * CREDIT)
+    w.cust.top_up(topped, 2 * CREDIT)
+    can = _ended(w.cust, w.cust.cancel_job(topped))
+    live = w.request(3 * CREDIT)
+    w.cust.withdraw(100 * CREDIT)
+
+    a = audit_account(w.cust, who)
+    assert a.ok, [d.to_json() for d in a.discrepancies]
+    assert [(m.kind, m.job_id, m.amount) for m in a.movements] == [
+        ("deposit", None, 500 * CREDIT),
+        ("escrow", finished, -10 * CREDIT),
+        ("refund", finished, fin["refunded"]),
+        ("escrow", topped, -5 * CREDIT),
+        ("top-up", topped, -2 * CREDIT),
+        ("refund", topped, 7 * CREDIT),
+        ("escrow", live, -3 * CREDIT),
+        ("withdrawal", None, -100 * CREDIT),
+    ]
+    assert can["refunded"] == 7 * CREDIT and fin["paid"] > 0
+    running = 0
+    for m in a.movements:  # each row carries the balance after it, and its block's time
+        running += m.amount
+        assert m.balance == running
+        assert m.time == w.cust.w3.eth.get_block(m.block)["timestamp"]
+    assert a.balance == a.rebuilt == running == w.cust.balance_of(who)
+    assert a.in_escrow == 3 * CREDIT  # the live job's
+    assert a.wallet == w.cust.wallet_balance(who) == 600 * CREDIT
+    assert a.totals()["refund"] == fin["refunded"] + 7 * CREDIT
+
+    p = audit_account(w.cust, w.prov_addr)
+    assert p.ok and [(m.kind, m.job_id, m.amount) for m in p.movements] == [
+        ("payment", finished, fin["paid"])
+    ]
+    assert p.balance == fin["paid"] and p.in_escrow == 0
+
+    nobody = audit_account(w.cust, dev_account(9).address)
+    assert nobody.ok and nobody.movements == [] and nobody.balance == 0
+
+
+def test_audit_account_command_for_people_and_scripts(grid: Grid) -> None:
+    w = World(grid)
+    who = dev_account(3).address
+    for _ in range(3):
+        w.cust.cancel_job(w.request(CREDIT))
+    base = ["--rpc-url", grid.anvil.url, "--market", w.cust.address, "audit", "account"]
+
+    out = CliRunner().invoke(app, [*base, who, "--json"])
+    assert out.exit_code == 0, out.output
+    got = json.loads(out.output.strip().splitlines()[-1])
+    assert got["ok"] is True and got["account"] == who and len(got["movements"]) == 7
+    assert got["balance"] == got["rebuilt"] == 500 * CREDIT
+    assert got["totals"] == {"deposit": 500 * CREDIT, "escrow": -3 * CREDIT, "refund": 3 * CREDIT}
+
+    human = CliRunner().invoke(app, [*base, who, "--last", "2"], terminal_width=100)
+    assert human.exit_code == 0, human.output
+    assert "the last 2 of 7 movements" in human.output
+    assert "deposited 500, locked in jobs 3, refunded 3" in human.output
+    assert f"OK account {who}" in human.output
+    assert max(len(line) for line in human.output.splitlines()) <= 100
+
+    bad = CliRunner().invoke(app, [*base, "0x1234"])
+    assert bad.exit_code == 2 and "'0x1234' is not an address" in bad.output
+
+    # The account's own wallet, from the key in the environment, when no address is given.
+    mine = CliRunner().invoke(
+        app,
+        ["--key-env", "AUDIT_KEY", *base[:-2], "audit", "account", "--json"],
+        env={"AUDIT_KEY": "0x" + bytes(dev_account(4).key).hex()},
+    )
+    assert mine.exit_code == 0, mine.output
+    assert json.loads(mine.output.strip().splitlines()[-1])["movements"] == []

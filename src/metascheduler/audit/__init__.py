@@ -4,20 +4,32 @@ checked against the contract's rules, and the whole grid's credits accounted for
     from metascheduler.audit import audit_job, audit_all
     report = audit_all(market)          # GridAudit; report.ok, report.to_json()
     job = audit_job(market, 7)          # JobAudit; job.steps, job.expected, job.discrepancies
+    acct = audit_account(market, addr)  # AccountAudit; acct.movements, acct.balance, acct.ok
 """
 
-from metascheduler.audit.audit import AuditError, audit_all, audit_job
-from metascheduler.audit.model import Bill, Discrepancy, GridAudit, JobAudit, Step
+from metascheduler.audit.audit import AuditError, audit_account, audit_all, audit_job
+from metascheduler.audit.model import (
+    AccountAudit,
+    Bill,
+    Discrepancy,
+    GridAudit,
+    JobAudit,
+    Movement,
+    Step,
+)
 from metascheduler.audit.rules import History, replay_job
 
 __all__ = [
+    "AccountAudit",
     "AuditError",
     "Bill",
     "Discrepancy",
     "GridAudit",
     "History",
     "JobAudit",
+    "Movement",
     "Step",
+    "audit_account",
     "audit_all",
     "audit_job",
     "replay_job",

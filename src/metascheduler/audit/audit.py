@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from typing import Any, TypeVar
 
 from eth_utils import function_signature_to_4byte_selector
@@ -11,7 +12,7 @@ from hexbytes import HexBytes
 
 from metascheduler.audit.ledger import Ledger
 from metascheduler.audit.logs import JOB_EVENTS, LogReader, deployment_block
-from metascheduler.audit.model import Discrepancy, GridAudit, JobAudit
+from metascheduler.audit.model import AccountAudit, Discrepancy, GridAudit, JobAudit
 from metascheduler.audit.rules import History, replay_job
 from metascheduler.chain.events import ChainEvent
 from metascheduler.chain.market import Market
@@ -142,21 +143,9 @@ def audit_all(
     say(f"reading {len(accounts)} balances")
     onchain = market.balances_of(sorted(accounts), block=src.head)  # batched, as jobs are
     for acct in sorted(accounts):
-        rebuilt = ledger.balances.get(acct, 0)
-        if onchain[acct] != rebuilt:
-            block, jobs = _first_divergence(src, ledger, acct)
-            report.discrepancies.append(
-                Discrepancy(
-                    "balance",
-                    f"{_cs(acct)} holds {onchain[acct]} units in the market, but its events "
-                    f"sum to {rebuilt} units"
-                    + (f"; first wrong after block {block}" if block is not None else "")
-                    + (f", moved there by job(s) {sorted(jobs)}" if jobs else ""),
-                    min(jobs) if jobs else None,
-                    block if block is not None else src.head,
-                    account=_cs(acct),
-                )
-            )
+        wrong = _balance_discrepancy(src, ledger, acct, onchain[acct])
+        if wrong is not None:
+            report.discrepancies.append(wrong)
     report.balances_total = sum(onchain.values())
     report.live_escrow = live_escrow
     report.accrued_fees = int(src.at_head("reading accrued fees", fns.accruedFees()))
@@ -195,6 +184,60 @@ def audit_all(
             )
         )
     return report
+
+
+def audit_account(market: Market, account: str, *, from_block: int | None = None) -> AccountAudit:
+    """One account's statement: every movement of its market balance (deposits, withdrawals,
+    escrows and top-ups of its jobs, refunds, payments to it as a provider) rebuilt from the
+    events alone, each with its block time, and the sum checked against the contract."""
+    from eth_utils import is_address
+
+    if not is_address(account):
+        raise AuditError(f"{account!r} is not an address: give 0x and 40 hex digits")
+    acct = account.lower()
+    src = _Source(market, from_block)
+    events = src.reader.fetch(src.start, src.head)
+    ledger = Ledger(follow=frozenset({acct}))
+    for ev in events:
+        ledger.apply(ev)
+    src.reader.prefetch_times(m.block for m in ledger.movements)
+    report = AccountAudit(_cs(acct), market.address, src.head, src.start)
+    report.movements = [replace(m, time=src.reader.block_time(m.block)) for m in ledger.movements]
+    report.rebuilt = ledger.balances.get(acct, 0)
+    report.in_escrow = sum(
+        escrow for job, escrow in ledger.escrows.items() if ledger.customers[job].lower() == acct
+    )
+    report.balance = market.balances_of([acct], block=src.head)[acct]
+    report.wallet = int(
+        src.at_head(
+            f"reading {report.account}'s wallet", market.credit.functions.balanceOf(report.account)
+        )
+    )
+    report.discrepancies = [d for d in ledger.problems if (d.account or "").lower() == acct]
+    wrong = _balance_discrepancy(src, ledger, acct, report.balance)
+    if wrong is not None:
+        report.discrepancies.append(wrong)
+    return report
+
+
+def _balance_discrepancy(
+    src: _Source, ledger: Ledger, acct: str, onchain: int
+) -> Discrepancy | None:
+    """A balance the contract holds that the account's events do not sum to, with the block
+    after which it first went wrong (when the node still has that block's state)."""
+    rebuilt = ledger.balances.get(acct, 0)
+    if onchain == rebuilt:
+        return None
+    block, jobs = _first_divergence(src, ledger, acct)
+    return Discrepancy(
+        "balance",
+        f"{_cs(acct)} holds {onchain} units in the market, but its events sum to {rebuilt} units"
+        + (f"; first wrong after block {block}" if block is not None else "")
+        + (f", moved there by job(s) {sorted(jobs)}" if jobs else ""),
+        min(jobs) if jobs else None,
+        block if block is not None else src.head,
+        account=_cs(acct),
+    )
 
 
 def _cs(addr: str) -> str:

@@ -5,12 +5,15 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from metascheduler.audit.model import Discrepancy
+from metascheduler.audit.model import Discrepancy, Movement
 from metascheduler.chain.events import ChainEvent
 
 
 @dataclass
 class Ledger:
+    #: accounts (lower case) whose every movement is kept in `movements`: an account statement
+    follow: frozenset[str] = frozenset()
+    movements: list[Movement] = field(default_factory=list)
     balances: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     fees: int = 0
     escrows: dict[int, int] = field(default_factory=dict)  # live jobs only
@@ -23,9 +26,24 @@ class Ledger:
     providers: dict[int, str | None] = field(default_factory=dict)
     problems: list[Discrepancy] = field(default_factory=list)
 
-    def _move(self, account: str, delta: int, ev: ChainEvent, job_id: int | None = None) -> None:
+    def _move(
+        self, account: str, delta: int, ev: ChainEvent, kind: str, job_id: int | None = None
+    ) -> None:
         acct = account.lower()
         self.balances[acct] += delta
+        if acct in self.follow:
+            self.movements.append(
+                Movement(
+                    ev.block_number,
+                    int(ev.block_time or 0),
+                    ev.tx_hash,
+                    ev.log_index,
+                    kind,
+                    job_id,
+                    delta,
+                    self.balances[acct],
+                )
+            )
         trail = self.trail[acct]
         if trail and trail[-1][0] == ev.block_number:
             trail[-1] = (ev.block_number, self.balances[acct])
@@ -50,20 +68,20 @@ class Ledger:
         a = ev.args
         name = ev.name
         if name == "Deposited":
-            self._move(a["account"], int(a["amount"]), ev)
+            self._move(a["account"], int(a["amount"]), ev, "deposit")
         elif name == "Withdrawn":
-            self._move(a["account"], -int(a["amount"]), ev)
+            self._move(a["account"], -int(a["amount"]), ev, "withdrawal")
         elif name == "FeesWithdrawn":
             self.fees -= int(a["amount"])
         elif name == "JobRequested":
             job = int(a["jobId"])
             self.customers[job] = str(a["customer"])
             self.escrows[job] = int(a["escrow"])
-            self._move(self.customers[job], -int(a["escrow"]), ev, job)
+            self._move(self.customers[job], -int(a["escrow"]), ev, "escrow", job)
         elif name == "JobToppedUp":
             job = int(a["jobId"])
             self.escrows[job] = self.escrows.get(job, 0) + int(a["amount"])
-            self._move(self.customers.get(job, ""), -int(a["amount"]), ev, job)
+            self._move(self.customers.get(job, ""), -int(a["amount"]), ev, "top-up", job)
         elif name == "JobPlaced":
             self.providers[int(a["jobId"])] = str(a["provider"])
         elif name == "JobReturned":
@@ -90,9 +108,9 @@ class Ledger:
                     )
                 )
             else:
-                self._move(provider, paid, ev, job)
+                self._move(provider, paid, ev, "payment", job)
         if refunded:
-            self._move(self.customers.get(job, ""), refunded, ev, job)
+            self._move(self.customers.get(job, ""), refunded, ev, "refund", job)
 
     def balance_after(self, account: str, block: int) -> int:
         """The rebuilt balance at the end of `block`."""

@@ -46,6 +46,23 @@ class Step:
 
 
 @dataclass(frozen=True)
+class Movement:
+    """One change of an account's market balance, as its event gives it."""
+
+    block: int
+    time: int  # the block's timestamp (0 when not read)
+    tx: str
+    log_index: int
+    kind: str  # deposit, withdrawal, escrow, top-up, payment (to a provider), refund
+    job_id: int | None
+    amount: int  # signed: what the balance gained
+    balance: int  # the balance rebuilt from events, after this movement
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
 class Bill:
     cost: int  # what the provider's time is worth, capped by the escrow: paid + fee
     fee: int
@@ -158,4 +175,48 @@ class GridAudit:
             },
             "bad_jobs": [j.job_id for j in self.jobs if not j.ok],
             "discrepancies": [d.to_json() for d in self.all_discrepancies],
+        }
+
+
+@dataclass
+class AccountAudit:
+    """One account's credits in the market: every movement rebuilt from the events, and the
+    balance they sum to checked against the contract's."""
+
+    account: str
+    market: str
+    block: int  # every state read is at this block
+    from_block: int
+    balance: int = 0  # market.balanceOf(account) at `block`
+    rebuilt: int = 0  # the sum of the movements
+    in_escrow: int = 0  # escrow of the account's live jobs: locked, not in `balance`
+    wallet: int = 0  # Credit.balanceOf(account): tokens outside the market
+    movements: list[Movement] = field(default_factory=list)
+    discrepancies: list[Discrepancy] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.discrepancies
+
+    def totals(self) -> dict[str, int]:
+        """The movements summed by kind (signed, as they moved the balance)."""
+        out: dict[str, int] = {}
+        for m in self.movements:
+            out[m.kind] = out.get(m.kind, 0) + m.amount
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "account": self.account,
+            "market": self.market,
+            "block": self.block,
+            "from_block": self.from_block,
+            "balance": self.balance,
+            "rebuilt": self.rebuilt,
+            "in_escrow": self.in_escrow,
+            "wallet": self.wallet,
+            "totals": self.totals(),
+            "movements": [m.to_json() for m in self.movements],
+            "discrepancies": [d.to_json() for d in self.discrepancies],
         }
