@@ -806,7 +806,10 @@ def audit_account_cmd(
     from metascheduler.audit import audit_account
 
     if address is not None and not is_address(address):
-        raise UsageError(f"{address!r} is not an address: give 0x and 40 hex digits")
+        raise UsageError(
+            f"{address!r} is not an address: give 0x and 40 hex digits (in mixed case, with a "
+            "valid checksum)"
+        )
     client = _client(ctx, wallet=address is None)
     who = address if address is not None else client.address
     report = audit_account(client.market, who, from_block=client.from_block)

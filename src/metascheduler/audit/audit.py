@@ -193,7 +193,10 @@ def audit_account(market: Market, account: str, *, from_block: int | None = None
     from eth_utils import is_address
 
     if not is_address(account):
-        raise AuditError(f"{account!r} is not an address: give 0x and 40 hex digits")
+        raise AuditError(
+            f"{account!r} is not an address: give 0x and 40 hex digits (in mixed case, with a "
+            "valid checksum)"
+        )
     acct = account.lower()
     src = _Source(market, from_block)
     events = src.reader.fetch(src.start, src.head)
