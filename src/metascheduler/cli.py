@@ -254,6 +254,18 @@ def _units(text: str, what: str) -> int:
     return units
 
 
+def _address_arg(text: str | None, what: str) -> str | None:
+    """An address typed on the command line, checked before anything is read or sent."""
+    from metascheduler.chain.types import is_typed_address
+
+    if text is not None and not is_typed_address(text):
+        raise UsageError(
+            f"{what} {text!r} is not an address: give 0x and 40 hex digits (in mixed case, "
+            "with a valid checksum)"
+        )
+    return text
+
+
 def _c(units: int | None) -> str:
     return "-" if units is None else billing.from_units(units)
 
@@ -392,6 +404,7 @@ def credits_balance(
     as_json: JsonOpt = False,
 ) -> None:
     """Credits in your wallet and in the market."""
+    account = _address_arg(account, "--account")
     client = _client(ctx, wallet=account is None)
     b = client.balance(account)
 
@@ -728,6 +741,7 @@ def provider_status(
     as_json: JsonOpt = False,
 ) -> None:
     """A provider's standing, hardware, prices, labels and market balance."""
+    address = _address_arg(address, "provider")
     info = _client(ctx, wallet=address is None).provider(address)
 
     def human(c: Console) -> None:
@@ -801,15 +815,9 @@ def audit_account_cmd(
 ) -> None:
     """Every movement of an account's credits in the market, from the events alone, and its
     balance checked against the contract (exit 1 if they disagree)."""
-    from eth_utils import is_address
-
     from metascheduler.audit import audit_account
 
-    if address is not None and not is_address(address):
-        raise UsageError(
-            f"{address!r} is not an address: give 0x and 40 hex digits (in mixed case, with a "
-            "valid checksum)"
-        )
+    address = _address_arg(address, "account")
     client = _client(ctx, wallet=address is None)
     who = address if address is not None else client.address
     report = audit_account(client.market, who, from_block=client.from_block)

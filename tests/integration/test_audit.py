@@ -377,7 +377,7 @@ def test_audit_account_command_for_people_and_scripts(grid: Grid) -> None:
     assert max(len(line) for line in human.output.splitlines()) <= 100
 
     bad = CliRunner().invoke(app, [*base, "0x1234"])
-    assert bad.exit_code == 2 and "'0x1234' is not an address" in bad.output
+    assert bad.exit_code == 2 and "account '0x1234' is not an address" in bad.output
 
     # The account's own wallet, from the key in the environment, when no address is given.
     mine = CliRunner().invoke(

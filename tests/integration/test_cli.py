@@ -207,6 +207,14 @@ def test_errors_say_what_failed_and_send_nothing(grid: Grid, user: User, tmp_pat
     assert "'ten' is not an amount of credits" in res.output
     res = user.run("job", "list", "--state", "sleeping", code=2)
     assert "unknown state 'sleeping'" in res.output
+    # A mistyped address is refused in words before anything is read (it was a traceback).
+    for args in (
+        ("credits", "balance", "--account", "xyz"),
+        ("provider", "status", "0x1234"),
+        ("audit", "account", "0x90f79bf6eb2c4f870365e785982e1f101e93B906"),  # bad checksum
+    ):
+        err = user.json(*args, code=2)
+        assert err["kind"] == "usage" and "is not an address" in err["error"], args
     assert w3.eth.get_transaction_count(me) == nonce  # nothing was sent
 
     job = user.json("job", "submit", str(HELLO), "--escrow", "1", "--max-price", "1")["job_id"]

@@ -17,7 +17,7 @@ from metascheduler.audit.rules import History, replay_job
 from metascheduler.chain.events import ChainEvent
 from metascheduler.chain.market import Market
 from metascheduler.chain.rpc import retrying
-from metascheduler.chain.types import JobView
+from metascheduler.chain.types import JobView, is_typed_address
 
 T = TypeVar("T")
 _FAIL_JOBS = bytes(function_signature_to_4byte_selector("failJobs(uint256[])"))
@@ -190,9 +190,7 @@ def audit_account(market: Market, account: str, *, from_block: int | None = None
     """One account's statement: every movement of its market balance (deposits, withdrawals,
     escrows and top-ups of its jobs, refunds, payments to it as a provider) rebuilt from the
     events alone, each with its block time, and the sum checked against the contract."""
-    from eth_utils import is_address
-
-    if not is_address(account):
+    if not is_typed_address(account):
         raise AuditError(
             f"{account!r} is not an address: give 0x and 40 hex digits (in mixed case, with a "
             "valid checksum)"

@@ -7,7 +7,16 @@ from enum import IntEnum
 from typing import Any
 
 from eth_abi import encode
-from eth_utils import keccak
+from eth_utils import is_address, is_checksum_address, keccak
+
+
+def is_typed_address(text: str) -> bool:
+    """0x and 40 hex digits, in one case, or in mixed case with a valid EIP-55 checksum: a
+    mixed-case address carries a checksum so that a mistyped character is caught."""
+    if not is_address(text):
+        return False
+    digits = text.removeprefix("0x").removeprefix("0X")
+    return digits.islower() or digits.isupper() or digits.isdigit() or is_checksum_address(text)
 
 
 class JobStatus(IntEnum):

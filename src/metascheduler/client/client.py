@@ -25,7 +25,14 @@ from metascheduler.chain.errors import RevertError
 from metascheduler.chain.events import ChainEvent
 from metascheduler.chain.market import Market
 from metascheduler.chain.rpc import connect, retrying
-from metascheduler.chain.types import ZERO_ADDRESS, Hardware, JobStatus, JobView, Prices
+from metascheduler.chain.types import (
+    ZERO_ADDRESS,
+    Hardware,
+    JobStatus,
+    JobView,
+    Prices,
+    is_typed_address,
+)
 from metascheduler.client.errors import ClientError, InsufficientCredits, NotFound, WatchTimeout
 from metascheduler.client.models import Balance, Deposit, JobInfo, ProviderInfo
 from metascheduler.keys import DEVNET_CHAIN_IDS
@@ -57,7 +64,7 @@ class Client:
     ) -> Client:
         """Connects, and fails fast (RpcUnavailable) if the node does not answer, or
         (NotFound) if no contract lives at `market_address`."""
-        if not Web3.is_address(market_address):
+        if not is_typed_address(market_address):
             raise ClientError(
                 f"{market_address!r} is not an address: give the market's 0x... address "
                 "(--market or MS_MARKET_ADDRESS)"
