@@ -331,3 +331,17 @@ def test_watch_follows_a_job_to_its_end(grid: Grid, user: User) -> None:
     assert end["spent"] == end["paid"] + end["fee"] and end["spent"] >= running["spent"]
     assert end["block"] >= receipt["blockNumber"]
     assert proc.stdout.read() == ""  # the terminal state was the last line
+
+
+def test_sdk_refuses_a_mistyped_address_in_words(grid: Grid) -> None:
+    from metascheduler.client import Client
+    from metascheduler.client.errors import ClientError
+
+    client = Client.connect(grid.anvil.url, grid.deployment.market, None)
+    good = dev_account(3).address
+    with pytest.raises(ClientError, match="'0x1234' is not an address"):
+        client.balance("0x1234")
+    typo = good[:-1] + ("B" if good[-1] != "B" else "C")
+    with pytest.raises(ClientError, match="is not an address"):
+        client.provider(typo)
+    assert client.balance(good.lower()).account == good  # one case: no checksum to check

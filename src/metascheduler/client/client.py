@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from eth_account.signers.local import LocalAccount
+from eth_typing import ChecksumAddress
 from web3 import Web3
 
 from metascheduler import billing
@@ -110,7 +111,7 @@ class Client:
     # ------------------------------------------------------------------ credits
 
     def balance(self, account: str | None = None) -> Balance:
-        acct = Web3.to_checksum_address(account or self.address)
+        acct = _address(account or self.address)
         gas = retrying("reading the gas balance", lambda: self.w3.eth.get_balance(acct))
         return Balance(
             acct, self.market.wallet_balance(acct), self.market.balance_of(acct), int(gas)
@@ -310,7 +311,7 @@ class Client:
         return _hex(r)
 
     def provider(self, address: str | None = None) -> ProviderInfo:
-        addr = Web3.to_checksum_address(address or self.address)
+        addr = _address(address or self.address)
         status, hw, prices = self.market.get_provider(addr)
         labels: builtins.list[str] = []
         if status.value != 0:
@@ -322,6 +323,16 @@ class Client:
 
 
 # ---------------------------------------------------------------------- helpers
+
+
+def _address(text: str) -> ChecksumAddress:
+    """A caller's address, checksummed; ClientError in words when it is not one."""
+    if not is_typed_address(text):
+        raise ClientError(
+            f"{text!r} is not an address: give 0x and 40 hex digits (in mixed case, with a "
+            "valid checksum)"
+        )
+    return Web3.to_checksum_address(text)
 
 
 def _positive(what: str, amount: int, limit: int | None = None) -> None:
