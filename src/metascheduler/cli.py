@@ -125,6 +125,7 @@ def _global(
             "--from-block",
             envvar="MS_FROM_BLOCK",
             help="The market's deployment block (found by bisection if not given).",
+            min=0,
         ),
     ] = None,
     as_json: JsonOpt = False,

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from web3.types import RPCEndpoint
 
 from metascheduler import billing
-from metascheduler.audit import audit_account, audit_all, audit_job
+from metascheduler.audit import AuditError, audit_account, audit_all, audit_job
 from metascheduler.chain import JobStatus, Market, Terms
 from metascheduler.chain.types import Hardware, Prices
 from metascheduler.cli import app
@@ -353,6 +353,10 @@ def test_account_statement_follows_every_credit_of_a_customer_and_a_provider(
 
     nobody = audit_account(w.cust, dev_account(9).address)
     assert nobody.ok and nobody.movements == [] and nobody.balance == 0
+    with pytest.raises(AuditError, match="from block 1000000000 is not on the chain"):
+        audit_account(w.cust, who, from_block=10**9)
+    with pytest.raises(AuditError, match="'0x12' is not an address"):
+        audit_account(w.cust, "0x12")
 
 
 def test_audit_account_command_for_people_and_scripts(grid: Grid) -> None:

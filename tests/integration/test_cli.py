@@ -239,6 +239,10 @@ def test_errors_say_what_failed_and_send_nothing(grid: Grid, user: User, tmp_pat
     assert res.exit_code == 3 and "did not answer" in res.output
     res = CliRunner().invoke(app, ["--rpc-url", grid.anvil.url, "job", "status", "1"])
     assert res.exit_code == 2 and "MS_MARKET_ADDRESS" in res.output
+    res = user.run("--from-block", "-3", "job", "list", code=2)  # refused by the parser
+    assert "--from-block" in res.output
+    err = user.json("--from-block", "99999999", "job", "list", "--all", code=1)
+    assert "from block 99999999 is not on the chain" in err["error"]
 
 
 def test_provider_register_and_status_with_a_key_from_the_environment(grid: Grid) -> None:

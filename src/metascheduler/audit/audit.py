@@ -37,6 +37,11 @@ class _Source:
         self.start = (
             from_block if from_block is not None else deployment_block(market.w3, market.address)
         )
+        if not 0 <= self.start <= self.head:
+            raise AuditError(
+                f"from block {self.start} is not on the chain, whose head is block {self.head}: "
+                "give the market's deployment block, or nothing to have it found"
+            )
         self._url = str(getattr(market.w3.provider, "endpoint_uri", ""))
         self._oracle_fails: dict[str, bool] = {}
 

@@ -82,6 +82,14 @@ class Client:
                 f"no contract at {market_address} on the chain at {rpc_url}: check --market "
                 "(MS_MARKET_ADDRESS) and --rpc-url"
             )
+        if from_block is not None:
+            head = int(retrying("reading the block number", lambda: w3.eth.block_number))
+            if not 0 <= from_block <= head:
+                raise ClientError(
+                    f"from block {from_block} is not on the chain, whose head is block {head}: "
+                    "give the market's deployment block (--from-block, MS_FROM_BLOCK), or "
+                    "nothing to have it found"
+                )
         return cls(Market(w3, market_address, account), from_block=from_block)
 
     # ------------------------------------------------------------------ basics
