@@ -12,6 +12,7 @@ from metascheduler.placement import POLICY_NAMES, get_policy
 from metascheduler.sim import (
     ClusterSpec,
     SimResult,
+    TraceError,
     TraceJob,
     bounded_slowdown,
     parse_clusters,
@@ -183,3 +184,33 @@ def test_command_printsJsonLast_andPlots(
 def test_command_rejectsBadInput(capsys: pytest.CaptureFixture[str]) -> None:
     assert run_sim_command("/nonexistent.swf", "4", None, False, None, 0, None) == 2
     assert run_sim_command("/nonexistent.swf", "4", "fastest", False, None, 0, None) == 2
+
+
+def test_readSwf_namesTheFileAndLineOfWhatIsNotSwf(tmp_path: Path) -> None:
+    short = tmp_path / "short.swf"
+    short.write_text("; header\n" + swf_line(1, 0, 100, 4, 4, 200) + "\n0 seth 120 2\n")
+    with pytest.raises(TraceError, match=r"short.swf line 3: an SWF job line has 18 fields"):
+        read_swf(short)
+    words = tmp_path / "words.swf"
+    words.write_text(swf_line(1, 0, 100, 4, 4, 200).replace(" 100 ", " long ") + "\n")
+    with pytest.raises(TraceError, match=r"words.swf line 1: SWF fields are whole numbers"):
+        read_swf(words)
+    noise = tmp_path / "noise.swf.gz"
+    noise.write_bytes(b"\x00\xffnot gzip at all" * 10)
+    with pytest.raises(TraceError, match=r"cannot be read as an SWF trace \(gzip\)"):
+        read_swf(noise)
+    empty = tmp_path / "empty.swf"
+    empty.write_text("; only a header\n" + swf_line(1, 0, 0, 4, 4, 200) + "\n")
+    with pytest.raises(TraceError, match="holds no job to replay"):
+        read_swf(empty)
+
+
+def test_command_refusesATraceItCannotRead(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    noise = tmp_path / "noise.swf.gz"
+    noise.write_bytes(b"not gzip")
+    assert run_sim_command(str(noise), "4", None, True, None, 0, None) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "noise.swf.gz cannot be read" in err
+    assert "Traceback" not in err

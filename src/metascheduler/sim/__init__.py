@@ -4,12 +4,13 @@ EASY-backfilling clusters, so that a policy's effect on waits and utilization is
 from .engine import ClusterSpec, Outcome, SimResult, simulate, simulate_merged
 from .metrics import bounded_slowdown, summarise
 from .runner import parse_clusters, parse_policies, run
-from .swf import TraceJob, read_swf
+from .swf import TraceError, TraceJob, read_swf
 
 __all__ = [
     "ClusterSpec",
     "Outcome",
     "SimResult",
+    "TraceError",
     "TraceJob",
     "bounded_slowdown",
     "parse_clusters",

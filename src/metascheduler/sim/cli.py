@@ -12,7 +12,7 @@ from metascheduler.placement import DEFAULT_POLICY
 from .report import comparison_table, text_report
 from .report import plot as draw
 from .runner import parse_clusters, parse_policies, run
-from .swf import read_swf
+from .swf import TraceError, read_swf
 
 
 def run_sim_command(
@@ -38,7 +38,11 @@ def run_sim_command(
     if not Path(trace).is_file():
         print(f"error: no trace file {trace}", file=sys.stderr)
         return 2
-    jobs = read_swf(trace, limit)
+    try:
+        jobs = read_swf(trace, limit)
+    except TraceError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     summaries = []
     for name in names:
         summary = run(jobs, specs, name, seed)
