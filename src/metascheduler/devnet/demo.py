@@ -439,7 +439,8 @@ def run_devnet_command(once: bool = False, root: Path | None = None) -> int:
             "  metascheduler credits balance\n"
             "  metascheduler job submit examples/specs/hello.yaml --escrow 1 --max-price 0.01\n"
             "  metascheduler job watch <ID>\n"
-            "  metascheduler audit all"
+            "  metascheduler audit all\n"
+            "  metascheduler audit account"
         )
         while True:
             net._check_services()
