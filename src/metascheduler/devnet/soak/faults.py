@@ -62,6 +62,12 @@ class Injector:
         self.interval = opts.fault_interval_s or max(4.0, min(15.0, seconds / 40))
         self.http = httpx.Client(base_url=f"http://127.0.0.1:{grid.api_port}", timeout=10)
 
+    @property
+    def total(self) -> int:
+        """Faults injected: the two refinements (`agent_kill_past_heartbeat`,
+        `reorg_dropping_txs`) count some of the `agent_kill` and `reorg` faults again."""
+        return sum(self.faults[k] for k in FAULT_KINDS)
+
     def start(self) -> None:
         self.thread.start()
 

@@ -40,9 +40,7 @@ def _progress(grid: SoakGrid, work: Workload, inj: Injector, started: float, pha
     say(
         f"{phase} {time.monotonic() - started:5.0f} s: jobs submitted "
         f"{sum(work.submitted.values())}, on chain {count}, terminal {terminal}; "
-        f"faults {sum(inj.faults.values())} {dict(inj.faults)}"
-        + (f"; down {down}" if down else "")
-        + cut
+        f"faults {inj.total} {dict(inj.faults)}" + (f"; down {down}" if down else "") + cut
     )
 
 

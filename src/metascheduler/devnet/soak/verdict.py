@@ -33,7 +33,10 @@ class Verdict:
     jobs: int = 0
     submitted: dict[str, int] = field(default_factory=dict)
     by_state: dict[str, int] = field(default_factory=dict)
+    #: kind -> count; agent_kill_past_heartbeat and reorg_dropping_txs count a subset of the
+    #: agent_kill and reorg faults, so `faults_total` is the number of faults injected
     faults: dict[str, int] = field(default_factory=dict)
+    faults_total: int = 0
     lost: int = 0
     lost_ids: list[int] = field(default_factory=list)
     doubled: int = 0
@@ -171,6 +174,7 @@ def judge(grid: SoakGrid, inj: Injector, work: Workload, opts: SoakOptions) -> V
     v.submitted = dict(work.submitted)
     v.by_state = dict(Counter(s.name for s in states.values()))
     v.faults = dict(inj.faults)
+    v.faults_total = inj.total
     v.lost_ids = sorted(j for j, s in states.items() if not s.terminal)
     v.lost = len(v.lost_ids)
 
