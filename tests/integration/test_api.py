@@ -335,6 +335,47 @@ def test_unknown_job_is_404_with_a_reason(client: TestClient) -> None:
     assert client.get("/api/jobs/0").status_code == 422
 
 
+def test_account_statement_matches_the_audit_from_the_chain(
+    client: TestClient, world: World
+) -> None:
+    from metascheduler.audit import audit_account
+
+    market = Market(connect(world.anvil.url), world.market)
+    for who in (world.alice, world.bob, world.alpha, world.beta):
+        got = client.get(f"/api/accounts/{who.address.lower()}")
+        assert got.status_code == 200, got.text
+        body = got.json()
+        chain = audit_account(market, who.address)
+        assert chain.ok
+        assert body["account"] == who.address
+        assert [
+            (m["block_number"], m["tx_hash"], m["log_index"], m["kind"], m["job_id"], m["amount"])
+            for m in body["movements"]
+        ] == [(m.block, m.tx, m.log_index, m.kind, m.job_id, m.amount) for m in chain.movements]
+        assert [m["block_time"] for m in body["movements"]] == [m.time for m in chain.movements]
+        assert body["balance"] == chain.balance == market.balance_of(who.address)
+        assert body["in_escrow"] == chain.in_escrow and body["totals"] == chain.totals()
+    alice = client.get(f"/api/accounts/{world.alice.address}").json()
+    assert alice["movements"][0]["kind"] == "deposit" and alice["in_escrow"] > 0  # live jobs
+    alpha = client.get(f"/api/accounts/{world.alpha.address}").json()
+    assert {m["kind"] for m in alpha["movements"]} == {"payment"}
+    assert {m["job_id"] for m in alpha["movements"]} >= {world.jobs["FINISHED"]}
+
+
+def test_account_statement_of_nobody_is_empty_and_of_garbage_is_422(
+    client: TestClient, world: World
+) -> None:
+    nobody = client.get(f"/api/accounts/{world.stranger.address}").json()
+    assert nobody == {
+        "account": world.stranger.address,
+        "balance": 0,
+        "in_escrow": 0,
+        "totals": {},
+        "movements": [],
+    }
+    assert client.get("/api/accounts/0x1234").status_code == 422
+
+
 def test_providers_show_capacity_prices_and_load(client: TestClient, world: World) -> None:
     r = client.get("/api/providers")
     assert r.status_code == 200
@@ -601,6 +642,7 @@ def test_openapi_schema_documents_every_endpoint(client: TestClient) -> None:
     assert set(paths) == {
         "/api/jobs",
         "/api/jobs/{job_id}",
+        "/api/accounts/{address}",
         "/api/providers",
         "/api/stats",
         "/api/health",
@@ -609,3 +651,4 @@ def test_openapi_schema_documents_every_endpoint(client: TestClient) -> None:
     assert set(paths["/api/heartbeats"]["post"]["responses"]) >= {"200", "400", "401", "403", "409"}
     assert "404" in paths["/api/jobs/{job_id}"]["get"]["responses"]
     assert paths["/api/jobs"]["get"]["description"]
+    assert "422" in paths["/api/accounts/{address}"]["get"]["responses"]

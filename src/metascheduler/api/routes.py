@@ -24,6 +24,7 @@ from . import heartbeats, queries
 from .context import ApiContext, get_context, get_session
 from .schemas import (
     MAX_INT,
+    AccountStatement,
     Credits,
     Health,
     HeartbeatAccepted,
@@ -35,7 +36,7 @@ from .schemas import (
     Stats,
     Unplaceable,
 )
-from .views import job_detail, job_summary, provider_out
+from .views import account_statement_view, job_detail, job_summary, provider_out
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api")
@@ -122,6 +123,24 @@ def get_job(db: Db, job_id: Annotated[int, Path(ge=1, le=MAX_INT)]) -> JobDetail
             "has not reached it yet (see /api/health for the ingest cursor)",
         )
     return job_detail(*found)
+
+
+@router.get(
+    "/accounts/{address}",
+    response_model=AccountStatement,
+    summary="An account's credits, movement by movement",
+    description=(
+        "Deposits, withdrawals, the escrow and top-ups of the account's jobs, their refunds, "
+        "and payments to it as a provider, in chain order with the balance after each, rebuilt "
+        "from the store's events (`metascheduler audit account` checks the same against the "
+        "chain). An account with no activity has no movements."
+    ),
+)
+def account_statement(
+    db: Db, address: Annotated[str, Path(pattern=ADDRESS_PATTERN)]
+) -> AccountStatement:
+    account = to_checksum_address(address)
+    return account_statement_view(account, store_queries.account_events(db, account))
 
 
 @router.get(

@@ -63,6 +63,31 @@ class TimelineEntry(BaseModel):
     detail: str = Field(description="the event in words")
 
 
+class MovementOut(BaseModel):
+    """One change of an account's market balance."""
+
+    block_number: int
+    block_time: int
+    tx_hash: str
+    log_index: int
+    kind: str = Field(
+        description="deposit, withdrawal, escrow, top-up, refund, or payment (to a provider)"
+    )
+    job_id: int | None
+    amount: int = Field(description="credit units the balance gained (negative: it lost)")
+    balance: int = Field(description="the balance after this movement, rebuilt from events")
+
+
+class AccountStatement(BaseModel):
+    """Every movement of one account's credits in the market, from the indexed events."""
+
+    account: str
+    balance: int = Field(description="the sum of the movements: the market balance they give")
+    in_escrow: int = Field(description="escrow locked in the account's live jobs")
+    totals: dict[str, int] = Field(description="the movements summed by kind (signed units)")
+    movements: list[MovementOut]
+
+
 class JobDetail(JobSummary):
     spec: str = Field(description="the job spec bytes as sent on chain (UTF-8, or 0x hex)")
     spec_hash: str

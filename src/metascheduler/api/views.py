@@ -6,18 +6,22 @@ import logging
 from functools import cache
 from typing import Any
 
+from metascheduler.audit.ledger import Ledger
 from metascheduler.billing import from_units
 from metascheduler.chain.errors import ErrorDecoder
+from metascheduler.chain.events import ChainEvent
 from metascheduler.chain.types import JobStatus, ProviderStatus
 from metascheduler.store.codec import as_bytes, as_int
 from metascheduler.store.models import Event, Job
 from metascheduler.store.queries import ProviderLoad
 
 from .schemas import (
+    AccountStatement,
     Hardware,
     JobDetail,
     JobSummary,
     Load,
+    MovementOut,
     Prices,
     ProviderOut,
     TimelineEntry,
@@ -175,4 +179,47 @@ def provider_out(pl: ProviderLoad, alive_since: float, running_cpus: int) -> Pro
             gpus_reserved=pl.gpus_used,
             mem_mb_reserved=pl.mem_mb_used,
         ),
+    )
+
+
+def account_statement_view(address: str, events: list[Event]) -> AccountStatement:
+    """The account's movements, replayed by the audit's ledger over the store's events."""
+    acct = address.lower()
+    ledger = Ledger(follow=frozenset({acct}))
+    for e in events:
+        ledger.apply(
+            ChainEvent(
+                e.name,
+                e.args,
+                "",
+                e.block_number,
+                e.block_hash,
+                e.tx_hash,
+                e.log_index,
+                e.block_time,
+            )
+        )
+    totals: dict[str, int] = {}
+    for m in ledger.movements:
+        totals[m.kind] = totals.get(m.kind, 0) + m.amount
+    return AccountStatement(
+        account=address,
+        balance=ledger.balances.get(acct, 0),
+        in_escrow=sum(
+            v for job, v in ledger.escrows.items() if ledger.customers[job].lower() == acct
+        ),
+        totals=totals,
+        movements=[
+            MovementOut(
+                block_number=m.block,
+                block_time=m.time,
+                tx_hash=m.tx,
+                log_index=m.log_index,
+                kind=m.kind,
+                job_id=m.job_id,
+                amount=m.amount,
+                balance=m.balance,
+            )
+            for m in ledger.movements
+        ],
     )

@@ -9,7 +9,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Row, func, select
+from sqlalchemy import Row, func, or_, select
 from sqlalchemy.orm import Session
 
 from metascheduler.chain.types import JobStatus, ProviderStatus
@@ -62,6 +62,34 @@ def job_events(s: Session, job_id: int) -> list[Event]:
     """A job's timeline: its events in chain order."""
     q = select(Event).where(Event.job_id == job_id).order_by(Event.block_number, Event.log_index)
     return list(s.scalars(q))
+
+
+#: Events that move an account's credits without a job.
+ACCOUNT_EVENTS = ("Deposited", "Withdrawn")
+
+
+def account_events(s: Session, address: str) -> list[Event]:
+    """In chain order, every event that can move `address`'s (checksummed) market balance:
+    its deposits and withdrawals, and every event of the jobs it requested or was placed
+    with (a payment goes to the provider the job is placed on when it ends)."""
+    placed_here = select(Event.job_id).where(Event.name == "JobPlaced", Event.provider == address)
+    own = select(Job.job_id).where(Job.customer == address)
+    q = (
+        select(Event)
+        .where(
+            or_(
+                Event.job_id.in_(own),
+                Event.job_id.in_(placed_here),
+                Event.name.in_(ACCOUNT_EVENTS),
+            )
+        )
+        .order_by(Event.block_number, Event.log_index)
+    )
+    return [
+        e
+        for e in s.scalars(q)
+        if e.name not in ACCOUNT_EVENTS or str(e.args.get("account", "")).lower() == address.lower()
+    ]
 
 
 def job_with_events(s: Session, job_id: int) -> tuple[Job, list[Event]] | None:
