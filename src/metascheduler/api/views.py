@@ -7,6 +7,7 @@ from functools import cache
 from typing import Any
 
 from metascheduler.audit.ledger import Ledger
+from metascheduler.audit.model import movement_totals
 from metascheduler.billing import from_units
 from metascheduler.chain.errors import ErrorDecoder
 from metascheduler.chain.events import ChainEvent
@@ -199,16 +200,13 @@ def account_statement_view(address: str, events: list[Event]) -> AccountStatemen
                 e.block_time,
             )
         )
-    totals: dict[str, int] = {}
-    for m in ledger.movements:
-        totals[m.kind] = totals.get(m.kind, 0) + m.amount
     return AccountStatement(
         account=address,
         balance=ledger.balances.get(acct, 0),
         in_escrow=sum(
             v for job, v in ledger.escrows.items() if ledger.customers[job].lower() == acct
         ),
-        totals=totals,
+        totals=movement_totals(ledger.movements),
         movements=[
             MovementOut(
                 block_number=m.block,

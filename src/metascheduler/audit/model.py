@@ -62,6 +62,14 @@ class Movement:
         return asdict(self)
 
 
+def movement_totals(movements: list[Movement]) -> dict[str, int]:
+    """Movements summed by kind (signed, as they moved the balance), in order of first use."""
+    out: dict[str, int] = {}
+    for m in movements:
+        out[m.kind] = out.get(m.kind, 0) + m.amount
+    return out
+
+
 @dataclass(frozen=True)
 class Bill:
     cost: int  # what the provider's time is worth, capped by the escrow: paid + fee
@@ -199,11 +207,7 @@ class AccountAudit:
         return not self.discrepancies
 
     def totals(self) -> dict[str, int]:
-        """The movements summed by kind (signed, as they moved the balance)."""
-        out: dict[str, int] = {}
-        for m in self.movements:
-            out[m.kind] = out.get(m.kind, 0) + m.amount
-        return out
+        return movement_totals(self.movements)
 
     def to_json(self) -> dict[str, Any]:
         return {
