@@ -99,7 +99,6 @@ def browser() -> Iterator[WebDriver]:
     finally:
         driver.quit()
         shutil.rmtree(profile, ignore_errors=True)
-        shutil.rmtree(profile, ignore_errors=True)
 
 
 def test_dashboard_shows_job_states_and_opens_a_timeline(
