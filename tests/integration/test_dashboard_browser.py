@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 import uvicorn
 
@@ -150,3 +151,28 @@ def test_dashboard_shows_providers_stats_and_filters(
     browser.find_element(By.CSS_SELECTOR, '#f-status option[value="FAILED"]').click()
     wait.until(lambda d: d.execute_script(ROW_STATES) == {str(world.jobs["FAILED"]): "FAILED"})
     assert browser.find_element(By.ID, "jobs-error").is_displayed() is False
+
+
+def test_dashboard_shows_an_account_statement(
+    served: tuple[World, str], browser: WebDriver
+) -> None:
+    world, url = served
+    browser.get(url + "/")
+    wait = WebDriverWait(browser, WAIT_S)
+    kinds = "return [...document.querySelectorAll('#account-body tr')].map(r => r.dataset.kind)"
+    box = browser.find_element(By.ID, "account-address")
+    box.send_keys(world.alice.address)
+    box.submit()
+    wait.until(ec.text_to_be_present_in_element((By.ID, "account-title"), world.alice.address))
+    want = httpx.get(f"{url}/api/accounts/{world.alice.address}").json()
+    # Newest first; the oldest is alice's deposit.
+    wait.until(lambda d: d.execute_script(kinds) == [m["kind"] for m in want["movements"]][::-1])
+    assert browser.execute_script(kinds)[-1] == "deposit"
+    assert "in live jobs' escrow" in browser.find_element(By.ID, "account-summary").text
+
+    box = browser.find_element(By.ID, "account-address")
+    box.clear()
+    box.send_keys("0x1234")
+    box.submit()
+    wait.until(ec.visibility_of_element_located((By.ID, "account-error")))
+    assert "address" in browser.find_element(By.ID, "account-error").text

@@ -9,7 +9,7 @@ const PAGE = 25;
 const REFRESH_MS = 3000;
 const UNITS = 1000000;  // credit units per credit (6 decimals)
 
-const view = { offset: 0, filters: {}, selected: null, total: 0 };
+const view = { offset: 0, filters: {}, selected: null, total: 0, account: "" };
 
 const $ = (id) => document.getElementById(id);
 
@@ -251,11 +251,40 @@ async function loadProviders() {
   }
 }
 
+// ---------------------------------------------------------------- account statement
+
+async function loadAccount() {
+  if (!view.account) return;
+  let a;
+  try {
+    a = await getJSON(`/api/accounts/${encodeURIComponent(view.account)}`);
+  } catch (e) {
+    $("account-error").textContent = e.message;
+    $("account-error").hidden = false;
+    return;
+  }
+  $("account-error").hidden = true;
+  $("account-title").textContent = a.account;
+  const totals = Object.entries(a.totals).map(([k, v]) => `${k} ${credits(Math.abs(v))}`);
+  $("account-summary").textContent =
+    `balance ${credits(a.balance)} credits, ${credits(a.in_escrow)} in live jobs' escrow; ` +
+    (totals.length ? totals.join(", ") : "no movements");
+  // Newest first, as the jobs are.
+  $("account-body").replaceChildren(...a.movements.slice().reverse().map((m) =>
+    el("tr", { dataset: { kind: m.kind } },
+      el("td", { class: "num" }, m.block_number),
+      el("td", {}, when(m.block_time)),
+      el("td", {}, m.kind),
+      el("td", { class: "num" }, m.job_id === null ? "–" : m.job_id),
+      el("td", { class: "num" }, (m.amount < 0 ? "−" : "+") + credits(Math.abs(m.amount))),
+      el("td", { class: "num" }, credits(m.balance)))));
+}
+
 // ---------------------------------------------------------------- wiring
 
 async function refresh() {
   const results = await Promise.allSettled(
-    [loadHealth(), loadStats(), loadJobs(), loadProviders(), loadJob()]);
+    [loadHealth(), loadStats(), loadJobs(), loadProviders(), loadJob(), loadAccount()]);
   const failed = results.filter((r) => r.status === "rejected");
   $("updated").textContent = failed.length ? `refresh failed: ${failed[0].reason.message}`
                                            : `updated ${new Date().toLocaleTimeString()}`;
@@ -275,6 +304,11 @@ function init() {
     loadJobs();
   });
   sel.addEventListener("change", () => $("filters").requestSubmit());
+  $("account-form").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    view.account = $("account-address").value.trim();
+    loadAccount();
+  });
   $("prev").addEventListener("click", () => {
     view.offset = Math.max(0, view.offset - PAGE);
     loadJobs();
