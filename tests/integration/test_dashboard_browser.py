@@ -176,3 +176,5 @@ def test_dashboard_shows_an_account_statement(
     box.submit()
     wait.until(ec.visibility_of_element_located((By.ID, "account-error")))
     assert "address" in browser.find_element(By.ID, "account-error").text
+    assert browser.execute_script(kinds) == []  # alice's rows are gone
+    assert browser.find_element(By.ID, "account-title").text == ""

@@ -261,6 +261,10 @@ async function loadAccount() {
   } catch (e) {
     $("account-error").textContent = e.message;
     $("account-error").hidden = false;
+    // No statement of the previous address left under this one's error.
+    $("account-title").textContent = "";
+    $("account-summary").textContent = "";
+    $("account-body").replaceChildren();
     return;
   }
   $("account-error").hidden = true;
