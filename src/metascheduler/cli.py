@@ -257,13 +257,10 @@ def _units(text: str, what: str) -> int:
 
 def _address_arg(text: str | None, what: str) -> str | None:
     """An address typed on the command line, checked before anything is read or sent."""
-    from metascheduler.chain.types import is_typed_address
+    from metascheduler.chain.types import ADDRESS_HINT, is_typed_address
 
     if text is not None and not is_typed_address(text):
-        raise UsageError(
-            f"{what} {text!r} is not an address: give 0x and 40 hex digits (in mixed case, "
-            "with a valid checksum)"
-        )
+        raise UsageError(f"{what} {text!r} is not an address: {ADDRESS_HINT}")
     return text
 
 

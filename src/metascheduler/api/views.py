@@ -203,9 +203,7 @@ def account_statement_view(address: str, events: list[Event]) -> AccountStatemen
     return AccountStatement(
         account=address,
         balance=ledger.balances.get(acct, 0),
-        in_escrow=sum(
-            v for job, v in ledger.escrows.items() if ledger.customers[job].lower() == acct
-        ),
+        in_escrow=ledger.escrow_of(acct),
         totals=movement_totals(ledger.movements),
         movements=[
             MovementOut(

@@ -17,7 +17,7 @@ from metascheduler.audit.rules import History, replay_job
 from metascheduler.chain.events import ChainEvent
 from metascheduler.chain.market import Market
 from metascheduler.chain.rpc import retrying
-from metascheduler.chain.types import JobView, is_typed_address
+from metascheduler.chain.types import ADDRESS_HINT, JobView, is_typed_address
 
 T = TypeVar("T")
 _FAIL_JOBS = bytes(function_signature_to_4byte_selector("failJobs(uint256[])"))
@@ -196,10 +196,7 @@ def audit_account(market: Market, account: str, *, from_block: int | None = None
     escrows and top-ups of its jobs, refunds, payments to it as a provider) rebuilt from the
     events alone, each with its block time, and the sum checked against the contract."""
     if not is_typed_address(account):
-        raise AuditError(
-            f"{account!r} is not an address: give 0x and 40 hex digits (in mixed case, with a "
-            "valid checksum)"
-        )
+        raise AuditError(f"{account!r} is not an address: {ADDRESS_HINT}")
     acct = account.lower()
     src = _Source(market, from_block)
     events = src.reader.fetch(src.start, src.head)
@@ -210,9 +207,7 @@ def audit_account(market: Market, account: str, *, from_block: int | None = None
     report = AccountAudit(_cs(acct), market.address, src.head, src.start)
     report.movements = [replace(m, time=src.reader.block_time(m.block)) for m in ledger.movements]
     report.rebuilt = ledger.balances.get(acct, 0)
-    report.in_escrow = sum(
-        escrow for job, escrow in ledger.escrows.items() if ledger.customers[job].lower() == acct
-    )
+    report.in_escrow = ledger.escrow_of(acct)
     report.balance = market.balances_of([acct], block=src.head)[acct]
     report.wallet = int(
         src.at_head(

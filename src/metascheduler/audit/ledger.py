@@ -112,6 +112,11 @@ class Ledger:
         if refunded:
             self._move(self.customers.get(job, ""), refunded, ev, "refund", job)
 
+    def escrow_of(self, account: str) -> int:
+        """Escrow locked in the live jobs that `account` requested."""
+        acct = account.lower()
+        return sum(e for job, e in self.escrows.items() if self.customers[job].lower() == acct)
+
     def balance_after(self, account: str, block: int) -> int:
         """The rebuilt balance at the end of `block`."""
         bal = 0

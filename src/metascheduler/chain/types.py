@@ -9,6 +9,9 @@ from typing import Any
 from eth_abi import encode
 from eth_utils import is_address, is_checksum_address, keccak
 
+#: What a person should type where `is_typed_address` refused their text.
+ADDRESS_HINT = "give 0x and 40 hex digits (in mixed case, with a valid checksum)"
+
 
 def is_typed_address(text: str) -> bool:
     """0x and 40 hex digits, in one case, or in mixed case with a valid EIP-55 checksum: a
@@ -16,7 +19,7 @@ def is_typed_address(text: str) -> bool:
     if not is_address(text):
         return False
     digits = text.removeprefix("0x").removeprefix("0X")
-    return digits.islower() or digits.isupper() or digits.isdigit() or is_checksum_address(text)
+    return digits.islower() or digits.isupper() or is_checksum_address(text)
 
 
 class JobStatus(IntEnum):

@@ -27,6 +27,7 @@ from metascheduler.chain.events import ChainEvent
 from metascheduler.chain.market import Market
 from metascheduler.chain.rpc import connect, retrying
 from metascheduler.chain.types import (
+    ADDRESS_HINT,
     ZERO_ADDRESS,
     Hardware,
     JobStatus,
@@ -336,10 +337,7 @@ class Client:
 def _address(text: str) -> ChecksumAddress:
     """A caller's address, checksummed; ClientError in words when it is not one."""
     if not is_typed_address(text):
-        raise ClientError(
-            f"{text!r} is not an address: give 0x and 40 hex digits (in mixed case, with a "
-            "valid checksum)"
-        )
+        raise ClientError(f"{text!r} is not an address: {ADDRESS_HINT}")
     return Web3.to_checksum_address(text)
 
 
