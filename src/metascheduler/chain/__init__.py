@@ -4,6 +4,7 @@ Knows nothing of the oracle, agent or store; talks JSON-RPC to any EVM chain.
 """
 
 from metascheduler.chain.artifacts import Artifact, load_artifact, stale_sources
+from metascheduler.chain.deploy import Deployment
 from metascheduler.chain.errors import ChainError, RevertError, RpcUnavailable
 from metascheduler.chain.market import Market
 from metascheduler.chain.sender import TxSender
@@ -12,6 +13,7 @@ from metascheduler.chain.types import JobStatus, ProviderStatus, Terms
 __all__ = [
     "Artifact",
     "ChainError",
+    "Deployment",
     "JobStatus",
     "Market",
     "ProviderStatus",
