@@ -1,7 +1,7 @@
 """Writes the contracts' ABIs and bytecode from forge's `out/` into the package
-(`src/metascheduler/chain/contracts/<Name>.json`), so that an installed metascheduler talks to a market
-without the repository. `make build` runs it after `forge build`, and so does the wheel's build
-(setup.py). Standard library only: the build runs it before any dependency is installed.
+(`src/metascheduler/chain/contracts/<Name>.json`), so that an installed metascheduler talks to a
+market without the repository. `make build` runs it after `forge build`, and so does the wheel's
+build (setup.py). Standard library only: the build runs it before any dependency is installed.
 
 Usage: python scripts/export_abi.py [--out OUT] [--dest DEST]
 """
