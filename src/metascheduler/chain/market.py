@@ -46,11 +46,22 @@ class Market(CreditCalls, Reads):
     def ban_provider(self, provider: str) -> TxReceipt:
         return self._tx(f"banning provider {provider}", "banProvider", provider)
 
+    def remove_provider(self, provider: str) -> TxReceipt:
+        return self._tx(f"removing provider {provider}", "removeProvider", provider)
+
     def get_provider(self, provider: str) -> tuple[ProviderStatus, Hardware, Prices]:
         status, hw, pr = self._call(
             f"reading provider {provider}", self.contract.functions.getProvider(provider)
         )
         return ProviderStatus(status), Hardware(*hw), Prices(*pr)
+
+    # ------------------------------------------------------------------ admin
+
+    def set_oracle(self, oracle: str) -> TxReceipt:
+        return self._tx(f"handing the oracle's role to {oracle}", "setOracle", oracle)
+
+    def withdraw_fees(self, to: str, amount: int) -> TxReceipt:
+        return self._tx(f"withdrawing {amount} units of fees to {to}", "withdrawFees", to, amount)
 
     def set_fee(self, bps: int) -> TxReceipt:
         return self._tx(f"setting the fee to {bps} bps", "setFee", bps)

@@ -167,6 +167,7 @@ class Oracle:
 
     def start(self) -> None:
         chain_id = int(self._rpc("reading the chain id", lambda: self.w3.eth.chain_id))
+        self.settings.check_chain(chain_id)
         refuse_dev_key_off_devnet(self.market.sender_or_fail().account, chain_id)
         cfg = self.market.config()
         if str(cfg["oracle"]).lower() != self.address.lower():
