@@ -72,6 +72,7 @@ from metascheduler.chain.types import (
     ProviderAction,
     ProviderStatus,
 )
+from metascheduler.commands import APPROVE_PROVIDER
 from metascheduler.config import SettingsError
 from metascheduler.keys import KeyLoadError, load_account, refuse_dev_key_off_devnet
 from metascheduler.signals import stop_on_signals
@@ -277,11 +278,10 @@ class Agent:
                 self.register()
             if time.monotonic() - last_log >= APPROVAL_LOG_EVERY_S:
                 log.info(
-                    "waiting for the admin to approve %s on market %s "
-                    "(metascheduler admin approve-provider %s)",
+                    "waiting for the admin to approve %s on market %s (%s)",
                     self.address,
                     self.market.address,
-                    self.address,
+                    APPROVE_PROVIDER.format(provider=self.address),
                 )
                 last_log = time.monotonic()
             stop.wait(self.settings.poll_interval_s)
@@ -859,6 +859,7 @@ def build(settings: AgentSettings) -> Agent:
         rpc_deadline_s=settings.rpc_deadline_s,
         receipt_timeout_s=settings.receipt_timeout_s,
     )
+    settings.check_chain(market.sender_or_fail().chain_id)
     refuse_dev_key_off_devnet(account, market.sender_or_fail().chain_id)
     genesis = retrying(
         "reading the genesis block", lambda: w3.eth.get_block(0), rpc_url=settings.rpc_url
