@@ -16,11 +16,12 @@ from metascheduler.chain.types import Hardware, Prices, ProviderStatus
 log = logging.getLogger("metascheduler.agent")
 
 APPROVAL_LOG_EVERY_S = 60.0
-#: How the admin approves a provider today, for the operator waiting on it (formatted with
-#: ``market`` and ``provider``).
+#: How the admin approves a provider today (the command line has no admin group yet), for the
+#: operator waiting on it; formatted with ``market`` and ``provider``. Foundry's cast comes with
+#: this repository's npm packages (``node_modules/.bin/cast``).
 APPROVAL_HINT = (
-    "the admin approves it with: cast send {market} 'approveProvider(address)' {provider} "
-    "--rpc-url <RPC URL> --private-key <the admin's key>"
+    "the admin approves it with Foundry's cast: cast send {market} "
+    "'approveProvider(address)' {provider} --rpc-url <RPC URL> --private-key <the admin's key>"
 )
 
 
