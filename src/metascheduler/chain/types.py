@@ -43,10 +43,6 @@ class JobStatus(IntEnum):
         return self in (JobStatus.META_SCHEDULED, JobStatus.SCHEDULED)
 
 
-TERMINAL_STATUSES = frozenset(s for s in JobStatus if s.terminal)
-LIVE_STATUSES = frozenset(s for s in JobStatus if not s.terminal)
-
-
 class ProviderStatus(IntEnum):
     NONE = 0
     REGISTERED = 1

@@ -17,7 +17,6 @@ from eth_utils import function_signature_to_4byte_selector
 from eth_utils.abi import abi_to_signature
 
 from metascheduler.chain.artifacts import load_artifact
-from metascheduler.chain.market import calldata_gas
 from metascheduler.chain.types import Terms
 
 #: The ABI signature the word layout below is written for.
@@ -74,7 +73,3 @@ def join(items: Sequence[bytes]) -> bytes:
 
 def place_jobs(placements: Sequence[tuple[int, str, Terms]]) -> bytes:
     return join([item(jid, provider, terms) for jid, provider, terms in placements])
-
-
-def header_gas() -> int:
-    return calldata_gas(header(1))
