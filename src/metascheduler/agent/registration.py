@@ -19,7 +19,6 @@ log = logging.getLogger("metascheduler.agent")
 APPROVAL_LOG_EVERY_S = 60.0
 
 
-
 class AgentError(Exception):
     """The agent cannot go on; the message says why and what to do."""
 
