@@ -19,7 +19,7 @@ from metascheduler.chain import Market, Terms
 from metascheduler.chain.types import Hardware, Prices
 from metascheduler.devnet.anvil import dev_account, free_port
 from metascheduler.devnet.objectstore import ObjectStore, start_object_store
-from metascheduler.results.customer import customer_public_key, request_tx_hash
+from metascheduler.results.customer import customer_public_key, find_request
 from metascheduler.results.logchain import Deployment
 from metascheduler.spec import JobSpec, Resources, encode_spec
 from metascheduler.store import upgrade_to_head
@@ -117,14 +117,14 @@ def running_job(grid: Grid, *, start: bool = True) -> RunningJob:
         prov.accept_job(job_id)
         prov.start_job(job_id)
     head = int(prov.w3.eth.block_number)
-    tx = request_tx_hash(prov, job_id, from_block=grid.deployment.block, to_block=head)
+    req = find_request(prov, job_id, from_block=grid.deployment.block, to_block=head)
     return RunningJob(
         job_id,
         provider,
         customer,
         other,
         Deployment(CHAIN_ID, grid.deployment.market),
-        customer_public_key(prov, tx, customer.address),
+        customer_public_key(prov, req.tx_hash, customer.address),
         prov,
         cust,
     )

@@ -56,7 +56,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
         description=DESCRIPTION,
     )
     app.state.ctx = ctx
-    app.state.results = Results.build(settings)
+    app.state.results = Results.build(settings, ctx.sessions)
     app.include_router(router)
     app.include_router(results_router)
 

@@ -13,7 +13,7 @@ import logging
 import math
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
@@ -28,10 +28,12 @@ from metascheduler.chain.rpc import connect
 from metascheduler.chain.types import ZERO_ADDRESS, JobView
 from metascheduler.results import grant
 from metascheduler.results import store as rstore
+from metascheduler.results.customer import find_request
 from metascheduler.results.errors import ChunkRefused
 from metascheduler.results.logchain import Chunk, Deployment
 from metascheduler.results.objects import ObjectStore, ObjectStoreError, output_key
 from metascheduler.store.db import make_engine, session_factory
+from metascheduler.store.models import Job
 
 from .schemas import MAX_INT, ChunkAccepted, ChunkBody
 from .schemas import Problem as ProblemBody
@@ -86,6 +88,8 @@ class Results:
 
     settings: ApiSettings
     sessions: sessionmaker[Session]
+    #: The chain index the oracle writes (read only here).
+    chain_index: sessionmaker[Session]
     objects: ObjectStore | None
     _market: Market | None = None
     _deployment: Deployment | None = None
@@ -93,7 +97,7 @@ class Results:
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
-    def build(cls, settings: ApiSettings) -> Results:
+    def build(cls, settings: ApiSettings, chain_index: sessionmaker[Session]) -> Results:
         engine = make_engine(settings.results_url())
         rstore.create_tables(engine)
         objects = None
@@ -112,7 +116,7 @@ class Results:
                 secret.get_secret_value(),
                 settings.object_store_region,
             )
-        return cls(settings, session_factory(engine), objects, _views={})
+        return cls(settings, session_factory(engine), chain_index, objects, _views={})
 
     # -- the chain's word on a job ------------------------------------------------------------
 
@@ -156,10 +160,23 @@ class Results:
         except Exception as exc:
             raise Problem(503, f"cannot read job {job_id} from the chain: {exc}") from None
         if view.customer == ZERO_ADDRESS:
-            raise Problem(404, f"job {job_id} does not exist on market {self.market().address}")
+            # An ended job's record no longer names its customer; its request event does.
+            view = replace(view, customer=self.customer_of(job_id))
         with self._lock:
             self._views[job_id] = (view, now)
         return view
+
+    def customer_of(self, job_id: int) -> str:
+        with self.chain_index() as s:
+            row = s.get(Job, job_id)
+            if row is not None:
+                return row.customer
+        market = self.market()
+        try:
+            head = int(market.w3.eth.block_number)
+            return find_request(market, job_id, from_block=0, to_block=head).customer
+        except Exception as exc:
+            raise Problem(503, f"cannot find who requested job {job_id}: {exc}") from None
 
     def signer(self, value: str | None, action: str, job_id: int) -> str:
         try:

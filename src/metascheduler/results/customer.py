@@ -3,6 +3,7 @@ transaction, and the transaction's signature gives the key. Nobody has to publis
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import partial
 
 from web3.types import FilterParams, LogReceipt, RPCEndpoint
@@ -17,8 +18,17 @@ from .keys import public_key_from_raw_transaction
 SEARCH_RANGE = 10_000
 
 
-def request_tx_hash(market: Market, job_id: int, *, from_block: int, to_block: int) -> str:
-    """The hash of the transaction that requested `job_id`, searched backwards from `to_block`."""
+@dataclass(frozen=True)
+class Request:
+    """Who requested a job, and in which transaction (the job's record forgets its customer
+    once it ends; the event does not)."""
+
+    tx_hash: str
+    customer: str
+
+
+def find_request(market: Market, job_id: int, *, from_block: int, to_block: int) -> Request:
+    """The `JobRequested` event of `job_id`, searched backwards from `to_block`."""
     topics = [market.events.topic("JobRequested"), f"0x{job_id:064x}"]
     hi = to_block
     while hi >= from_block:
@@ -35,7 +45,7 @@ def request_tx_hash(market: Market, job_id: int, *, from_block: int, to_block: i
         for raw in logs:
             ev = market.events.decode(raw)
             if ev is not None and ev.name == "JobRequested":
-                return ev.tx_hash
+                return Request(ev.tx_hash, str(ev.args["customer"]))
         hi = lo - 1
     raise ResultsError(
         f"no JobRequested event of job {job_id} in blocks {from_block}-{to_block} of market "
