@@ -21,6 +21,7 @@ from tests.integration.agentkit import (
     CREDIT,
     World,
     make_world,
+    slurm_conf_or_skip,
     spec,
     start_agent_process,
     write_toml,
@@ -66,10 +67,21 @@ def job_lines(client: Client, job_id: int) -> tuple[list[tuple[str, str, bool]],
     return [(r.stream, r.line, r.agent) for r in stream], stream
 
 
+def backend_settings(backend: str, tmp: Path) -> dict[str, object]:
+    if backend == "local":
+        return {}
+    conf = slurm_conf_or_skip()
+    return {
+        "backend": "slurm",
+        "slurm": {"partition": "alpha", "output_dir": str(tmp / "slurm-out"), "slurm_conf": conf},
+    }
+
+
+@pytest.mark.parametrize("backend", ["local", pytest.param("slurm", marks=pytest.mark.slurm)])
 def test_hello_lines_and_outputs_reach_the_customer(
-    grid: Grid, api: Served, tmp_path: Path
+    grid: Grid, api: Served, tmp_path: Path, backend: str
 ) -> None:
-    w = make_world(grid, tmp_path, api_url=api.url)
+    w = make_world(grid, tmp_path, api_url=api.url, **backend_settings(backend, tmp_path))
     job_id = w.submit(
         spec(
             "echo hello from the grid; echo oops >&2; mkdir -p $MS_OUTPUT_DIR/sub; "
@@ -83,7 +95,7 @@ def test_hello_lines_and_outputs_reach_the_customer(
     assert ("stdout", "hello from the grid", False) in lines
     assert ("stderr", "oops", False) in lines
     notes = [line for s, line, agent in lines if agent]
-    assert any(n.startswith("queued on local") for n in notes)
+    assert any(n.startswith(f"queued on {backend}") for n in notes)
     assert any(n.startswith("outputs stored: 1 files") for n in notes)
     assert stream.final and stream.exit_code == 3  # type: ignore[attr-defined]
 
