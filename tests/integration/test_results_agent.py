@@ -5,14 +5,17 @@ outage nor an agent killed with SIGKILL loses or doubles a line."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
 from metascheduler.chain import JobStatus, Market
 from metascheduler.chain.rpc import connect
+from metascheduler.cli import app
 from metascheduler.client import Client
 from metascheduler.devnet.objectstore import ObjectStore
 from metascheduler.results.digest import result_digest
@@ -206,3 +209,52 @@ def test_an_agent_killed_mid_job_loses_and_doubles_no_line(
         proc.terminate()
         proc.wait(20)
     assert _counted(lines) == [f"line {i}" for i in range(1, 61)]
+
+
+def test_cli_follows_the_log_exits_with_the_job_code_and_fetches_outputs(
+    grid: Grid, api: Served, tmp_path: Path
+) -> None:
+    w = make_world(grid, tmp_path, api_url=api.url)
+    w.agent.close()
+    proc = start_agent_process(write_toml(w.settings, tmp_path / "agent.toml"), tmp_path / "a.log")
+    job_id = w.submit(
+        spec("echo first; sleep 2; echo second >&2; echo out > $MS_OUTPUT_DIR/o.txt; exit 5")
+    )
+    customer_key = "0x" + bytes(w.customer.sender_or_fail().account.key).hex()
+    env = {"MS_TEST_CUSTOMER_KEY": customer_key, "MS_TEST_OTHER_KEY": "0x" + "11" * 32}
+    base = [
+        "--rpc-url",
+        grid.anvil.url,
+        "--market",
+        grid.deployment.market,
+        "--api-url",
+        api.url,
+        "--key-env",
+        "MS_TEST_CUSTOMER_KEY",
+    ]
+    try:
+        res = CliRunner().invoke(
+            app, [*base, "job", "logs", str(job_id), "--follow", "--json"], env=env
+        )
+    finally:
+        proc.terminate()
+        proc.wait(20)
+    assert res.exit_code == 5, res.output
+    objs = [json.loads(line) for line in res.stdout.splitlines()]
+    job_lines_ = [(o["stream"], o["line"]) for o in objs if "line" in o and not o["agent"]]
+    assert job_lines_ == [("stdout", "first"), ("stderr", "second")]
+    assert objs[-1] == {"ok": True, "job_id": job_id, "ended": True, "exit_code": 5}
+
+    res = CliRunner().invoke(
+        app, [*base, "job", "outputs", str(job_id), "-o", str(tmp_path / "o"), "--json"], env=env
+    )
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout.splitlines()[-1])["files"] == ["o.txt"]
+    assert (tmp_path / "o" / "o.txt").read_text() == "out\n"
+
+    other = [*base[:-1], "MS_TEST_OTHER_KEY"]
+    for cmd in (["logs", str(job_id)], ["outputs", str(job_id), "-o", str(tmp_path / "x")]):
+        res = CliRunner().invoke(app, [*other, "job", *cmd, "--json"], env=env)
+        assert res.exit_code == 1, res.output
+        assert "is not the customer of job" in json.loads(res.stdout.splitlines()[-1])["error"]
+    assert not (tmp_path / "x").exists() or not any((tmp_path / "x").iterdir())
