@@ -9,6 +9,7 @@ import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -70,7 +71,7 @@ def job_lines(client: Client, job_id: int) -> tuple[list[tuple[str, str, bool]],
     return [(r.stream, r.line, r.agent) for r in stream], stream
 
 
-def backend_settings(backend: str, tmp: Path) -> dict[str, object]:
+def backend_settings(backend: str, tmp: Path) -> dict[str, Any]:
     if backend == "local":
         return {}
     conf = slurm_conf_or_skip()
