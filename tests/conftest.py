@@ -7,6 +7,7 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 from eth_account.signers.local import LocalAccount
@@ -57,6 +58,17 @@ def anvil() -> Iterator[Anvil]:
     """One anvil for the session (automine). Tests isolate themselves by deploying afresh."""
     with start_anvil(accounts=30) as chain:
         yield chain
+
+
+#: The EVM nodes that tests needing only standard JSON-RPC run on, each by the name of a
+#: session fixture that yields an object with a `url`. Another node joins by adding its fixture.
+NODES = ["anvil"]
+
+
+@pytest.fixture(scope="session", params=NODES)
+def evm_node(request: pytest.FixtureRequest) -> Any:
+    """Each node of NODES in turn (tests that use anvil's own methods ask for `anvil`)."""
+    return request.getfixturevalue(request.param)
 
 
 @dataclass
