@@ -22,14 +22,18 @@ SERVICES: dict[str, type[ServiceSettings]] = {
 }
 
 
+@pytest.fixture(autouse=True)
+def _no_ms_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in [v for v in os.environ if v.startswith("MS_")]:
+        monkeypatch.delenv(var)  # the environment would override the files
+
+
 def test_every_example_has_its_service() -> None:
     assert sorted(p.name for p in EXAMPLES.glob("*.toml")) == sorted(SERVICES)
 
 
 @pytest.mark.parametrize("name", sorted(SERVICES))
-def test_example_loads(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    for var in [v for v in os.environ if v.startswith("MS_")]:
-        monkeypatch.delenv(var)  # the environment would override the file
+def test_example_loads(name: str) -> None:
     text = (EXAMPLES / name).read_text()
     settings = SERVICES[name].load(EXAMPLES / name)
     assert settings.market_address and settings.rpc_url.startswith("http")
