@@ -122,6 +122,36 @@ _WORDS: dict[str, Callable[[dict[str, Any]], str]] = {
     "CreditFaucetDisabled": lambda a: (
         f"the faucet works on local devnets only (this chain id is {a['chainId']})"
     ),
+    # OpenZeppelin's, inherited by the contracts: reached by calling them directly, or by a
+    # token transfer or permit gone wrong.
+    "AccessControlBadConfirmation": lambda a: (
+        "renouncing a role needs the caller's own address as confirmation"
+    ),
+    "SafeERC20FailedOperation": lambda a: (
+        f"the credit token {a['token']} refused the transfer: check the token's address"
+    ),
+    "ERC20InvalidApprover": lambda a: f"{a['approver']} cannot approve spending (zero address)",
+    "ERC20InvalidReceiver": lambda a: f"credits cannot be sent to {a['receiver']} (zero address)",
+    "ERC20InvalidSender": lambda a: f"credits cannot be sent from {a['sender']} (zero address)",
+    "ERC20InvalidSpender": lambda a: f"{a['spender']} cannot be approved (zero address)",
+    "ERC2612ExpiredSignature": lambda a: (
+        f"the permit expired at t={a['deadline']}: sign a new one with a later deadline"
+    ),
+    "ERC2612InvalidSigner": lambda a: (
+        f"the permit was signed by {a['signer']}, not by the owner {a['owner']}: sign it with "
+        "the owner's key"
+    ),
+    "InvalidAccountNonce": lambda a: (
+        f"the permit's nonce is stale: {a['account']}'s nonce is now {a['currentNonce']}; "
+        "sign a new permit"
+    ),
+    "ECDSAInvalidSignature": lambda a: "the signature is invalid: sign again",
+    "ECDSAInvalidSignatureLength": lambda a: (
+        f"the signature is {a['length']} bytes, not 65: sign again"
+    ),
+    "ECDSAInvalidSignatureS": lambda a: "the signature is malleable (high s): sign again",
+    "InvalidShortString": lambda a: "a short string in the token's metadata is invalid",
+    "StringTooLong": lambda a: f"the string is too long for a short string: {a['str'][:40]!r}",
 }
 
 

@@ -14,7 +14,6 @@ from collections.abc import Sequence
 from functools import cache
 
 from metascheduler.chain.abi import market_function
-from metascheduler.chain.gas import calldata_gas
 from metascheduler.chain.types import Terms
 
 #: The ABI signature the word layout below is written for.
@@ -69,7 +68,3 @@ def join(items: Sequence[bytes]) -> bytes:
 
 def place_jobs(placements: Sequence[tuple[int, str, Terms]]) -> bytes:
     return join([item(jid, provider, terms) for jid, provider, terms in placements])
-
-
-def header_gas() -> int:
-    return calldata_gas(header(1))
