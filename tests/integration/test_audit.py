@@ -112,7 +112,8 @@ def test_audit_passes_on_an_honest_history(grid: Grid) -> None:
     w.run(live)
     w.advance(20)
     w.prov.withdraw(w.prov.balance_of(w.prov_addr) // 2)
-    w.admin._tx("withdrawing fees", "withdrawFees", dev_account(5).address, 1)
+    fees = w.admin.contract.encode_abi("withdrawFees", args=[dev_account(5).address, 1])
+    w.admin.sender_or_fail().transact(w.admin.address, fees, "withdrawing fees")
 
     steps: list[str] = []
     report = audit_all(w.cust, progress=steps.append)
