@@ -40,7 +40,7 @@ from metascheduler.config import OracleSettings, SettingsError
 from metascheduler.keys import KeyLoadError, load_account, refuse_dev_key_off_devnet
 from metascheduler.oracle import calldata, logs
 from metascheduler.oracle.actions import ActionLog
-from metascheduler.oracle.inputs import Liveness, job_request, provider_states
+from metascheduler.oracle.inputs import Liveness, pending_job, provider_states
 from metascheduler.placement import DEFAULT_POLICY, Policy, get_policy
 from metascheduler.signals import stop_on_signals
 from metascheduler.store import Ingester, make_engine, session_factory, upgrade_to_head
@@ -50,7 +50,7 @@ from metascheduler.store.models import Block, Job, OracleAction, Provider
 log = logging.getLogger("metascheduler.oracle")
 
 #: Unplaceable reasons longer than this are cut (they are for humans, not for parsing).
-MAX_REASON = 500
+MAX_UNPLACEABLE_REASON = 500
 _FAILED = object()
 #: At most this many pending jobs are considered per tick (the oldest first).
 MAX_PENDING_PER_TICK = 20_000
@@ -326,7 +326,7 @@ class Oracle:
         now_chain = float(max(ingested_time, *(j.requested_at for j in pending)))
         states = provider_states(provs, on_prov, in_flight, self.liveness, time.time())
         by_id = {j.job_id: j for j in pending}
-        decisions = self.policy.decide([job_request(j) for j in pending], states, now_chain)
+        decisions = self.policy.decide([pending_job(j) for j in pending], states, now_chain)
         self._record_unplaceable(
             by_id, decisions.unplaceable, placed={p.job_id for p in decisions.placements}
         )
@@ -425,7 +425,7 @@ class Oracle:
     def _record_unplaceable(
         self, by_id: dict[int, Any], unplaceable: Sequence[Any], placed: set[int]
     ) -> None:
-        reasons = {u.job_id: u.reason[:MAX_REASON] for u in unplaceable}
+        reasons = {u.job_id: u.reason[:MAX_UNPLACEABLE_REASON] for u in unplaceable}
         changed = [
             jid
             for jid, j in by_id.items()
