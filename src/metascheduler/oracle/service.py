@@ -35,7 +35,7 @@ from metascheduler.chain.market import (
     place_jobs_exec_gas,
 )
 from metascheduler.chain.rpc import connect, retrying
-from metascheduler.chain.types import JobStatus, ProviderStatus
+from metascheduler.chain.types import JobStatus, Placement, ProviderStatus, SkippedItem
 from metascheduler.config import OracleSettings, SettingsError
 from metascheduler.keys import KeyLoadError, load_account, refuse_dev_key_off_devnet
 from metascheduler.oracle import calldata, logs
@@ -63,7 +63,7 @@ MAX_TXS_PER_BLOCK = 64
 
 @dataclass
 class _Batch:
-    triples: list[tuple[int, str, Terms]] = field(default_factory=list)
+    placements: list[Placement] = field(default_factory=list)
     items: list[bytes] = field(default_factory=list)
     providers: set[str] = field(default_factory=set)
     item_calldata_gas: int = 0
@@ -276,15 +276,15 @@ class Oracle:
         cur = self.ingester.cursor()
         return cur[0] if cur else -1
 
-    def _on_skipped(self, action: OracleAction, skipped: list[tuple[int, int, str]]) -> None:
-        for index, job_id, why in skipped:
+    def _on_skipped(self, action: OracleAction, skipped: list[SkippedItem]) -> None:
+        for item in skipped:
             log.info(
                 "%s skipped by the contract tx=%s index=%d job=%d reason=%s",
                 action.kind,
                 action.tx_hash,
-                index,
-                job_id,
-                why,
+                item.position,
+                item.job_id,
+                item.error,
             )
 
     # ------------------------------------------------------------------ place
@@ -372,7 +372,7 @@ class Oracle:
                 cur.full = True
                 out.append(cur)
                 cur = _Batch()
-            cur.triples.append((j.job_id, prov, terms))
+            cur.placements.append(Placement(j.job_id, prov, terms))
             cur.items.append(it)
             cur.providers.add(prov.lower())
             cur.item_calldata_gas += calldata_gas(it)
@@ -390,7 +390,11 @@ class Oracle:
         if not batches:
             return 0
         ids = self.actions.intend_many(
-            "place", [([t[0] for t in b.triples], [t[1] for t in b.triples]) for b in batches]
+            "place",
+            [
+                ([p.job_id for p in b.placements], [p.provider for p in b.placements])
+                for b in batches
+            ],
         )
         sender = self.market.sender_or_fail()
         sent = []
@@ -409,7 +413,7 @@ class Oracle:
                     pending.tx_hash.to_0x_hex(),
                     pending.nonce,
                     len(batch.items),
-                    batch.triples[0][0],
+                    batch.placements[0].job_id,
                     batch.gas(),
                 )
         except Exception:
@@ -509,8 +513,10 @@ class Oracle:
             self.market.sender_or_fail().resync_nonce()
             raise
         skipped = self.actions.mark_receipt(action, receipt)
-        for index, job_id, why in skipped:
-            log.info("%s skipped job=%d index=%d reason=%s", kind, job_id, index, why)
+        for item in skipped:
+            log.info(
+                "%s skipped job=%d index=%d reason=%s", kind, item.job_id, item.position, item.error
+            )
         n = len(ids) - len(skipped)
         log.info(
             "%s jobs=%d done=%d tx=%s", kind, len(ids), n, receipt["transactionHash"].to_0x_hex()
