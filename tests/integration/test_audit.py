@@ -120,7 +120,7 @@ def test_audit_passes_on_an_honest_history(grid: Grid) -> None:
     assert report.ok, [d.to_json() for d in report.all_discrepancies]
     assert [s.split(" ")[0] for s in steps] == ["reading"] * 4
     assert "logs" in steps[0] and "9 jobs" in steps[2] and "balances" in steps[3]
-    states = {j.job_id: j.state for j in report.jobs}
+    states = {j.job_id: j.status for j in report.jobs}
     assert states == {
         finished: "FINISHED",
         failed: "FAILED",
