@@ -12,17 +12,11 @@ from metascheduler.agent.chainview import ChainView
 from metascheduler.agent.settings import AgentSettings
 from metascheduler.chain import Market
 from metascheduler.chain.types import Hardware, Prices, ProviderStatus
+from metascheduler.commands import APPROVE_PROVIDER
 
 log = logging.getLogger("metascheduler.agent")
 
 APPROVAL_LOG_EVERY_S = 60.0
-#: How the admin approves a provider today (the command line has no admin group yet), for the
-#: operator waiting on it; formatted with ``market`` and ``provider``. Foundry's cast comes with
-#: this repository's npm packages (``node_modules/.bin/cast``).
-APPROVAL_HINT = (
-    "the admin approves it with Foundry's cast: cast send {market} "
-    "'approveProvider(address)' {provider} --rpc-url <RPC URL> --private-key <the admin's key>"
-)
 
 
 class AgentError(Exception):
@@ -102,7 +96,7 @@ class Registration:
                     "waiting for the admin to approve %s on market %s (%s)",
                     self.address,
                     self.market.address,
-                    APPROVAL_HINT.format(market=self.market.address, provider=self.address),
+                    APPROVE_PROVIDER.format(provider=self.address),
                 )
                 last_log = time.monotonic()
             stop.wait(self.settings.poll_interval_s)

@@ -582,6 +582,7 @@ def build(settings: AgentSettings) -> Agent:
         rpc_deadline_s=settings.rpc_deadline_s,
         receipt_timeout_s=settings.receipt_timeout_s,
     )
+    settings.check_chain(market.sender_or_fail().chain_id)
     refuse_dev_key_off_devnet(account, market.sender_or_fail().chain_id)
     genesis = retrying(
         "reading the genesis block", lambda: w3.eth.get_block(0), rpc_url=settings.rpc_url

@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from eth_abi import decode
-from eth_utils import function_signature_to_4byte_selector
+from eth_utils import function_signature_to_4byte_selector, keccak
 
 from metascheduler import billing
 from metascheduler.chain.types import JobStatus, ProviderStatus
@@ -33,6 +33,17 @@ class RevertError(ChainError):
 def _states(mask: bytes) -> str:
     bits = int.from_bytes(mask, "big")
     return " or ".join(s.name for s in JobStatus if bits >> s.value & 1) or "none"
+
+
+#: The roles of the contracts (OpenZeppelin AccessControl), by their bytes32 id.
+_ROLES = {
+    bytes(32): "admin role (DEFAULT_ADMIN_ROLE)",
+    keccak(b"MINTER_ROLE"): "minter role (MINTER_ROLE)",
+}
+
+
+def _role(role: bytes) -> str:
+    return _ROLES.get(bytes(role), f"role 0x{bytes(role).hex()}")
 
 
 def _c(units: int) -> str:
@@ -98,7 +109,8 @@ _WORDS: dict[str, Callable[[dict[str, Any]], str]] = {
     "ProviderInvalidHardware": lambda a: "hardware must declare at least one node and one CPU",
     "ProviderNotFound": lambda a: f"provider {a['provider']} has no record in this state",
     "AccessControlUnauthorizedAccount": lambda a: (
-        f"{a['account']} lacks the role {a['neededRole'].hex()} this call needs"
+        f"{a['account']} lacks the {_role(a['neededRole'])} this call needs: send it with the "
+        "key of an account that holds it"
     ),
     "ERC20InsufficientBalance": lambda a: (
         f"wallet {a['sender']} holds {_c(a['balance'])} credits but needs {_c(a['needed'])}"

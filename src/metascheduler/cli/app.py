@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from metascheduler.cli import audit, credits, job, provider, services, wallet
+from metascheduler.cli import admin, audit, credits, deploy, job, provider, services, wallet
 from metascheduler.cli.context import DEFAULT_KEYSTORE, DEFAULT_RPC, JsonOpt, Settings
 
 app = typer.Typer(
@@ -28,6 +28,7 @@ for _sub, _name in [
     (job.app, "job"),
     (provider.app, "provider"),
     (audit.app, "audit"),
+    (admin.app, "admin"),
     (services.oracle_app, "oracle"),
     (services.agent_app, "agent"),
     (services.api_app, "api"),
@@ -35,6 +36,7 @@ for _sub, _name in [
 ]:
     app.add_typer(_sub, name=_name, no_args_is_help=True)
 app.command("sim")(services.sim)
+app.command("deploy")(deploy.deploy)
 
 
 @app.callback()
@@ -79,10 +81,21 @@ def _global(
             min=0,
         ),
     ] = None,
+    deployment: Annotated[
+        Path | None,
+        typer.Option(
+            "--deployment",
+            envvar="MS_DEPLOYMENT",
+            help="The file `metascheduler deploy` wrote: the market's address, deployment block "
+            "and chain (in place of --market and --from-block).",
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(message)s")
-    ctx.obj = Settings(rpc_url, market, keystore, password_env, key_env, from_block, as_json)
+    ctx.obj = Settings(
+        rpc_url, market, keystore, password_env, key_env, from_block, as_json, deployment
+    )
 
 
 def main() -> None:

@@ -84,7 +84,7 @@ def audit_account_cmd(
     balance checked against the contract (exit 1 if they disagree)."""
     from metascheduler.audit import audit_account
 
-    address = inputs.address(address, "account")
+    address = inputs.optional_address(address, "account")
     client = connect.client(ctx, wallet=address is None)
     who = address if address is not None else client.address
     report = audit_account(client.market, who, from_block=client.from_block)

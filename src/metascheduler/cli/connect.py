@@ -49,21 +49,50 @@ def account(s: Settings) -> LocalAccount | None:
     return load_keystore(path, password(s, confirm=False))
 
 
+def chain_id(rpc_url: str) -> int:
+    """The chain id the endpoint answers (RpcUnavailable, exit 3, when it does not)."""
+    from metascheduler.chain.rpc import connect, retrying
+
+    w3 = connect(rpc_url)
+    return int(retrying("reading the chain id", lambda: w3.eth.chain_id, deadline_s=3.0))
+
+
+def market(s: Settings) -> tuple[str, int | None]:
+    """The market's address and deployment block: from --deployment (checked against the
+    endpoint's chain), or from --market and --from-block."""
+    from metascheduler.chain.deployment import load_deployment
+
+    if s.deployment is None:
+        if not s.market:
+            raise UsageError(
+                "no market address: give --deployment (the file `metascheduler deploy` wrote), "
+                "--market, or set MS_DEPLOYMENT or MS_MARKET_ADDRESS"
+            )
+        return s.market, s.from_block
+    dep = load_deployment(s.deployment)
+    if s.market and s.market.lower() != dep.market.lower():
+        raise UsageError(
+            f"--market {s.market} (or MS_MARKET_ADDRESS) differs from the market {dep.market} in "
+            f"the deployment file {s.deployment}: give one or the other"
+        )
+    dep.check_chain(chain_id(s.rpc_url), f"file {s.deployment}")
+    return dep.market, dep.block if s.from_block is None else s.from_block
+
+
 def client(ctx: typer.Context, *, wallet: bool = True) -> Client:
     """The SDK client for the market the root options name, with the wallet unless told not."""
     from metascheduler.client import Client
     from metascheduler.keys import refuse_dev_key_off_devnet
 
     s = settings(ctx)
-    if not s.market:
-        raise UsageError("no market address: give --market or set MS_MARKET_ADDRESS")
+    address, from_block = market(s)
     acct = account(s) if wallet else None
     if wallet and acct is None:
         raise UsageError(
             f"this needs a wallet and none was found at {DEFAULT_KEYSTORE}: create one "
             "(`metascheduler wallet create`), or give --keystore or --key-env"
         )
-    c = Client.connect(s.rpc_url, s.market, acct, from_block=s.from_block)
+    c = Client.connect(s.rpc_url, address, acct, from_block=from_block)
     if acct is not None:
         refuse_dev_key_off_devnet(acct, c.chain_id())
     return c

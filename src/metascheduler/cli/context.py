@@ -30,6 +30,7 @@ class Settings:
     key_env: str | None = None
     from_block: int | None = None
     json: bool = False
+    deployment: Path | None = None
 
 
 def settings(ctx: typer.Context) -> Settings:

@@ -26,7 +26,7 @@ def credits_balance(
     as_json: JsonOpt = False,
 ) -> None:
     """Credits in your wallet and in the market."""
-    account = inputs.address(account, "--account")
+    account = inputs.optional_address(account, "--account")
     client = connect.client(ctx, wallet=account is None)
     b = client.balance(account)
 

@@ -12,6 +12,7 @@ class UsageError(Exception):
 def classify(exc: Exception) -> tuple[int, str]:
     """Exit code and kind for an exception the commands let through."""
     from metascheduler.audit.audit import AuditError
+    from metascheduler.chain.deployment import DeploymentError
     from metascheduler.chain.errors import ChainError, RevertError, RpcUnavailable
     from metascheduler.client.errors import ClientError, InsufficientCredits, NotFound
     from metascheduler.keys import KeyLoadError
@@ -21,6 +22,7 @@ def classify(exc: Exception) -> tuple[int, str]:
         (SpecError, EXIT_USAGE, "invalid-spec"),
         (KeyLoadError, EXIT_USAGE, "key"),
         (UsageError, EXIT_USAGE, "usage"),
+        (DeploymentError, EXIT_USAGE, "deployment"),
         (RpcUnavailable, EXIT_RPC, "rpc-unavailable"),
         (InsufficientCredits, EXIT_FAILED, "insufficient-credits"),
         (NotFound, EXIT_FAILED, "not-found"),

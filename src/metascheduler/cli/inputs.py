@@ -20,10 +20,14 @@ def credit_units(text: str, what: str) -> int:
     return units
 
 
-def address(text: str | None, what: str) -> str | None:
-    """An address, or None when none was given."""
+def address(text: str, what: str) -> str:
     from metascheduler.chain.types import ADDRESS_HINT, is_typed_address
 
-    if text is not None and not is_typed_address(text):
+    if not is_typed_address(text):
         raise UsageError(f"{what} {text!r} is not an address: {ADDRESS_HINT}")
     return text
+
+
+def optional_address(text: str | None, what: str) -> str | None:
+    """An address, or None when none was given."""
+    return None if text is None else address(text, what)

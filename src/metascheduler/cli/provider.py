@@ -64,7 +64,7 @@ def provider_status(
     as_json: JsonOpt = False,
 ) -> None:
     """A provider's standing, hardware, prices, labels and market balance."""
-    address = inputs.address(address, "provider")
+    address = inputs.optional_address(address, "provider")
     info = connect.client(ctx, wallet=address is None).provider(address)
 
     def human(c: Console) -> None:
