@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from operator import attrgetter
+
+from metascheduler.billing import price_per_minute
 
 from .eligibility import could_run, unplaceable_reason
 from .model import JobRequest, ProviderState
@@ -11,6 +14,7 @@ from .view import ProviderView
 # Jobs of the same shape have the same suitable providers: thousands of pending jobs come in a
 # few dozen shapes, so the check runs once per shape, not once per job and provider.
 _Shape = tuple[int, int, int, int, frozenset[str]]
+_Row = tuple[ProviderView, int, int, int]  # a view and its capacity: CPUs, GPUs, memory
 
 
 class Grid:
@@ -19,6 +23,18 @@ class Grid:
         self.providers = providers
         self.views = [ProviderView(p, i, now) for i, p in enumerate(providers)]
         self._suitable: dict[_Shape, list[ProviderView] | str] = {}
+        # The alive views by label set, each with its capacity unpacked: a shape's providers are
+        # found by one tight filter over the groups that carry its labels.
+        self._groups: dict[frozenset[str], list[_Row]] = {}
+        for v in self.views:
+            s = v.state
+            if s.alive:
+                self._groups.setdefault(s.labels, []).append((v, s.cpus, s.gpus, s.mem_mb))
+        # The dearest prices anywhere: a shape whose max price covers them needs no price check.
+        self._dearest = tuple(
+            max((getattr(p, name) for p in providers), default=0)
+            for name in ("cpu_price", "gpu_price", "gb_price")
+        )
 
     def suitable(self, job: JobRequest) -> list[ProviderView] | str:
         """The alive providers that could run the job, or why no provider ever could.
@@ -28,18 +44,30 @@ class Grid:
         shape = (job.cpus, job.gpus, job.mem_mb, job.max_price_per_minute, job.labels)
         found = self._suitable.get(shape)
         if found is None:
-            reason = unplaceable_reason(job, self.providers)
-            if reason is not None:
-                found = reason
-            else:
-                found = [v for v in self.views if v.state.alive and could_run(job, v.state)]
+            found = self._alive_that_could_run(job)
+            if not found:  # held (a silent provider could run it) or unplaceable
+                found = unplaceable_reason(job, self.providers) or found
             self._suitable[shape] = found
         return found
+
+    def suits(self, job: JobRequest, view: ProviderView) -> bool:
+        """Is ``view`` among ``suitable(job)``?"""
+        return view.state.alive and could_run(job, view.state)
 
     def max_free_cpus(self) -> int:
         return max((v.free_cpus for v in self.views if v.state.alive), default=0)
 
+    def _alive_that_could_run(self, job: JobRequest) -> list[ProviderView]:
+        c, g, m, labels = job.cpus, job.gpus, job.mem_mb, job.labels
+        found = []
+        for carried, rows in self._groups.items():
+            if labels <= carried:
+                found += [v for v, pc, pg, pm in rows if c <= pc and g <= pg and m <= pm]
+        if price_per_minute(c, g, m, *self._dearest) > job.max_price_per_minute:
+            found = [v for v in found if v.price(job) <= job.max_price_per_minute]
+        return found
+
 
 def fcfs_order(pending: Sequence[JobRequest]) -> list[JobRequest]:
     """First come, first served; the job id breaks ties so every caller sees the same order."""
-    return sorted(pending, key=lambda j: (j.submitted_at, j.job_id))
+    return sorted(pending, key=attrgetter("submitted_at", "job_id"))

@@ -62,30 +62,52 @@ class LateBinding:
         unplaceable: list[Unplaceable] = []
         reservations: dict[int, _Reservation] = {}  # by provider index
         backfill: list[tuple[JobRequest, list[ProviderView]]] = []
+        # Whether a shape's providers include a reserved one, and how many reservations there
+        # were when that was checked: once true it stays true, as reservations are only added.
+        blocked: dict[int, tuple[int, bool]] = {}  # by id of the shape's suitable list
+        reserved: list[ProviderView] = []  # the providers in ``reservations``
         # Pass 1, first come first served: the front of the queue, and who holds reservations.
         for job in fcfs_order(pending):
             suitable = grid.suitable(job)
             if isinstance(suitable, str):
                 unplaceable.append(Unplaceable(job.job_id, suitable))
-            elif any(v.index in reservations for v in suitable):
+                continue
+            seen, is_blocked = blocked.get(id(suitable), (-1, False))
+            if not is_blocked and seen != len(reservations):
+                # (the few reserved providers checked, not the many suitable ones)
+                is_blocked = any(grid.suits(job, v) for v in reserved)
+                blocked[id(suitable)] = (len(reservations), is_blocked)
+            if is_blocked:
                 backfill.append((job, suitable))  # an older job holds its way: backfill it
             elif suitable:  # (an empty list: every provider that could run it is silent: hold)
-                placement = _start_now(job, suitable, reservations, now)
-                if placement is not None:
-                    placements.append(placement)
+                started = _start_now(job, suitable, reservations, now, [])
+                if started is not None:
+                    placements.append(Placement(job.job_id, started.provider, started.price(job)))
                 else:
                     view, shadow, spare = _reserve(job, suitable)
                     reservations[view.index] = _Reservation(shadow, *spare)
+                    reserved.append(view)
         # Pass 2, shortest estimate first; a sort of the held jobs, once per call.
-        backfill.sort(key=lambda c: (c[0].est_runtime_s, c[0].submitted_at, c[0].job_id))
+        backfill.sort(key=_sjbf_key)
+        # In this pass a provider only loses room (free resources and reservations' spare only
+        # shrink, and estimates only grow): a provider that cannot take a job now cannot take a
+        # later one of the same shape either. So each shape keeps the providers still worth
+        # trying, and every job tries only those; a shape with none is skipped outright.
+        candidates: dict[int, list[ProviderView]] = {}  # by id of the shape's suitable list
         max_free = grid.max_free_cpus()
         for job, suitable in backfill:
             if job.cpus > max_free:
                 continue  # fast path: it fits nowhere now
-            placement = _start_now(job, suitable, reservations, now)
-            if placement is not None:
-                placements.append(placement)
-                max_free = grid.max_free_cpus()
+            tried = candidates.get(id(suitable), suitable)
+            if not tried:
+                continue
+            kept: list[ProviderView] = []
+            started = _start_now(job, tried, reservations, now, kept)
+            candidates[id(suitable)] = kept
+            if started is not None:
+                placements.append(Placement(job.job_id, started.provider, started.price(job)))
+                if started.free_cpus + job.cpus == max_free:  # only it lost room: was it the max?
+                    max_free = grid.max_free_cpus()
         return Decisions(placements, unplaceable)
 
 
@@ -94,8 +116,12 @@ def _start_now(
     suitable: list[ProviderView],
     reservations: dict[int, _Reservation],
     now: float,
-) -> Placement | None:
-    """Start the job now on the best provider where it delays no reservation, if there is one."""
+    kept: list[ProviderView],
+) -> ProviderView | None:
+    """Start the job now on the best provider where it delays no reservation, if there is one.
+
+    ``kept`` receives the providers that could have taken it.
+    """
     ends = now + job.est_runtime_s
     best: ProviderView | None = None
     best_key: tuple[int, bool, int, int, int] = (0, False, 0, 0, 0)
@@ -113,6 +139,7 @@ def _start_now(
             )
         ):
             continue  # would delay the reserved job
+        kept.append(view)
         key = (
             view.price(job),
             res is not None,
@@ -130,7 +157,12 @@ def _start_now(
         res.spare_cpus -= job.cpus
         res.spare_gpus -= job.gpus
         res.spare_mem -= job.mem_mb
-    return Placement(job.job_id, best.provider, best_key[0])
+    return best
+
+
+def _sjbf_key(candidate: tuple[JobRequest, list[ProviderView]]) -> tuple[float, float, int]:
+    job = candidate[0]
+    return (job.est_runtime_s, job.submitted_at, job.job_id)
 
 
 def _reserve(
