@@ -13,6 +13,7 @@ from eth_utils import keccak
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from metascheduler.agent.backends.sandbox import SandboxPolicy
 from metascheduler.config import ServiceSettings
 
 
@@ -57,6 +58,24 @@ class LocalSettings(_Section):
     gpus: int = Field(default=0, ge=0)
 
 
+class SandboxSettings(_Section):
+    """How every job is confined (``docs/security.md``). The agent must run as root to apply it."""
+
+    #: The unprivileged user jobs run as: not root, not the agent's own
+    #: (``bash scripts/sandbox.sh install`` creates ``msjob``).
+    user: str = Field(default="msjob", pattern=r"^[a-z_][a-z0-9_-]{0,31}$")
+    #: When this host cannot sandbox a job: False (the default) refuses the job with the reason;
+    #: True runs it unconfined, as the agent's user, able to read what the agent can read.
+    allow_unconfined: bool = False
+    #: "none" (the default): a job has only its own loopback; "host": the host's network.
+    network: Literal["none", "host"] = "none"
+    #: Processes and threads one job may hold at once (stops a fork bomb).
+    max_processes: int = Field(default=512, ge=16, le=1_000_000)
+    #: More files or folders jobs must not see, besides the agent's state folder, keystore,
+    #: settings file and every job folder (always hidden).
+    hide: list[Path] = Field(default_factory=list)
+
+
 class AgentSettings(ServiceSettings):
     """One provider agent: its backend, what it declares on chain, and how often it acts."""
 
@@ -67,6 +86,8 @@ class AgentSettings(ServiceSettings):
     backend: Literal["slurm", "local"] = "local"
     slurm: SlurmSettings = SlurmSettings()
     local: LocalSettings = LocalSettings()
+
+    sandbox: SandboxSettings = SandboxSettings()
 
     hardware: HardwareSettings = HardwareSettings()
     prices: PriceSettings = PriceSettings()
@@ -129,6 +150,21 @@ class AgentSettings(ServiceSettings):
         market = bytes.fromhex(self.require_market().lower().removeprefix("0x"))
         return f"ms-{keccak(genesis_hash + market).hex()[:8]}-"
 
+    def sandbox_policy(self) -> SandboxPolicy:
+        """The sandbox of every job, hiding the agent's own files from it."""
+        sb = self.sandbox
+        settings_file = self.model_config.get("toml_file")
+        own = [self.state_dir, self.keystore]
+        if isinstance(settings_file, str | Path):
+            own.append(Path(settings_file))
+        return SandboxPolicy(
+            user=sb.user,
+            allow_unconfined=sb.allow_unconfined,
+            network=sb.network == "host",
+            max_processes=sb.max_processes,
+            hide=tuple(p.resolve() for p in [*own, *sb.hide] if p is not None),
+        )
+
     def backend_options(self, name_prefix: str) -> dict[str, Any]:
         """Keyword arguments of ``make_backend(self.backend, ...)``."""
         if self.backend == "slurm":
@@ -139,6 +175,7 @@ class AgentSettings(ServiceSettings):
                 "slurm_conf": s.slurm_conf,
                 "command_timeout_s": s.command_timeout_s,
                 "name_prefix": name_prefix,
+                "sandbox": self.sandbox_policy(),
             }
         loc = self.local
         return {
@@ -147,4 +184,5 @@ class AgentSettings(ServiceSettings):
             "mem_mb": loc.mem_mb,
             "gpus": loc.gpus,
             "name_prefix": name_prefix,
+            "sandbox": self.sandbox_policy(),
         }
