@@ -14,7 +14,11 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from pydantic_settings import SettingsConfigDict
 
 from metascheduler.agent.backends.sandbox import SandboxPolicy
+from metascheduler.agent.envelope.cache import ImageCache
+from metascheduler.agent.envelope.runtime import make_runtime
+from metascheduler.agent.envelope.staging import Stager, StagingLimits
 from metascheduler.config import ServiceSettings
+from metascheduler.spec import CONTAINER_LABEL
 
 
 class _Section(BaseModel):
@@ -76,6 +80,22 @@ class SandboxSettings(_Section):
     hide: list[Path] = Field(default_factory=list)
 
 
+class StagingSettings(_Section):
+    """What a job brings: its input files and its container image, fetched before it starts
+    (not billed) and checked against the SHA-256 its spec pins."""
+
+    #: The container runtime jobs with a ``container`` run under (unset: no container jobs).
+    #: Setting it adds the labels ``container`` and ``runtime:<name>`` to the provider's.
+    runtime: Literal["podman"] | None = None
+    #: Image archives, cached by digest; the least recently used go beyond ``cache_max_mb``.
+    cache_dir: Path = Path("var/agent/images")
+    cache_max_mb: int = Field(default=10_240, ge=1)
+    max_image_mb: int = Field(default=2_048, ge=1)
+    max_input_mb: int = Field(default=1_024, ge=1)
+    #: Longest time one fetch (an input or an image) may take.
+    fetch_timeout_s: float = Field(default=300.0, gt=0)
+
+
 class AgentSettings(ServiceSettings):
     """One provider agent: its backend, what it declares on chain, and how often it acts."""
 
@@ -88,6 +108,7 @@ class AgentSettings(ServiceSettings):
     local: LocalSettings = LocalSettings()
 
     sandbox: SandboxSettings = SandboxSettings()
+    staging: StagingSettings = StagingSettings()
 
     hardware: HardwareSettings = HardwareSettings()
     prices: PriceSettings = PriceSettings()
@@ -100,6 +121,14 @@ class AgentSettings(ServiceSettings):
     def _labels_as_set(cls, v: list[str]) -> list[str]:
         # Sorted and unique, like a spec's labels: the registered record compares equal.
         return sorted(set(v))
+
+    @model_validator(mode="after")
+    def _runtime_labels(self) -> AgentSettings:
+        # What the provider offers is what placement matches: a runtime is advertised.
+        runtime = self.staging.runtime
+        if runtime is not None:
+            self.labels = sorted({*self.labels, CONTAINER_LABEL, f"runtime:{runtime}"})
+        return self
 
     #: The agent's own small state (chain cursor, job -> backend id, heartbeat seq) lives here.
     state_dir: Path = Path("var/agent")
@@ -154,7 +183,7 @@ class AgentSettings(ServiceSettings):
         """The sandbox of every job, hiding the agent's own files from it."""
         sb = self.sandbox
         settings_file = self.model_config.get("toml_file")
-        own = [self.state_dir, self.keystore]
+        own = [self.state_dir, self.keystore, self.staging.cache_dir]
         if isinstance(settings_file, str | Path):
             own.append(Path(settings_file))
         return SandboxPolicy(
@@ -163,6 +192,18 @@ class AgentSettings(ServiceSettings):
             network=sb.network == "host",
             max_processes=sb.max_processes,
             hide=tuple(p.resolve() for p in [*own, *sb.hide] if p is not None),
+        )
+
+    def stager(self) -> Stager:
+        st = self.staging
+        return Stager(
+            limits=StagingLimits(
+                max_input_bytes=st.max_input_mb << 20,
+                max_image_bytes=st.max_image_mb << 20,
+                fetch_timeout_s=st.fetch_timeout_s,
+            ),
+            cache=ImageCache(st.cache_dir.resolve(), st.cache_max_mb << 20),
+            runtime=make_runtime(st.runtime) if st.runtime else None,
         )
 
     def backend_options(self, name_prefix: str) -> dict[str, Any]:
@@ -176,6 +217,7 @@ class AgentSettings(ServiceSettings):
                 "command_timeout_s": s.command_timeout_s,
                 "name_prefix": name_prefix,
                 "sandbox": self.sandbox_policy(),
+                "stager": self.stager(),
             }
         loc = self.local
         return {
@@ -185,4 +227,5 @@ class AgentSettings(ServiceSettings):
             "gpus": loc.gpus,
             "name_prefix": name_prefix,
             "sandbox": self.sandbox_policy(),
+            "stager": self.stager(),
         }

@@ -39,6 +39,7 @@ from metascheduler.agent.backends.base import (
 from metascheduler.agent.backends.host import minimal_env, resolve_workdir
 from metascheduler.agent.backends.sandbox import SandboxPolicy
 from metascheduler.agent.backends.script import batch_script
+from metascheduler.agent.envelope.staging import Stager
 
 S = BackendState
 RUNNER = Path(__file__).with_name("local_runner.py")
@@ -102,10 +103,12 @@ class LocalBackend(Backend):
         env: dict[str, str] | None = None,
         name_prefix: str | None = None,
         sandbox: SandboxPolicy | None = None,
+        stager: Stager | None = None,
     ) -> None:
         self.workdir = Path(workdir).resolve()
         #: None: jobs run as the agent's user, unconfined (tests of the bookkeeping only).
         self.sandbox = sandbox
+        self.stager = stager
         # With a prefix, adopt() returns only jobs named by it (as the Slurm backend does), so a
         # workdir reused by another deployment never hands its jobs to this one.
         self.name_prefix = name_prefix
@@ -267,7 +270,6 @@ class LocalBackend(Backend):
                 f"{spec.mem_mb} MB, {spec.gpus} GPUs; this backend has {cap.total_cpus} CPUs, "
                 f"{cap.total_mem_mb} MB, {cap.total_gpus} GPUs. Refuse the placement"
             )
-        confined = sandbox.applies(self.sandbox, job)
         with self._records() as state:
             native = str(state["next_id"])
             state["next_id"] += 1
@@ -275,9 +277,8 @@ class LocalBackend(Backend):
             job_dir.mkdir(parents=True, exist_ok=True)
             workdir = resolve_workdir(spec.workdir, job_dir / sandbox.WORK_DIR)
             script = batch_script(job, workdir)
-            if confined and self.sandbox is not None:
-                command = sandbox.prepare(self.sandbox, job, job_dir, self.workdir, script)
-            else:
+            command = sandbox.confine(self.sandbox, self.stager, job, job_dir, self.workdir, script)
+            if command is None:
                 (job_dir / "job.sh").write_text(script)
                 command = ["bash", str(job_dir / "job.sh")]
             (job_dir / "command.json").write_text(json.dumps(command))

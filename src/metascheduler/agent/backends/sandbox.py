@@ -18,6 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from metascheduler.agent.backends.base import BackendError, BackendJob
+from metascheduler.agent.backends.script import job_env
+from metascheduler.agent.envelope.runtime import CONTAINER_WORK, ContainerJob, ContainerRuntime
+from metascheduler.agent.envelope.staging import Stager, StagingError
 
 LAUNCHER = Path(__file__).with_name("sandbox_launch.py")
 POLICY_FILE = "sandbox.json"
@@ -93,10 +96,17 @@ def applies(policy: SandboxPolicy | None, job: BackendJob) -> bool:
 
 
 def prepare(
-    policy: SandboxPolicy, job: BackendJob, folder: Path, jobs_root: Path, script: str
+    policy: SandboxPolicy,
+    job: BackendJob,
+    folder: Path,
+    jobs_root: Path,
+    script: str,
+    runtime: ContainerRuntime | None = None,
 ) -> list[str]:
     """Writes the job's folder (script, policy, ``work/``) and returns the command that runs it
-    confined. ``jobs_root`` holds every job's folder: hidden from the job but for its own."""
+    confined. ``jobs_root`` holds every job's folder: hidden from the job but for its own. A job
+    with a container runs in it under ``runtime``, started as root inside the sandbox and
+    running as the job user in the container."""
     uid, gid = policy.job_user()
     folder.mkdir(parents=True, exist_ok=True)
     folder.chmod(0o755)
@@ -121,15 +131,77 @@ def prepare(
         "report": str(folder / REPORT_FILE),
         "env": {"PATH": JOB_PATH, "HOME": str(work), "TMPDIR": "/tmp", "LANG": "C.UTF-8"},
     }
+    argv = ["bash", str(folder / "job.sh")]
+    if spec.container is not None:
+        if runtime is None:
+            raise BackendError(f"job {job.job_id} needs a container runtime; none is set up here")
+        argv = runtime.run_command(
+            runtime.reference(spec.container.digest),
+            ContainerJob(
+                name=f"{job.name}-{os.getpid()}",
+                uid=uid,
+                gid=gid,
+                cpus=spec.cpus,
+                mem_mb=spec.mem_mb,
+                max_processes=policy.max_processes,
+                network=policy.network,
+                work=work,
+                env={**job_env(job), **spec.env},
+                argv=_container_argv(job),
+            ),
+        )
+        data["runtime_as_root"] = True
     (folder / POLICY_FILE).write_text(json.dumps(data, indent=1))
-    return [
-        sys.executable,
-        "-I",
-        str(LAUNCHER),
-        str(folder / POLICY_FILE),
-        "bash",
-        str(folder / "job.sh"),
-    ]
+    return [sys.executable, "-I", str(LAUNCHER), str(folder / POLICY_FILE), *argv]
+
+
+def _container_argv(job: BackendJob) -> list[str]:
+    """The payload inside the container, started in its ``workdir`` (under ``/work``)."""
+    spec = job.spec
+    if isinstance(spec.command, list):
+        argv = list(spec.command)
+    else:
+        argv = ["sh", "-c", spec.command if isinstance(spec.command, str) else spec.script or ""]
+    if spec.workdir is None:
+        return argv
+    wd = spec.workdir if spec.workdir.startswith("/") else f"{CONTAINER_WORK}/{spec.workdir}"
+    return ["sh", "-c", 'mkdir -p "$0" && cd "$0" && exec "$@"', wd, *argv]
+
+
+def confine(
+    policy: SandboxPolicy | None,
+    stager: Stager | None,
+    job: BackendJob,
+    folder: Path,
+    jobs_root: Path,
+    script: str,
+) -> list[str] | None:
+    """The command that runs the job confined, with its folder written and its inputs and
+    image staged; None when it runs unconfined (a host that cannot sandbox, whose operator
+    allows that). Raises ``BackendError`` with the reason when the job cannot run here."""
+    spec = job.spec
+    needs_staging = spec.container is not None or spec.inputs is not None
+    if not applies(policy, job) or policy is None:
+        if needs_staging:
+            raise BackendError(
+                f"job {job.job_id} has a container or inputs, which run only in the sandbox, "
+                "and this provider cannot sandbox jobs"
+            )
+        return None
+    if needs_staging and stager is None:
+        raise BackendError(f"job {job.job_id} has a container or inputs; this backend stages none")
+    if stager is not None:
+        problems = stager.problems(spec)
+        if problems:
+            raise BackendError(f"job {job.job_id} not run: " + "; ".join(problems))
+    command = prepare(policy, job, folder, jobs_root, script, stager.runtime if stager else None)
+    if stager is not None:
+        try:
+            stager.inputs(spec, folder / WORK_DIR, policy.job_user())
+            stager.image(spec)
+        except StagingError as exc:
+            raise BackendError(f"job {job.job_id} not staged: {exc}") from None
+    return command
 
 
 def reason_from_report(folder: Path) -> str | None:

@@ -31,6 +31,7 @@ import signal
 import socket
 import struct
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,10 @@ MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 32, 4096, 16384, 1 << 18
 PR_SET_PDEATHSIG, PR_SET_NO_NEW_PRIVS = 1, 38
 SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
 CGROUP_ROOT = Path("/sys/fs/cgroup")
+#: Stands, in a container runtime's command, for the job's memory cgroup (see runtime.py).
+JOB_CGROUP = "@JOB_CGROUP@"
+#: Longest wait for killed processes to leave the job's cgroup before it is removed.
+DESTROY_WAIT_S = 10.0
 #: Exit code when the sandbox itself could not be set up (as the shell's "cannot execute").
 SETUP_FAILED = 126
 
@@ -111,6 +116,11 @@ class Cgroups:
         (c / "cpu.cfs_period_us").write_text("100000")
         (c / "cpu.cfs_quota_us").write_text(str(cpus * 100_000))
 
+    def memory_path(self) -> str:
+        """The job's memory cgroup, as a path from its hierarchy's root."""
+        root = CGROUP_ROOT if self.v2 else CGROUP_ROOT / "memory"
+        return "/" + str(self.dirs["memory"].relative_to(root))
+
     def enter(self) -> None:
         """Moves the calling process in; its children follow."""
         for d in set(self.dirs.values()):
@@ -133,15 +143,27 @@ class Cgroups:
         }
 
     def destroy(self) -> None:
-        """Kills what is left in it, and removes it."""
+        """Kills what is left in it, waits for it to empty, and removes it."""
+        deadline = time.monotonic() + DESTROY_WAIT_S
         for d in set(self.dirs.values()):
-            with contextlib.suppress(OSError):
-                for pid in (d / "cgroup.procs").read_text().split():
+            while time.monotonic() < deadline:
+                try:
+                    pids = (d / "cgroup.procs").read_text().split()
+                except OSError:
+                    break
+                if not pids:
+                    break
+                for pid in pids:
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(int(pid), signal.SIGKILL)
-        for d in set(self.dirs.values()):
-            with contextlib.suppress(OSError):
-                d.rmdir()
+                time.sleep(0.05)  # a killed process leaves its cgroup once it has exited
+        # A container runtime given the memory cgroup as parent made that path in every
+        # hierarchy (v1), and a ``conmon`` cgroup under it: those go too.
+        extra = set(CGROUP_ROOT.glob("*" + self.memory_path())) if not self.v2 else set()
+        for d in set(self.dirs.values()) | extra:
+            for leaf in (d / "conmon", d):
+                with contextlib.suppress(OSError):
+                    leaf.rmdir()
 
 
 # ------------------------------------------------------------------------ inside the namespace
@@ -209,7 +231,12 @@ def _init(policy: dict[str, Any], groups: Cgroups, argv: list[str]) -> int:
         try:
             # The job, not its init, is the first the kernel kills when memory runs out.
             Path("/proc/self/oom_score_adj").write_text("500")
-            _become_job_user(policy)
+            if policy.get("runtime_as_root"):
+                # A container runtime: it starts the container as the job user itself.
+                os.chdir(policy["work"])
+                argv = [a.replace(JOB_CGROUP, groups.memory_path()) for a in argv]
+            else:
+                _become_job_user(policy)
             os.execvpe(argv[0], argv, policy["env"])
         except OSError as exc:
             print(f"sandbox: could not start the job: {exc}", file=sys.stderr)

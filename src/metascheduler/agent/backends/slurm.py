@@ -41,6 +41,7 @@ from metascheduler.agent.backends.base import (
 from metascheduler.agent.backends.host import DEFAULT_PATH, minimal_env, resolve_workdir
 from metascheduler.agent.backends.sandbox import SandboxPolicy
 from metascheduler.agent.backends.script import batch_script
+from metascheduler.agent.envelope.staging import Stager
 
 S = BackendState
 
@@ -258,10 +259,12 @@ class SlurmBackend(Backend):
         adopt_lookback_s: int = 7 * 24 * 3600,
         base_env: Mapping[str, str] | None = None,
         sandbox: SandboxPolicy | None = None,
+        stager: Stager | None = None,
     ) -> None:
         self.partition = partition
         #: None: jobs run unconfined as the submitting user (tests of the bookkeeping only).
         self.sandbox = sandbox
+        self.stager = stager
         self.output_dir = Path(output_dir).resolve()
         self.slurm_conf = str(slurm_conf) if slurm_conf else None
         self.command_timeout_s = command_timeout_s
@@ -319,17 +322,16 @@ class SlurmBackend(Backend):
 
     def submit(self, job: BackendJob) -> str:
         spec = job.spec
-        confined = sandbox.applies(self.sandbox, job)
         self.output_dir.mkdir(parents=True, exist_ok=True)
         stem = self.output_dir / f"job-{job.job_id}"
         folder = self._folder(job.job_id)
         workdir = resolve_workdir(spec.workdir, folder / sandbox.WORK_DIR)
         script = batch_script(job, workdir)
         chdir = self.output_dir
-        if confined and self.sandbox is not None:
+        command = sandbox.confine(self.sandbox, self.stager, job, folder, self.output_dir, script)
+        if command is not None:
             # The batch script runs as the submitting user (root) inside the allocation, so
             # Slurm accounts for and kills the confined job; it holds nothing of the customer's.
-            command = sandbox.prepare(self.sandbox, job, folder, self.output_dir, script)
             launch = shlex.join(["env", "-i", f"PATH={DEFAULT_PATH}", *command])
             script = f"#!/bin/bash\n# metascheduler job {job.job_id}, sandboxed\nexec {launch}\n"
             chdir = folder
