@@ -25,11 +25,14 @@ import pytest
 
 from metascheduler.agent.backends import (
     Backend,
+    BackendError,
     BackendJob,
     BackendState,
     BackendStatus,
     make_backend,
 )
+from metascheduler.agent.backends.local import LocalBackend
+from metascheduler.agent.backends.sandbox import SandboxPolicy
 from metascheduler.agent.settings import AgentSettings
 from metascheduler.spec import validate_spec
 from tests.integration.agentkit import slurm_conf_or_skip
@@ -271,3 +274,26 @@ def test_job_leaves_no_process_behind(host: Host) -> None:
         for pid in left.stdout.split():
             os.kill(int(pid), signal.SIGKILL)
     assert not left.stdout.strip(), f"processes left behind by a finished job: {left.stdout}"
+
+
+def test_agent_that_cannot_sandbox_refuses_unless_its_operator_allows_unconfined(
+    tmp_path: Path,
+) -> None:
+    job = BackendJob(10, validate_spec({"name": "j", "command": ["id", "-u"]}), 60)
+    strict = LocalBackend(tmp_path / "a", sandbox=SandboxPolicy(user="no-such-user"))
+    with pytest.raises(BackendError) as info:
+        strict.submit(job)
+    words = str(info.value)
+    assert "cannot sandbox it" in words and "'no-such-user' does not exist" in words
+    assert "sandbox.allow_unconfined" in words
+    lenient = LocalBackend(
+        tmp_path / "b", sandbox=SandboxPolicy(user="no-such-user", allow_unconfined=True)
+    )
+    native = lenient.submit(job)
+    deadline = time.time() + 30
+    while not (st := lenient.status([native])[native]).state.is_terminal:
+        assert time.time() < deadline
+        time.sleep(0.1)
+    assert st.state is S.COMPLETED
+    out = next((tmp_path / "b" / "jobs").glob(f"{native}-*")) / "job.out"
+    assert out.read_text() == f"{os.getuid()}\n"  # unconfined: the agent's own user
