@@ -12,7 +12,7 @@ import pytest
 from eth_account.signers.local import LocalAccount
 
 from metascheduler.chain import Market
-from metascheduler.chain.market import Deployment
+from metascheduler.chain.deployment import Deployment
 from metascheduler.chain.rpc import connect
 from metascheduler.devnet.anvil import Anvil, dev_account, start_anvil
 

@@ -22,7 +22,7 @@ from sqlalchemy import update
 
 from metascheduler.api import ApiSettings, create_app
 from metascheduler.chain import JobStatus, Market, Terms
-from metascheduler.chain.market import Deployment
+from metascheduler.chain.deployment import Deployment
 from metascheduler.chain.rpc import connect
 from metascheduler.chain.types import Hardware, Prices
 from metascheduler.devnet.anvil import Anvil, dev_account, mine_after, start_anvil

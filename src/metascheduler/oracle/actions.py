@@ -83,9 +83,6 @@ class ActionLog:
             s.flush()
             return [a.id for a in rows]
 
-    def mark_sent(self, action_id: int, pending: Pending) -> None:
-        self.mark_sent_many([(action_id, pending)])
-
     def mark_sent_many(self, sent: Sequence[tuple[int, Pending]]) -> None:
         if not sent:
             return

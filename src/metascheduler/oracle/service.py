@@ -28,7 +28,7 @@ from web3 import Web3
 from metascheduler.billing import funded_seconds
 from metascheduler.chain import Market, RpcUnavailable, Terms
 from metascheduler.chain.errors import ChainError
-from metascheduler.chain.market import (
+from metascheduler.chain.gas import (
     PLACE_ITEM_CALLDATA_GAS,
     TX_BASE_GAS,
     calldata_gas,
@@ -167,6 +167,7 @@ class Oracle:
 
     def start(self) -> None:
         chain_id = int(self._rpc("reading the chain id", lambda: self.w3.eth.chain_id))
+        self.settings.check_chain(chain_id)
         refuse_dev_key_off_devnet(self.market.sender_or_fail().account, chain_id)
         cfg = self.market.config()
         if str(cfg["oracle"]).lower() != self.address.lower():
@@ -396,7 +397,7 @@ class Oracle:
         sent = []
         try:
             for action, batch in zip(ids, batches, strict=True):
-                # The exact gas limit (no eth_estimateGas round trip): see chain.market.
+                # The exact gas limit (no eth_estimateGas round trip): see chain.gas.
                 pending = sender.send(
                     self.market.address,
                     calldata.join(batch.items),
