@@ -1,4 +1,5 @@
-"""Container images built offline, and a local HTTP server to fetch them and inputs from.
+"""Container images built offline, and a local HTTP server to fetch them and inputs from, for
+the tests, the benchmark and the demo.
 
 No registry can be reached from test machines: the image is a docker archive (the format
 ``podman load`` reads) made here from Debian's busybox-static (one static binary and a link per
@@ -20,15 +21,14 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import pytest
-
-BUSYBOX = "/bin/busybox"
+BUSYBOX = Path("/bin/busybox")
 
 
-def busybox_or_skip() -> str:
-    if not os.path.exists(BUSYBOX) or shutil.which("podman") is None:
-        pytest.skip("needs busybox-static and podman: run `bash scripts/sandbox.sh install`")
-    return BUSYBOX
+def missing() -> str | None:
+    """What this machine lacks to build and run the image, in words; None when nothing."""
+    if not BUSYBOX.exists() or shutil.which("podman") is None:
+        return "needs busybox-static and podman: run `bash scripts/sandbox.sh install`"
+    return None
 
 
 def _add(tar: tarfile.TarFile, name: str, data: bytes | None = None, **kw: object) -> None:
@@ -41,7 +41,7 @@ def _add(tar: tarfile.TarFile, name: str, data: bytes | None = None, **kw: objec
 
 def busybox_archive(pad_bytes: int = 0) -> bytes:
     """A docker archive of a busybox root filesystem (``sh``, ``cat``... under ``/bin``)."""
-    binary = Path(busybox_or_skip()).read_bytes()
+    binary = BUSYBOX.read_bytes()
     layer = io.BytesIO()
     with tarfile.open(fileobj=layer, mode="w") as t:
         for d in ("bin", "etc", "tmp", "work", "proc", "sys", "dev"):
@@ -110,7 +110,7 @@ def file_server() -> Iterator[FileServer]:
             self.wfile.write(body)
 
         def log_message(self, *args: object) -> None:
-            pass
+            pass  # no access log on the console
 
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.port = httpd.server_address[1]
