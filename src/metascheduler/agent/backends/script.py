@@ -41,7 +41,10 @@ def batch_script(job: BackendJob, workdir: Path | None = None) -> str:
     if job.output_dir is not None:
         lines.append(f"mkdir -p {shlex.quote(str(job.output_dir))}")
     if workdir is not None:
-        lines.append(f"cd {shlex.quote(str(workdir))} || exit 125")
+        # Made by the job itself (as the job user when sandboxed): a folder the job cannot make
+        # fails the job, never the agent.
+        w = shlex.quote(str(workdir))
+        lines.append(f"mkdir -p -- {w} && cd -- {w} || exit 125")
     if isinstance(spec.command, list):
         lines.append("exec " + shlex.join(spec.command))
     elif isinstance(spec.command, str):
