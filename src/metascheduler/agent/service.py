@@ -387,9 +387,12 @@ class Agent:
         limit = time_limit_s(
             view.escrow, view.price_per_minute, s.time_limit_grace_s, 0, s.max_time_limit_s
         )
-        outputs = self.results.output_dir(job_id) if self.results is not None else None
         job = BackendJob(
-            job_id, spec, limit, name=job_name(job_id, self.prefix), output_dir=outputs
+            job_id,
+            spec,
+            limit,
+            name=job_name(job_id, self.prefix),
+            collect_outputs=self.results is not None,
         )
         try:
             native = self.backend.submit(job)

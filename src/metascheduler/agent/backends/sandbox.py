@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from metascheduler.agent.backends.base import BackendError, BackendJob
-from metascheduler.agent.backends.script import job_env
+from metascheduler.agent.backends.script import OUTPUTS_DIR, job_env
 from metascheduler.agent.envelope.runtime import CONTAINER_WORK, ContainerJob, ContainerRuntime
 from metascheduler.agent.envelope.staging import Stager, StagingError
 
@@ -146,7 +146,12 @@ def prepare(
                 max_processes=policy.max_processes,
                 network=policy.network,
                 work=work,
-                env={**job_env(job), **spec.env},
+                env={
+                    **job_env(
+                        job, f"{CONTAINER_WORK}/{OUTPUTS_DIR}" if job.collect_outputs else None
+                    ),
+                    **spec.env,
+                },
                 argv=_container_argv(job),
             ),
         )
