@@ -25,6 +25,7 @@ deps: node_modules/.installed .venv/.installed
 
 build: deps
 	forge build
+	$(PY) scripts/export_abi.py
 
 ## Services the integration tests use (Debian packages; needs root): a one-node Slurm with two
 ## partitions, a PostgreSQL, and headless Chromium for the dashboard's browser test.
@@ -62,4 +63,4 @@ demo: deps build
 	$(PY) -m metascheduler.cli devnet up
 
 clean:
-	rm -rf out cache .venv node_modules
+	rm -rf out cache .venv node_modules build dist src/metascheduler/chain/contracts

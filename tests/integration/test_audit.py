@@ -113,14 +113,15 @@ def test_audit_passes_on_an_honest_history(grid: Grid) -> None:
     w.run(live)
     w.advance(20)
     w.prov.withdraw(w.prov.balance_of(w.prov_addr) // 2)
-    w.admin._tx("withdrawing fees", "withdrawFees", dev_account(5).address, 1)
+    fees = w.admin.contract.encode_abi("withdrawFees", args=[dev_account(5).address, 1])
+    w.admin.sender_or_fail().transact(w.admin.address, fees, "withdrawing fees")
 
     steps: list[str] = []
     report = audit_all(w.cust, progress=steps.append)
     assert report.ok, [d.to_json() for d in report.all_discrepancies]
     assert [s.split(" ")[0] for s in steps] == ["reading"] * 4
     assert "logs" in steps[0] and "9 jobs" in steps[2] and "balances" in steps[3]
-    states = {j.job_id: j.state for j in report.jobs}
+    states = {j.job_id: j.status for j in report.jobs}
     assert states == {
         finished: "FINISHED",
         failed: "FAILED",

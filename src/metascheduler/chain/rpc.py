@@ -151,6 +151,10 @@ def raw_batch(w3: Web3, calls: Sequence[tuple[str, list[Any]]]) -> list[Any] | N
     return [r["result"] for r in resp]
 
 
+#: Contract calls (eth_call) per JSON-RPC batch: large enough to matter, small enough for any
+#: node's limits.
+CALLS_PER_BATCH = 100
+
 #: Block headers per JSON-RPC batch: a range of logs may span hundreds of blocks.
 BLOCKS_PER_BATCH = 100
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from .eligibility import could_run, unplaceable_reason
-from .model import JobRequest, ProviderState
+from .model import PendingJob, ProviderState
 from .view import ProviderView
 
 # Jobs of the same shape have the same suitable providers: thousands of pending jobs come in a
@@ -20,7 +20,7 @@ class Grid:
         self.views = [ProviderView(p, i, now) for i, p in enumerate(providers)]
         self._suitable: dict[_Shape, list[ProviderView] | str] = {}
 
-    def suitable(self, job: JobRequest) -> list[ProviderView] | str:
+    def suitable(self, job: PendingJob) -> list[ProviderView] | str:
         """The alive providers that could run the job, or why no provider ever could.
 
         An empty list means the job is held: some provider could run it but none is alive.
@@ -40,6 +40,6 @@ class Grid:
         return max((v.free_cpus for v in self.views if v.state.alive), default=0)
 
 
-def fcfs_order(pending: Sequence[JobRequest]) -> list[JobRequest]:
+def fcfs_order(pending: Sequence[PendingJob]) -> list[PendingJob]:
     """First come, first served; the job id breaks ties so every caller sees the same order."""
     return sorted(pending, key=lambda j: (j.submitted_at, j.job_id))

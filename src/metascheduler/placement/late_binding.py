@@ -37,7 +37,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from .grid import Grid, fcfs_order
-from .model import Decisions, JobRequest, Placement, ProviderState, Unplaceable
+from .model import Decisions, PendingJob, Placement, ProviderState, Unplaceable
 from .view import ProviderView
 
 
@@ -55,13 +55,13 @@ class LateBinding:
     name = "late_binding"
 
     def decide(
-        self, pending: Sequence[JobRequest], providers: Sequence[ProviderState], now: float
+        self, pending: Sequence[PendingJob], providers: Sequence[ProviderState], now: float
     ) -> Decisions:
         grid = Grid(providers, now)
         placements: list[Placement] = []
         unplaceable: list[Unplaceable] = []
         reservations: dict[int, _Reservation] = {}  # by provider index
-        backfill: list[tuple[JobRequest, list[ProviderView]]] = []
+        backfill: list[tuple[PendingJob, list[ProviderView]]] = []
         # Pass 1, first come first served: the front of the queue, and who holds reservations.
         for job in fcfs_order(pending):
             suitable = grid.suitable(job)
@@ -90,7 +90,7 @@ class LateBinding:
 
 
 def _start_now(
-    job: JobRequest,
+    job: PendingJob,
     suitable: list[ProviderView],
     reservations: dict[int, _Reservation],
     now: float,
@@ -134,7 +134,7 @@ def _start_now(
 
 
 def _reserve(
-    job: JobRequest, suitable: list[ProviderView]
+    job: PendingJob, suitable: list[ProviderView]
 ) -> tuple[ProviderView, float, tuple[int, int, int]]:
     """The provider where the job is expected to start first (cheaper on a tie), when, and what
     it leaves spare then."""

@@ -35,6 +35,7 @@ from metascheduler.agent.backends.base import (
     Capacity,
     parse_job_name,
 )
+from metascheduler.agent.backends.host import minimal_env, resolve_workdir
 from metascheduler.agent.backends.script import batch_script
 
 S = BackendState
@@ -113,7 +114,7 @@ class LocalBackend(Backend):
         )
         self.kill_grace_s = kill_grace_s
         self.retention_s = retention_s
-        self._env = env if env is not None else _minimal_env()
+        self._env = env if env is not None else minimal_env()
         self._children: dict[str, subprocess.Popen[bytes]] = {}
         (self.workdir / "jobs").mkdir(parents=True, exist_ok=True)
         self._state_file = self.workdir / "state.json"
@@ -264,7 +265,7 @@ class LocalBackend(Backend):
             state["next_id"] += 1
             job_dir = self.workdir / "jobs" / f"{native}-{job.name}"
             job_dir.mkdir(parents=True, exist_ok=True)
-            workdir = _resolve_workdir(spec.workdir, job_dir)
+            workdir = resolve_workdir(spec.workdir, job_dir)
             workdir.mkdir(parents=True, exist_ok=True)
             (job_dir / "job.sh").write_text(batch_script(job, workdir))
             (job_dir / "workdir").write_text(str(workdir))
@@ -373,18 +374,3 @@ def _read_json(path: Path) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return data
-
-
-def _resolve_workdir(workdir: str | None, job_dir: Path) -> Path:
-    if workdir is None:
-        return job_dir
-    p = Path(workdir).expanduser()
-    return p if p.is_absolute() else job_dir / p
-
-
-def _minimal_env() -> dict[str, str]:
-    # Jobs must not inherit the agent's environment: it may hold the provider's keys.
-    keep = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "TZ", "SHELL")
-    env = {k: os.environ[k] for k in keep if k in os.environ}
-    env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
-    return env

@@ -19,7 +19,6 @@ Where a job's status comes from:
 from __future__ import annotations
 
 import math
-import os
 import subprocess
 import time
 from collections.abc import Mapping, Sequence
@@ -37,6 +36,7 @@ from metascheduler.agent.backends.base import (
     Capacity,
     parse_job_name,
 )
+from metascheduler.agent.backends.host import minimal_env, resolve_workdir
 from metascheduler.agent.backends.script import batch_script
 
 S = BackendState
@@ -263,7 +263,7 @@ class SlurmBackend(Backend):
         self.adopt_lookback_s = adopt_lookback_s
         # Commands run with a small environment, never the agent's own: it may hold keys, and
         # sbatch exports the environment it is given into the job.
-        env = dict(base_env) if base_env is not None else _minimal_env()
+        env = dict(base_env) if base_env is not None else minimal_env()
         if self.slurm_conf:
             env["SLURM_CONF"] = self.slurm_conf
         self._env = env
@@ -315,7 +315,7 @@ class SlurmBackend(Backend):
         spec = job.spec
         self.output_dir.mkdir(parents=True, exist_ok=True)
         stem = self.output_dir / f"job-{job.job_id}"
-        workdir = _resolve_workdir(spec.workdir, self.output_dir)
+        workdir = resolve_workdir(spec.workdir, self.output_dir)
         script = batch_script(job, workdir)
         res = spec.resources
         args = [
@@ -508,21 +508,6 @@ def _reason(raw_state: str, squeue_reason: str | None) -> str | None:
     if squeue_reason and squeue_reason not in ("None", "(null)"):
         return squeue_reason
     return None
-
-
-def _resolve_workdir(workdir: str | None, output_dir: Path) -> Path:
-    if workdir is None:
-        return output_dir
-    p = Path(workdir).expanduser()
-    return p if p.is_absolute() else output_dir / p
-
-
-def _minimal_env() -> dict[str, str]:
-    # What a login shell would have; everything else of the agent's environment stays out.
-    keep = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "TZ", "SHELL")
-    env = {k: os.environ[k] for k in keep if k in os.environ}
-    env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin")
-    return env
 
 
 def _text(data: bytes | str | None) -> str | None:
