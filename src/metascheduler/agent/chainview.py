@@ -79,6 +79,9 @@ class ChainView:
         b = self._rpc("reading the latest block", lambda: self.w3.eth.get_block("latest"))
         return Head(int(b["number"]), b["hash"].to_0x_hex(), int(b["timestamp"]))
 
+    def block_number(self) -> int:
+        return int(self._rpc("reading the block number", lambda: self.w3.eth.block_number))
+
     def block_hash(self, number: int) -> str | None:
         b = self._rpc(f"reading block {number}", lambda: self.w3.eth.get_block(number))
         return b["hash"].to_0x_hex() if b else None
