@@ -410,6 +410,27 @@ def test_a_round_runs_on_each_new_block_and_each_job_end_not_only_each_poll(
         agent.join(30)
 
 
+def test_a_round_reads_the_requests_of_its_new_placements_in_one_call(world: World) -> None:
+    ids = [world.submit(spec("true")) for _ in range(5)]
+    eth = world.agent.chain.w3.eth
+    calls: list[Any] = []
+    real = eth.get_logs
+
+    def counted(params: Any) -> Any:
+        calls.append(params["topics"][0])
+        return real(params)
+
+    eth.get_logs = counted  # type: ignore[method-assign]
+    try:
+        world.tick()
+    finally:
+        del eth.get_logs
+    requested = world.reader.events.topic("JobRequested")
+    assert calls.count(requested) == 1
+    for job_id in ids:
+        assert world.job(job_id).status is JobStatus.SCHEDULED
+
+
 @pytest.mark.parametrize("name", ["agent-local.toml", "agent-slurm.toml"])
 def test_example_configs_load(name: str) -> None:
     settings = AgentSettings.load(REPO / "examples" / name)

@@ -340,6 +340,7 @@ class Agent:
                 rec.placed_block = max(rec.placed_block, block)
         st.cursor_block = to
         st.cursor_hash = head.hash if to == head.number else self.chain.block_hash(to)
+        self.chain.prefetch_requests(rnd.placed, to)
 
     # ------------------------------------------------------------------ carrying decisions out
 
