@@ -420,7 +420,7 @@ def test_a_round_reads_the_requests_of_its_new_placements_in_one_call(world: Wor
         calls.append(params["topics"][0])
         return real(params)
 
-    eth.get_logs = counted  # type: ignore[method-assign]
+    eth.get_logs = counted  # type: ignore[method-assign,assignment]
     try:
         world.tick()
     finally:
