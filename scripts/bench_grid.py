@@ -130,9 +130,15 @@ class BenchGrid(Devnet):
         self._approve_providers({dev_account(k).address for k in self.providers}, 120.0)
 
     def _service(
-        self, name: str, module: str, cfg: dict[str, Any], key_index: int, positional: bool = False
+        self,
+        name: str,
+        module: str,
+        cfg: dict[str, Any],
+        key_index: int,
+        positional: bool = False,
+        env: dict[str, str] | None = None,
     ) -> None:
-        super()._service(name, module, cfg, key_index, positional)
+        super()._service(name, module, cfg, key_index, positional, env)
         svc = self.services[-1]
         if self.profile:
             # The same process under cProfile: it writes its profile when it stops (SIGTERM).

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from metascheduler.placement import (
     DEFAULT_POLICY,
-    JobRequest,
+    PendingJob,
     ProviderState,
     RunningJob,
     get_policy,
@@ -49,7 +49,7 @@ def default_trace() -> tuple[Path, str]:
 
 def build_grid(
     shapes: list[Shape], n_providers: int, n_pending: int, n_running: int, rng: random.Random
-) -> tuple[list[JobRequest], list[ProviderState], float]:
+) -> tuple[list[PendingJob], list[ProviderState], float]:
     now = 1_000_000.0
     running: list[list[RunningJob]] = [[] for _ in range(n_providers)]
     used = [0] * n_providers
@@ -84,7 +84,7 @@ def build_grid(
         procs, est = rng.choice(shapes)
         wants_gpu = rng.random() < 0.05
         pending.append(
-            JobRequest(
+            PendingJob(
                 job_id=job_id,
                 cpus=procs,
                 gpus=rng.choice((1, 2, 4)) if wants_gpu else 0,

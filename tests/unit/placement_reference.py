@@ -13,7 +13,7 @@ from metascheduler.placement.eligibility import could_run, unplaceable_reason
 from metascheduler.placement.grid import fcfs_order
 from metascheduler.placement.model import (
     Decisions,
-    JobRequest,
+    PendingJob,
     Placement,
     ProviderState,
     Unplaceable,
@@ -28,7 +28,7 @@ class _Reservation:
 
 
 def _suitable(
-    job: JobRequest, providers: Sequence[ProviderState], views: list[ProviderView]
+    job: PendingJob, providers: Sequence[ProviderState], views: list[ProviderView]
 ) -> list[ProviderView] | str:
     reason = unplaceable_reason(job, providers)
     if reason is not None:
@@ -37,13 +37,13 @@ def _suitable(
 
 
 def reference_decide(
-    pending: Sequence[JobRequest], providers: Sequence[ProviderState], now: float
+    pending: Sequence[PendingJob], providers: Sequence[ProviderState], now: float
 ) -> Decisions:
     views = [ProviderView(p, i, now) for i, p in enumerate(providers)]
     placements: list[Placement] = []
     unplaceable: list[Unplaceable] = []
     reservations: dict[int, _Reservation] = {}
-    backfill: list[tuple[JobRequest, list[ProviderView]]] = []
+    backfill: list[tuple[PendingJob, list[ProviderView]]] = []
     for job in fcfs_order(pending):
         suitable = _suitable(job, providers, views)
         if isinstance(suitable, str):
@@ -66,7 +66,7 @@ def reference_decide(
 
 
 def _start_now(
-    job: JobRequest,
+    job: PendingJob,
     suitable: list[ProviderView],
     reservations: dict[int, _Reservation],
     now: float,
@@ -110,7 +110,7 @@ def _start_now(
 
 
 def _reserve(
-    job: JobRequest, suitable: list[ProviderView]
+    job: PendingJob, suitable: list[ProviderView]
 ) -> tuple[ProviderView, float, tuple[int, int, int]]:
     """The provider where the job is expected to start first (cheaper on a tie), when, and what
     it leaves spare then."""

@@ -11,7 +11,7 @@ import random
 
 import pytest
 
-from metascheduler.placement import JobRequest, ProviderState, RunningJob, get_policy
+from metascheduler.placement import PendingJob, ProviderState, RunningJob, get_policy
 
 from .placement_reference import reference_decide
 
@@ -25,7 +25,7 @@ LABELS: tuple[frozenset[str], ...] = (
 )
 
 
-def random_grid(seed: int) -> tuple[list[JobRequest], list[ProviderState], float]:
+def random_grid(seed: int) -> tuple[list[PendingJob], list[ProviderState], float]:
     rng = random.Random(seed)
     now = 10_000.0
     n_providers = rng.randint(1, 12)
@@ -65,7 +65,7 @@ def random_grid(seed: int) -> tuple[list[JobRequest], list[ProviderState], float
         c = rng.choice((1, 1, 2, 4, 8, 16, 40))
         gpus = rng.choice((0, 0, 0, 1))
         pending.append(
-            JobRequest(
+            PendingJob(
                 job_id=j,
                 cpus=c,
                 gpus=gpus,

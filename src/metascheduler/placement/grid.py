@@ -10,7 +10,7 @@ from operator import attrgetter
 from metascheduler.billing import price_per_minute
 
 from .eligibility import could_run, unplaceable_reason
-from .model import JobRequest, ProviderState
+from .model import PendingJob, ProviderState
 from .view import ProviderView
 
 # Jobs of the same shape have the same suitable providers: thousands of pending jobs come in a
@@ -38,7 +38,7 @@ class Grid:
             for name in ("cpu_price", "gpu_price", "gb_price")
         )
 
-    def suitable(self, job: JobRequest) -> list[ProviderView] | str:
+    def suitable(self, job: PendingJob) -> list[ProviderView] | str:
         """The alive providers that could run the job, or why no provider ever could.
 
         An empty list means the job is held: some provider could run it but none is alive.
@@ -53,17 +53,17 @@ class Grid:
         return found
 
     @staticmethod
-    def shape(job: JobRequest) -> Shape:
+    def shape(job: PendingJob) -> Shape:
         return (job.cpus, job.gpus, job.mem_mb, job.max_price_per_minute, job.labels)
 
-    def suits(self, job: JobRequest, view: ProviderView) -> bool:
+    def suits(self, job: PendingJob, view: ProviderView) -> bool:
         """Is ``view`` among ``suitable(job)``?"""
         return view.state.alive and could_run(job, view.state)
 
     def max_free_cpus(self) -> int:
         return max((v.free_cpus for v in self.views if v.state.alive), default=0)
 
-    def _alive_that_could_run(self, job: JobRequest) -> list[ProviderView]:
+    def _alive_that_could_run(self, job: PendingJob) -> list[ProviderView]:
         c, g, m, labels = job.cpus, job.gpus, job.mem_mb, job.labels
         found = []
         for carried, rows in self._groups.items():
@@ -75,7 +75,7 @@ class Grid:
         return found
 
 
-def fcfs_order(pending: Sequence[JobRequest]) -> list[JobRequest]:
+def fcfs_order(pending: Sequence[PendingJob]) -> list[PendingJob]:
     """First come, first served; the job id breaks ties so every caller sees the same order."""
     return sorted(pending, key=attrgetter("submitted_at", "job_id"))
 

@@ -40,7 +40,7 @@ from heapq import heapify, heappop, heappush, heapreplace
 from metascheduler.billing import price_per_minute
 
 from .grid import Grid, Shape, gc_paused
-from .model import Decisions, JobRequest, Placement, ProviderState, Unplaceable
+from .model import Decisions, PendingJob, Placement, ProviderState, Unplaceable
 from .view import ProviderView
 
 
@@ -58,13 +58,13 @@ class LateBinding:
     name = "late_binding"
 
     def decide(
-        self, pending: Sequence[JobRequest], providers: Sequence[ProviderState], now: float
+        self, pending: Sequence[PendingJob], providers: Sequence[ProviderState], now: float
     ) -> Decisions:
         with gc_paused():
             return self._decide(pending, providers, now)
 
     def _decide(
-        self, pending: Sequence[JobRequest], providers: Sequence[ProviderState], now: float
+        self, pending: Sequence[PendingJob], providers: Sequence[ProviderState], now: float
     ) -> Decisions:
         grid = Grid(providers, now)
         # The work goes shape by shape (jobs of one shape share their providers), and a shape
@@ -74,7 +74,7 @@ class LateBinding:
         # grow). So a provider that cannot take a job now cannot take a later one of the same
         # shape either, and when none can, no later job of the shape can start in this pass.
         # Each pass walks the jobs in its order by merging the shapes' queues.
-        by_shape: dict[Shape, list[JobRequest]] = {}
+        by_shape: dict[Shape, list[PendingJob]] = {}
         for job in pending:
             by_shape.setdefault(grid.shape(job), []).append(job)
         shapes = list(by_shape.values())
@@ -85,7 +85,7 @@ class LateBinding:
         # Each shape's providers, cheapest first (see _rank), less those that could not take a
         # job of the shape. By shape number.
         ranked: dict[int, _Ranked] = {}
-        backfill: list[tuple[int, list[JobRequest]]] = []
+        backfill: list[tuple[int, list[PendingJob]]] = []
         # Pass 1, first come first served: the front of the queue, and who holds reservations.
         queues = [[(j.submitted_at, j.job_id, j) for j in jobs] for jobs in shapes]
         heads = []
@@ -121,7 +121,7 @@ class LateBinding:
         # Pass 2, shortest estimate first. The ranks are made again, as reservations now count
         # in them: from what pass 1 left of each shape's providers.
         max_free = grid.max_free_cpus()
-        queues2: dict[int, list[tuple[float, float, int, JobRequest]]] = {}
+        queues2: dict[int, list[tuple[float, float, int, PendingJob]]] = {}
         heads2 = []
         for number, jobs in backfill:
             if jobs[0].cpus <= max_free:  # (a shape wider than every free room never starts)
@@ -164,7 +164,7 @@ _Ranked = list[tuple[int, bool, int, int, ProviderView]]
 
 
 def _rank(
-    job: JobRequest, views: list[ProviderView], reservations: dict[int, _Reservation]
+    job: PendingJob, views: list[ProviderView], reservations: dict[int, _Reservation]
 ) -> _Ranked:
     c, g, m = job.cpus, job.gpus, job.mem_mb
     order = [
@@ -176,7 +176,7 @@ def _rank(
 
 
 def _start_now(
-    job: JobRequest,
+    job: PendingJob,
     order: _Ranked,
     reservations: dict[int, _Reservation],
     now: float,
@@ -228,7 +228,7 @@ def _start_now(
 
 
 def _reserve(
-    job: JobRequest, suitable: list[ProviderView]
+    job: PendingJob, suitable: list[ProviderView]
 ) -> tuple[ProviderView, float, tuple[int, int, int]]:
     """The provider where the job is expected to start first (cheaper on a tie), when, and what
     it leaves spare then."""

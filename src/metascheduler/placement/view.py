@@ -14,7 +14,7 @@ from __future__ import annotations
 from bisect import insort
 
 from .eligibility import job_price
-from .model import JobRequest, ProviderState
+from .model import PendingJob, ProviderState
 
 # (estimated end, cpus, gpus, mem_mb) of a job holding resources.
 _End = tuple[float, int, int, int]
@@ -62,10 +62,10 @@ class ProviderView:
     def provider(self) -> str:
         return self.state.provider
 
-    def price(self, job: JobRequest) -> int:
+    def price(self, job: PendingJob) -> int:
         return job_price(job, self.state)
 
-    def fits_now(self, job: JobRequest) -> bool:
+    def fits_now(self, job: PendingJob) -> bool:
         """Would the job start now? Never while an earlier queued job still waits (FCFS)."""
         return (
             self._t <= self.now

@@ -14,6 +14,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from pathlib import Path
 
 from metascheduler.spec import JobSpec
 
@@ -73,6 +74,9 @@ class BackendJob:
     spec: JobSpec
     time_limit_s: int
     name: str = ""
+    #: The folder the job writes its output files to (``$MS_OUTPUT_DIR``), which the agent
+    #: packs, encrypts and uploads when the job ends; None: the job has none.
+    output_dir: Path | None = None
 
     def __post_init__(self) -> None:
         if self.time_limit_s < 1:
@@ -184,3 +188,8 @@ class Backend(ABC):
         The agent starts a round when it grows; a backend that cannot tell keeps 0, and the
         agent then relies on new blocks and its poll."""
         return 0
+
+    def log_paths(self, job_id: int, native_id: str) -> tuple[Path, Path] | None:
+        """The files the job's stdout and stderr go to on this machine, which the agent ships as
+        the job's log; None when this backend cannot tell."""
+        return None
