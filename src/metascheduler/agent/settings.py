@@ -148,7 +148,8 @@ class AgentSettings(ServiceSettings):
 
     #: The agent's own small state (chain cursor, job -> backend id, heartbeat seq) lives here.
     state_dir: Path = Path("var/agent")
-    #: Seconds between two rounds of following the chain and the backend.
+    #: Longest wait between two rounds of following the chain and the backend (a new block, or
+    #: a job of the backend that ended, starts a round at once).
     poll_interval_s: float = Field(default=2.0, gt=0)
     #: Oracle API base URL for signed heartbeats (``POST {api_url}/api/heartbeats``); unset: none.
     api_url: str | None = None
