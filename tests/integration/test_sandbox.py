@@ -20,6 +20,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -297,3 +298,23 @@ def test_agent_that_cannot_sandbox_refuses_unless_its_operator_allows_unconfined
     assert st.state is S.COMPLETED
     out = next((tmp_path / "b" / "jobs").glob(f"{native}-*")) / "job.out"
     assert out.read_text() == f"{os.getuid()}\n"  # unconfined: the agent's own user
+
+
+@pytest.mark.parametrize(
+    "odd",
+    [
+        {"workdir": "~no_such_user/x"},
+        {"workdir": "/etc/passwd"},
+        {"workdir": "/proc/1/x"},
+    ],
+    ids=["unknown user's home", "a file", "under /proc"],
+)
+def test_a_valid_spec_never_raises_anything_but_a_refusal(host: Host, odd: dict[str, Any]) -> None:
+    spec = validate_spec({"name": "odd", "command": ["true"], **odd})
+    job = BackendJob(11, spec, 60, name=f"{host.prefix}11")
+    try:
+        native = host.backend.submit(job)
+    except BackendError as exc:
+        assert str(exc)  # refused, in words
+        return
+    assert host.wait(native, lambda s: s.is_terminal).state.is_terminal
