@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
 
 from metascheduler.agent.envelope.cache import ImageCache
 from metascheduler.agent.envelope.fetch import FetchError, fetch
+from metascheduler.agent.envelope.staging import Stager, StagingError, StagingLimits
 from metascheduler.devnet.images import file_server, sha256
+from metascheduler.spec import validate_spec
 
 
 def test_fetch_checks_digest_size_and_reachability(tmp_path: Path) -> None:
@@ -59,3 +62,19 @@ def test_cache_reuses_by_digest_and_evicts_the_least_recently_used(tmp_path: Pat
         assert get("c") is False
         assert evicted == [sha256(blobs["b"])]
         assert cache.digests() == sorted(sha256(blobs[n]) for n in ("a", "c"))
+
+
+def test_staging_refuses_in_words_past_its_deadline(tmp_path: Path) -> None:
+    digest = "ab" * 32
+    spec = validate_spec(
+        {
+            "version": 2,
+            "name": "slow",
+            "command": ["true"],
+            "inputs": [{"url": "http://127.0.0.1:9/a", "sha256": digest, "path": "a"}],
+        }
+    )
+    stager = Stager(StagingLimits(fetch_timeout_s=0.001))
+    with pytest.raises(StagingError) as info:
+        stager.inputs(spec, tmp_path, None, deadline=time.monotonic() - 1)
+    assert "staging took longer than this provider's 0.001 s" in str(info.value)

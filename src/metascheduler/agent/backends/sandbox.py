@@ -197,8 +197,7 @@ def confine(
     command = prepare(policy, job, folder, jobs_root, script, stager.runtime if stager else None)
     if stager is not None:
         try:
-            stager.inputs(spec, folder / WORK_DIR, policy.job_user())
-            stager.image(spec)
+            stager.stage(spec, folder / WORK_DIR, policy.job_user())
         except StagingError as exc:
             raise BackendError(f"job {job.job_id} not staged: {exc}") from None
     return command
