@@ -97,6 +97,22 @@ class StagingSettings(_Section):
     fetch_timeout_s: float = Field(default=120.0, gt=0)
 
 
+class ResultsSettings(_Section):
+    """Job logs and outputs, encrypted to each job's customer and shipped to ``api_url``."""
+
+    enabled: bool = True
+    #: Where logs wait until the API acknowledges them, and jobs write their outputs
+    #: (``$MS_OUTPUT_DIR``): on Slurm, a folder the compute nodes can write. None: under
+    #: ``state_dir``.
+    dir: Path | None = None
+    #: The provider's cap on one job's output files (the grid's API has its own).
+    max_output_bytes: int = Field(default=10 * 2**30, ge=0)
+    #: Seconds between two looks at the jobs' output streams.
+    ship_interval_s: float = Field(default=0.1, gt=0)
+    #: Most lines in one log chunk (a chatty job's lines go in several).
+    max_chunk_lines: int = Field(default=20_000, ge=1)
+
+
 class AgentSettings(ServiceSettings):
     """One provider agent: its backend, what it declares on chain, and how often it acts."""
 
@@ -139,6 +155,7 @@ class AgentSettings(ServiceSettings):
     api_url: str | None = None
     heartbeat_interval_s: float = Field(default=15.0, gt=0)
     heartbeat_timeout_s: float = Field(default=5.0, gt=0)
+    results: ResultsSettings = ResultsSettings()
 
     #: Prefix of backend job names, followed by the on-chain id. Unset: derived from the chain
     #: and the market (see ``name_prefix``), so that deployments sharing a cluster never adopt
@@ -230,3 +247,6 @@ class AgentSettings(ServiceSettings):
             "sandbox": self.sandbox_policy(),
             "stager": self.stager(),
         }
+
+    def results_dir(self) -> Path:
+        return self.results.dir if self.results.dir is not None else self.state_dir / "results"

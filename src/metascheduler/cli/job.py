@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -36,7 +37,7 @@ def job_submit(
     job_spec = load_spec(spec)
     escrow_u = inputs.credit_units(escrow, "--escrow")
     price_u = inputs.credit_units(max_price, "--max-price")
-    job_id = connect.client(ctx).submit(job_spec, escrow_u, price_u)
+    job_id = connect.client(ctx).submit(job_spec, escrow=escrow_u, max_price=price_u)
     minutes = escrow_u // price_u
     out(ctx, as_json).emit(
         {
@@ -69,8 +70,11 @@ def job_status(ctx: typer.Context, job_id: int, as_json: JsonOpt = False) -> Non
 @handled
 def job_list(
     ctx: typer.Context,
-    state: Annotated[
-        list[str] | None, typer.Option("--state", help="Only jobs in this state (repeatable).")
+    status: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--status", "--state", help="Only jobs in this status (repeatable; --state: same)."
+        ),
     ] = None,
     all_: Annotated[bool, typer.Option("--all", help="Everyone's jobs, not only yours.")] = False,
     as_json: JsonOpt = False,
@@ -79,23 +83,23 @@ def job_list(
     from metascheduler.chain.types import JobStatus
 
     wanted = []
-    for name in state or []:
+    for name in status or []:
         try:
             wanted.append(JobStatus[name.upper().replace("-", "_")])
         except KeyError:
             raise UsageError(
-                f"unknown state {name!r}: use one of {', '.join(s.name for s in JobStatus)}"
+                f"unknown status {name!r}: use one of {', '.join(s.name for s in JobStatus)}"
             ) from None
-    jobs = connect.client(ctx, wallet=not all_).list(mine=not all_, states=wanted or None)
+    jobs = connect.client(ctx, wallet=not all_).list(mine=not all_, statuses=wanted or None)
 
     def human(c: Console) -> None:
         from rich.table import Table
 
-        t = Table("job", "state", "provider", "price/min", "escrow", "spent", "since")
+        t = Table("job", "status", "provider", "price/min", "escrow", "spent", "since")
         for j in jobs:
             t.add_row(
                 str(j.job_id),
-                j.state.name,
+                j.status.name,
                 (j.provider or "-")[:10],
                 as_credits(j.price_per_minute),
                 as_credits(j.escrow),
@@ -172,4 +176,76 @@ def job_history(ctx: typer.Context, job_id: int, as_json: JsonOpt = False) -> No
     out(ctx, as_json).emit(
         {"ok": True, "job_id": job_id, "timeline": [s.to_json() for s in steps]},
         lambda c: c.print(timeline(steps)),
+    )
+
+
+@app.command("logs")
+@handled
+def job_logs(
+    ctx: typer.Context,
+    job_id: int,
+    follow: Annotated[
+        bool,
+        typer.Option(
+            "--follow", "-f", help="Stream while the job runs; exit with its exit code at the end."
+        ),
+    ] = False,
+    timeout: Annotated[
+        float | None, typer.Option("--timeout", help="Stop following after this many seconds.")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """A job's output lines (stdout, stderr, and the provider's messages), decrypted with your
+    wallet: only the job's customer can read them. JSON lines with --json."""
+    from metascheduler.cli.output import log_line
+
+    stream = connect.client(ctx).logs(job_id, follow=follow, timeout_s=timeout)
+    output = out(ctx, as_json)
+    for rec in stream:
+        if output.json:
+            output.emit({"t": rec.t, "stream": rec.stream, "line": rec.line, "agent": rec.agent})
+        else:
+            log_line(rec)
+    if output.json:
+        output.emit(
+            {"ok": True, "job_id": job_id, "ended": stream.final, "exit_code": stream.exit_code}
+        )
+    if follow and not stream.final:
+        print(f"job {job_id}: the log ended without the provider's final chunk", file=sys.stderr)
+        raise typer.Exit(1)
+    if follow and stream.exit_code:
+        raise typer.Exit(stream.exit_code if 0 < stream.exit_code < 256 else 1)
+
+
+@app.command("outputs")
+@handled
+def job_outputs(
+    ctx: typer.Context,
+    job_id: int,
+    dest: Annotated[Path, typer.Option("-o", "--output", help="Folder to unpack the files into.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Fetch a job's output files: checked against the digest its provider committed, decrypted
+    with your wallet, unpacked into DIR (any path that would land outside it is refused)."""
+    got = connect.client(ctx).outputs(job_id, dest)
+    checked = (
+        "matches the digest committed on chain"
+        if got.committed
+        else ("no digest on chain to check against (this contract records none)")
+    )
+    out(ctx, as_json).emit(
+        {
+            "ok": True,
+            "job_id": job_id,
+            "dest": str(got.dest),
+            "files": got.files,
+            "size": got.size,
+            "sha256": got.sha256,
+            "digest": got.digest,
+            "digest_checked": got.committed is not None,
+        },
+        lambda c: c.print(
+            f"job {job_id}: {len(got.files)} files into {got.dest} ({got.size:,} bytes "
+            f"encrypted); result digest {got.digest}: {checked}"
+        ),
     )

@@ -366,6 +366,13 @@ class LocalBackend(Backend):
                 best[chain_id] = key
         return {cid: str(native) for cid, (_, native) in best.items()}
 
+    def log_paths(self, job_id: int, native_id: str) -> tuple[Path, Path] | None:
+        with self._records() as state:
+            rec = self._jobs(state).get(native_id)
+        if rec is None:
+            return None
+        return Path(rec.dir) / "job.out", Path(rec.dir) / "job.err"
+
     def capacity(self) -> Capacity:
         with self._records() as state:
             jobs = self._tick(state)

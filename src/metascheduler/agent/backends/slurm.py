@@ -446,6 +446,10 @@ class SlurmBackend(Backend):
                 consider(a.name, a.native_id, False)
         return {chain_id: str(native) for chain_id, (_, native) in found.items()}
 
+    def log_paths(self, job_id: int, native_id: str) -> tuple[Path, Path] | None:
+        stem = self.output_dir / f"job-{job_id}"
+        return stem.with_suffix(".out"), stem.with_suffix(".err")
+
     def capacity(self) -> Capacity:
         args = [
             "sinfo",
