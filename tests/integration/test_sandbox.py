@@ -33,7 +33,7 @@ from metascheduler.agent.backends import (
     make_backend,
 )
 from metascheduler.agent.backends.local import LocalBackend
-from metascheduler.agent.backends.sandbox import SandboxPolicy
+from metascheduler.agent.backends.sandbox import SandboxPolicy, prepare
 from metascheduler.agent.settings import AgentSettings
 from metascheduler.spec import validate_spec
 from tests.integration.agentkit import slurm_conf_or_skip
@@ -318,3 +318,19 @@ def test_a_valid_spec_never_raises_anything_but_a_refusal(host: Host, odd: dict[
         assert str(exc)  # refused, in words
         return
     assert host.wait(native, lambda s: s.is_terminal).state.is_terminal
+
+
+def test_a_rerun_gets_a_fresh_work_folder_not_links_an_earlier_run_planted(
+    tmp_path: Path,
+) -> None:
+    # On Slurm a job's folder is named by its id: a job placed here again reuses it. A link
+    # left in work/ must not steer the next staging (done as root) outside the folder.
+    folder = tmp_path / "job-12"
+    (folder / "work").mkdir(parents=True)
+    target = tmp_path / "outside"
+    target.mkdir()
+    (folder / "work" / "data").symlink_to(target)
+    job = BackendJob(12, validate_spec({"name": "again", "command": ["true"]}), 60)
+    prepare(SandboxPolicy(), job, folder, tmp_path, "#!/bin/bash\ntrue\n")
+    assert list((folder / "work").iterdir()) == []
+    assert (folder / "work").stat().st_uid != os.getuid()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import pwd
+import shutil
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -111,7 +112,10 @@ def prepare(
     folder.mkdir(parents=True, exist_ok=True)
     folder.chmod(0o755)
     work = folder / WORK_DIR
-    work.mkdir(exist_ok=True)
+    # Always a fresh one: a folder left by an earlier run of the same job (Slurm names folders
+    # by job id) may hold links the job planted, which root's staging would follow.
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir()
     os.chown(work, uid, gid)
     work.chmod(0o700)
     (folder / "job.sh").write_text(script)

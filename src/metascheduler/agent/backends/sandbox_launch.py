@@ -264,7 +264,6 @@ def _code(status: int) -> int:
 def launch(policy_path: Path, argv: list[str]) -> int:
     policy: dict[str, Any] = json.loads(policy_path.read_text())
     groups = Cgroups(f"ms-{policy['name']}-{os.getpid()}")
-    report: dict[str, Any] = {}
     try:
         groups.create(policy["mem_mb"], policy["cpus"], policy["max_processes"])
         # The PID namespace takes effect for the children; the others are the init's own, so
