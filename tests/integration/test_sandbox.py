@@ -334,3 +334,25 @@ def test_a_rerun_gets_a_fresh_work_folder_not_links_an_earlier_run_planted(
     prepare(SandboxPolicy(), job, folder, tmp_path, "#!/bin/bash\ntrue\n")
     assert list((folder / "work").iterdir()) == []
     assert (folder / "work").stat().st_uid != os.getuid()
+
+
+def test_job_writes_its_output_folder_and_nothing_else_of_the_agents(host: Host) -> None:
+    # The agent collects output files from a folder among its own (state_dir/results/...):
+    # mounted in for this job alone.
+    outputs = host.state_dir / "results" / "13" / "outputs"
+    other = host.state_dir / "results" / "14" / "outputs"
+    other.mkdir(parents=True)
+    (other / "theirs.txt").write_text(SECRET)
+    spec = validate_spec(
+        {
+            "name": "outputs",
+            "script": f'echo result > "$MS_OUTPUT_DIR/r.txt"; cat {other}/theirs.txt; exit 0',
+        }
+    )
+    job = BackendJob(13, spec, 60, name=f"{host.prefix}13", output_dir=outputs)
+    native = host.backend.submit(job)
+    st = host.wait(native, lambda s: s.is_terminal)
+    out = host.output(job, native)
+    assert st.state is S.COMPLETED, (st, out)
+    assert (outputs / "r.txt").read_text() == "result\n"
+    assert SECRET not in out

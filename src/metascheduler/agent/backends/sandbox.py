@@ -120,6 +120,13 @@ def prepare(
     work.chmod(0o700)
     (folder / "job.sh").write_text(script)
     (folder / "job.sh").chmod(0o644)
+    writable = [work]
+    if job.output_dir is not None:
+        # Where the agent collects the job's output files: the job's to write, mounted in.
+        job.output_dir.mkdir(parents=True, exist_ok=True)
+        os.chown(job.output_dir, uid, gid)
+        job.output_dir.chmod(0o700)
+        writable.append(job.output_dir)
     spec = job.spec
     data: dict[str, Any] = {
         "name": job.name,
@@ -132,6 +139,7 @@ def prepare(
         "hide": sorted({str(p) for p in (*policy.hide, jobs_root)}),
         "folder": str(folder),
         "work": str(work),
+        "writable": [str(p) for p in writable],
         "report": str(folder / REPORT_FILE),
         "env": {"PATH": JOB_PATH, "HOME": str(work), "TMPDIR": "/tmp", "LANG": "C.UTF-8"},
     }
@@ -150,6 +158,7 @@ def prepare(
                 max_processes=policy.max_processes,
                 network=policy.network,
                 work=work,
+                outputs=job.output_dir,
                 env={**job_env(job), **spec.env},
                 argv=_container_argv(job),
             ),
