@@ -31,6 +31,8 @@ def test_devnet_once_runs_the_demo_to_a_clean_audit(tmp_path: Path) -> None:
     for state in ("FINISHED", "FAILED", "CANCELLED", "OUT_OF_CREDITS"):
         # the demo's table row: expected state, reached state, verdict
         assert re.search(rf"{state}\s+│\s+{state}\s+│\s+ok", out), f"no job ended {state}"
+    # A container job reading a staged input (this machine runs podman: scripts/sandbox.sh).
+    assert re.search(r"container\s+│\s+FINISHED\s+│\s+FINISHED\s+│\s+ok", out), out[-4000:]
     assert "audit of the whole grid: clean" in out
     # The hello job's line and output file, as its customer reads them, with the digest.
     assert "stdout: hello from the grid" in out

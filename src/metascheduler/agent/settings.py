@@ -92,8 +92,9 @@ class StagingSettings(_Section):
     cache_max_mb: int = Field(default=10_240, ge=1)
     max_image_mb: int = Field(default=2_048, ge=1)
     max_input_mb: int = Field(default=1_024, ge=1)
-    #: Longest time one fetch (an input or an image) may take.
-    fetch_timeout_s: float = Field(default=300.0, gt=0)
+    #: Longest time all of one job's fetches (inputs and image) may take together. Staging
+    #: runs in the agent's round: keep it well below the oracle's heartbeat timeout.
+    fetch_timeout_s: float = Field(default=120.0, gt=0)
 
 
 class ResultsSettings(_Section):
