@@ -15,7 +15,7 @@ contract GasTest is Fixture {
         (warmId, warmTerms) = _running(alice, 100 * CREDIT);
         vm.warp(block.timestamp + 600);
         vm.prank(provA);
-        market.completeJob(warmId, 0);
+        market.completeJob(warmId, 0, bytes32(0));
     }
 
     function test_gas_requestJob() public {
@@ -32,14 +32,14 @@ contract GasTest is Fixture {
         (uint256 id,) = _running(alice, 100 * CREDIT);
         vm.warp(block.timestamp + 600);
         vm.prank(provA);
-        market.completeJob(id, 0);
+        market.completeJob(id, 0, bytes32(0));
     }
 
     function test_gas_placeJobs_100() public {
         Placement[] memory batch = new Placement[](100);
         for (uint256 i; i < 100; ++i) {
             (uint256 id, Terms memory t) = _request(alice, 10 * CREDIT);
-            batch[i] = Placement(id, provA, t);
+            batch[i] = Placement(id, provA, t, type(uint256).max);
         }
         vm.prank(oracle);
         market.placeJobs(batch);

@@ -14,6 +14,11 @@ def test_place_jobs_calldata_equals_web3s() -> None:
         address=Web3.to_checksum_address("0x" + "12" * 20), abi=load_artifact("JobMarket").abi
     )
     prov = Web3.to_checksum_address("0x" + "ab" * 20)
-    items = [(i, prov, Terms(bytes([i]) * 32, i, i % 3, 1024 * i, 10**6 + i)) for i in range(1, 6)]
-    expected = contract.encode_abi("placeJobs", args=[[(j, p, t.as_tuple()) for j, p, t in items]])
+    items = [
+        (i, prov, Terms(bytes([i]) * 32, i, i % 3, 1024 * i, 10**6 + i), 4_800 + i)
+        for i in range(1, 6)
+    ]
+    expected = contract.encode_abi(
+        "placeJobs", args=[[(j, p, t.as_tuple(), q) for j, p, t, q in items]]
+    )
     assert "0x" + place_jobs(items).hex() == expected

@@ -42,7 +42,7 @@ KEEP_GAS_PER_ITEM = 45_000
 # placeJobs gas, exact rather than a round bound: blocks are packed by gas *limit*, so a limit
 # 20% above use leaves a sixth of every block empty. Measured on anvil (receipts of batches of
 # 1 to 400 items; tests/integration/test_oracle.py checks the bound against real receipts):
-# execution = 7,012 + 12,464 per item + 4,000 per provider after the first (its record and its
+# execution = 7,012 + 12,490 per item + 4,000 per provider after the first (its record and its
 # number are cold once per transaction) + ~0.44 n^2 (memory: each item's abi.encode and event
 # data stay allocated). Every branch of `_place` that skips an item costs less than a placement.
 # The constants below round each term up; calldata is priced from the bytes themselves.
@@ -52,9 +52,12 @@ TX_BASE_GAS = 21_000
 PLACE_EXEC_BASE = 7_100
 PLACE_EXEC_PER_ITEM = 12_500
 PLACE_EXEC_PER_PROVIDER = 4_200
-#: Calldata of one placement is 7 ABI words; at most this many bytes of them are non-zero in
-#: practice (job id, address, spec hash, small resource numbers): used to size batches ahead.
-PLACE_ITEM_CALLDATA_GAS = 64 * 16 + (7 * 32 - 64) * 4
+#: Calldata of one placement is 8 ABI words; at most this many bytes of them are non-zero in
+#: practice (job id, address, spec hash, small resource numbers and prices): used to size
+#: batches ahead.
+PLACE_ITEM_CALLDATA_GAS = 68 * 16 + (8 * 32 - 68) * 4
+#: The result digest of a completion that commits to no results.
+NO_DIGEST = bytes(32)
 
 
 def calldata_gas(data: bytes) -> int:
@@ -77,6 +80,32 @@ def place_jobs_gas(data: bytes, n_items: int, n_providers: int) -> int:
     """Gas limit of one placeJobs transaction with calldata `data`: its exact intrinsic cost plus
     the execution bound. No eth_estimateGas round trip, and no 20% of a block wasted."""
     return TX_BASE_GAS + calldata_gas(data) + place_jobs_exec_gas(n_items, n_providers)
+
+
+#: A placement: (job id, provider, terms) or (job id, provider, terms, quoted price or None).
+PlacementItem = tuple[int, str, Terms] | tuple[int, str, Terms, int | None]
+#: A provider step: (job id, action, exit code) or (job id, action, exit code, result digest).
+StepItem = tuple[int, ProviderAction, int] | tuple[int, ProviderAction, int, bytes]
+
+
+def _placement_tuple(p: PlacementItem) -> tuple[int, str, tuple[Any, ...], int]:
+    jid, provider, terms = p[0], p[1], p[2]
+    quoted = p[3] if len(p) > 3 else None
+    return (
+        jid,
+        provider,
+        terms.as_tuple(),
+        terms.max_price_per_minute if quoted is None else quoted,
+    )
+
+
+def _digest(value: bytes, job_id: int) -> bytes:
+    if len(value) != 32:
+        raise ValueError(
+            f"job {job_id}: a result digest is 32 bytes (a keccak256 or sha256 hash), "
+            f"not {len(value)}"
+        )
+    return bytes(value)
 
 
 @cache
@@ -212,7 +241,7 @@ class Market:
         data = market_c.constructor(
             credit_addr, admin, oracle, accept_timeout_s, start_timeout_s
         ).data_in_transaction
-        r = sender.transact(None, data, "deploying JobMarket", gas=6_000_000)
+        r = sender.transact(None, data, "deploying JobMarket", gas=7_000_000)
         return Deployment(str(r["contractAddress"]), credit_addr, int(r["blockNumber"]))
 
     # ------------------------------------------------------------------ credits
@@ -357,6 +386,12 @@ class Market:
     def set_timeouts(self, accept_s: int, start_s: int) -> TxReceipt:
         return self._tx("setting timeouts", "setTimeouts", accept_s, start_s)
 
+    def set_request_fee(self, fee: int) -> TxReceipt:
+        return self._tx(f"setting the request fee to {fee} units", "setRequestFee", fee)
+
+    def sweep_surplus(self, to: str) -> TxReceipt:
+        return self._tx(f"sweeping the market's surplus to {to}", "sweepSurplus", to)
+
     def pause(self) -> TxReceipt:
         return self._tx("pausing requests", "pause")
 
@@ -397,21 +432,28 @@ class Market:
 
     # ------------------------------------------------------------------ oracle
 
-    def send_place_jobs(self, placements: Sequence[tuple[int, str, Terms]]) -> Pending:
-        items = [(jid, prov, t.as_tuple()) for jid, prov, t in placements]
+    def send_place_jobs(self, placements: Sequence[PlacementItem]) -> Pending:
+        """Items are (job id, provider, terms) or (job id, provider, terms, quoted price); without
+        a quote, the job's max price is the only bound on a provider raising its prices."""
+        items = [_placement_tuple(p) for p in placements]
         data = self.contract.encode_abi("placeJobs", args=[items])
         gas = place_jobs_gas(
-            bytes.fromhex(data[2:]), len(items), len({prov.lower() for _, prov, _ in items})
+            bytes.fromhex(data[2:]), len(items), len({it[1].lower() for it in items})
         )
         return self.sender_or_fail().send(
             self.contract.address, data, f"placing {len(items)} jobs", gas=gas
         )
 
-    def place_jobs(self, placements: Sequence[tuple[int, str, Terms]]) -> TxReceipt:
+    def place_jobs(self, placements: Sequence[PlacementItem]) -> TxReceipt:
         return self.sender_or_fail().wait(self.send_place_jobs(placements))
 
-    def place_job(self, job_id: int, provider: str, terms: Terms) -> TxReceipt:
-        return self._tx(f"placing job {job_id}", "placeJob", (job_id, provider, terms.as_tuple()))
+    def place_job(
+        self, job_id: int, provider: str, terms: Terms, *, quoted_price: int | None = None
+    ) -> TxReceipt:
+        """Places a job at `provider`'s price, which must not exceed `quoted_price` (default:
+        the job's max price)."""
+        item = _placement_tuple((job_id, provider, terms, quoted_price))
+        return self._tx(f"placing job {job_id}", "placeJob", item)
 
     def reclaim_jobs(self, job_ids: Sequence[int]) -> TxReceipt:
         gas = BATCH_GAS_BASE + KEEP_GAS_PER_ITEM * len(job_ids)
@@ -419,10 +461,13 @@ class Market:
             f"reclaiming {len(job_ids)} placements", "reclaimJobs", list(job_ids), gas=gas
         )
 
-    def fail_jobs(self, job_ids: Sequence[int]) -> TxReceipt:
-        gas = BATCH_GAS_BASE + KEEP_GAS_PER_ITEM * len(job_ids)
+    def fail_jobs(self, silent: Sequence[tuple[int, int]]) -> TxReceipt:
+        """Fails RUNNING jobs of silent providers, each given as (job id, the provider's last
+        sign of life as a unix time): billed up to it, the rest refunded."""
+        gas = BATCH_GAS_BASE + KEEP_GAS_PER_ITEM * len(silent)
+        items = [(int(jid), max(0, int(seen))) for jid, seen in silent]
         return self._tx(
-            f"failing {len(job_ids)} jobs of silent providers", "failJobs", list(job_ids), gas=gas
+            f"failing {len(items)} jobs of silent providers", "failJobs", items, gas=gas
         )
 
     def expire_jobs(self, job_ids: Sequence[int]) -> TxReceipt:
@@ -439,15 +484,28 @@ class Market:
     def start_job(self, job_id: int) -> TxReceipt:
         return self._tx(f"starting job {job_id}", "startJob", job_id)
 
-    def complete_job(self, job_id: int, exit_code: int) -> TxReceipt:
-        return self._tx(f"completing job {job_id}", "completeJob", job_id, exit_code)
+    def complete_job(
+        self, job_id: int, exit_code: int, result_digest: bytes = NO_DIGEST
+    ) -> TxReceipt:
+        return self._tx(
+            f"completing job {job_id}",
+            "completeJob",
+            job_id,
+            exit_code,
+            _digest(result_digest, job_id),
+        )
 
     def refuse_job(self, job_id: int, reason: str) -> TxReceipt:
         return self._tx(f"refusing job {job_id}", "refuseJob", job_id, reason)
 
-    def provider_batch(self, steps: Sequence[tuple[int, ProviderAction, int]]) -> TxReceipt:
+    def provider_batch(self, steps: Sequence[StepItem]) -> TxReceipt:
+        """Steps are (job id, action, exit code) or, for a COMPLETE that commits to results,
+        (job id, action, exit code, result digest)."""
         gas = BATCH_GAS_BASE + STEP_GAS_PER_ITEM * len(steps)
-        items = [(jid, int(action), code) for jid, action, code in steps]
+        items = [
+            (st[0], int(st[1]), st[2], _digest(st[3] if len(st) > 3 else NO_DIGEST, st[0]))
+            for st in steps
+        ]
         return self._tx(f"reporting {len(items)} job steps", "providerBatch", items, gas=gas)
 
     # ------------------------------------------------------------------ reading
@@ -550,6 +608,17 @@ class Market:
             "accept_timeout_s": acc,
             "start_timeout_s": start,
         }
+
+    def request_fee(self) -> int:
+        return int(self._call("reading the request fee", self.contract.functions.requestFee()))
+
+    def placement_deadlines(self, job_id: int) -> tuple[int, int]:
+        """(accept by, start by) of a placed job, fixed at its placement (0: not this stage)."""
+        accept_by, start_by = self._call(
+            f"reading job {job_id}'s deadlines",
+            self.contract.functions.placementDeadlines(job_id),
+        )
+        return int(accept_by), int(start_by)
 
     def quote(self, provider: str, cpus: int, gpus: int, mem_mb: int) -> int:
         return int(

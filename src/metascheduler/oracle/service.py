@@ -63,7 +63,7 @@ MAX_TXS_PER_BLOCK = 64
 
 @dataclass
 class _Batch:
-    triples: list[tuple[int, str, Terms]] = field(default_factory=list)
+    triples: list[tuple[int, str, Terms, int]] = field(default_factory=list)
     items: list[bytes] = field(default_factory=list)
     providers: set[str] = field(default_factory=set)
     item_calldata_gas: int = 0
@@ -364,7 +364,9 @@ class Oracle:
             terms = Terms(
                 bytes.fromhex(j.spec_hash[2:]), j.cpus, j.gpus, j.mem_mb, j.max_price_per_minute
             )
-            it = calldata.item(j.job_id, prov, terms)
+            # The price the policy saw: the contract refuses the placement if the provider
+            # raised its prices since.
+            it = calldata.item(j.job_id, prov, terms, p.price_per_minute)
             if cur.items and (
                 len(cur.items) >= size
                 or (budget is not None and cur.gas(it, prov.lower()) > budget)
@@ -372,7 +374,7 @@ class Oracle:
                 cur.full = True
                 out.append(cur)
                 cur = _Batch()
-            cur.triples.append((j.job_id, prov, terms))
+            cur.triples.append((j.job_id, prov, terms, p.price_per_minute))
             cur.items.append(it)
             cur.providers.add(prov.lower())
             cur.item_calldata_gas += calldata_gas(it)
@@ -452,21 +454,28 @@ class Oracle:
         busy = self.actions.busy(cursor, ("expire", "reclaim", "fail"))
         expire: list[int] = []
         reclaim: list[int] = []
-        fail: list[int] = []
+        fail: list[tuple[int, int]] = []
         with self.sessions() as s:
             silent = self._silent_providers(s)
+            banned = set(
+                s.scalars(
+                    select(Provider.address).where(Provider.status == int(ProviderStatus.BANNED))
+                )
+            )
             for j in q.jobs_in_status(s, q.ON_PROVIDER):
                 if j.job_id in busy:
                     continue
                 if j.status == JobStatus.RUNNING:
                     if j.provider in silent:
-                        fail.append(j.job_id)
+                        fail.append((j.job_id, silent[j.provider]))
                     elif (
                         j.started_at is not None
                         and j.price_per_minute
                         and now >= j.started_at + funded_seconds(j.escrow, j.price_per_minute)
                     ):
                         expire.append(j.job_id)
+                elif JobStatus(j.status).placed and j.provider in banned:
+                    reclaim.append(j.job_id)  # a banned provider can neither accept nor start
                 elif j.status == JobStatus.META_SCHEDULED and j.placed_at is not None:
                     if now >= j.placed_at + int(cfg["accept_timeout_s"]):
                         reclaim.append(j.job_id)
@@ -477,8 +486,13 @@ class Oracle:
                 ):
                     reclaim.append(j.job_id)
         done = {"expire": 0, "reclaim": 0, "fail": 0}
+        last_seen = dict(fail)
         for kind, ids, call in (
-            ("fail", fail, self.market.fail_jobs),
+            (
+                "fail",
+                [jid for jid, _ in fail],
+                lambda c: self.market.fail_jobs([(jid, last_seen[jid]) for jid in c]),
+            ),
             ("expire", expire, self.market.expire_jobs),
             ("reclaim", reclaim, self.market.reclaim_jobs),
         ):
@@ -487,18 +501,31 @@ class Oracle:
                 done[kind] += self._keep_send(kind, chunk, call)
         return done
 
-    def _silent_providers(self, s: Any) -> set[str]:
-        """Providers whose heartbeats stopped (never: a provider that never sent one is unknown,
-        not silent, so an oracle started before the API fails nobody)."""
+    def _silent_providers(self, s: Any) -> dict[str, int]:
+        """Providers whose heartbeats stopped, each with its last sign of life (the time its
+        last heartbeat was signed at, no later than it was received): its jobs are billed up to it.
+
+        A provider that never sent one is unknown, not silent, so an oracle started before the
+        API fails nobody. And while no provider at all has a fresh heartbeat, the silence is the
+        heartbeat path's (the API down or unreachable), not the providers': nobody is failed,
+        and the jobs that outlive the outage are billed as their providers report them."""
         if not self.liveness.use_heartbeats:
-            return set()
+            return {}
         limit = time.time() - self.settings.heartbeat_timeout_s
-        rows = s.scalars(
-            select(Provider.address).where(
-                Provider.last_heartbeat_at.is_not(None), Provider.last_heartbeat_at < limit
+        rows = s.execute(
+            select(Provider.address, Provider.last_heartbeat_at, Provider.heartbeat).where(
+                Provider.last_heartbeat_at.is_not(None)
             )
-        )
-        return set(rows)
+        ).all()
+        if not any(at >= limit for _, at, _ in rows):
+            if rows:
+                log.warning(
+                    "no provider has sent a heartbeat for %ds: treating it as an outage of the "
+                    "heartbeat path, failing no job",
+                    self.settings.heartbeat_timeout_s,
+                )
+            return {}
+        return {addr: _signed_at(at, beat) for addr, at, beat in rows if at < limit}
 
     def _keep_send(self, kind: str, ids: list[int], call: Any) -> int:
         action = self.actions.intend(kind, ids, None)
@@ -519,6 +546,15 @@ class Oracle:
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+def _signed_at(received: int, heartbeat: Any) -> int:
+    """When the provider's last heartbeat says it was alive: the time it signed, capped by the
+    time the API received it (a clock ahead of the chain's cannot buy billed time)."""
+    signed = heartbeat.get("timestamp") if isinstance(heartbeat, dict) else None
+    if isinstance(signed, (int, float)) and signed == signed:  # not NaN
+        return int(min(float(received), float(signed)))
+    return int(received)
 
 
 def freeze_startup_heap() -> None:
