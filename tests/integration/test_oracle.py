@@ -116,6 +116,58 @@ def test_keep_expires_reclaims_and_fails_silent_providers(grid: Grid, tmp_path: 
     oracle.close()
 
 
+def test_silent_provider_is_billed_to_its_last_heartbeat_and_an_outage_fails_nobody(
+    grid: Grid, tmp_path: Path
+) -> None:
+    """Heartbeats stopping for every provider at once is the heartbeat path's outage (the API
+    down), not the providers': nothing is failed. A provider silent while others beat is
+    failed, and paid up to the time its last heartbeat was signed at."""
+    kit.provider(grid, 2, Hardware(1, 64, 0, 262_144), Prices(1_000, 0, 0), [])
+    quiet = kit.provider(grid, 5, Hardware(1, 64, 0, 262_144), Prices(6_000, 0, 0), ["quiet"])
+    cust = kit.customer(grid, 3)
+    job = kit.request(cust, "long", cpus=1, labels=["quiet"], escrow=7 * CREDIT)
+    oracle = _oracle(grid, tmp_path, heartbeat_source="api", heartbeat_timeout_s=1.0)
+    oracle.ingest_tick()
+    now = int(time.time())
+    with oracle.sessions.begin() as s:
+        s.execute(update(Provider).values(last_heartbeat_at=now))
+    oracle.sync_tick()
+    quiet.provider_batch([(job, ProviderAction.ACCEPT, 0), (job, ProviderAction.START, 0)])
+    started_wall = time.time()
+    m = grid.market()
+    oracle.ingest_tick()
+
+    # The API goes down: no provider's heartbeat arrives any more.
+    with oracle.sessions.begin() as s:
+        s.execute(update(Provider).values(last_heartbeat_at=now - 3600))
+    oracle.keep_tick()
+    assert m.get_job(job).status == JobStatus.RUNNING, "an outage of the API fails no job"
+
+    # The API is back; every provider beats but the quiet one, last heard 3 s into the job.
+    last_heard = int(started_wall) + 3
+    while time.time() < last_heard + 2:  # past the 1 s heartbeat timeout
+        time.sleep(0.2)
+    quiet_addr = quiet.sender_or_fail().address
+    with oracle.sessions.begin() as s:
+        s.execute(update(Provider).values(last_heartbeat_at=int(time.time())))
+        s.execute(
+            update(Provider)
+            .where(Provider.address == quiet_addr)
+            .values(last_heartbeat_at=last_heard, heartbeat={"timestamp": last_heard})
+        )
+    m.w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]  # a live chain's block
+    oracle.keep_tick()
+    assert m.get_job(job).status == JobStatus.FAILED
+    oracle.ingest_tick()
+    with oracle.sessions() as s:
+        row = s.get(Job, job)
+        # 6,000 units a minute is 100 a second: billed for the 2 to 4 s up to the heartbeat
+        # (whole seconds of wall and block clocks), not for the rest, and not nothing.
+        assert row is not None and 200 <= row.paid <= 400, row.paid
+        assert row.refunded == 7 * CREDIT - row.paid
+    oracle.close()
+
+
 class CuttableProxy:
     """A TCP proxy to the RPC that the test can cut (connections refused) and restore."""
 

@@ -455,6 +455,9 @@ class Oracle:
         expire: list[int] = []
         reclaim: list[int] = []
         fail: list[tuple[int, int]] = []
+        # Heartbeats carry wall-clock times, bills run on block times: a heartbeat's time is
+        # moved onto the chain's clock by their difference now (seconds on a live chain).
+        clock_offset = now - int(time.time())
         with self.sessions() as s:
             silent = self._silent_providers(s)
             banned = set(
@@ -467,7 +470,7 @@ class Oracle:
                     continue
                 if j.status == JobStatus.RUNNING:
                     if j.provider in silent:
-                        fail.append((j.job_id, silent[j.provider]))
+                        fail.append((j.job_id, silent[j.provider] + clock_offset))
                     elif (
                         j.started_at is not None
                         and j.price_per_minute
