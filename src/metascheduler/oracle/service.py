@@ -41,7 +41,15 @@ from metascheduler.keys import KeyLoadError, load_account, refuse_dev_key_off_de
 from metascheduler.oracle import calldata, logs
 from metascheduler.oracle.actions import ActionLog
 from metascheduler.oracle.inputs import Liveness, job_request, provider_states
-from metascheduler.placement import DEFAULT_POLICY, Policy, get_policy
+from metascheduler.placement import (
+    DEFAULT_POLICY,
+    JobRequest,
+    Policy,
+    ProviderState,
+    Unplaceable,
+    get_policy,
+)
+from metascheduler.placement.eligibility import could_run, job_price
 from metascheduler.signals import stop_on_signals
 from metascheduler.store import Ingester, make_engine, session_factory, upgrade_to_head
 from metascheduler.store import queries as q
@@ -52,8 +60,10 @@ log = logging.getLogger("metascheduler.oracle")
 #: Unplaceable reasons longer than this are cut (they are for humans, not for parsing).
 MAX_REASON = 500
 _FAILED = object()
-#: At most this many pending jobs are considered per tick (the oldest first).
+#: At most this many pending jobs are considered per tick (in the store's `PRIORITY`).
 MAX_PENDING_PER_TICK = 20_000
+#: A job is placed only if its escrow pays this long a run at the chosen price.
+MIN_RUN_S = 60
 #: Most placements in one transaction: ~29 kB of calldata per 130, and nodes refuse transactions
 #: above 128 kB (geth's pool limit).
 MAX_BATCH_ITEMS = 500
@@ -315,6 +325,7 @@ class Oracle:
                 s.scalars(select(Provider).where(Provider.status == int(ProviderStatus.APPROVED)))
             )
             on_prov = q.jobs_on_providers(s)
+            refused = q.refusals(s, [j.job_id for j in pending if j.returns])
             # Chain time as far as the store has read: ends of running jobs are estimated from
             # it, so it must move on even while no new request arrives.
             ingested_time = s.scalar(select(func.max(Block.timestamp))) or 0
@@ -326,14 +337,16 @@ class Oracle:
         now_chain = float(max(ingested_time, *(j.requested_at for j in pending)))
         states = provider_states(provs, on_prov, in_flight, self.liveness, time.time())
         by_id = {j.job_id: j for j in pending}
-        decisions = self.policy.decide([job_request(j) for j in pending], states, now_chain)
-        self._record_unplaceable(
-            by_id, decisions.unplaceable, placed={p.job_id for p in decisions.placements}
-        )
-        stats.placed = len(decisions.placements)
-        stats.unplaceable = len(decisions.unplaceable)
+        requests = [job_request(j, refused.get(j.job_id, frozenset())) for j in pending]
+        requests, underfunded = _funded_for_a_minimum_run(requests, by_id, states)
+        decisions = self.policy.decide(requests, states, now_chain)
+        placements = decisions.placements
+        unplaceable = [*decisions.unplaceable, *underfunded]
+        self._record_unplaceable(by_id, unplaceable, placed={p.job_id for p in placements})
+        stats.placed = len(placements)
+        stats.unplaceable = len(unplaceable)
         stats.held = len(pending) - stats.placed - stats.unplaceable
-        batches = self._batches(decisions.placements, by_id)
+        batches = self._batches(placements, by_id)
         if full_only:
             batches = [b for b in batches if b.full]
         stats.txs = self._send_placements(batches[:room])
@@ -549,6 +562,32 @@ class Oracle:
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+def _funded_for_a_minimum_run(
+    requests: Sequence[JobRequest], by_id: dict[int, Any], providers: Sequence[ProviderState]
+) -> tuple[list[JobRequest], list[Unplaceable]]:
+    """The jobs whose escrow pays at least `MIN_RUN_S` on the cheapest provider able to run
+    them; the others are not offered to any (a job paying a provider less than its own
+    transactions cost is spam to it), and take no room from those that pay."""
+    kept: list[JobRequest] = []
+    refused: list[Unplaceable] = []
+    for job in requests:
+        escrow = by_id[job.job_id].escrow
+        prices = [job_price(job, p) for p in providers if could_run(job, p)]
+        cheapest = min(prices, default=0)
+        if cheapest and funded_seconds(escrow, cheapest) < MIN_RUN_S:
+            refused.append(
+                Unplaceable(
+                    job.job_id,
+                    f"the escrow of {escrow} units pays less than {MIN_RUN_S} s at "
+                    f"{cheapest} units/min, the cheapest price of a provider able to run it: "
+                    "top it up",
+                )
+            )
+        else:
+            kept.append(job)
+    return kept, refused
 
 
 def _signed_at(received: int, heartbeat: Any) -> int:

@@ -34,6 +34,11 @@ class Grid:
             else:
                 found = [v for v in self.views if v.state.alive and could_run(job, v.state)]
             self._suitable[shape] = found
+        if job.refused_by and not isinstance(found, str) and found:
+            left = [v for v in found if v.provider.lower() not in job.refused_by]
+            if not left:
+                return f"refused by every provider able to run it ({len(found)})"
+            return left
         return found
 
     def max_free_cpus(self) -> int:
