@@ -235,6 +235,7 @@ def _receipts_since(m: Market, block: int) -> list[Any]:
         m.w3.eth.get_transaction_receipt(tx)
         for n in range(block + 1, m.w3.eth.block_number + 1)
         for tx in m.w3.eth.get_block(n)["transactions"]
+        if isinstance(tx, bytes)  # hashes (blocks read without full transactions)
     ]
 
 
