@@ -25,11 +25,14 @@ deps: node_modules/.installed .venv/.installed
 
 build: deps
 	forge build
+	$(PY) scripts/export_abi.py
 
 ## Services the integration tests use (Debian packages; needs root): a one-node Slurm with two
-## partitions, a PostgreSQL, and headless Chromium for the dashboard's browser test.
+## partitions, a PostgreSQL, headless Chromium for the dashboard's browser test, and the job
+## sandbox's user with podman, runc and busybox-static for container jobs.
 system-deps:
 	mkdir -p var
+	bash scripts/sandbox.sh install
 	bash scripts/slurm.sh install-and-start
 	bash scripts/postgres.sh install-and-start > var/postgres.url
 	bash scripts/browser.sh install
@@ -62,4 +65,4 @@ demo: deps build
 	$(PY) -m metascheduler.cli devnet up
 
 clean:
-	rm -rf out cache .venv node_modules
+	rm -rf out cache .venv node_modules build dist src/metascheduler/chain/contracts

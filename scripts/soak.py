@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Soak the whole local grid under load and faults (issue 7); the last line is a JSON verdict.
+"""Soak the whole local grid under load and faults; the last line is a JSON verdict.
 
     .venv/bin/python scripts/soak.py                   # 10 minutes, seed 1
     .venv/bin/python scripts/soak.py --minutes 1 --seed 1

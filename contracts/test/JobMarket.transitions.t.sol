@@ -4,7 +4,7 @@ pragma solidity ^0.8.26;
 import {Fixture} from "./utils/Fixture.sol";
 import {IJobMarket, JobStatus, JobView, Placement, Prices, Terms} from "../src/interfaces/IJobMarket.sol";
 
-/// @notice The state machine of DESIGN.md, table-driven: every job action, by every role, from
+/// @notice The state machine of docs/state-machine.md, table-driven: every job action, by every role, from
 /// every status, either makes exactly the documented transition or reverts (or, in a batch, is
 /// skipped) with the exact custom error and its arguments, leaving the job untouched.
 contract JobMarketTransitionsTest is Fixture {

@@ -16,6 +16,8 @@ UNITS_PER_CREDIT = 10**CREDIT_DECIMALS
 SECONDS_PER_MINUTE = 60
 MB_PER_GB = 1024
 BPS_DENOMINATOR = 10_000
+#: The highest platform fee the market accepts (its MAX_FEE_BPS).
+MAX_FEE_BPS = 2_000
 
 
 def price_per_minute(

@@ -15,7 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal, Self
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -48,11 +48,53 @@ class ServiceSettings(BaseSettings):
     keystore_password: SecretStr | None = None
     private_key: SecretStr | None = None
     log_level: LogLevel = "INFO"
+    #: The file `metascheduler deploy` wrote, in place of market_address and start_block: the
+    #: service takes the market and its deployment block from it, and refuses another chain.
+    deployment: Path | None = None
 
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper(cls, v: Any) -> Any:
         return v.upper() if isinstance(v, str) else v
+
+    @model_validator(mode="after")
+    def _from_deployment(self) -> Self:
+        if self.deployment is None:
+            return self
+        from metascheduler.chain.deployment import load_deployment
+
+        dep = load_deployment(self.deployment)
+        if self.market_address and self.market_address.lower() != dep.market.lower():
+            raise ValueError(
+                f"market_address {self.market_address} differs from the market {dep.market} in "
+                f"the deployment file {self.deployment}: give one or the other"
+            )
+        self.market_address = dep.market
+        fields = type(self).model_fields
+        # Services that read the chain's history start at the market's deployment block.
+        if "start_block" in fields and "start_block" not in self.model_fields_set:
+            setattr(self, "start_block", dep.block)  # noqa: B010 (a field of some subclasses)
+        # The API checks the chain id that heartbeats name.
+        if "chain_id" in fields:
+            given = getattr(self, "chain_id")  # noqa: B009
+            if given is not None and given != dep.chain_id:
+                raise ValueError(
+                    f"chain_id {given} differs from the chain id {dep.chain_id} of the "
+                    f"deployment file {self.deployment}: give one or the other"
+                )
+            setattr(self, "chain_id", dep.chain_id)  # noqa: B010
+        return self
+
+    def check_chain(self, chain_id: int) -> None:
+        """Refuses a chain other than the deployment file's (when one is set)."""
+        if self.deployment is None:
+            return
+        from metascheduler.chain.deployment import DeploymentError, load_deployment
+
+        try:
+            load_deployment(self.deployment).check_chain(chain_id, f"file {self.deployment}")
+        except DeploymentError as exc:
+            raise SettingsError(str(exc)) from None
 
     @classmethod
     def settings_customise_sources(

@@ -21,14 +21,14 @@ from metascheduler import billing
 from metascheduler.agent.backends import BackendJob, BackendState, job_name
 from metascheduler.agent.backends.local import LocalBackend
 from metascheduler.agent.outcomes import EXIT_LOST
-from metascheduler.agent.service import Round, build
+from metascheduler.agent.service import build
 from metascheduler.agent.settings import AgentSettings
 from metascheduler.agent.state import JobRecord, StateError, StateStore
 from metascheduler.chain import JobStatus
 from metascheduler.chain.types import ProviderAction, ProviderStatus
 from metascheduler.heartbeat import verify
 from metascheduler.spec import parse_spec
-from tests.conftest import Grid
+from tests.conftest import ON_ANVIL_AND_HARDHAT, Grid
 from tests.integration.agentkit import (
     CPU_PRICE,
     CREDIT,
@@ -96,6 +96,7 @@ def test_state_dir_is_held_by_one_agent(world: World) -> None:
         StateStore(world.settings.state_dir).open()
 
 
+@ON_ANVIL_AND_HARDHAT
 def test_finished_and_failed_jobs_are_reported_and_billed(world: World) -> None:
     w = world
     ok = w.submit(spec("sleep 3; echo done"))
@@ -158,6 +159,7 @@ def test_refuses_what_it_cannot_run_with_reasons(world: World) -> None:
     assert gpu_label in w.tick().refused
 
 
+@ON_ANVIL_AND_HARDHAT
 def test_cancel_while_running_kills_it_and_stops_billing(world: World) -> None:
     w = world
     job_id = w.submit(spec("sleep 300"))
@@ -181,6 +183,7 @@ def test_cancel_while_running_kills_it_and_stops_billing(world: World) -> None:
     assert w.reader.balance_of(w.provider.address) == earned
 
 
+@ON_ANVIL_AND_HARDHAT
 def test_out_of_credits_is_expired_and_killed(world: World) -> None:
     w = world
     escrow = 60 * 1_000  # 60 s at 1,000 units per second
@@ -203,6 +206,7 @@ def test_out_of_credits_is_expired_and_killed(world: World) -> None:
     assert st.state is BackendState.CANCELLED
 
 
+@ON_ANVIL_AND_HARDHAT
 def test_top_up_extends_the_time_limit(world: World) -> None:
     w = world
     job_id = w.submit(spec("sleep 300"), escrow=100_000)  # 100 s
@@ -221,15 +225,33 @@ def test_top_up_extends_the_time_limit(world: World) -> None:
     assert w.tick().killed == [job_id]
 
 
-def test_skipped_step_of_a_job_cancelled_meanwhile_kills_it(world: World) -> None:
+def test_skipped_step_of_a_job_cancelled_meanwhile_kills_it(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
     w = world
     job_id = w.submit(spec("sleep 300"))
-    w.until_status(job_id, JobStatus.RUNNING)
-    w.customer.cancel_job(job_id)
-    # As if the agent had read the job RUNNING just before the customer's cancel was mined.
-    rnd = Round(steps=[(job_id, ProviderAction.COMPLETE, 0)])
-    w.agent._send_steps(rnd, {})
-    assert [s[1] for s in rnd.skipped] == [job_id] and "CANCELLED" in rnd.skipped[0][2]
+    rnd = w.tick()
+    native = rnd.submitted[job_id]
+    backend = local_backend(w)
+    deadline = time.monotonic() + 30
+    while backend.status([native])[native].state is not BackendState.RUNNING:
+        assert time.monotonic() < deadline, "the backend never ran the job"
+        time.sleep(0.1)
+    assert w.job(job_id).status is JobStatus.SCHEDULED
+
+    # The customer's cancel is mined after the agent read the job SCHEDULED and before its
+    # START goes out: the contract skips the START, and the agent kills the job at once.
+    real_status = backend.status
+
+    def status_after_a_cancel(native_ids: Any) -> Any:
+        monkeypatch.setattr(backend, "status", real_status)
+        w.customer.cancel_job(job_id)
+        return real_status(native_ids)
+
+    monkeypatch.setattr(backend, "status", status_after_a_cancel)
+    rnd = w.tick()
+    assert (job_id, ProviderAction.START, 0) in rnd.steps
+    assert [s.job_id for s in rnd.skipped] == [job_id] and "CANCELLED" in rnd.skipped[0].error
     assert rnd.killed == [job_id] and job_id not in w.agent.state.jobs
 
 
@@ -284,20 +306,15 @@ def test_job_submitted_just_before_a_crash_is_adopted_not_resubmitted(
 ) -> None:
     w = make_world(grid, tmp_path)
     job_id = w.submit(spec("sleep 1"))
-    agent = w.agent
-    # The first half of a round: ACCEPT mined, submitted to the backend, state not saved...
-    rnd, head = Round(), agent.chain.head()
-    agent._scan(head, rnd)
-    rec = agent.state.jobs[job_id]
-    spec_ = agent._admit(rec, agent.chain.jobs([job_id])[job_id], head, {})
-    assert spec_ is not None
-    agent.market.accept_job(job_id)
-    view = agent.chain.jobs([job_id])[job_id]
-    assert view.status is JobStatus.SCHEDULED
-    assert agent._submit(rec, view, spec_, rnd, {})
-    agent.close()
-    # ...then the agent dies and its state file is lost too.
+    # One round: the ACCEPT is mined and the job queued on the backend...
+    rnd = w.tick()
+    assert job_id in rnd.submitted
+    assert w.job(job_id).status is JobStatus.SCHEDULED
+    w.agent.close()
+    # ...then the agent dies and its state file is lost: nothing on disk says it submitted
+    # the job, as if it had died before saving.
     (w.settings.state_dir / "agent-state.json").unlink()
+    w.rounds.clear()
 
     w.agent = build(w.settings)
     w.agent.start()

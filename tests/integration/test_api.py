@@ -22,7 +22,7 @@ from sqlalchemy import update
 
 from metascheduler.api import ApiSettings, create_app
 from metascheduler.chain import JobStatus, Market, Terms
-from metascheduler.chain.market import Deployment
+from metascheduler.chain.deployment import Deployment
 from metascheduler.chain.rpc import connect
 from metascheduler.chain.types import Hardware, Prices
 from metascheduler.devnet.anvil import Anvil, dev_account, mine_after, start_anvil
@@ -406,7 +406,8 @@ def test_providers_show_capacity_prices_and_load(client: TestClient, world: Worl
 def test_stats_count_states_and_credits(client: TestClient, world: World) -> None:
     s = client.get("/api/stats").json()
     assert s["jobs_total"] == len(world.jobs)
-    assert s["jobs_by_state"] == {st.name: (1 if st.name in world.jobs else 0) for st in JobStatus}
+    assert s["jobs_by_status"] == {st.name: (1 if st.name in world.jobs else 0) for st in JobStatus}
+    assert s["jobs_by_state"] == s["jobs_by_status"]  # the earlier key, kept
     c = s["credits"]
     # Every ended job split its escrow; live jobs still hold theirs.
     ended_escrow = 3 * ESCROW + 600  # FINISHED, FAILED, CANCELLED + OUT_OF_CREDITS
@@ -650,6 +651,12 @@ def test_openapi_schema_documents_every_endpoint(client: TestClient) -> None:
         "/api/stats",
         "/api/health",
         "/api/heartbeats",
+        "/api/jobs/{job_id}/logs",
+        "/api/jobs/{job_id}/logs/chunks",
+        "/api/jobs/{job_id}/outputs",
+        "/api/jobs/{job_id}/outputs/upload",
+        "/api/jobs/{job_id}/outputs/complete",
+        "/api/jobs/{job_id}/results",
     }
     assert set(paths["/api/heartbeats"]["post"]["responses"]) >= {"200", "400", "401", "403", "409"}
     assert "404" in paths["/api/jobs/{job_id}"]["get"]["responses"]

@@ -20,7 +20,7 @@ from metascheduler.chain import JobStatus, Market, Terms
 from metascheduler.chain.types import Hardware, Prices
 from metascheduler.cli import app
 from metascheduler.devnet.anvil import dev_account, next_block_after
-from tests.conftest import Grid
+from tests.conftest import ON_ANVIL_AND_HARDHAT, Grid
 
 pytestmark = pytest.mark.chain
 CREDIT = billing.UNITS_PER_CREDIT
@@ -57,15 +57,15 @@ class World:
         self.prov.start_job(job)
 
     def send_to_market(self, amount: int) -> None:
-        self.cust._tx(
-            "sending credits", "transfer", self.cust.address, amount, contract=self.cust.credit
-        )
+        data = self.cust.credit.encode_abi("transfer", args=[self.cust.address, amount])
+        self.cust.sender_or_fail().transact(self.cust.credit.address, data, "sending credits")
 
     def advance(self, seconds: int) -> None:
         """The next transaction's block comes exactly `seconds` after the latest one."""
         next_block_after(self.cust.w3, seconds)
 
 
+@ON_ANVIL_AND_HARDHAT
 def test_audit_passes_on_an_honest_history(grid: Grid) -> None:
     w = World(grid)
     w.admin.set_fee(250)
@@ -125,7 +125,8 @@ def test_audit_passes_on_an_honest_history(grid: Grid) -> None:
     w.run(live)
     w.advance(20)
     w.prov.withdraw(w.prov.balance_of(w.prov_addr) // 2)
-    w.admin._tx("withdrawing fees", "withdrawFees", dev_account(5).address, 1)
+    fees = w.admin.contract.encode_abi("withdrawFees", args=[dev_account(5).address, 1])
+    w.admin.sender_or_fail().transact(w.admin.address, fees, "withdrawing fees")
     # Credits sent to the market by a plain transfer (not a deposit): swept back to their
     # sender, then some more sent and left there.
     w.send_to_market(3 * CREDIT)
@@ -138,7 +139,7 @@ def test_audit_passes_on_an_honest_history(grid: Grid) -> None:
     assert [s.split(" ")[0] for s in steps] == ["reading"] * 5
     assert "logs" in steps[0] and "10 jobs" in steps[2] and "balances" in steps[3]
     assert "transfers" in steps[4]
-    states = {j.job_id: j.state for j in report.jobs}
+    states = {j.job_id: j.status for j in report.jobs}
     assert states == {
         finished: "FINISHED",
         failed: "FAILED",
@@ -357,6 +358,7 @@ def _ended(m: Market, receipt: Any) -> dict[str, int]:
     return {k: int(ev.args[k]) for k in ("paid", "fee", "refunded")}
 
 
+@ON_ANVIL_AND_HARDHAT
 def test_account_statement_follows_every_credit_of_a_customer_and_a_provider(
     grid: Grid,
 ) -> None:

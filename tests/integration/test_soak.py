@@ -9,7 +9,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from metascheduler.chain.artifacts import REPO_ROOT
+
+# Needs anvil like every chain test; without it the soak exits with the reason and this fails
+# (nothing here skips).
+pytestmark = pytest.mark.chain
 
 
 def test_one_minute_soak_keeps_every_promise(tmp_path: Path) -> None:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import re
+import runpy
 from pathlib import Path
 
 from metascheduler.chain import JobStatus, ProviderStatus, load_artifact, stale_sources
-from metascheduler.chain.artifacts import REPO_ROOT
+from metascheduler.chain.artifacts import PACKAGED, REPO_ROOT
 
+#: The export `make build` and the wheel's build run (a script: it runs before any dependency).
+EXPORT = runpy.run_path(str(REPO_ROOT / "scripts" / "export_abi.py"))
 INTERFACE = REPO_ROOT / "contracts" / "src" / "interfaces" / "IJobMarket.sol"
 
 
@@ -15,6 +19,15 @@ def test_artifacts_are_not_stale() -> None:
     for name in ("JobMarket", "Credit"):
         stale = stale_sources(name)
         assert not stale, f"{name} was compiled from older sources {stale}: run `make build`"
+
+
+def test_packaged_artifacts_are_forges_latest_build() -> None:
+    """What the package carries is what `forge build` last wrote (`make build` exports it)."""
+    for name in EXPORT["CONTRACTS"]:
+        want = EXPORT["packaged"](name, EXPORT["OUT"])
+        assert json.loads((PACKAGED / f"{name}.json").read_text()) == want, (
+            f"the packaged {name} differs from out/: run `make build`"
+        )
 
 
 def test_artifacts_carry_abi_and_bytecode() -> None:

@@ -13,15 +13,9 @@ import pytest
 from typer.testing import CliRunner
 
 from metascheduler.chain.errors import RevertError, RpcUnavailable
-from metascheduler.cli import (
-    EXIT_FAILED,
-    EXIT_RPC,
-    EXIT_USAGE,
-    UsageError,
-    _classify,
-    _units,
-    app,
-)
+from metascheduler.cli import EXIT_FAILED, EXIT_RPC, EXIT_USAGE, UsageError, app
+from metascheduler.cli.errors import classify
+from metascheduler.cli.inputs import credit_units
 from metascheduler.client.errors import InsufficientCredits, NotFound
 from metascheduler.spec import SpecError
 
@@ -33,7 +27,7 @@ TRACE = Path(__file__).resolve().parents[1] / "data/traces/alea-hpc2n-3171jobs.s
     [("12.5", 12_500_000), ("1", 1_000_000), ("0.000001", 1), ("1000000", 10**12)],
 )
 def test_units_reads_credits_exactly(text: str, units: int) -> None:
-    assert _units(text, "x") == units
+    assert credit_units(text, "x") == units
 
 
 @pytest.mark.parametrize(
@@ -48,7 +42,7 @@ def test_units_reads_credits_exactly(text: str, units: int) -> None:
 )
 def test_units_refuses_what_is_not_an_amount(text: str, words: str) -> None:
     with pytest.raises(UsageError, match=words):
-        _units(text, "--escrow")
+        credit_units(text, "--escrow")
 
 
 @pytest.mark.parametrize(
@@ -64,12 +58,12 @@ def test_units_refuses_what_is_not_an_amount(text: str, words: str) -> None:
     ],
 )
 def test_errors_map_to_exit_codes(exc: Exception, code: int, kind: str) -> None:
-    assert _classify(exc) == (code, kind)
+    assert classify(exc) == (code, kind)
 
 
 def test_an_unexpected_error_is_not_swallowed() -> None:
     with pytest.raises(ZeroDivisionError):
-        _classify(ZeroDivisionError())
+        classify(ZeroDivisionError())
 
 
 def test_insufficient_credits_says_how_much_is_missing() -> None:
@@ -180,3 +174,34 @@ def test_sim_runs_a_real_trace_with_json() -> None:
     assert out.exit_code == 0, out.output
     report = json.loads(out.stdout.strip().splitlines()[-1])
     assert report["jobs_kept"] == 60 and report["clusters"] == [50, 25, 25]
+
+
+def test_commands_the_services_name_exist() -> None:
+    """A message that tells an operator to run a command names one that exists."""
+    from metascheduler import commands
+
+    named = [v for k, v in vars(commands).items() if k.isupper() and isinstance(v, str)]
+    assert named
+    for template in named:
+        words = [w for w in template.split() if not w.startswith("{")]
+        assert words[0] == "metascheduler"
+        out = CliRunner().invoke(app, [*words[1:], "--help"])
+        assert out.exit_code == 0, f"{template}: {out.output}"
+
+
+def test_help_lists_the_admin_commands_and_deploy() -> None:
+    assert "deploy" in CliRunner().invoke(app, ["--help"]).output
+    out = CliRunner().invoke(app, ["admin", "--help"])
+    for name in (
+        "approve-provider",
+        "ban-provider",
+        "remove-provider",
+        "set-oracle",
+        "set-fee",
+        "set-timeouts",
+        "pause",
+        "unpause",
+        "withdraw-fees",
+        "mint",
+    ):
+        assert name in out.output

@@ -9,7 +9,7 @@ import pytest
 from metascheduler.placement import (
     DEFAULT_POLICY,
     POLICY_NAMES,
-    JobRequest,
+    PendingJob,
     ProviderState,
     RunningJob,
     get_policy,
@@ -26,8 +26,8 @@ def job(
     labels: frozenset[str] = frozenset(),
     at: float = 0.0,
     est: float = 600.0,
-) -> JobRequest:
-    return JobRequest(job_id, cpus, gpus, mem_mb, max_price, labels, at, est)
+) -> PendingJob:
+    return PendingJob(job_id, cpus, gpus, mem_mb, max_price, labels, at, est)
 
 
 def provider(
@@ -298,14 +298,14 @@ def test_lateBinding_holdsEverythingWhenTheGridIsFull() -> None:
 @ALL
 def test_decide_neverOffersAJobToAProviderThatRefusedIt(name: str) -> None:
     providers = [provider("0xcheap", cpu_price=1), provider("0xdear", cpu_price=5)]
-    refused = JobRequest(1, 4, 0, 0, 10**9, frozenset(), 0.0, 600.0, frozenset({"0xcheap"}))
+    refused = PendingJob(1, 4, 0, 0, 10**9, frozenset(), 0.0, 600.0, frozenset({"0xcheap"}))
     d = get_policy(name).decide([refused], providers, 0.0)
     assert [p.provider for p in d.placements] == ["0xdear"]
 
 
 @ALL
 def test_decide_refusedByEveryoneAble_isUnplaceableWithReason(name: str) -> None:
-    refused = JobRequest(1, 4, 0, 0, 10**9, frozenset(), 0.0, 600.0, frozenset({"0xa"}))
+    refused = PendingJob(1, 4, 0, 0, 10**9, frozenset(), 0.0, 600.0, frozenset({"0xa"}))
     d = get_policy(name).decide([refused, job(2)], [provider("0xa")], 0.0)
     assert [p.job_id for p in d.placements] == [2]
     assert [u.job_id for u in d.unplaceable] == [1]

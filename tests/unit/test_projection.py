@@ -152,3 +152,26 @@ def test_a_deeply_nested_spec_is_ingested_under_the_default_recursion_limit() ->
     finally:
         sys.setrecursionlimit(limit)
     assert row["job_id"] == 1 and row["labels"] == [] and row["spec"] == nested
+
+
+def test_container_job_wants_a_provider_labelled_container() -> None:
+    image = "http://files.example/i.tar#sha256=" + "ab" * 32
+    spec = (
+        b'{"command":["true"],"container":{"image":"' + image.encode() + b'"},'
+        b'"labels":["gpu"],"name":"c","version":2}'
+    )
+    request = ev(
+        "JobRequested",
+        2,
+        0,
+        jobId=4,
+        customer=CUST,
+        escrow=1,
+        maxPricePerMinute=1,
+        cpus=1,
+        gpus=0,
+        memMb=1,
+        spec=spec,
+    )
+    row = apply_job_event(None, request)
+    assert row is not None and row["labels"] == ["container", "gpu"]

@@ -11,6 +11,7 @@ from metascheduler.config import SettingsError
 from metascheduler.store.db import upgrade_to_head
 
 from .app import create_app
+from .chainhead import ChainHead
 from .settings import ApiSettings
 
 log = logging.getLogger(__name__)
@@ -28,6 +29,20 @@ def run_api_command(config_path: str | None) -> int:
     )
     if not settings.market_address:
         log.warning("market_address is not set: heartbeats will be refused with 503")
+    if settings.deployment is not None:
+        try:
+            chain_id = ChainHead(
+                settings.rpc_url, timeout_s=settings.rpc_timeout_s, cache_s=0
+            ).chain_id()
+        except Exception as exc:
+            # The API serves the store without the chain; the oracle and the agents check it.
+            log.warning("cannot check the chain id at %s: %s", settings.rpc_url, exc)
+        else:
+            try:
+                settings.check_chain(chain_id)
+            except SettingsError as exc:
+                print(f"metascheduler api: {exc}", file=sys.stderr)
+                return 2
     try:
         # Idempotent; lets the API start before the oracle has ever run.
         upgrade_to_head(settings.database_url)

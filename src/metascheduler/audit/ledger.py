@@ -126,12 +126,3 @@ class Ledger:
         """Escrow locked in the live jobs that `account` requested."""
         acct = account.lower()
         return sum(e for job, e in self.escrows.items() if self.customers[job].lower() == acct)
-
-    def balance_after(self, account: str, block: int) -> int:
-        """The rebuilt balance at the end of `block`."""
-        bal = 0
-        for b, value in self.trail.get(account.lower(), []):
-            if b > block:
-                break
-            bal = value
-        return bal

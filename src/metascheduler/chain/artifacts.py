@@ -1,4 +1,8 @@
-"""Compiled contract artifacts (ABI, bytecode) by contract name, from forge's `out/` folder."""
+"""Compiled contract artifacts (ABI, bytecode) by contract name, as the package carries them.
+
+`scripts/export_abi.py` writes `chain/contracts/<Name>.json` from forge's `out/` (`make build` runs
+it, and so does the wheel's build), so an installed metascheduler needs no repository.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +15,7 @@ from typing import Any
 from eth_utils import keccak
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
-DEFAULT_OUT = REPO_ROOT / "out"
+PACKAGED = Path(__file__).resolve().parent / "contracts"
 
 
 class ArtifactError(RuntimeError):
@@ -23,27 +27,31 @@ class Artifact:
     name: str
     abi: list[dict[str, Any]]
     bytecode: str
+    #: the runtime code as compiled (immutables still zero): what a deployment's code differs
+    #: from only where the constructor wrote immutables
+    deployed_bytecode: str
     #: source path (relative to the repo) -> keccak256 the artifact was compiled from
     sources: dict[str, str]
 
 
 @cache
-def load_artifact(name: str, out_dir: Path = DEFAULT_OUT) -> Artifact:
-    """Loads `out/<Name>.sol/<Name>.json`, as `forge build` writes it."""
-    path = out_dir / f"{name}.sol" / f"{name}.json"
+def load_artifact(name: str) -> Artifact:
+    """Loads `<Name>.json` from the package."""
+    path = PACKAGED / f"{name}.json"
     if not path.exists():
         raise ArtifactError(
-            f"no compiled artifact for contract {name!r} at {path}: run `make build` "
-            "(forge build) in the repository first"
+            f"no compiled artifact for contract {name!r} at {path}: in the repository, run "
+            "`make build` (forge build, then scripts/export_abi.py); an installed package "
+            "carries it, so reinstall it from a wheel built that way"
         )
     data = json.loads(path.read_text())
-    sources = {src: meta["keccak256"] for src, meta in data["metadata"]["sources"].items()}
-    return Artifact(name, data["abi"], data["bytecode"]["object"], sources)
+    return Artifact(name, data["abi"], data["bytecode"], data["deployedBytecode"], data["sources"])
 
 
-def stale_sources(name: str, root: Path = REPO_ROOT, out_dir: Path = DEFAULT_OUT) -> list[str]:
-    """Sources of `name` under `contracts/` whose content differs from what was compiled."""
-    artifact = load_artifact.__wrapped__(name, out_dir)
+def stale_sources(name: str, root: Path = REPO_ROOT) -> list[str]:
+    """Sources of `name` under `contracts/` whose content differs from what the packaged
+    artifact was compiled from."""
+    artifact = load_artifact.__wrapped__(name)
     stale = []
     for src, digest in artifact.sources.items():
         if not src.startswith("contracts/"):

@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from eth_abi import decode
-from eth_utils import function_signature_to_4byte_selector
+from eth_utils import function_signature_to_4byte_selector, keccak, to_checksum_address
 
 from metascheduler import billing
 from metascheduler.chain.types import JobStatus, ProviderStatus
@@ -33,6 +33,17 @@ class RevertError(ChainError):
 def _states(mask: bytes) -> str:
     bits = int.from_bytes(mask, "big")
     return " or ".join(s.name for s in JobStatus if bits >> s.value & 1) or "none"
+
+
+#: The roles of the contracts (OpenZeppelin AccessControl), by their bytes32 id.
+_ROLES = {
+    bytes(32): "admin role (DEFAULT_ADMIN_ROLE)",
+    keccak(b"MINTER_ROLE"): "minter role (MINTER_ROLE)",
+}
+
+
+def _role(role: bytes) -> str:
+    return _ROLES.get(bytes(role), f"role 0x{bytes(role).hex()}")
 
 
 def _c(units: int) -> str:
@@ -63,6 +74,10 @@ _WORDS: dict[str, Callable[[dict[str, Any]], str]] = {
         f"provider {a['provider']} charges {_c(a['price'])}/min for job {a['jobId']}, "
         f"above its max price of {_c(a['maxPrice'])}/min"
     ),
+    "JobPriceAboveQuote": lambda a: (
+        f"provider {a['provider']} now charges {_c(a['price'])}/min for job {a['jobId']}, "
+        f"above the {_c(a['quotedPrice'])}/min it was quoted at: place it again at the new price"
+    ),
     "JobDoesNotFit": lambda a: f"job {a['jobId']} needs more than provider {a['provider']} has",
     "JobStillFunded": lambda a: (
         f"job {a['jobId']} still has credits until t={a['fundedUntil']} "
@@ -90,15 +105,24 @@ _WORDS: dict[str, Callable[[dict[str, Any]], str]] = {
     ),
     "MarketZeroAmount": lambda a: "the amount must be above zero",
     "MarketFeeTooHigh": lambda a: f"fee {a['bps']} bps is above the maximum of {a['max']} bps",
+    "MarketRequestFeeTooHigh": lambda a: (
+        f"a request fee of {_c(a['fee'])} is above the maximum of {_c(a['max'])}"
+    ),
+    "MarketTooManyRuleChanges": lambda a: (
+        "the fee and timeouts were changed 65,535 times: deploy a new market to change them again"
+    ),
     "ProviderNotApproved": lambda a: (
         f"provider {a['provider']} is {ProviderStatus(a['status']).name}, not APPROVED: "
         "ask the admin to approve it"
     ),
-    "ProviderBanned": lambda a: f"provider {a['provider']} is banned and cannot register",
+    "ProviderBanned": lambda a: (
+        f"provider {a['provider']} is banned: it can neither register nor accept or start a job"
+    ),
     "ProviderInvalidHardware": lambda a: "hardware must declare at least one node and one CPU",
     "ProviderNotFound": lambda a: f"provider {a['provider']} has no record in this state",
     "AccessControlUnauthorizedAccount": lambda a: (
-        f"{a['account']} lacks the role {a['neededRole'].hex()} this call needs"
+        f"{a['account']} lacks the {_role(a['neededRole'])} this call needs: send it with the "
+        "key of an account that holds it"
     ),
     "ERC20InsufficientBalance": lambda a: (
         f"wallet {a['sender']} holds {_c(a['balance'])} credits but needs {_c(a['needed'])}"
@@ -110,6 +134,36 @@ _WORDS: dict[str, Callable[[dict[str, Any]], str]] = {
     "CreditFaucetDisabled": lambda a: (
         f"the faucet works on local devnets only (this chain id is {a['chainId']})"
     ),
+    # OpenZeppelin's, inherited by the contracts: reached by calling them directly, or by a
+    # token transfer or permit gone wrong.
+    "AccessControlBadConfirmation": lambda a: (
+        "renouncing a role needs the caller's own address as confirmation"
+    ),
+    "SafeERC20FailedOperation": lambda a: (
+        f"the credit token {a['token']} refused the transfer: check the token's address"
+    ),
+    "ERC20InvalidApprover": lambda a: f"{a['approver']} cannot approve spending (zero address)",
+    "ERC20InvalidReceiver": lambda a: f"credits cannot be sent to {a['receiver']} (zero address)",
+    "ERC20InvalidSender": lambda a: f"credits cannot be sent from {a['sender']} (zero address)",
+    "ERC20InvalidSpender": lambda a: f"{a['spender']} cannot be approved (zero address)",
+    "ERC2612ExpiredSignature": lambda a: (
+        f"the permit expired at t={a['deadline']}: sign a new one with a later deadline"
+    ),
+    "ERC2612InvalidSigner": lambda a: (
+        f"the permit was signed by {a['signer']}, not by the owner {a['owner']}: sign it with "
+        "the owner's key"
+    ),
+    "InvalidAccountNonce": lambda a: (
+        f"the permit's nonce is stale: {a['account']}'s nonce is now {a['currentNonce']}; "
+        "sign a new permit"
+    ),
+    "ECDSAInvalidSignature": lambda a: "the signature is invalid: sign again",
+    "ECDSAInvalidSignatureLength": lambda a: (
+        f"the signature is {a['length']} bytes, not 65: sign again"
+    ),
+    "ECDSAInvalidSignatureS": lambda a: "the signature is malleable (high s): sign again",
+    "InvalidShortString": lambda a: "a short string in the token's metadata is invalid",
+    "StringTooLong": lambda a: f"the string is too long for a short string: {a['str'][:40]!r}",
 }
 
 
@@ -148,7 +202,12 @@ class ErrorDecoder:
                 "Unknown", {}, f"{prefix}reverted with unknown error 0x{data.hex()}", data
             )
         name, types, names = known
-        args = dict(zip(names, decode(types, body), strict=True))
+        # Addresses as users see them elsewhere (checksummed), not as eth_abi decodes them.
+        values = [
+            to_checksum_address(v) if t == "address" else v
+            for t, v in zip(types, decode(types, body), strict=True)
+        ]
+        args = dict(zip(names, values, strict=True))
         words = _WORDS.get(name)
         text = words(args) if words else f"{name}({', '.join(f'{k}={v}' for k, v in args.items())})"
         return RevertError(name, args, f"{prefix}{text}", data)

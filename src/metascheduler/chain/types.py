@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 from eth_abi import encode
 from eth_utils import is_address, is_checksum_address, keccak
@@ -43,10 +43,6 @@ class JobStatus(IntEnum):
         return self in (JobStatus.META_SCHEDULED, JobStatus.SCHEDULED)
 
 
-TERMINAL_STATUSES = frozenset(s for s in JobStatus if s.terminal)
-LIVE_STATUSES = frozenset(s for s in JobStatus if not s.terminal)
-
-
 class ProviderStatus(IntEnum):
     NONE = 0
     REGISTERED = 1
@@ -58,6 +54,27 @@ class ProviderAction(IntEnum):
     ACCEPT = 0
     START = 1
     COMPLETE = 2
+
+
+class ProviderStep(NamedTuple):
+    """One item of a ``providerBatch``: a provider's step on one job (``exit_code`` and
+    ``result_digest`` are read for COMPLETE only; the digest, 32 bytes, commits to the job's
+    results and is emitted in ``JobEnded``)."""
+
+    job_id: int
+    action: ProviderAction
+    exit_code: int = 0
+    result_digest: bytes = bytes(32)
+
+
+class SkippedItem(NamedTuple):
+    """A batch item the contract skipped (``BatchItemSkipped``): its position in the batch (the
+    event's ``index``; a tuple's ``index`` is a method), its job, and the contract's error in
+    words."""
+
+    position: int
+    job_id: int
+    error: str
 
 
 @dataclass(frozen=True)
@@ -86,6 +103,24 @@ class Terms:
         cls, spec: bytes, cpus: int, gpus: int, mem_mb: int, max_price_per_minute: int
     ) -> Terms:
         return cls(keccak(spec), cpus, gpus, mem_mb, max_price_per_minute)
+
+
+class Placement(NamedTuple):
+    """One item of ``placeJobs`` (the contract's ``Placement``): a job, the provider it goes to,
+    the terms it was requested under, which the contract checks against the job's tag, and the
+    price the placer quoted (the contract refuses the placement if the provider's is now higher;
+    None: no bound tighter than the job's max price)."""
+
+    job_id: int
+    provider: str
+    terms: Terms
+    quoted_price: int | None = None
+
+    def quote(self) -> int:
+        """The quoted price as the contract takes it."""
+        if self.quoted_price is None:
+            return self.terms.max_price_per_minute
+        return self.quoted_price
 
 
 @dataclass(frozen=True)

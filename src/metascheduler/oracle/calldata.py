@@ -14,12 +14,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from functools import cache
 
-from eth_utils import function_signature_to_4byte_selector
-from eth_utils.abi import abi_to_signature
-
-from metascheduler.chain.artifacts import load_artifact
-from metascheduler.chain.market import calldata_gas
-from metascheduler.chain.types import Terms
+from metascheduler.chain.abi import market_function
+from metascheduler.chain.types import Placement, Terms
 
 #: The ABI signature the word layout below is written for.
 PLACE_JOBS_SIGNATURE = (
@@ -29,15 +25,13 @@ PLACE_JOBS_SIGNATURE = (
 
 @cache
 def selector() -> bytes:
-    for it in load_artifact("JobMarket").abi:
-        if it.get("type") == "function" and it.get("name") == "placeJobs":
-            sig = abi_to_signature(it)  # type: ignore[arg-type]
-            if sig != PLACE_JOBS_SIGNATURE:
-                raise RuntimeError(
-                    f"placeJobs is now {sig}, not {PLACE_JOBS_SIGNATURE}: update oracle/calldata.py"
-                )
-            return bytes(function_signature_to_4byte_selector(sig))
-    raise KeyError("JobMarket has no function placeJobs: rebuild the artifacts")
+    fn = market_function("placeJobs")
+    if fn.signature != PLACE_JOBS_SIGNATURE:
+        raise RuntimeError(
+            f"placeJobs is now {fn.signature}, not {PLACE_JOBS_SIGNATURE}: "
+            "update oracle/calldata.py"
+        )
+    return fn.selector
 
 
 def _uint(value: int, bits: int, what: str) -> bytes:
@@ -76,9 +70,5 @@ def join(items: Sequence[bytes]) -> bytes:
     return header(len(items)) + b"".join(items)
 
 
-def place_jobs(placements: Sequence[tuple[int, str, Terms, int]]) -> bytes:
-    return join([item(jid, provider, terms, quoted) for jid, provider, terms, quoted in placements])
-
-
-def header_gas() -> int:
-    return calldata_gas(header(1))
+def place_jobs(placements: Sequence[Placement]) -> bytes:
+    return join([item(p.job_id, p.provider, p.terms, p.quote()) for p in placements])

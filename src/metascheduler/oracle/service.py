@@ -28,22 +28,22 @@ from web3 import Web3
 from metascheduler.billing import funded_seconds
 from metascheduler.chain import Market, RpcUnavailable, Terms
 from metascheduler.chain.errors import ChainError
-from metascheduler.chain.market import (
+from metascheduler.chain.gas import (
     PLACE_ITEM_CALLDATA_GAS,
     TX_BASE_GAS,
     calldata_gas,
     place_jobs_exec_gas,
 )
 from metascheduler.chain.rpc import connect, retrying
-from metascheduler.chain.types import JobStatus, ProviderStatus
+from metascheduler.chain.types import JobStatus, Placement, ProviderStatus, SkippedItem
 from metascheduler.config import OracleSettings, SettingsError
 from metascheduler.keys import KeyLoadError, load_account, refuse_dev_key_off_devnet
 from metascheduler.oracle import calldata, logs
 from metascheduler.oracle.actions import ActionLog
-from metascheduler.oracle.inputs import Liveness, job_request, provider_states
+from metascheduler.oracle.inputs import Liveness, pending_job, provider_states
 from metascheduler.placement import (
     DEFAULT_POLICY,
-    JobRequest,
+    PendingJob,
     Policy,
     ProviderState,
     Unplaceable,
@@ -58,11 +58,11 @@ from metascheduler.store.models import Block, Job, OracleAction, Provider
 log = logging.getLogger("metascheduler.oracle")
 
 #: Unplaceable reasons longer than this are cut (they are for humans, not for parsing).
-MAX_REASON = 500
+MAX_UNPLACEABLE_REASON = 500
 _FAILED = object()
 #: At most this many pending jobs are considered per tick (in the store's `PRIORITY`).
 MAX_PENDING_PER_TICK = 20_000
-#: A job is placed only if its escrow pays this long a run at the chosen price.
+#: A job is placed only if its escrow pays this long a run on the cheapest provider able to run it.
 MIN_RUN_S = 60
 #: Most placements in one transaction: ~29 kB of calldata per 130, and nodes refuse transactions
 #: above 128 kB (geth's pool limit).
@@ -73,7 +73,7 @@ MAX_TXS_PER_BLOCK = 64
 
 @dataclass
 class _Batch:
-    triples: list[tuple[int, str, Terms, int]] = field(default_factory=list)
+    placements: list[Placement] = field(default_factory=list)
     items: list[bytes] = field(default_factory=list)
     providers: set[str] = field(default_factory=set)
     item_calldata_gas: int = 0
@@ -177,6 +177,7 @@ class Oracle:
 
     def start(self) -> None:
         chain_id = int(self._rpc("reading the chain id", lambda: self.w3.eth.chain_id))
+        self.settings.check_chain(chain_id)
         refuse_dev_key_off_devnet(self.market.sender_or_fail().account, chain_id)
         cfg = self.market.config()
         if str(cfg["oracle"]).lower() != self.address.lower():
@@ -286,15 +287,15 @@ class Oracle:
         cur = self.ingester.cursor()
         return cur[0] if cur else -1
 
-    def _on_skipped(self, action: OracleAction, skipped: list[tuple[int, int, str]]) -> None:
-        for index, job_id, why in skipped:
+    def _on_skipped(self, action: OracleAction, skipped: list[SkippedItem]) -> None:
+        for item in skipped:
             log.info(
                 "%s skipped by the contract tx=%s index=%d job=%d reason=%s",
                 action.kind,
                 action.tx_hash,
-                index,
-                job_id,
-                why,
+                item.position,
+                item.job_id,
+                item.error,
             )
 
     # ------------------------------------------------------------------ place
@@ -337,9 +338,9 @@ class Oracle:
         now_chain = float(max(ingested_time, *(j.requested_at for j in pending)))
         states = provider_states(provs, on_prov, in_flight, self.liveness, time.time())
         by_id = {j.job_id: j for j in pending}
-        requests = [job_request(j, refused.get(j.job_id, frozenset())) for j in pending]
-        requests, underfunded = _funded_for_a_minimum_run(requests, by_id, states)
-        decisions = self.policy.decide(requests, states, now_chain)
+        jobs = [pending_job(j, refused.get(j.job_id, frozenset())) for j in pending]
+        jobs, underfunded = _funded_for_a_minimum_run(jobs, by_id, states)
+        decisions = self.policy.decide(jobs, states, now_chain)
         placements = decisions.placements
         unplaceable = [*decisions.unplaceable, *underfunded]
         self._record_unplaceable(by_id, unplaceable, placed={p.job_id for p in placements})
@@ -387,7 +388,7 @@ class Oracle:
                 cur.full = True
                 out.append(cur)
                 cur = _Batch()
-            cur.triples.append((j.job_id, prov, terms, p.price_per_minute))
+            cur.placements.append(Placement(j.job_id, prov, terms, p.price_per_minute))
             cur.items.append(it)
             cur.providers.add(prov.lower())
             cur.item_calldata_gas += calldata_gas(it)
@@ -405,13 +406,17 @@ class Oracle:
         if not batches:
             return 0
         ids = self.actions.intend_many(
-            "place", [([t[0] for t in b.triples], [t[1] for t in b.triples]) for b in batches]
+            "place",
+            [
+                ([p.job_id for p in b.placements], [p.provider for p in b.placements])
+                for b in batches
+            ],
         )
         sender = self.market.sender_or_fail()
         sent = []
         try:
             for action, batch in zip(ids, batches, strict=True):
-                # The exact gas limit (no eth_estimateGas round trip): see chain.market.
+                # The exact gas limit (no eth_estimateGas round trip): see chain.gas.
                 pending = sender.send(
                     self.market.address,
                     calldata.join(batch.items),
@@ -424,7 +429,7 @@ class Oracle:
                     pending.tx_hash.to_0x_hex(),
                     pending.nonce,
                     len(batch.items),
-                    batch.triples[0][0],
+                    batch.placements[0].job_id,
                     batch.gas(),
                 )
         except Exception:
@@ -440,7 +445,7 @@ class Oracle:
     def _record_unplaceable(
         self, by_id: dict[int, Any], unplaceable: Sequence[Any], placed: set[int]
     ) -> None:
-        reasons = {u.job_id: u.reason[:MAX_REASON] for u in unplaceable}
+        reasons = {u.job_id: u.reason[:MAX_UNPLACEABLE_REASON] for u in unplaceable}
         changed = [
             jid
             for jid, j in by_id.items()
@@ -503,12 +508,12 @@ class Oracle:
                     reclaim.append(j.job_id)
         done = {"expire": 0, "reclaim": 0, "fail": 0}
         last_seen = dict(fail)
+
+        def fail_jobs(ids: list[int]) -> Any:
+            return self.market.fail_jobs([(jid, last_seen[jid]) for jid in ids])
+
         for kind, ids, call in (
-            (
-                "fail",
-                [jid for jid, _ in fail],
-                lambda c: self.market.fail_jobs([(jid, last_seen[jid]) for jid in c]),
-            ),
+            ("fail", list(last_seen), fail_jobs),
             ("expire", expire, self.market.expire_jobs),
             ("reclaim", reclaim, self.market.reclaim_jobs),
         ):
@@ -552,8 +557,10 @@ class Oracle:
             self.market.sender_or_fail().resync_nonce()
             raise
         skipped = self.actions.mark_receipt(action, receipt)
-        for index, job_id, why in skipped:
-            log.info("%s skipped job=%d index=%d reason=%s", kind, job_id, index, why)
+        for item in skipped:
+            log.info(
+                "%s skipped job=%d index=%d reason=%s", kind, item.job_id, item.position, item.error
+            )
         n = len(ids) - len(skipped)
         log.info(
             "%s jobs=%d done=%d tx=%s", kind, len(ids), n, receipt["transactionHash"].to_0x_hex()
@@ -565,17 +572,16 @@ class Oracle:
 
 
 def _funded_for_a_minimum_run(
-    requests: Sequence[JobRequest], by_id: dict[int, Any], providers: Sequence[ProviderState]
-) -> tuple[list[JobRequest], list[Unplaceable]]:
+    jobs: Sequence[PendingJob], by_id: dict[int, Any], providers: Sequence[ProviderState]
+) -> tuple[list[PendingJob], list[Unplaceable]]:
     """The jobs whose escrow pays at least `MIN_RUN_S` on the cheapest provider able to run
     them; the others are not offered to any (a job paying a provider less than its own
     transactions cost is spam to it), and take no room from those that pay."""
-    kept: list[JobRequest] = []
+    kept: list[PendingJob] = []
     refused: list[Unplaceable] = []
-    for job in requests:
+    for job in jobs:
         escrow = by_id[job.job_id].escrow
-        prices = [job_price(job, p) for p in providers if could_run(job, p)]
-        cheapest = min(prices, default=0)
+        cheapest = min((job_price(job, p) for p in providers if could_run(job, p)), default=0)
         if cheapest and funded_seconds(escrow, cheapest) < MIN_RUN_S:
             refused.append(
                 Unplaceable(

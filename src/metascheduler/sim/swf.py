@@ -1,7 +1,7 @@
 """Reading Standard Workload Format traces (Parallel Workloads Archive), plain or gzipped.
 
 One job a line, 18 whitespace-separated fields, ``;`` starts a header line, -1 means unknown.
-The conventions follow issue 6 so that results compare with published work.
+The conventions (docs/placement.md) follow published work so that results compare with it.
 """
 
 from __future__ import annotations

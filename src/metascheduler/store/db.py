@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+import fcntl
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.engine import make_url
+from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 log = logging.getLogger(__name__)
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+
+#: The PostgreSQL advisory lock that one migrating process holds while the others wait (any
+#: fixed number; this one spells "msmg").
+PG_MIGRATION_LOCK = 0x6D736D67
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
@@ -60,14 +67,54 @@ def alembic_config(engine_url: str) -> Config:
     return cfg
 
 
+@contextmanager
+def _sqlite_migration_lock(u: URL) -> Iterator[None]:
+    """Holds an exclusive lock on a file beside the SQLite database while migrating. SQLite's own
+    locks do not serialise two migrations: each reads the schema in a shared transaction, and
+    when both then write, one fails at once with "database is locked" (its busy timeout does not
+    apply to a read lock that would have to become a write lock)."""
+    if not u.database or u.database == ":memory:":
+        yield
+        return
+    db = Path(u.database)
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with db.with_name(db.name + ".migrate-lock").open("a") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.info("another process is migrating %s: waiting for it", db)
+            fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _pg_migration_lock(conn: Connection) -> None:
+    """Takes the migration's advisory lock for the rest of `conn`'s transaction: another process
+    migrating the same database waits here, then finds the schema at head."""
+    if not conn.execute(
+        text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": PG_MIGRATION_LOCK}
+    ).scalar():
+        log.info("another process is migrating this database: waiting for it")
+        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": PG_MIGRATION_LOCK})
+
+
 def upgrade_to_head(engine_url: str) -> None:
-    """Brings the database at `engine_url` to the newest schema (called at start-up)."""
-    engine = make_engine(engine_url)
-    try:
-        with engine.begin() as conn:
-            cfg = alembic_config(engine_url)
-            cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "head")
-    finally:
-        engine.dispose()
-    log.info("store schema at head url=%s", make_url(engine_url).render_as_string(True))
+    """Brings the database at `engine_url` to the newest schema (called at start-up). Services
+    that share a store may start at the same moment: one migrates while the others wait for it,
+    then find nothing to do."""
+    u = make_url(engine_url)
+    sqlite = u.get_backend_name() == "sqlite"
+    with _sqlite_migration_lock(u) if sqlite else nullcontext():
+        engine = make_engine(engine_url)
+        try:
+            with engine.begin() as conn:
+                if conn.dialect.name == "postgresql":
+                    _pg_migration_lock(conn)
+                cfg = alembic_config(engine_url)
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, "head")
+        finally:
+            engine.dispose()
+    log.info("store schema at head url=%s", u.render_as_string(True))

@@ -53,10 +53,6 @@ _PROVIDER_COLUMNS = frozenset(c.name for c in Provider.__table__.columns)
 _TOO_MUCH = ("too many", "limit", "exceed", "range", "timeout", "timed out", "response size")
 
 
-class IngestError(Exception):
-    """Ingestion cannot go on; the message says where and why."""
-
-
 @dataclass
 class StepResult:
     from_block: int

@@ -58,7 +58,7 @@ def _spec_fields(spec: bytes) -> tuple[list[str], int | None]:
         # overflow the recursive JSON decoder at Python's default limit: that must not stop the
         # ingestion of every later event.
         return [], None
-    return list(parsed.labels), parsed.time_limit_minutes
+    return parsed.required_labels, parsed.time_limit_minutes
 
 
 def new_job(ev: EventRecord) -> Row:

@@ -13,7 +13,7 @@ from sqlalchemy import Float, Row, cast, func, or_, select
 from sqlalchemy.orm import Session
 
 from metascheduler.chain.types import JobStatus, ProviderStatus
-from metascheduler.store.models import ChainCursor, Event, Job, OracleAction, Provider
+from metascheduler.store.models import ChainCursor, Event, Job, Provider
 
 #: Statuses in which a job holds resources at a provider (placed, accepted or running).
 ON_PROVIDER = (int(JobStatus.META_SCHEDULED), int(JobStatus.SCHEDULED), int(JobStatus.RUNNING))
@@ -274,12 +274,3 @@ def jobs_on_providers(s: Session) -> list[Job]:
 
 def jobs_in_status(s: Session, statuses: Sequence[int]) -> list[Job]:
     return list(s.scalars(select(Job).where(Job.status.in_(list(statuses))).order_by(Job.job_id)))
-
-
-def unsettled_actions(s: Session) -> list[OracleAction]:
-    """The oracle's transactions not yet known mined or dropped."""
-    return list(
-        s.scalars(
-            select(OracleAction).where(OracleAction.state == "sent").order_by(OracleAction.nonce)
-        )
-    )
