@@ -118,6 +118,10 @@ class Reads(Binding):
             "start_timeout_s": start,
         }
 
+    def request_fee(self) -> int:
+        """Credit units each new request pays to the platform, not refunded."""
+        return int(self._call("reading the request fee", self.contract.functions.requestFee()))
+
     def quote(self, provider: str, cpus: int, gpus: int, mem_mb: int) -> int:
         return int(
             self._call(
