@@ -20,7 +20,7 @@ from metascheduler.chain import JobStatus, Market, Terms
 from metascheduler.chain.types import Hardware, Prices
 from metascheduler.cli import app
 from metascheduler.devnet.anvil import dev_account, next_block_after
-from tests.conftest import Grid
+from tests.conftest import ON_ANVIL_AND_HARDHAT, Grid
 
 pytestmark = pytest.mark.chain
 CREDIT = billing.UNITS_PER_CREDIT
@@ -60,6 +60,7 @@ class World:
         next_block_after(self.cust.w3, seconds)
 
 
+@ON_ANVIL_AND_HARDHAT
 def test_audit_passes_on_an_honest_history(grid: Grid) -> None:
     w = World(grid)
     w.admin.set_fee(250)
@@ -112,14 +113,15 @@ def test_audit_passes_on_an_honest_history(grid: Grid) -> None:
     w.run(live)
     w.advance(20)
     w.prov.withdraw(w.prov.balance_of(w.prov_addr) // 2)
-    w.admin._tx("withdrawing fees", "withdrawFees", dev_account(5).address, 1)
+    fees = w.admin.contract.encode_abi("withdrawFees", args=[dev_account(5).address, 1])
+    w.admin.sender_or_fail().transact(w.admin.address, fees, "withdrawing fees")
 
     steps: list[str] = []
     report = audit_all(w.cust, progress=steps.append)
     assert report.ok, [d.to_json() for d in report.all_discrepancies]
     assert [s.split(" ")[0] for s in steps] == ["reading"] * 4
     assert "logs" in steps[0] and "9 jobs" in steps[2] and "balances" in steps[3]
-    states = {j.job_id: j.state for j in report.jobs}
+    states = {j.job_id: j.status for j in report.jobs}
     assert states == {
         finished: "FINISHED",
         failed: "FAILED",
@@ -307,6 +309,7 @@ def _ended(m: Market, receipt: Any) -> dict[str, int]:
     return {k: int(ev.args[k]) for k in ("paid", "fee", "refunded")}
 
 
+@ON_ANVIL_AND_HARDHAT
 def test_account_statement_follows_every_credit_of_a_customer_and_a_provider(
     grid: Grid,
 ) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from metascheduler.agent.admission import MAX_REASON, Refusal, admit, time_limit_s
+from metascheduler.agent.admission import MAX_REFUSAL_REASON, Refusal, admit, time_limit_s
 from metascheduler.agent.chainview import JobRequest
 from metascheduler.chain.types import Hardware, JobStatus, JobView, Terms
 from metascheduler.spec import JobSpec, encode_spec, parse_spec
@@ -88,8 +88,8 @@ def test_a_job_larger_than_the_provider_is_refused() -> None:
 
 
 def test_a_long_reason_is_cut_to_what_the_chain_is_sent() -> None:
-    long = Refusal("x" * (MAX_REASON + 50))
-    assert len(long.reason) == MAX_REASON and long.reason.endswith("...")
+    long = Refusal("x" * (MAX_REFUSAL_REASON + 50))
+    assert len(long.reason) == MAX_REFUSAL_REASON and long.reason.endswith("...")
     assert Refusal("short").reason == "short"
 
 

@@ -81,8 +81,8 @@ def test_an_honest_finish_with_a_fee_passes() -> None:
     fee = billing.fee(cost, 300)
     c.end(S.FINISHED, T0 + 250, cost - fee, fee, 10_000 - cost, 0)
     a = replay_job(1, c.events, c.history(300))
-    assert a.ok and a.expected == a.actual and a.billed_seconds == 150 and a.state == "FINISHED"
-    assert [s.to_state for s in a.steps][-1] == "FINISHED"
+    assert a.ok and a.expected == a.actual and a.billed_seconds == 150 and a.status == "FINISHED"
+    assert [s.to_status for s in a.steps][-1] == "FINISHED"
     assert a.steps[-1].moved == {"to_provider": cost - fee, "to_fees": fee, "to_customer": 5_000}
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from web3 import Web3
 
 from metascheduler.chain.artifacts import load_artifact
-from metascheduler.chain.types import Terms
+from metascheduler.chain.types import Placement, Terms
 from metascheduler.oracle.calldata import place_jobs
 
 
@@ -14,6 +14,9 @@ def test_place_jobs_calldata_equals_web3s() -> None:
         address=Web3.to_checksum_address("0x" + "12" * 20), abi=load_artifact("JobMarket").abi
     )
     prov = Web3.to_checksum_address("0x" + "ab" * 20)
-    items = [(i, prov, Terms(bytes([i]) * 32, i, i % 3, 1024 * i, 10**6 + i)) for i in range(1, 6)]
+    items = [
+        Placement(i, prov, Terms(bytes([i]) * 32, i, i % 3, 1024 * i, 10**6 + i))
+        for i in range(1, 6)
+    ]
     expected = contract.encode_abi("placeJobs", args=[[(j, p, t.as_tuple()) for j, p, t in items]])
     assert "0x" + place_jobs(items).hex() == expected

@@ -9,7 +9,7 @@ import pytest
 from metascheduler.placement import (
     DEFAULT_POLICY,
     POLICY_NAMES,
-    JobRequest,
+    PendingJob,
     ProviderState,
     RunningJob,
     get_policy,
@@ -26,8 +26,8 @@ def job(
     labels: frozenset[str] = frozenset(),
     at: float = 0.0,
     est: float = 600.0,
-) -> JobRequest:
-    return JobRequest(job_id, cpus, gpus, mem_mb, max_price, labels, at, est)
+) -> PendingJob:
+    return PendingJob(job_id, cpus, gpus, mem_mb, max_price, labels, at, est)
 
 
 def provider(

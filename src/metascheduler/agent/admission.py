@@ -16,7 +16,7 @@ from metascheduler.chain.types import Hardware, JobView, Terms
 from metascheduler.spec import JobSpec, SpecError, decode_spec
 
 #: Longest refusal reason sent on chain (it is paid for in gas, and read by humans).
-MAX_REASON = 240
+MAX_REFUSAL_REASON = 240
 
 
 @dataclass(frozen=True)
@@ -24,8 +24,8 @@ class Refusal:
     reason: str
 
     def __post_init__(self) -> None:
-        if len(self.reason) > MAX_REASON:
-            object.__setattr__(self, "reason", self.reason[: MAX_REASON - 3] + "...")
+        if len(self.reason) > MAX_REFUSAL_REASON:
+            object.__setattr__(self, "reason", self.reason[: MAX_REFUSAL_REASON - 3] + "...")
 
 
 def admit(

@@ -168,6 +168,7 @@ def stats(ctx: Ctx, db: Db) -> Stats:
     p = queries.provider_counts(db, ctx.alive_since())
     return Stats(
         jobs_total=sum(counts.values()),
+        jobs_by_status=counts,
         jobs_by_state=counts,
         credits=Credits(
             escrowed=c.escrowed,

@@ -162,7 +162,8 @@ class Unplaceable(BaseModel):
 
 class Stats(BaseModel):
     jobs_total: int
-    jobs_by_state: dict[str, int] = Field(description="every JobStatus name, with its count")
+    jobs_by_status: dict[str, int] = Field(description="every JobStatus name, with its count")
+    jobs_by_state: dict[str, int] = Field(description="the same as jobs_by_status (earlier key)")
     credits: Credits
     providers_total: int
     providers_approved: int

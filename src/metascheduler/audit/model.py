@@ -33,16 +33,27 @@ class Step:
     tx: str
     log_index: int
     event: str
-    from_state: str | None
-    to_state: str
+    from_status: str | None
+    to_status: str
     escrow: int  # the job's escrow after this step
     provider: str | None = None
     price_per_minute: int | None = None
     moved: dict[str, int] = field(default_factory=dict)
     note: str = ""
 
+    # The earlier names of the two statuses, kept for callers that read them.
+    @property
+    def from_state(self) -> str | None:
+        return self.from_status
+
+    @property
+    def to_state(self) -> str:
+        return self.to_status
+
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        d["from_state"], d["to_state"] = self.from_status, self.to_status  # earlier keys, kept
+        return d
 
 
 @dataclass(frozen=True)
@@ -84,7 +95,7 @@ class Bill:
 @dataclass
 class JobAudit:
     job_id: int
-    state: str = "UNKNOWN"
+    status: str = "UNKNOWN"
     customer: str | None = None
     provider: str | None = None
     escrow_requested: int = 0
@@ -106,6 +117,11 @@ class JobAudit:
         return not self.discrepancies
 
     @property
+    def state(self) -> str:
+        """The job's status under its earlier name, kept for callers that read it."""
+        return self.status
+
+    @property
     def billed_seconds(self) -> int | None:
         if self.started_at is None or self.ended_at is None:
             return None
@@ -118,7 +134,8 @@ class JobAudit:
         return {
             "job_id": self.job_id,
             "ok": self.ok,
-            "state": self.state,
+            "status": self.status,
+            "state": self.status,  # the earlier key, kept
             "customer": self.customer,
             "provider": self.provider,
             "escrow_requested": self.escrow_requested,
@@ -163,6 +180,13 @@ class GridAudit:
     def ok(self) -> bool:
         return not self.all_discrepancies
 
+    def jobs_by_status(self) -> dict[str, int]:
+        """The audited jobs counted by their status (those that occur)."""
+        return {
+            s: sum(1 for j in self.jobs if j.status == s)
+            for s in sorted({j.status for j in self.jobs})
+        }
+
     def to_json(self) -> dict[str, Any]:
         return {
             "ok": self.ok,
@@ -177,10 +201,8 @@ class GridAudit:
             "accounts": self.accounts,
             "jobs": len(self.jobs),
             "jobs_ok": sum(1 for j in self.jobs if j.ok),
-            "job_states": {
-                s: sum(1 for j in self.jobs if j.state == s)
-                for s in sorted({j.state for j in self.jobs})
-            },
+            "jobs_by_status": self.jobs_by_status(),
+            "job_states": self.jobs_by_status(),  # the earlier key, kept
             "bad_jobs": [j.job_id for j in self.jobs if not j.ok],
             "discrepancies": [d.to_json() for d in self.all_discrepancies],
         }

@@ -174,7 +174,7 @@ def replay_job(
     if state is None:
         a.flag("missing", f"job {job_id} has no JobRequested event: it does not exist", None)
         return a
-    a.state = state.name
+    a.status = state.name
     if view is not None:
         _check_stored(a, state, view, placed_at, view_block)
     return a

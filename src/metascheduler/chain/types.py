@@ -103,6 +103,15 @@ class Terms:
         return cls(keccak(spec), cpus, gpus, mem_mb, max_price_per_minute)
 
 
+class Placement(NamedTuple):
+    """One item of ``placeJobs`` (the contract's ``Placement``): a job, the provider it goes to,
+    and the terms it was requested under, which the contract checks against the job's tag."""
+
+    job_id: int
+    provider: str
+    terms: Terms
+
+
 @dataclass(frozen=True)
 class Hardware:
     nodes: int

@@ -47,7 +47,7 @@ def _print_job_audit(c: Console, a: JobAudit) -> None:
             f"give paid {cr(e.paid)} + fee {cr(e.fee)} + refunded {cr(e.refunded)}"
             + (f" ({a.billed_seconds} s metered)" if a.billed_seconds is not None else "")
         )
-    _print_verdict(c, a.ok, a.discrepancies, f"job {a.job_id} ({a.state})")
+    _print_verdict(c, a.ok, a.discrepancies, f"job {a.job_id} ({a.status})")
 
 
 def _print_verdict(c: Console, ok: bool, found: list[Any], what: str) -> None:
@@ -168,7 +168,7 @@ def _print_grid_audit(c: Console, g: GridAudit) -> None:
     c.print(f"market {g.market}, blocks {g.from_block}-{g.block}")
     c.print(
         f"jobs: {d['jobs']} ({d['jobs_ok']} billed by the rules); "
-        + ", ".join(f"{k} {v}" for k, v in d["job_states"].items())
+        + ", ".join(f"{k} {v}" for k, v in d["jobs_by_status"].items())
     )
     c.print(
         f"credits held {cr(g.token_held)} = balances {cr(g.balances_total)} ({g.accounts} "

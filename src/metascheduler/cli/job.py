@@ -36,7 +36,7 @@ def job_submit(
     job_spec = load_spec(spec)
     escrow_u = inputs.credit_units(escrow, "--escrow")
     price_u = inputs.credit_units(max_price, "--max-price")
-    job_id = connect.client(ctx).submit(job_spec, escrow_u, price_u)
+    job_id = connect.client(ctx).submit(job_spec, escrow=escrow_u, max_price=price_u)
     minutes = escrow_u // price_u
     out(ctx, as_json).emit(
         {
@@ -69,8 +69,11 @@ def job_status(ctx: typer.Context, job_id: int, as_json: JsonOpt = False) -> Non
 @handled
 def job_list(
     ctx: typer.Context,
-    state: Annotated[
-        list[str] | None, typer.Option("--state", help="Only jobs in this state (repeatable).")
+    status: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--status", "--state", help="Only jobs in this status (repeatable; --state: same)."
+        ),
     ] = None,
     all_: Annotated[bool, typer.Option("--all", help="Everyone's jobs, not only yours.")] = False,
     as_json: JsonOpt = False,
@@ -79,23 +82,23 @@ def job_list(
     from metascheduler.chain.types import JobStatus
 
     wanted = []
-    for name in state or []:
+    for name in status or []:
         try:
             wanted.append(JobStatus[name.upper().replace("-", "_")])
         except KeyError:
             raise UsageError(
-                f"unknown state {name!r}: use one of {', '.join(s.name for s in JobStatus)}"
+                f"unknown status {name!r}: use one of {', '.join(s.name for s in JobStatus)}"
             ) from None
-    jobs = connect.client(ctx, wallet=not all_).list(mine=not all_, states=wanted or None)
+    jobs = connect.client(ctx, wallet=not all_).list(mine=not all_, statuses=wanted or None)
 
     def human(c: Console) -> None:
         from rich.table import Table
 
-        t = Table("job", "state", "provider", "price/min", "escrow", "spent", "since")
+        t = Table("job", "status", "provider", "price/min", "escrow", "spent", "since")
         for j in jobs:
             t.add_row(
                 str(j.job_id),
-                j.state.name,
+                j.status.name,
                 (j.provider or "-")[:10],
                 as_credits(j.price_per_minute),
                 as_credits(j.escrow),

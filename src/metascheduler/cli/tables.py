@@ -21,7 +21,7 @@ def job_table(info: JobInfo) -> RenderableType:
     t = Table.grid(padding=(0, 2))
     t.add_column(style="bold")
     t.add_column()
-    t.add_row("job", f"{info.job_id}  [bold]{info.state.name}[/]")
+    t.add_row("job", f"{info.job_id}  [bold]{info.status.name}[/]")
     t.add_row("customer", info.customer)
     t.add_row("provider", info.provider or "-")
     price = "-" if info.price_per_minute is None else f"{c(info.price_per_minute)} credits/min"
@@ -75,7 +75,7 @@ def timeline(steps: list[Any], width: int | None = None) -> RenderableType:
     notes = []
     for s in steps:
         moved = "\n".join(f"{_MOVED.get(k, k)} +{as_credits(v)}" for k, v in s.moved.items() if v)
-        state = s.to_state  # the state it left is the row above
+        state = s.to_status  # the status it left is the row above
         when = datetime.fromtimestamp(s.time, UTC).strftime("%m-%d %H:%M:%S")
         row = [str(s.block), when, s.event.removeprefix("Job"), state, moved or "-"]
         if wide:

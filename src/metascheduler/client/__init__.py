@@ -4,7 +4,7 @@ from metascheduler.client import Client
 client = Client.connect("http://127.0.0.1:8545", market_address, account)
 job_id = client.submit("examples/specs/hello.yaml", escrow=to_units(10), max_price=to_units(1))
 for info in client.watch(job_id):
-    print(info.state.name, info.spent)
+    print(info.status.name, info.spent)
 """
 
 from metascheduler.client.client import Client

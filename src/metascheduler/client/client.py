@@ -197,7 +197,7 @@ class Client:
 
     # ------------------------------------------------------------------ jobs
 
-    def submit(self, spec: JobSpec | str | Path, escrow: int, max_price: int) -> int:
+    def submit(self, spec: JobSpec | str | Path, *, escrow: int, max_price: int) -> int:
         """Requests a job; returns its id. `escrow` (units) is locked from the market balance;
         `max_price` is the most paid per minute (units). The spec is validated (SpecError) and
         the balance checked (InsufficientCredits) before anything is sent."""
@@ -249,10 +249,15 @@ class Client:
         return _ended_info(view, events, block, now)
 
     def list(
-        self, *, mine: bool = True, states: Sequence[JobStatus] | None = None
+        self,
+        *,
+        mine: bool = True,
+        statuses: Sequence[JobStatus] | None = None,
+        states: Sequence[JobStatus] | None = None,
     ) -> builtins.list[JobInfo]:
         """Jobs requested by this wallet (or everyone's with mine=False), by id, optionally only
-        those in `states`."""
+        those in `statuses` (`states` is its earlier name, kept)."""
+        statuses = statuses or states
         block, now = self._head()
         topics: builtins.list[Any] = [self.reader.topic("JobRequested"), None]
         if mine:
@@ -270,7 +275,7 @@ class Client:
                     by_job[int(ev.args["jobId"])].append(ev)
         out = []
         for v in views:
-            if states and v.status not in states:
+            if statuses and v.status not in statuses:
                 continue
             out.append(
                 _ended_info(v, by_job[v.job_id], block, now)
@@ -293,7 +298,7 @@ class Client:
         last: tuple[Any, ...] | None = None
         while True:
             info = self.status(job_id)
-            key = (info.state, info.escrow, info.spent, info.provider)
+            key = (info.status, info.escrow, info.spent, info.provider)
             if key != last:
                 last = key
                 yield info
@@ -301,7 +306,7 @@ class Client:
                 return
             if deadline is not None and time.monotonic() > deadline:
                 raise WatchTimeout(
-                    f"job {job_id} is still {info.state.name} after {timeout_s:.0f} s of watching"
+                    f"job {job_id} is still {info.status.name} after {timeout_s:.0f} s of watching"
                 )
             time.sleep(poll_s)
 

@@ -37,13 +37,13 @@ class JobInfo:
     elapsed since it started (what cancelling now would bill); for an ended job, its bill."""
 
     job_id: int
-    state: JobStatus
+    status: JobStatus
     customer: str
     provider: str | None
     escrow: int  # requested + top-ups
     price_per_minute: int | None
     fee_bps: int
-    since: int  # block time the job entered its state (0 while PENDING)
+    since: int  # block time the job entered its status (0 while PENDING)
     chain_time: int  # block time of `block`
     block: int
     spent: int
@@ -54,16 +54,21 @@ class JobInfo:
     refunded: int | None = None
 
     @property
+    def state(self) -> JobStatus:
+        """The job's status under its earlier name, kept for callers that read it."""
+        return self.status
+
+    @property
     def remaining(self) -> int:
-        return 0 if self.state.terminal else self.escrow - self.spent
+        return 0 if self.status.terminal else self.escrow - self.spent
 
     @property
     def terminal(self) -> bool:
-        return self.state.terminal
+        return self.status.terminal
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
-        d["state"] = self.state.name
+        d["status"] = d["state"] = self.status.name  # "state": the earlier key, kept
         d["remaining"] = self.remaining
         return d
 

@@ -407,7 +407,7 @@ def _timeline_table(result: Any, label: str) -> Table:
         table.add_row(
             str(step.block),
             time.strftime("%H:%M:%S", time.gmtime(step.time)),
-            f"{step.from_state or '-'} -> {step.to_state}",
+            f"{step.from_status or '-'} -> {step.to_status}",
             moved,
         )
     for d in result.discrepancies:

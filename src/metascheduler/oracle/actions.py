@@ -22,6 +22,7 @@ from web3.types import TxReceipt
 from metascheduler.chain import Market
 from metascheduler.chain.rpc import raw_call, retrying
 from metascheduler.chain.sender import Pending
+from metascheduler.chain.types import SkippedItem
 from metascheduler.store.models import OracleAction
 
 log = logging.getLogger(__name__)
@@ -111,7 +112,7 @@ class ActionLog:
                 update(OracleAction).where(OracleAction.id == action_id).values(state="dropped")
             )
 
-    def mark_receipt(self, action_id: int, receipt: TxReceipt) -> list[tuple[int, int, str]]:
+    def mark_receipt(self, action_id: int, receipt: TxReceipt) -> list[SkippedItem]:
         """Records a mined transaction; returns the items the contract skipped."""
         self._pending.pop(action_id, None)
         ok = receipt["status"] == 1
@@ -153,7 +154,7 @@ class ActionLog:
             },
         )
 
-    def _skipped(self, receipt: TxReceipt) -> list[tuple[int, int, str]]:
+    def _skipped(self, receipt: TxReceipt) -> list[SkippedItem]:
         """Market.skipped, decoding only BatchItemSkipped logs (a receipt of a big batch holds
         one JobPlaced per item, not worth decoding here)."""
         topic = HexBytes(self._skip_topic)
@@ -163,7 +164,7 @@ class ActionLog:
                 ev = self.market.events.decode(lg)
                 if ev is not None:
                     err = self.market.decoder.decode(ev.args["error"])
-                    out.append((int(ev.args["index"]), int(ev.args["jobId"]), str(err)))
+                    out.append(SkippedItem(int(ev.args["index"]), int(ev.args["jobId"]), str(err)))
         return out
 
     # ------------------------------------------------------------------ reads
@@ -199,7 +200,7 @@ class ActionLog:
 
     # ------------------------------------------------------------------ settling
 
-    def settle(self, on_skipped: Callable[[OracleAction, list[tuple[int, int, str]]], Any]) -> int:
+    def settle(self, on_skipped: Callable[[OracleAction, list[SkippedItem]], Any]) -> int:
         """Checks the receipts of sent transactions; returns how many are still unmined."""
         open_ = self.unsettled()
         if not open_:

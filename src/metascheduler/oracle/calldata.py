@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from functools import cache
 
 from metascheduler.chain.abi import market_function
-from metascheduler.chain.types import Terms
+from metascheduler.chain.types import Placement, Terms
 
 #: The ABI signature the word layout below is written for.
 PLACE_JOBS_SIGNATURE = "placeJobs((uint256,address,(bytes32,uint32,uint32,uint32,uint256))[])"
@@ -66,5 +66,5 @@ def join(items: Sequence[bytes]) -> bytes:
     return header(len(items)) + b"".join(items)
 
 
-def place_jobs(placements: Sequence[tuple[int, str, Terms]]) -> bytes:
-    return join([item(jid, provider, terms) for jid, provider, terms in placements])
+def place_jobs(placements: Sequence[Placement]) -> bytes:
+    return join([item(p.job_id, p.provider, p.terms) for p in placements])

@@ -8,7 +8,7 @@ from typing import Any, Protocol
 
 from metascheduler.billing import funded_seconds
 from metascheduler.chain.types import JobStatus
-from metascheduler.placement import JobRequest, ProviderState, RunningJob
+from metascheduler.placement import PendingJob, ProviderState, RunningJob
 from metascheduler.store.models import Provider
 
 #: A run time estimate for a job with neither a time limit nor a finite funding.
@@ -52,8 +52,8 @@ def estimate_runtime_s(job: JobFields) -> float:
     return float(min(MAX_ESTIMATE_S, funded_seconds(job.escrow, job.max_price_per_minute)))
 
 
-def job_request(job: JobFields) -> JobRequest:
-    return JobRequest(
+def pending_job(job: JobFields) -> PendingJob:
+    return PendingJob(
         job_id=job.job_id,
         cpus=job.cpus,
         gpus=job.gpus,

@@ -35,12 +35,12 @@ from metascheduler.chain.gas import (
     place_jobs_exec_gas,
 )
 from metascheduler.chain.rpc import connect, retrying
-from metascheduler.chain.types import JobStatus, ProviderStatus
+from metascheduler.chain.types import JobStatus, Placement, ProviderStatus, SkippedItem
 from metascheduler.config import OracleSettings, SettingsError
 from metascheduler.keys import KeyLoadError, load_account, refuse_dev_key_off_devnet
 from metascheduler.oracle import calldata, logs
 from metascheduler.oracle.actions import ActionLog
-from metascheduler.oracle.inputs import Liveness, job_request, provider_states
+from metascheduler.oracle.inputs import Liveness, pending_job, provider_states
 from metascheduler.placement import DEFAULT_POLICY, Policy, get_policy
 from metascheduler.signals import stop_on_signals
 from metascheduler.store import Ingester, make_engine, session_factory, upgrade_to_head
@@ -50,7 +50,7 @@ from metascheduler.store.models import Block, Job, OracleAction, Provider
 log = logging.getLogger("metascheduler.oracle")
 
 #: Unplaceable reasons longer than this are cut (they are for humans, not for parsing).
-MAX_REASON = 500
+MAX_UNPLACEABLE_REASON = 500
 _FAILED = object()
 #: At most this many pending jobs are considered per tick (the oldest first).
 MAX_PENDING_PER_TICK = 20_000
@@ -63,7 +63,7 @@ MAX_TXS_PER_BLOCK = 64
 
 @dataclass
 class _Batch:
-    triples: list[tuple[int, str, Terms]] = field(default_factory=list)
+    placements: list[Placement] = field(default_factory=list)
     items: list[bytes] = field(default_factory=list)
     providers: set[str] = field(default_factory=set)
     item_calldata_gas: int = 0
@@ -277,15 +277,15 @@ class Oracle:
         cur = self.ingester.cursor()
         return cur[0] if cur else -1
 
-    def _on_skipped(self, action: OracleAction, skipped: list[tuple[int, int, str]]) -> None:
-        for index, job_id, why in skipped:
+    def _on_skipped(self, action: OracleAction, skipped: list[SkippedItem]) -> None:
+        for item in skipped:
             log.info(
                 "%s skipped by the contract tx=%s index=%d job=%d reason=%s",
                 action.kind,
                 action.tx_hash,
-                index,
-                job_id,
-                why,
+                item.position,
+                item.job_id,
+                item.error,
             )
 
     # ------------------------------------------------------------------ place
@@ -327,7 +327,7 @@ class Oracle:
         now_chain = float(max(ingested_time, *(j.requested_at for j in pending)))
         states = provider_states(provs, on_prov, in_flight, self.liveness, time.time())
         by_id = {j.job_id: j for j in pending}
-        decisions = self.policy.decide([job_request(j) for j in pending], states, now_chain)
+        decisions = self.policy.decide([pending_job(j) for j in pending], states, now_chain)
         self._record_unplaceable(
             by_id, decisions.unplaceable, placed={p.job_id for p in decisions.placements}
         )
@@ -373,7 +373,7 @@ class Oracle:
                 cur.full = True
                 out.append(cur)
                 cur = _Batch()
-            cur.triples.append((j.job_id, prov, terms))
+            cur.placements.append(Placement(j.job_id, prov, terms))
             cur.items.append(it)
             cur.providers.add(prov.lower())
             cur.item_calldata_gas += calldata_gas(it)
@@ -391,7 +391,11 @@ class Oracle:
         if not batches:
             return 0
         ids = self.actions.intend_many(
-            "place", [([t[0] for t in b.triples], [t[1] for t in b.triples]) for b in batches]
+            "place",
+            [
+                ([p.job_id for p in b.placements], [p.provider for p in b.placements])
+                for b in batches
+            ],
         )
         sender = self.market.sender_or_fail()
         sent = []
@@ -410,7 +414,7 @@ class Oracle:
                     pending.tx_hash.to_0x_hex(),
                     pending.nonce,
                     len(batch.items),
-                    batch.triples[0][0],
+                    batch.placements[0].job_id,
                     batch.gas(),
                 )
         except Exception:
@@ -426,7 +430,7 @@ class Oracle:
     def _record_unplaceable(
         self, by_id: dict[int, Any], unplaceable: Sequence[Any], placed: set[int]
     ) -> None:
-        reasons = {u.job_id: u.reason[:MAX_REASON] for u in unplaceable}
+        reasons = {u.job_id: u.reason[:MAX_UNPLACEABLE_REASON] for u in unplaceable}
         changed = [
             jid
             for jid, j in by_id.items()
@@ -510,8 +514,10 @@ class Oracle:
             self.market.sender_or_fail().resync_nonce()
             raise
         skipped = self.actions.mark_receipt(action, receipt)
-        for index, job_id, why in skipped:
-            log.info("%s skipped job=%d index=%d reason=%s", kind, job_id, index, why)
+        for item in skipped:
+            log.info(
+                "%s skipped job=%d index=%d reason=%s", kind, item.job_id, item.position, item.error
+            )
         n = len(ids) - len(skipped)
         log.info(
             "%s jobs=%d done=%d tx=%s", kind, len(ids), n, receipt["transactionHash"].to_0x_hex()

@@ -6,7 +6,7 @@ call the same code. Imports nothing of ours but the pure :mod:`metascheduler.bil
 
 from .model import (
     Decisions,
-    JobRequest,
+    PendingJob,
     Placement,
     Policy,
     ProviderState,
@@ -19,7 +19,7 @@ __all__ = [
     "DEFAULT_POLICY",
     "POLICY_NAMES",
     "Decisions",
-    "JobRequest",
+    "PendingJob",
     "Placement",
     "Policy",
     "ProviderState",

@@ -10,10 +10,10 @@ from collections.abc import Sequence
 
 from metascheduler.billing import price_per_minute
 
-from .model import JobRequest, ProviderState
+from .model import PendingJob, ProviderState
 
 
-def job_price(job: JobRequest, provider: ProviderState) -> int:
+def job_price(job: PendingJob, provider: ProviderState) -> int:
     """Credit units per minute this provider charges for this job (the contract's arithmetic)."""
     return price_per_minute(
         job.cpus,
@@ -25,7 +25,7 @@ def job_price(job: JobRequest, provider: ProviderState) -> int:
     )
 
 
-def could_run(job: JobRequest, provider: ProviderState) -> bool:
+def could_run(job: PendingJob, provider: ProviderState) -> bool:
     return (
         job.labels <= provider.labels
         and job.cpus <= provider.cpus
@@ -35,7 +35,7 @@ def could_run(job: JobRequest, provider: ProviderState) -> bool:
     )
 
 
-def unplaceable_reason(job: JobRequest, providers: Sequence[ProviderState]) -> str | None:
+def unplaceable_reason(job: PendingJob, providers: Sequence[ProviderState]) -> str | None:
     """None if some provider could ever run the job, else the first constraint that rules all out.
 
     The checks run in the order a user fixes them: labels, then size, then price.

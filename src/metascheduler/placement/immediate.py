@@ -12,11 +12,11 @@ import random
 from collections.abc import Callable, Sequence
 
 from .grid import Grid, fcfs_order
-from .model import Decisions, JobRequest, Placement, ProviderState, Unplaceable
+from .model import Decisions, PendingJob, Placement, ProviderState, Unplaceable
 from .view import ProviderView
 
 # A rule ranks the candidate providers for one job: the smallest key wins.
-_Rule = Callable[[JobRequest, list[ProviderView], "_Loads"], ProviderView]
+_Rule = Callable[[PendingJob, list[ProviderView], "_Loads"], ProviderView]
 
 
 class _Loads:
@@ -38,7 +38,7 @@ class _Loads:
             self.cpus.append(demand)
             self.cpu_seconds.append(work)
 
-    def add(self, view: ProviderView, job: JobRequest) -> None:
+    def add(self, view: ProviderView, job: PendingJob) -> None:
         self.cpus[view.index] += job.cpus
         self.cpu_seconds[view.index] += job.cpus * job.est_runtime_s
 
@@ -49,7 +49,7 @@ class ImmediatePolicy:
         self._rule = rule
 
     def decide(
-        self, pending: Sequence[JobRequest], providers: Sequence[ProviderState], now: float
+        self, pending: Sequence[PendingJob], providers: Sequence[ProviderState], now: float
     ) -> Decisions:
         grid = Grid(providers, now)
         loads = _Loads(grid)
@@ -69,21 +69,21 @@ class ImmediatePolicy:
         return Decisions(placements, unplaceable)
 
 
-def _start(job: JobRequest, view: ProviderView) -> float:
+def _start(job: PendingJob, view: ProviderView) -> float:
     return view.start_estimate(job.cpus, job.gpus, job.mem_mb)[0]
 
 
-def earliest_start(job: JobRequest, views: list[ProviderView], loads: _Loads) -> ProviderView:
+def earliest_start(job: PendingJob, views: list[ProviderView], loads: _Loads) -> ProviderView:
     """Where the job is expected to start first, by running jobs' limits and the queue there."""
     return min(views, key=lambda v: (_start(job, v), v.price(job), v.index))
 
 
-def cheapest(job: JobRequest, views: list[ProviderView], loads: _Loads) -> ProviderView:
+def cheapest(job: PendingJob, views: list[ProviderView], loads: _Loads) -> ProviderView:
     """The lowest price; the earliest expected start among equal prices."""
     return min(views, key=lambda v: (v.price(job), _start(job, v), v.index))
 
 
-def best_fit(job: JobRequest, views: list[ProviderView], loads: _Loads) -> ProviderView:
+def best_fit(job: PendingJob, views: list[ProviderView], loads: _Loads) -> ProviderView:
     """Capacity-aware, no runtime estimates: where the job starts now leaving the fewest CPUs
     idle; if it starts nowhere now, where the CPUs demanded weigh least on the capacity."""
 
@@ -95,20 +95,20 @@ def best_fit(job: JobRequest, views: list[ProviderView], loads: _Loads) -> Provi
     return min(views, key=key)
 
 
-def least_loaded(job: JobRequest, views: list[ProviderView], loads: _Loads) -> ProviderView:
+def least_loaded(job: PendingJob, views: list[ProviderView], loads: _Loads) -> ProviderView:
     """The least estimated work per CPU still to run."""
     return min(
         views, key=lambda v: (loads.cpu_seconds[v.index] / v.state.cpus, v.price(job), v.index)
     )
 
 
-def round_robin(job: JobRequest, views: list[ProviderView], loads: _Loads) -> ProviderView:
+def round_robin(job: PendingJob, views: list[ProviderView], loads: _Loads) -> ProviderView:
     """Turn by job id, so that it needs no memory between calls."""
     return views[job.job_id % len(views)]
 
 
 def make_random(seed: int) -> _Rule:
-    def pick(job: JobRequest, views: list[ProviderView], loads: _Loads) -> ProviderView:
+    def pick(job: PendingJob, views: list[ProviderView], loads: _Loads) -> ProviderView:
         # Seeded per job rather than per call, so the same job lands in the same place however
         # the calls are batched.
         return random.Random(seed * 1_000_003 + job.job_id).choice(views)

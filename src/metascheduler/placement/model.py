@@ -12,7 +12,7 @@ from typing import Protocol
 
 
 @dataclass(frozen=True, slots=True)
-class JobRequest:
+class PendingJob:
     """A pending job as the oracle sees it."""
 
     job_id: int
@@ -79,5 +79,5 @@ class Policy(Protocol):
     name: str
 
     def decide(
-        self, pending: Sequence[JobRequest], providers: Sequence[ProviderState], now: float
+        self, pending: Sequence[PendingJob], providers: Sequence[ProviderState], now: float
     ) -> Decisions: ...

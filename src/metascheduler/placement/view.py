@@ -14,7 +14,7 @@ from __future__ import annotations
 from bisect import insort
 
 from .eligibility import job_price
-from .model import JobRequest, ProviderState
+from .model import PendingJob, ProviderState
 
 # (estimated end, cpus, gpus, mem_mb) of a job holding resources.
 _End = tuple[float, int, int, int]
@@ -31,6 +31,7 @@ class ProviderView:
         "free_mem",
         "index",
         "now",
+        "prices",
         "state",
     )
 
@@ -38,6 +39,7 @@ class ProviderView:
         self.state = state
         self.index = index  # the caller's order: the last tie-breaker, so decisions are stable
         self.now = now
+        self.prices = (state.cpu_price, state.gpu_price, state.gb_price)
         # Invariant: free_* = capacity minus what the jobs in _ends[_pos:] hold at time _t.
         self._t = now
         self._pos = 0
@@ -60,10 +62,10 @@ class ProviderView:
     def provider(self) -> str:
         return self.state.provider
 
-    def price(self, job: JobRequest) -> int:
+    def price(self, job: PendingJob) -> int:
         return job_price(job, self.state)
 
-    def fits_now(self, job: JobRequest) -> bool:
+    def fits_now(self, job: PendingJob) -> bool:
         """Would the job start now? Never while an earlier queued job still waits (FCFS)."""
         return (
             self._t <= self.now

@@ -12,7 +12,7 @@ import heapq
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from metascheduler.placement import JobRequest, Policy, get_policy
+from metascheduler.placement import PendingJob, Policy, get_policy
 
 from .cluster import EasyCluster
 from .swf import TraceJob
@@ -59,7 +59,7 @@ def simulate(
     sims = [EasyCluster(provider_name(i), c.procs, c.cpu_price) for i, c in enumerate(clusters)]
     index_of = {provider_name(i): i for i in range(len(sims))}
     result = SimResult(policy.name, list(clusters))
-    pending: dict[int, JobRequest] = {}
+    pending: dict[int, PendingJob] = {}
     by_id = {job.job_id: job for job in jobs}
     started_at: dict[int, float] = {}
     price_of: dict[int, int] = {}
@@ -76,7 +76,7 @@ def simulate(
             touched.add(c)
         while next_job < len(jobs) and jobs[next_job].submit == now:
             job = jobs[next_job]
-            pending[job.job_id] = JobRequest(
+            pending[job.job_id] = PendingJob(
                 job.job_id, job.procs, 0, 0, NO_PRICE_LIMIT, frozenset(), job.submit, job.estimate
             )
             next_job += 1

@@ -95,7 +95,7 @@ function card(label, value, id) {
 
 async function loadStats() {
   const s = await getJSON("/api/stats");
-  const by = s.jobs_by_state;
+  const by = s.jobs_by_status;
   const live = by.PENDING + by.META_SCHEDULED + by.SCHEDULED;
   $("cards").replaceChildren(
     card("jobs", s.jobs_total, "card-jobs"),
