@@ -119,7 +119,11 @@ _WORDS: dict[str, Callable[[dict[str, Any]], str]] = {
         f"provider {a['provider']} is banned: it can neither register nor accept or start a job"
     ),
     "ProviderInvalidHardware": lambda a: "hardware must declare at least one node and one CPU",
-    "ProviderNotFound": lambda a: f"provider {a['provider']} has no record in this state",
+    "ProviderNotFound": lambda a: (
+        f"provider {a['provider']} has no record in the standing this needs (approving needs "
+        "REGISTERED, banning REGISTERED or APPROVED, removing any but BANNED): see "
+        f"`metascheduler provider status {a['provider']}`"
+    ),
     "AccessControlUnauthorizedAccount": lambda a: (
         f"{a['account']} lacks the {_role(a['neededRole'])} this call needs: send it with the "
         "key of an account that holds it"

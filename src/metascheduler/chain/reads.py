@@ -19,8 +19,10 @@ from metascheduler.chain.types import JobView
 
 
 class Reads(Binding):
-    def get_job(self, job_id: int) -> JobView:
-        v = self._call(f"reading job {job_id}", self.contract.functions.getJob(job_id))
+    def get_job(self, job_id: int, *, block: int | None = None) -> JobView:
+        """The job's stored record at the latest block, or at `block`."""
+        fn = self.contract.functions.getJob(job_id)
+        v = self._call(f"reading job {job_id}", fn, block)
         return JobView.from_call(job_id, v)
 
     def get_jobs(

@@ -33,6 +33,7 @@ from rich.table import Table
 from metascheduler import billing
 from metascheduler.chain import JobStatus, Market
 from metascheduler.chain.artifacts import REPO_ROOT
+from metascheduler.chain.deployment import write_deployment
 from metascheduler.chain.rpc import connect
 from metascheduler.chain.types import ProviderStatus
 from metascheduler.devnet.anvil import dev_account, free_port, start_anvil
@@ -440,14 +441,17 @@ class Devnet:
         return bool(grid.ok)
 
     def write_env_file(self) -> Path:
-        """Settings for the CLI against this devnet, as alice. Her key is anvil's public
-        development key; it goes in a file readable by its owner only, never on screen."""
+        """Settings for the CLI against this devnet, as alice: the RPC URL, the deployment file
+        (the market, its block and chain) and her key. Her key is anvil's public development
+        key; it goes in a file readable by its owner only, never on screen."""
+        deployment = self.root / "deployment.json"
+        deployment.unlink(missing_ok=True)  # the previous run's chain is gone
+        write_deployment(self.deployment, deployment)
         path = self.root / "env.sh"
         key = "0x" + bytes(dev_account(ALICE).key).hex()
         path.write_text(
             f"export MS_RPC_URL={self.anvil.url}\n"
-            f"export MS_MARKET_ADDRESS={self.deployment.market}\n"
-            f"export MS_FROM_BLOCK={self.deployment.block}\n"
+            f"export MS_DEPLOYMENT={deployment}\n"
             f"export MS_API_URL=http://127.0.0.1:{self.api_port}\n"
             f"export MS_DEVNET_KEY={key}\n"
             "export MS_KEY_ENV=MS_DEVNET_KEY\n"
@@ -535,9 +539,9 @@ def run_devnet_command(once: bool = False, root: Path | None = None) -> int:
         jobs_words = "every demo job reached its expected state" if jobs_ok else "some went wrong"
         console.print(f"\n[bold]{jobs_words}; audit {'clean' if audit_ok else 'NOT clean'}[/]")
         console.print(f"dashboard: http://127.0.0.1:{net.api_port}/   logs: {root / 'logs'}")
+        env_file = net.write_env_file()
         if once:
             return 0 if ok else 1
-        env_file = net.write_env_file()
         console.print(
             f"\nThe grid stays up until Ctrl-C. Try the CLI as alice:\n"
             f"  source {env_file}\n"
