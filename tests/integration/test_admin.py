@@ -65,7 +65,8 @@ def test_providers_are_approved_banned_and_removed(admin: Admin) -> None:
     assert f"{STRANGER.address} lacks the admin role (DEFAULT_ADMIN_ROLE)" in words
     assert admin.run("admin", "approve-provider", who)["status"] == "APPROVED"
     words = admin.refused("admin", "approve-provider", who, key=0)
-    assert f"approving provider {who}: provider {who} has no record in this state" in words
+    assert f"approving provider {who}: provider {who} has no record in the standing" in words
+    assert f"`metascheduler provider status {who}`" in words
     assert admin.run("admin", "ban-provider", who)["status"] == "BANNED"
     assert f"provider {who} is banned" in admin.refused("admin", "remove-provider", who, key=0)
 

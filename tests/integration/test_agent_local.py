@@ -21,7 +21,7 @@ from metascheduler import billing
 from metascheduler.agent.backends import BackendJob, BackendState, job_name
 from metascheduler.agent.backends.local import LocalBackend
 from metascheduler.agent.outcomes import EXIT_LOST
-from metascheduler.agent.service import build
+from metascheduler.agent.service import build, run
 from metascheduler.agent.settings import AgentSettings
 from metascheduler.agent.state import JobRecord, StateError, StateStore
 from metascheduler.chain import JobStatus
@@ -384,6 +384,55 @@ def test_sigterm_stops_the_agent_cleanly(grid: Grid, tmp_path: Path) -> None:
     native = records_for(w, job_id)[0]["native_id"]
     assert local_backend(w).status([native])[native].state is BackendState.RUNNING
     local_backend(w).cancel(native)
+
+
+def test_a_round_runs_on_each_new_block_and_each_job_end_not_only_each_poll(
+    grid: Grid, tmp_path: Path
+) -> None:
+    """With a poll of a minute, a job still goes from placement to RUNNING and from its end to
+    FINISHED in seconds: the session's chain mines a block per transaction, so the placement
+    and the ACCEPT each wake the agent, and the job's end (no block follows it) wakes it too."""
+    w = make_world(grid, tmp_path, poll_interval_s=60.0)
+    w.agent.close()
+    stop = threading.Event()
+    agent = threading.Thread(target=run, args=(w.settings, stop), daemon=True)
+    agent.start()
+    try:
+        time.sleep(1.0)  # the first round has run: from now on, only news starts one
+        job_id = w.submit(spec("sleep 2"))
+        deadline = time.monotonic() + 20
+        seen: list[JobStatus] = []
+        while w.job(job_id).status is not JobStatus.FINISHED:
+            status = w.job(job_id).status
+            if not seen or seen[-1] is not status:
+                seen.append(status)
+            assert time.monotonic() < deadline, f"still {status.name} after 20 s (saw {seen})"
+            time.sleep(0.1)
+        assert JobStatus.RUNNING in seen
+    finally:
+        stop.set()
+        agent.join(30)
+
+
+def test_a_round_reads_the_requests_of_its_new_placements_in_one_call(world: World) -> None:
+    ids = [world.submit(spec("true")) for _ in range(5)]
+    eth = world.agent.chain.w3.eth
+    calls: list[Any] = []
+    real = eth.get_logs
+
+    def counted(params: Any) -> Any:
+        calls.append(params["topics"][0])
+        return real(params)
+
+    eth.get_logs = counted  # type: ignore[method-assign,assignment]
+    try:
+        world.tick()
+    finally:
+        del eth.get_logs
+    requested = world.reader.events.topic("JobRequested")
+    assert calls.count(requested) == 1
+    for job_id in ids:
+        assert world.job(job_id).status is JobStatus.SCHEDULED
 
 
 @pytest.mark.parametrize("name", ["agent-local.toml", "agent-slurm.toml"])

@@ -12,7 +12,7 @@ from metascheduler.chain import JobStatus, Market, RevertError, Terms
 from metascheduler.chain.errors import ChainError
 from metascheduler.chain.rpc import raw_batch
 from metascheduler.chain.types import Hardware, Prices, ProviderAction
-from metascheduler.devnet.anvil import dev_account
+from metascheduler.devnet.anvil import dev_account, node_rpc
 from tests.conftest import ON_ANVIL_AND_HARDHAT, Grid
 
 pytestmark = pytest.mark.chain
@@ -35,11 +35,11 @@ def _setup(
 
 
 def _advance(m: Market, seconds: int) -> None:
-    m.w3.provider.make_request("evm_increaseTime", [seconds])  # type: ignore[arg-type]
+    node_rpc(m.w3, "evm_increaseTime", seconds)
 
 
 def _next_block_at(m: Market, timestamp: int) -> None:
-    m.w3.provider.make_request("evm_setNextBlockTimestamp", [timestamp])  # type: ignore[arg-type]
+    node_rpc(m.w3, "evm_setNextBlockTimestamp", timestamp)
 
 
 @ON_ANVIL_AND_HARDHAT
@@ -176,3 +176,19 @@ def test_get_jobs_reads_in_batches_leaves_out_unknown_ids_and_reads_at_a_block(
     # At an earlier block only the job that existed then is there, as it was then.
     at_block = cust.get_jobs([first, *later], block=block)
     assert at_block == {first: cust.get_job(first)}
+
+
+@ON_ANVIL_AND_HARDHAT
+def test_a_send_that_reaches_the_node_twice_is_one_transaction(grid: Grid) -> None:
+    """A send retried after its answer was lost, or rebroadcast while it waits to be mined,
+    reaches the node twice: the second time is no error, whatever words the node uses for it."""
+    sender = grid.market(dev_account(3)).sender_or_fail()
+    w3 = sender.w3
+    node_rpc(w3, "evm_setAutomine", False)
+    try:
+        pending = sender.send(dev_account(4).address, b"", "a transfer", gas=21_000, value=1)
+        sender._broadcast(pending)  # the same signed bytes again, as a retry sends them
+    finally:
+        node_rpc(w3, "evm_setAutomine", True)
+    node_rpc(w3, "evm_mine")
+    assert sender.wait(pending)["status"] == 1

@@ -107,6 +107,8 @@ def test_hello_lines_and_outputs_reach_the_customer(
     assert (tmp_path / "got" / "sub" / "result.txt").read_text() == "result 42\n"
     assert got.files == ["sub/result.txt"]
     assert got.digest == digest
+    # The completion committed it on chain, and the CLI checked the archive against it.
+    assert got.committed == digest
     assert "0x" + result_digest(bytes.fromhex(got.sha256[2:]), got.log_head).hex() == digest
 
 

@@ -87,6 +87,9 @@ class ResultsShipper:
 
     # -- what the rounds call (any thread) ---------------------------------------------------
 
+    def output_dir(self, job_id: int) -> Path:
+        return JobSpool(self.root, job_id).output_dir
+
     def track(self, job_id: int, native_id: str) -> None:
         with self._lock:
             if job_id not in self._states and job_id not in self._wanted:
@@ -205,13 +208,11 @@ class ResultsShipper:
             pub = customer_public_key(self.market, req.tx_hash, req.customer)
             key = new_job_key()
             paths = self.backend.log_paths(job_id, native_id)
-            outputs = self.backend.outputs_dir(job_id, native_id)
             st = SpoolState(
                 job_id=job_id,
                 native_id=native_id,
                 stdout=str(paths[0]) if paths else None,
                 stderr=str(paths[1]) if paths else None,
-                outputs=str(outputs) if outputs else None,
                 job_key=key.hex(),
                 wrapped_key=wrap(pub, key).hex(),
             )
@@ -311,7 +312,7 @@ class ResultsShipper:
         (or why there is none). ApiUnavailable leaves it to be tried again."""
         try:
             packed = archive.pack(
-                Path(st.outputs) if st.outputs else spool.dir / "no-outputs",
+                spool.output_dir,
                 spool.archive,
                 deployment=self.deployment,
                 job_id=st.job_id,
@@ -337,5 +338,5 @@ class ResultsShipper:
         )
         after = replace(st, archive_sha256=packed.sha256.hex())
         spool.save(after)
-        spool.remove_archive()
+        spool.remove_outputs()
         return after

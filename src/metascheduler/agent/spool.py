@@ -3,6 +3,7 @@
     <results dir>/<job id>/state.json    where shipping stands (atomic rewrites)
                           pending.json  the sealed chunk in flight, with the state it leads to
                           agent.log     the agent's own messages about the job (JSON lines)
+                          outputs/      $MS_OUTPUT_DIR
                           outputs.enc   the encrypted archive, until uploaded
 
 Shipping a chunk is: seal, write `pending.json` (fsync), send, and only on the API's
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -31,8 +33,6 @@ class SpoolState:
     native_id: str
     stdout: str | None
     stderr: str | None
-    #: The job's $MS_OUTPUT_DIR on this machine (in the job's own folder, see the backends).
-    outputs: str | None
     job_key: str
     wrapped_key: str
     seq: int = 0
@@ -62,6 +62,10 @@ class JobSpool:
     def __init__(self, root: Path, job_id: int) -> None:
         self.dir = Path(root) / str(job_id)
         self.job_id = job_id
+
+    @property
+    def output_dir(self) -> Path:
+        return self.dir / "outputs"
 
     @property
     def archive(self) -> Path:
@@ -105,5 +109,6 @@ class JobSpool:
         with open(self.agent_log, "a") as f:
             f.write(rec + "\n")
 
-    def remove_archive(self) -> None:
+    def remove_outputs(self) -> None:
+        shutil.rmtree(self.output_dir, ignore_errors=True)
         self.archive.unlink(missing_ok=True)

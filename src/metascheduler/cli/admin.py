@@ -146,23 +146,31 @@ def unpause(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     _settings_changed(ctx, market, _tx(market.unpause()), as_json)
 
 
+AmountArg = Annotated[str, typer.Argument(help="Credits, e.g. 12.5")]
+ToOpt = Annotated[
+    str | None, typer.Option("--to", help="Wallet that receives them (default: yours).")
+]
+
+
+def _credits_to(
+    ctx: typer.Context, amount: str, to: str | None, what: str
+) -> tuple[Market, int, str]:
+    """The market as the wallet, the amount in units and the receiving wallet (default: ours)."""
+    units = inputs.credit_units(amount, what)
+    to = inputs.optional_address(to, "--to")
+    client = connect.client(ctx)
+    return client.market, units, to or client.address
+
+
 @app.command("withdraw-fees")
 @handled
 def withdraw_fees(
-    ctx: typer.Context,
-    amount: Annotated[str, typer.Argument(help="Credits, e.g. 12.5")],
-    to: Annotated[
-        str | None, typer.Option("--to", help="Wallet that receives them (default: yours).")
-    ] = None,
-    as_json: JsonOpt = False,
+    ctx: typer.Context, amount: AmountArg, to: ToOpt = None, as_json: JsonOpt = False
 ) -> None:
     """Move accrued platform fees out of the market to a wallet."""
-    units = inputs.credit_units(amount, "the withdrawal")
-    to = inputs.optional_address(to, "--to")
-    client = connect.client(ctx)
-    to = to or client.address
-    tx = _tx(client.market.withdraw_fees(to, units))
-    left = client.market.accrued_fees()
+    market, units, to = _credits_to(ctx, amount, to, "the withdrawal")
+    tx = _tx(market.withdraw_fees(to, units))
+    left = market.accrued_fees()
     out(ctx, as_json).emit(
         {"ok": True, "tx": tx, "to": to, "amount": units, "accrued_fees": left},
         lambda c: c.print(
@@ -174,21 +182,11 @@ def withdraw_fees(
 
 @app.command("mint")
 @handled
-def mint(
-    ctx: typer.Context,
-    amount: Annotated[str, typer.Argument(help="Credits, e.g. 12.5")],
-    to: Annotated[
-        str | None, typer.Option("--to", help="Wallet that receives them (default: yours).")
-    ] = None,
-    as_json: JsonOpt = False,
-) -> None:
+def mint(ctx: typer.Context, amount: AmountArg, to: ToOpt = None, as_json: JsonOpt = False) -> None:
     """Create credits in a wallet (the wallet signing must hold the token's minter role)."""
-    units = inputs.credit_units(amount, "the amount to mint")
-    to = inputs.optional_address(to, "--to")
-    client = connect.client(ctx)
-    to = to or client.address
-    tx = _tx(client.market.mint(to, units))
-    wallet = client.market.wallet_balance(to)
+    market, units, to = _credits_to(ctx, amount, to, "the amount to mint")
+    tx = _tx(market.mint(to, units))
+    wallet = market.wallet_balance(to)
     out(ctx, as_json).emit(
         {"ok": True, "tx": tx, "to": to, "amount": units, "wallet": wallet},
         lambda c: c.print(

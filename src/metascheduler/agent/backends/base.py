@@ -74,10 +74,9 @@ class BackendJob:
     spec: JobSpec
     time_limit_s: int
     name: str = ""
-    #: Whether the job gets a folder for its output files (``$MS_OUTPUT_DIR``, ``work/outputs``
-    #: in its own folder, writable in its sandbox), which the agent packs, encrypts and uploads
-    #: when it ends (``Backend.outputs_dir`` says where it is).
-    collect_outputs: bool = False
+    #: The folder the job writes its output files to (``$MS_OUTPUT_DIR``), which the agent
+    #: packs, encrypts and uploads when the job ends; None: the job has none.
+    output_dir: Path | None = None
 
     def __post_init__(self) -> None:
         if self.time_limit_s < 1:
@@ -151,6 +150,17 @@ class Backend(ABC):
     def submit(self, job: BackendJob) -> str:
         """Queue the job; return its native id. Raises ``BackendError`` if refused."""
 
+    def submit_many(self, jobs: Sequence[BackendJob]) -> list[str | BackendError]:
+        """Queue each job: its native id, or the ``BackendError`` that refused it, in order.
+        A backend that can queue a batch for less than one job at a time overrides this."""
+        out: list[str | BackendError] = []
+        for job in jobs:
+            try:
+                out.append(self.submit(job))
+            except BackendError as exc:
+                out.append(exc)
+        return out
+
     @abstractmethod
     def status(self, native_ids: Sequence[str]) -> dict[str, BackendStatus]:
         """The status of each given job, in one round trip; every id gets an entry."""
@@ -172,11 +182,14 @@ class Backend(ABC):
     def capacity(self) -> Capacity:
         """Total and free resources now."""
 
+    def news(self) -> int:
+        """A count that grows whenever one of this backend's jobs ends, for a backend that
+        learns it without a status round trip (the local executor sees its children exit).
+        The agent starts a round when it grows; a backend that cannot tell keeps 0, and the
+        agent then relies on new blocks and its poll."""
+        return 0
+
     def log_paths(self, job_id: int, native_id: str) -> tuple[Path, Path] | None:
         """The files the job's stdout and stderr go to on this machine, which the agent ships as
         the job's log; None when this backend cannot tell."""
-        return None
-
-    def outputs_dir(self, job_id: int, native_id: str) -> Path | None:
-        """Where the job's ``$MS_OUTPUT_DIR`` is on this machine; None when it has none."""
         return None

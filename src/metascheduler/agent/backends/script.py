@@ -13,15 +13,11 @@ from pathlib import Path
 
 from metascheduler.agent.backends.base import BackendJob
 
-#: The job's output folder, under its working folder ``work/``.
-OUTPUTS_DIR = "outputs"
 
-
-def job_env(job: BackendJob, outputs: str | None = None) -> dict[str, str]:
-    """Variables every job sees, whatever the backend (``outputs``: its output folder as the
-    job sees it)."""
+def job_env(job: BackendJob) -> dict[str, str]:
+    """Variables every job sees, whatever the backend."""
     spec = job.spec
-    extra = {"MS_OUTPUT_DIR": outputs} if outputs is not None else {}
+    extra = {"MS_OUTPUT_DIR": str(job.output_dir)} if job.output_dir is not None else {}
     return {
         **extra,
         # Python jobs write their lines as they go, not in 8 KiB blocks: their log streams.
@@ -37,13 +33,13 @@ def job_env(job: BackendJob, outputs: str | None = None) -> dict[str, str]:
     }
 
 
-def batch_script(job: BackendJob, workdir: Path | None = None, outputs: Path | None = None) -> str:
+def batch_script(job: BackendJob, workdir: Path | None = None) -> str:
     spec = job.spec
     lines = ["#!/bin/bash", f"# metascheduler job {job.job_id} ({job.name})"]
-    env = {**job_env(job, str(outputs) if outputs is not None else None), **spec.env}
+    env = {**job_env(job), **spec.env}
     lines += [f"export {k}={shlex.quote(v)}" for k, v in env.items()]
-    if outputs is not None:
-        lines.append(f"mkdir -p -- {shlex.quote(str(outputs))}")
+    if job.output_dir is not None:
+        lines.append(f"mkdir -p {shlex.quote(str(job.output_dir))}")
     if workdir is not None:
         # Made by the job itself (as the job user when sandboxed): a folder the job cannot make
         # fails the job, never the agent.

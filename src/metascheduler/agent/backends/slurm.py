@@ -40,7 +40,7 @@ from metascheduler.agent.backends.base import (
 )
 from metascheduler.agent.backends.host import DEFAULT_PATH, minimal_env, resolve_workdir
 from metascheduler.agent.backends.sandbox import SandboxPolicy
-from metascheduler.agent.backends.script import OUTPUTS_DIR, batch_script
+from metascheduler.agent.backends.script import batch_script
 from metascheduler.agent.envelope.staging import Stager
 
 S = BackendState
@@ -326,8 +326,7 @@ class SlurmBackend(Backend):
         stem = self.output_dir / f"job-{job.job_id}"
         folder = self._folder(job.job_id)
         workdir = resolve_workdir(spec.workdir, folder / sandbox.WORK_DIR)
-        outputs = folder / sandbox.WORK_DIR / OUTPUTS_DIR if job.collect_outputs else None
-        script = batch_script(job, workdir, outputs)
+        script = batch_script(job, workdir)
         chdir = self.output_dir
         command = sandbox.confine(self.sandbox, self.stager, job, folder, self.output_dir, script)
         if command is not None:
@@ -450,9 +449,6 @@ class SlurmBackend(Backend):
     def log_paths(self, job_id: int, native_id: str) -> tuple[Path, Path] | None:
         stem = self.output_dir / f"job-{job_id}"
         return stem.with_suffix(".out"), stem.with_suffix(".err")
-
-    def outputs_dir(self, job_id: int, native_id: str) -> Path | None:
-        return self._folder(job_id) / sandbox.WORK_DIR / OUTPUTS_DIR
 
     def capacity(self) -> Capacity:
         args = [
