@@ -26,8 +26,9 @@ STREAM_BYTES = 1 << 20
 
 
 class ApiRefused(Exception):
-    """The API answered with a 4xx: the request is wrong and sending it again will not help
-    (except 404 and 409 where the message says so). `status` is the HTTP code."""
+    """The API answered with a 4xx, or 501 (it does not do this at all): sending the request
+    again will not help (except 404 and 409 where the message says so). `status` is the HTTP
+    code."""
 
     def __init__(self, status: int, detail: str) -> None:
         super().__init__(detail)
@@ -63,7 +64,7 @@ class ResultsApi:
             resp = self._http.request(method, path, **kw)
         except httpx.HTTPError as exc:
             raise ApiUnavailable(f"the API at {self.base_url} did not answer: {exc}") from None
-        if resp.status_code >= 500:
+        if resp.status_code >= 500 and resp.status_code != 501:
             raise ApiUnavailable(
                 f"the API at {self.base_url} failed ({resp.status_code}): {_detail(resp)}"
             )
