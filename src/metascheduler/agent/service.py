@@ -393,8 +393,9 @@ class Agent:
 
     def _with_result_digest(self, step: ProviderStep) -> ProviderStep | None:
         """A COMPLETE carries the job's result digest, which the shipper knows once the job's
-        outputs are stored and its log closed: until then (at most ``results.complete_wait_s``)
-        the COMPLETE waits for a later round. None: not this round."""
+        outputs are stored and its log closed: until then (at most ``results.complete_wait_s``,
+        and only while the API answers) the COMPLETE waits for a later round. None: not this
+        round."""
         if step.action is not ProviderAction.COMPLETE or self.results is None:
             return step
         digest = self.results.result_digest(step.job_id)
@@ -402,13 +403,14 @@ class Agent:
             self._digest_wait.pop(step.job_id, None)
             return step._replace(result_digest=bytes.fromhex(digest.removeprefix("0x")))
         since = self._digest_wait.setdefault(step.job_id, time.monotonic())
-        if time.monotonic() - since < self.settings.results.complete_wait_s:
+        patience = self.settings.results.complete_wait_s
+        if self.results.waiting_is_useful(step.job_id) and time.monotonic() - since < patience:
             return None
         log.warning(
-            "job %d: completing without a result digest: its results were not all stored "
-            "within %g s (they keep being shipped)",
+            "job %d: completing without a result digest: its results are not all stored (the "
+            "API does not answer, or %g s passed); they keep being shipped",
             step.job_id,
-            self.settings.results.complete_wait_s,
+            patience,
         )
         self._digest_wait.pop(step.job_id, None)
         return step
