@@ -191,6 +191,9 @@ contract JobMarket is IJobMarket, AccessControl {
     /// to `to`'s wallet: a sender who transferred by mistake can be given them back.
     function sweepSurplus(address to) external onlyRole(DEFAULT_ADMIN_ROLE) {
         uint256 surplus = credit.balanceOf(address(this)) - _owed;
+        // Nothing to sweep. A transfer that lands before this call only adds to what is swept,
+        // whole, so no one can make a sweep fail or take less by moving the balance.
+        // slither-disable-next-line incorrect-equality
         if (surplus == 0) revert MarketZeroAmount();
         emit SurplusSwept(to, surplus);
         credit.safeTransfer(to, surplus);
@@ -483,7 +486,7 @@ contract JobMarket is IJobMarket, AccessControl {
             j.status,
             j.since,
             j.pricePerMinute,
-            j.status == JobStatus.PENDING ? 0 : _rules[j.rulesId].feeBps,
+            _rules[j.rulesId].feeBps, // version 0 (a PENDING job's) has no fee: setFee makes a new one
             j.escrow,
             j.termsTag
         );

@@ -168,7 +168,17 @@ def test_job_sees_only_the_specs_env_and_its_job_variables(host: Host) -> None:
     _, out, st = host.run(host.job(2, "env -0 | tr '\\0' '\\n' | cut -d= -f1 | sort"))
     assert st.state is S.COMPLETED, (st, out)
     names = set(out.split())
-    allowed_basics = {"PATH", "HOME", "PWD", "SHLVL", "_", "TMPDIR", "LANG", "OLDPWD"}
+    allowed_basics = {
+        "PATH",
+        "HOME",
+        "PWD",
+        "SHLVL",
+        "_",
+        "TMPDIR",
+        "LANG",
+        "OLDPWD",
+        "PYTHONUNBUFFERED",
+    }
     extra = {n for n in names if not n.startswith("MS_")} - allowed_basics
     assert not extra, f"the job sees variables it was not given: {sorted(extra)}"
     assert {"MS_JOB_ID", "MS_CPUS", "MS_MEM_MB"} <= names

@@ -11,7 +11,7 @@ wait behind the gap. A send the contract merely refused does not end the round.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from web3.types import TxReceipt
@@ -55,16 +55,19 @@ class Outbox:
         """Transactions of blocks a reorg replaced may be gone: the next nonce is the node's."""
         self._nonce_suspect = True
 
-    def steps(self, steps: Sequence[ProviderStep]) -> Iterator[SentBatch]:
+    def steps(
+        self, steps: Sequence[ProviderStep], digests: Mapping[int, bytes] | None = None
+    ) -> Iterator[SentBatch]:
         """Sends the steps in chunks; yields each chunk once mined (the caller acts on it before
-        the next is sent). A chunk that fails is logged and not yielded."""
+        the next is sent). A chunk that fails is logged and not yielded. A COMPLETE commits to
+        its job's result digest in `digests`, if there is one."""
         for i in range(0, len(steps), MAX_STEPS_PER_TX):
             chunk = steps[i : i + MAX_STEPS_PER_TX]
             what = f"reporting {len(chunk)} job steps"
             if not self._can_send(what):
                 return
             try:
-                receipt = self.market.provider_batch(chunk)
+                receipt = self.market.provider_batch(chunk, digests)
             except ChainError as exc:
                 self._failed(what, exc)
                 continue

@@ -528,11 +528,24 @@ class Agent:
     # ------------------------------------------------------------------ sending
 
     def _send_steps(self, rnd: Round) -> None:
-        for batch in self.outbox.steps(rnd.steps):
+        for batch in self.outbox.steps(rnd.steps, self._digests(rnd.steps)):
             rnd.skipped.extend(batch.skipped)
             accepted = [s.job_id for s in batch.done if s.action is ProviderAction.ACCEPT]
             self._submit_accepted(accepted, batch.receipt, rnd)
             self._recheck({s.job_id for s in batch.skipped}, rnd)
+
+    def _digests(self, steps: list[ProviderStep]) -> dict[int, bytes]:
+        """The result digests of the jobs completed in `steps` whose results are sealed by then
+        (JobEnded's `resultDigest`); the others commit to nothing (a zero digest)."""
+        if self.results is None:
+            return {}
+        out = {}
+        for step in steps:
+            if step.action is ProviderAction.COMPLETE:
+                digest = self.results.result_digest(step.job_id)
+                if digest:
+                    out[step.job_id] = bytes.fromhex(digest[2:])
+        return out
 
     def _submit_accepted(self, job_ids: list[int], receipt: TxReceipt, rnd: Round) -> None:
         """Queues the jobs whose ACCEPT this receipt carries, without waiting for the next

@@ -7,7 +7,7 @@ deployment in `chain.deploy`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from web3.types import TxReceipt
@@ -37,6 +37,8 @@ NO_DIGEST = bytes(32)
 PlacementItem = tuple[int, str, Terms] | tuple[int, str, Terms, int | None]
 #: A provider step: a ProviderStep, or (job id, action, exit code) as a plain tuple.
 StepItem = ProviderStep | tuple[int, ProviderAction, int]
+#: Result digests of completions, by job id (32 bytes each; a job not in it commits to none).
+Digests = Mapping[int, bytes]
 
 
 class Market(CreditCalls, Reads):
@@ -192,13 +194,16 @@ class Market(CreditCalls, Reads):
     def refuse_job(self, job_id: int, reason: str) -> TxReceipt:
         return self._tx(f"refusing job {job_id}", "refuseJob", job_id, reason)
 
-    def provider_batch(self, steps: Sequence[StepItem]) -> TxReceipt:
-        """Steps are (job id, action, exit code) or, for a COMPLETE that commits to results,
-        (job id, action, exit code, result digest)."""
+    def provider_batch(
+        self, steps: Sequence[StepItem], digests: Digests | None = None
+    ) -> TxReceipt:
+        """Steps on the provider's jobs; a COMPLETE commits to the results in `digests` for its
+        job (JobEnded's `resultDigest`), or to none."""
         gas = BATCH_GAS_BASE + STEP_GAS_PER_ITEM * len(steps)
+        found = digests or {}
         items = [
-            (st[0], int(st[1]), st[2], _digest(st[3] if len(st) > 3 else NO_DIGEST, st[0]))
-            for st in steps
+            (jid, int(action), code, _digest(found.get(jid, NO_DIGEST), jid))
+            for jid, action, code in steps
         ]
         return self._tx(f"reporting {len(items)} job steps", "providerBatch", items, gas=gas)
 

@@ -57,14 +57,12 @@ class ProviderAction(IntEnum):
 
 
 class ProviderStep(NamedTuple):
-    """One item of a ``providerBatch``: a provider's step on one job (``exit_code`` and
-    ``result_digest`` are read for COMPLETE only; the digest, 32 bytes, commits to the job's
-    results and is emitted in ``JobEnded``)."""
+    """One item of a ``providerBatch``: a provider's step on one job (``exit_code`` is read
+    for COMPLETE only)."""
 
     job_id: int
     action: ProviderAction
     exit_code: int = 0
-    result_digest: bytes = bytes(32)
 
 
 class SkippedItem(NamedTuple):

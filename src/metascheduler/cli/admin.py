@@ -180,6 +180,45 @@ def withdraw_fees(
     )
 
 
+@app.command("set-request-fee")
+@handled
+def set_request_fee(
+    ctx: typer.Context,
+    amount: Annotated[str, typer.Argument(help="Credits each new request pays, e.g. 0.01")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Set the fee every new job request pays to the platform, not refunded even on cancel:
+    what a flood of requests costs its sender."""
+    units = inputs.credit_units(amount, "the request fee", allow_zero=True)
+    market = _market(ctx)
+    tx = _tx(market.set_request_fee(units))
+    out(ctx, as_json).emit(
+        {"ok": True, "tx": tx, "request_fee": units},
+        lambda c: c.print(f"each request now pays {as_credits(units)} credits"),
+    )
+
+
+@app.command("sweep-surplus")
+@handled
+def sweep_surplus(
+    ctx: typer.Context,
+    to: Annotated[str, typer.Argument(help="Wallet that receives the surplus.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Send the credits that reached the market by plain transfer (not by deposit) to a wallet,
+    typically back to their sender. Balances, escrows and fees are never touched."""
+    to = inputs.address(to, "the receiving wallet")
+    market = _market(ctx)
+    receipt = market.sweep_surplus(to)
+    swept = sum(
+        int(e.args["amount"]) for e in market.decode_events(receipt) if e.name == "SurplusSwept"
+    )
+    out(ctx, as_json).emit(
+        {"ok": True, "tx": _tx(receipt), "to": to, "amount": swept},
+        lambda c: c.print(f"swept {as_credits(swept)} credits to {to}"),
+    )
+
+
 @app.command("mint")
 @handled
 def mint(ctx: typer.Context, amount: AmountArg, to: ToOpt = None, as_json: JsonOpt = False) -> None:

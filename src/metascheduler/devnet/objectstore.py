@@ -129,8 +129,9 @@ def start_object_store(
         f"-s3.port={s3_port}",
         f"-s3.port.grpc={grpc['s3']}",
         f"-s3.config={config_path}",
-        # Off: its Iceberg and Lance catalogs listen on fixed ports (8181, 9101), so a second
-        # store on the machine (another test run, a devnet) would fail to start.
+        # The S3 gateway's Iceberg and Lance catalogues listen on fixed ports (8181, 9101) by
+        # default: a second SeaweedFS on the machine (another clone's grid) would die on them.
+        # The grid uses neither.
         "-s3.port.iceberg=0",
         "-s3.port.lance=0",
     ]
