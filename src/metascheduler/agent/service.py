@@ -392,16 +392,16 @@ class Agent:
         return d.expire
 
     def _with_result_digest(self, step: ProviderStep) -> ProviderStep | None:
-        """A COMPLETE carries the job's result digest, which the shipper knows once the job's
-        outputs are stored and its log closed: until then (at most ``results.complete_wait_s``,
-        and only while the API answers) the COMPLETE waits for a later round. None: not this
-        round."""
+        """A COMPLETE is to carry the job's result digest, which the shipper knows once the
+        job's outputs are stored and its log closed: until then (at most
+        ``results.complete_wait_s``, and only while the API answers) the COMPLETE waits for a
+        later round. None: not this round."""
         if step.action is not ProviderAction.COMPLETE or self.results is None:
             return step
         digest = self.results.result_digest(step.job_id)
         if digest is not None:
             self._digest_wait.pop(step.job_id, None)
-            return step._replace(result_digest=bytes.fromhex(digest.removeprefix("0x")))
+            return step  # `_digests` attaches it when the batch is sent
         since = self._digest_wait.setdefault(step.job_id, time.monotonic())
         patience = self.settings.results.complete_wait_s
         if self.results.waiting_is_useful(step.job_id) and time.monotonic() - since < patience:
