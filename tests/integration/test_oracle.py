@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import select, update
 
 from metascheduler.chain import JobStatus, Market
-from metascheduler.chain.types import Hardware, Prices, ProviderAction
+from metascheduler.chain.types import Hardware, Placement, Prices, ProviderAction, ProviderStep
 from metascheduler.devnet.anvil import mine_after
 from metascheduler.oracle.service import Oracle
 from metascheduler.store import Job, Provider
@@ -87,8 +87,12 @@ def test_keep_expires_reclaims_and_fails_silent_providers(grid: Grid, tmp_path: 
     oracle.sync_tick()
     m = grid.market()
     assert all(m.get_job(j).status == JobStatus.META_SCHEDULED for j in (poor, idle, lost))
-    prov.provider_batch([(poor, ProviderAction.ACCEPT, 0), (poor, ProviderAction.START, 0)])
-    silent.provider_batch([(lost, ProviderAction.ACCEPT, 0), (lost, ProviderAction.START, 0)])
+    prov.provider_batch(
+        [ProviderStep(poor, ProviderAction.ACCEPT), ProviderStep(poor, ProviderAction.START)]
+    )
+    silent.provider_batch(
+        [ProviderStep(lost, ProviderAction.ACCEPT), ProviderStep(lost, ProviderAction.START)]
+    )
     oracle.ingest_tick()
     oracle.keep_tick()  # nothing due yet
     assert m.get_job(poor).status == JobStatus.RUNNING
@@ -277,7 +281,7 @@ def test_placement_gas_limit_covers_real_use_tightly(grid: Grid) -> None:
     for k in range(sum(sizes)):
         spec = kit.spec_bytes(f"g{k}", 2, 2048)
         jid = kit.request(cust, f"g{k}", cpus=2, mem_mb=2048)
-        triples.append((jid, provs[k % 2], Terms.for_spec(spec, 2, 0, 2048, kit.CREDIT)))
+        triples.append(Placement(jid, provs[k % 2], Terms.for_spec(spec, 2, 0, 2048, kit.CREDIT)))
     oracle = grid.market(grid.oracle)
     start = 0
     for n in sizes:

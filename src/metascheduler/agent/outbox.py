@@ -69,7 +69,7 @@ class Outbox:
                 self._failed(what, exc)
                 continue
             self._nonce_suspect = False
-            batch = SentBatch(chunk, receipt, _skipped(self.market, receipt))
+            batch = SentBatch(chunk, receipt, self.market.skipped(receipt))
             for item in batch.skipped:
                 log.warning(
                     "step %s of job %d skipped by the contract: %s",
@@ -111,7 +111,7 @@ class Outbox:
             self._failed(what, exc)
             return None
         self._nonce_suspect = False
-        return _skipped(self.market, receipt)
+        return self.market.skipped(receipt)
 
     def _failed(self, what: str, exc: ChainError) -> None:
         self._nonce_suspect = True
@@ -134,7 +134,3 @@ class Outbox:
         if not self._may_send:
             log.info("%s: left for the next round (an earlier send of this round failed)", what)
         return self._may_send
-
-
-def _skipped(market: Market, receipt: TxReceipt) -> list[SkippedItem]:
-    return [SkippedItem(*item) for item in market.skipped(receipt)]

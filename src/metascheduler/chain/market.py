@@ -21,7 +21,14 @@ from metascheduler.chain.gas import (
 )
 from metascheduler.chain.reads import Reads
 from metascheduler.chain.sender import Pending
-from metascheduler.chain.types import Hardware, Prices, ProviderAction, ProviderStatus, Terms
+from metascheduler.chain.types import (
+    Hardware,
+    Placement,
+    Prices,
+    ProviderStatus,
+    ProviderStep,
+    Terms,
+)
 
 
 class Market(CreditCalls, Reads):
@@ -78,10 +85,27 @@ class Market(CreditCalls, Reads):
     # ------------------------------------------------------------------ customers
 
     def request_job(
-        self, spec: bytes, cpus: int, gpus: int, mem_mb: int, max_price: int, escrow: int
+        self,
+        spec: bytes,
+        cpus: int,
+        gpus: int,
+        mem_mb: int,
+        *,
+        max_price_per_minute: int,
+        escrow: int,
     ) -> int:
-        """Requests a job; returns its id."""
-        r = self._tx("requesting a job", "requestJob", cpus, gpus, mem_mb, max_price, escrow, spec)
+        """Requests a job; returns its id. The two amounts are keyword-only: side by side they
+        are easy to swap, and the contract takes them in another order."""
+        r = self._tx(
+            "requesting a job",
+            "requestJob",
+            cpus,
+            gpus,
+            mem_mb,
+            max_price_per_minute,
+            escrow,
+            spec,
+        )
         for ev in self.decode_events(r):
             if ev.name == "JobRequested":
                 return int(ev.args["jobId"])
@@ -93,12 +117,21 @@ class Market(CreditCalls, Reads):
         cpus: int,
         gpus: int,
         mem_mb: int,
-        max_price: int,
+        *,
+        max_price_per_minute: int,
         escrow: int,
         gas: int | None = None,
     ) -> Pending:
         return self._send(
-            "requesting a job", "requestJob", cpus, gpus, mem_mb, max_price, escrow, spec, gas=gas
+            "requesting a job",
+            "requestJob",
+            cpus,
+            gpus,
+            mem_mb,
+            max_price_per_minute,
+            escrow,
+            spec,
+            gas=gas,
         )
 
     def top_up(self, job_id: int, amount: int) -> TxReceipt:
@@ -109,8 +142,8 @@ class Market(CreditCalls, Reads):
 
     # ------------------------------------------------------------------ oracle
 
-    def send_place_jobs(self, placements: Sequence[tuple[int, str, Terms]]) -> Pending:
-        items = [(jid, prov, t.as_tuple()) for jid, prov, t in placements]
+    def send_place_jobs(self, placements: Sequence[Placement]) -> Pending:
+        items = [(p.job_id, p.provider, p.terms.as_tuple()) for p in placements]
         data = self.contract.encode_abi("placeJobs", args=[items])
         gas = place_jobs_gas(
             bytes.fromhex(data[2:]), len(items), len({prov.lower() for _, prov, _ in items})
@@ -119,7 +152,7 @@ class Market(CreditCalls, Reads):
             self.contract.address, data, f"placing {len(items)} jobs", gas=gas
         )
 
-    def place_jobs(self, placements: Sequence[tuple[int, str, Terms]]) -> TxReceipt:
+    def place_jobs(self, placements: Sequence[Placement]) -> TxReceipt:
         return self.sender_or_fail().wait(self.send_place_jobs(placements))
 
     def place_job(self, job_id: int, provider: str, terms: Terms) -> TxReceipt:
@@ -157,7 +190,7 @@ class Market(CreditCalls, Reads):
     def refuse_job(self, job_id: int, reason: str) -> TxReceipt:
         return self._tx(f"refusing job {job_id}", "refuseJob", job_id, reason)
 
-    def provider_batch(self, steps: Sequence[tuple[int, ProviderAction, int]]) -> TxReceipt:
+    def provider_batch(self, steps: Sequence[ProviderStep]) -> TxReceipt:
         gas = BATCH_GAS_BASE + STEP_GAS_PER_ITEM * len(steps)
-        items = [(jid, int(action), code) for jid, action, code in steps]
+        items = [(s.job_id, int(s.action), s.exit_code) for s in steps]
         return self._tx(f"reporting {len(items)} job steps", "providerBatch", items, gas=gas)
