@@ -28,9 +28,11 @@ build: deps
 	$(PY) scripts/export_abi.py
 
 ## Services the integration tests use (Debian packages; needs root): a one-node Slurm with two
-## partitions, a PostgreSQL, and headless Chromium for the dashboard's browser test.
+## partitions, a PostgreSQL, headless Chromium for the dashboard's browser test, and the job
+## sandbox's user with podman, runc and busybox-static for container jobs.
 system-deps:
 	mkdir -p var
+	bash scripts/sandbox.sh install
 	bash scripts/slurm.sh install-and-start
 	bash scripts/postgres.sh install-and-start > var/postgres.url
 	bash scripts/browser.sh install

@@ -75,6 +75,20 @@ start_munge() {
     die "munged did not answer: see /var/log/munge/munged.log"
 }
 
+# Slurm 22.05 enforces a job's memory (OUT_OF_MEMORY) and CPUs (its cpuset) with task/cgroup on
+# cgroup v1, as on this kind of machine; its cgroup/v2 plugin needs systemd. Where v1 is missing,
+# jobs are still held to what they paid for by the agent's sandbox, nested in the job's cgroup.
+# Prints the slurm.conf lines, and writes cgroup.conf next to it when task/cgroup is used.
+cgroup_lines() {
+    if [[ -d /sys/fs/cgroup/memory && -d /sys/fs/cgroup/cpuset && -d /sys/fs/cgroup/freezer ]]; then
+        printf 'CgroupPlugin=cgroup/v1\nCgroupAutomount=no\nConstrainCores=yes\nConstrainRAMSpace=yes\nConstrainSwapSpace=yes\nAllowedSwapSpace=0\n' >"$VAR/cgroup.conf"
+        printf 'ProctrackType=proctrack/cgroup\nTaskPlugin=task/cgroup,task/affinity\nJobAcctGatherType=jobacct_gather/cgroup\n'
+    else
+        rm -f "$VAR/cgroup.conf"
+        printf 'ProctrackType=proctrack/linuxproc\nTaskPlugin=task/none\nJobAcctGatherType=jobacct_gather/none\n'
+    fi
+}
+
 write_conf() {
     local ctld_port="$1" slurmd_port="$2" host cpus mem_mb
     host="$(hostname -s)"
@@ -98,11 +112,8 @@ SlurmctldPidFile=$VAR/run/slurmctld.pid
 SlurmdPidFile=$VAR/run/slurmd.pid
 SlurmctldLogFile=$VAR/log/slurmctld.log
 SlurmdLogFile=$VAR/log/slurmd.log
-# No systemd or cgroup control in containers and CI.
-ProctrackType=proctrack/linuxproc
-TaskPlugin=task/none
+$(cgroup_lines)
 MpiDefault=none
-JobAcctGatherType=jobacct_gather/none
 # Cores and memory are both consumable, so the two partitions really share one node's capacity.
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory

@@ -7,6 +7,7 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 from eth_account.signers.local import LocalAccount
@@ -14,7 +15,8 @@ from eth_account.signers.local import LocalAccount
 from metascheduler.chain import Market
 from metascheduler.chain.deployment import Deployment
 from metascheduler.chain.rpc import connect
-from metascheduler.devnet.anvil import Anvil, dev_account, start_anvil
+from metascheduler.devnet.anvil import Anvil, LocalNode, dev_account, start_anvil
+from metascheduler.devnet.hardhat import start_hardhat
 
 #: Below this much free disk the run warns first: a full disk fails tests far from the cause
 #: (in one CI run it stopped pytest with an internal error, without a word about space).
@@ -59,9 +61,35 @@ def anvil() -> Iterator[Anvil]:
         yield chain
 
 
+@pytest.fixture(scope="session")
+def hardhat() -> Iterator[LocalNode]:
+    """One Hardhat Network for the session, for the runs marked `hardhat`."""
+    with start_hardhat(accounts=30) as chain:
+        yield chain
+
+
+#: Runs a test that needs only standard JSON-RPC on anvil and on Hardhat Network: its `grid`
+#: is deployed on each node in turn.
+ON_ANVIL_AND_HARDHAT = pytest.mark.parametrize(
+    "grid", ["anvil", pytest.param("hardhat", marks=pytest.mark.hardhat)], indirect=True
+)
+
+
+#: The EVM nodes that tests needing only standard JSON-RPC run on, each by the name of a
+#: session fixture that yields an object with a `url`. Another node joins by adding its fixture.
+NODES = ["anvil", pytest.param("hardhat", marks=pytest.mark.hardhat)]
+
+
+@pytest.fixture(scope="session", params=NODES)
+def evm_node(request: pytest.FixtureRequest) -> Any:
+    """Each node of NODES in turn (tests that use anvil's own methods ask for `anvil`)."""
+    return request.getfixturevalue(request.param)
+
+
 @dataclass
 class Grid:
-    anvil: Anvil
+    #: The chain's node: anvil, or Hardhat Network in the runs marked `hardhat`.
+    anvil: LocalNode
     deployment: Deployment
     admin: LocalAccount
     oracle: LocalAccount
@@ -71,9 +99,11 @@ class Grid:
 
 
 @pytest.fixture
-def grid(anvil: Anvil) -> Grid:
-    """A fresh Credit + JobMarket on the session's anvil; account 0 is admin, 1 the oracle."""
+def grid(request: pytest.FixtureRequest) -> Grid:
+    """A fresh Credit + JobMarket on the session's anvil (or, parametrized by
+    ON_ANVIL_AND_HARDHAT, on its Hardhat Network); account 0 is admin, 1 the oracle."""
+    node: LocalNode = request.getfixturevalue(getattr(request, "param", "anvil"))
     admin, oracle = dev_account(0), dev_account(1)
-    w3 = connect(anvil.url)
+    w3 = connect(node.url)
     dep = Market.deploy(w3, admin, oracle=oracle.address, accept_timeout_s=60, start_timeout_s=600)
-    return Grid(anvil, dep, admin, oracle)
+    return Grid(node, dep, admin, oracle)

@@ -6,6 +6,9 @@ A user writes a small YAML (or JSON) file, documented in ``docs/job-spec.md``::
     resources: {tasks: 1, cpus_per_task: 2, mem_per_cpu_mb: 512}
     command: ["echo", "hello"]
 
+Version 2 adds a container image and input files, each pinned by its SHA-256 (``container``,
+``inputs``); a version 1 spec reads and encodes exactly as before.
+
 ``load_spec``/``parse_spec`` validate it and raise ``SpecError`` with one human message per problem.
 ``encode_spec`` turns it into canonical bytes (sorted keys, compact, UTF-8 JSON, defaults filled
 in), which the CLI sends with ``requestJob``; the contract keeps their hash and emits them whole,
@@ -34,6 +37,11 @@ from pydantic import (
 )
 
 SPEC_VERSION: Literal[1] = 1
+"""The version a spec without ``container`` or ``inputs`` is written in (and defaults to)."""
+MAX_URL = 2048
+#: The label of providers that run container jobs.
+CONTAINER_LABEL = "container"
+MAX_INPUTS = 64
 MAX_SPEC_BYTES = 16 * 1024
 """Largest encoded spec: it travels in calldata and in an event, paid for in gas."""
 MAX_SOURCE_BYTES = 64 * 1024
@@ -46,6 +54,12 @@ RESERVED_ENV_PREFIXES = ("MS_", "SLURM_")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:=/+-]*$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_HTTP_URL = re.compile(r"^https?://[^\s#]+$")
+_ARCHIVE_REF = re.compile(r"^(?P<url>https?://[^\s#]+)#sha256=(?P<digest>[0-9a-f]{64})$")
+_REGISTRY_REF = re.compile(
+    r"^(?P<name>[a-z0-9][a-z0-9._-]*(?::[0-9]+)?(?:/[a-z0-9][a-z0-9._-]*)+)@sha256:(?P<digest>[0-9a-f]{64})$"
+)
 
 NonEmptyStr = Annotated[str, StringConstraints(min_length=1)]
 
@@ -77,10 +91,74 @@ class Resources(_Strict):
     gpus: int = Field(default=0, ge=0, le=1_024)
 
 
+class Container(_Strict):
+    """The image the job runs in, pinned by content: ``https://host/image.tar#sha256=<hex>`` (an
+    OCI or docker archive the provider fetches and checks) or ``registry/name@sha256:<hex>``."""
+
+    image: Annotated[str, StringConstraints(min_length=1, max_length=MAX_URL)]
+
+    @field_validator("image")
+    @classmethod
+    def _pinned(cls, v: str) -> str:
+        if not (_ARCHIVE_REF.match(v) or _REGISTRY_REF.match(v)):
+            raise ValueError(
+                f"{v!r} does not pin the image's content: give "
+                "`https://host/image.tar#sha256=<64 hex digits>` or "
+                "`registry.example/name@sha256:<64 hex digits>` (lowercase hex)"
+            )
+        return v
+
+    @property
+    def digest(self) -> str:
+        m = _ARCHIVE_REF.match(self.image) or _REGISTRY_REF.match(self.image)
+        assert m is not None
+        return m.group("digest")
+
+    @property
+    def archive_url(self) -> str | None:
+        """The archive's URL, or None for a registry reference."""
+        m = _ARCHIVE_REF.match(self.image)
+        return m.group("url") if m else None
+
+
+class Input(_Strict):
+    """A file fetched and checked before the job starts, placed at ``path`` under the job's
+    folder."""
+
+    url: Annotated[str, StringConstraints(min_length=1, max_length=MAX_URL)]
+    sha256: str
+    path: Annotated[str, StringConstraints(min_length=1, max_length=255)]
+
+    @field_validator("url")
+    @classmethod
+    def _http(cls, v: str) -> str:
+        if not _HTTP_URL.match(v):
+            raise ValueError(f"{v!r} is not an http:// or https:// URL (without a #fragment)")
+        return v
+
+    @field_validator("sha256")
+    @classmethod
+    def _hex(cls, v: str) -> str:
+        if not _SHA256.match(v):
+            raise ValueError("must be the file's SHA-256: 64 lowercase hex digits")
+        return v
+
+    @field_validator("path")
+    @classmethod
+    def _relative(cls, v: str) -> str:
+        parts = v.split("/")
+        if v.startswith("/") or any(p in ("", ".", "..") for p in parts) or _CONTROL.search(v):
+            raise ValueError(
+                f"{v!r} must be a plain relative path under the job's folder (like data/in.csv): "
+                "no leading /, no . or .. parts, no empty parts, no control characters"
+            )
+        return v
+
+
 class JobSpec(_Strict):
     """A validated job spec. Build it with ``parse_spec``, ``load_spec`` or ``decode_spec``."""
 
-    version: Literal[1] = SPEC_VERSION
+    version: Literal[1, 2] = SPEC_VERSION
     name: Annotated[str, StringConstraints(min_length=1, max_length=128)]
     resources: Resources = Resources()
     command: list[NonEmptyStr] | NonEmptyStr | None = None
@@ -89,6 +167,8 @@ class JobSpec(_Strict):
     labels: list[str] = Field(default_factory=list)
     time_limit_minutes: int | None = Field(default=None, ge=1, le=366 * 24 * 60)
     workdir: NonEmptyStr | None = None
+    container: Container | None = None
+    inputs: list[Input] | None = None
 
     @field_validator("name")
     @classmethod
@@ -143,12 +223,33 @@ class JobSpec(_Strict):
             raise ValueError("must not contain control characters")
         return v
 
+    @field_validator("inputs")
+    @classmethod
+    def _inputs_distinct(cls, v: list[Input] | None) -> list[Input] | None:
+        if v is None:
+            return v
+        if not v:
+            raise ValueError("an empty list: leave `inputs` out instead")
+        if len(v) > MAX_INPUTS:
+            raise ValueError(f"{len(v)} inputs, more than the limit of {MAX_INPUTS}")
+        paths = [i.path for i in v]
+        clash = sorted(
+            {p for p in paths if paths.count(p) > 1 or any(q.startswith(p + "/") for q in paths)}
+        )
+        if clash:
+            raise ValueError(f"two inputs would be placed at (or under) {', '.join(clash)}")
+        return v
+
     @model_validator(mode="after")
     def _one_payload(self) -> JobSpec:
         if (self.command is None) == (self.script is None):
             raise ValueError(
                 "give exactly one of `command` (a list of arguments, or one shell command line) "
                 "or `script` (a shell script body)"
+            )
+        if self.version < 2 and (self.container is not None or self.inputs is not None):
+            raise ValueError(
+                "`container` and `inputs` are fields of spec version 2: add `version: 2`"
             )
         return self
 
@@ -165,6 +266,13 @@ class JobSpec(_Strict):
     @property
     def gpus(self) -> int:
         return self.resources.gpus
+
+    @property
+    def required_labels(self) -> list[str]:
+        """The labels a provider needs to run this job: the spec's, and ``container`` for a
+        job in a container (placement and the agent's admission both use this)."""
+        extra = [CONTAINER_LABEL] if self.container is not None else []
+        return sorted({*self.labels, *extra})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -212,7 +320,12 @@ def _human(err: Any) -> str:
 
 
 def _allowed_fields(loc: tuple[int | str, ...]) -> list[str]:
-    model: type[BaseModel] = Resources if loc and loc[0] == "resources" else JobSpec
+    sections: dict[int | str, type[BaseModel]] = {
+        "resources": Resources,
+        "container": Container,
+        "inputs": Input,
+    }
+    model = sections.get(loc[0], JobSpec) if loc else JobSpec
     return sorted(model.model_fields)
 
 

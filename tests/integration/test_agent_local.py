@@ -28,7 +28,7 @@ from metascheduler.chain import JobStatus
 from metascheduler.chain.types import ProviderAction, ProviderStatus
 from metascheduler.heartbeat import verify
 from metascheduler.spec import parse_spec
-from tests.conftest import Grid
+from tests.conftest import ON_ANVIL_AND_HARDHAT, Grid
 from tests.integration.agentkit import (
     CPU_PRICE,
     CREDIT,
@@ -96,6 +96,7 @@ def test_state_dir_is_held_by_one_agent(world: World) -> None:
         StateStore(world.settings.state_dir).open()
 
 
+@ON_ANVIL_AND_HARDHAT
 def test_finished_and_failed_jobs_are_reported_and_billed(world: World) -> None:
     w = world
     ok = w.submit(spec("sleep 3; echo done"))
@@ -158,6 +159,7 @@ def test_refuses_what_it_cannot_run_with_reasons(world: World) -> None:
     assert gpu_label in w.tick().refused
 
 
+@ON_ANVIL_AND_HARDHAT
 def test_cancel_while_running_kills_it_and_stops_billing(world: World) -> None:
     w = world
     job_id = w.submit(spec("sleep 300"))
@@ -181,6 +183,7 @@ def test_cancel_while_running_kills_it_and_stops_billing(world: World) -> None:
     assert w.reader.balance_of(w.provider.address) == earned
 
 
+@ON_ANVIL_AND_HARDHAT
 def test_out_of_credits_is_expired_and_killed(world: World) -> None:
     w = world
     escrow = 60 * 1_000  # 60 s at 1,000 units per second
@@ -203,6 +206,7 @@ def test_out_of_credits_is_expired_and_killed(world: World) -> None:
     assert st.state is BackendState.CANCELLED
 
 
+@ON_ANVIL_AND_HARDHAT
 def test_top_up_extends_the_time_limit(world: World) -> None:
     w = world
     job_id = w.submit(spec("sleep 300"), escrow=100_000)  # 100 s

@@ -650,6 +650,12 @@ def test_openapi_schema_documents_every_endpoint(client: TestClient) -> None:
         "/api/stats",
         "/api/health",
         "/api/heartbeats",
+        "/api/jobs/{job_id}/logs",
+        "/api/jobs/{job_id}/logs/chunks",
+        "/api/jobs/{job_id}/outputs",
+        "/api/jobs/{job_id}/outputs/upload",
+        "/api/jobs/{job_id}/outputs/complete",
+        "/api/jobs/{job_id}/results",
     }
     assert set(paths["/api/heartbeats"]["post"]["responses"]) >= {"200", "400", "401", "403", "409"}
     assert "404" in paths["/api/jobs/{job_id}"]["get"]["responses"]

@@ -20,7 +20,7 @@ from metascheduler.chain import JobStatus, Market, Terms
 from metascheduler.chain.types import Hardware, Prices
 from metascheduler.cli import app
 from metascheduler.devnet.anvil import dev_account, next_block_after
-from tests.conftest import Grid
+from tests.conftest import ON_ANVIL_AND_HARDHAT, Grid
 
 pytestmark = pytest.mark.chain
 CREDIT = billing.UNITS_PER_CREDIT
@@ -62,6 +62,7 @@ class World:
         next_block_after(self.cust.w3, seconds)
 
 
+@ON_ANVIL_AND_HARDHAT
 def test_audit_passes_on_an_honest_history(grid: Grid) -> None:
     w = World(grid)
     w.admin.set_fee(250)
@@ -310,6 +311,7 @@ def _ended(m: Market, receipt: Any) -> dict[str, int]:
     return {k: int(ev.args[k]) for k in ("paid", "fee", "refunded")}
 
 
+@ON_ANVIL_AND_HARDHAT
 def test_account_statement_follows_every_credit_of_a_customer_and_a_provider(
     grid: Grid,
 ) -> None:

@@ -13,7 +13,7 @@ from metascheduler.chain.errors import ChainError
 from metascheduler.chain.rpc import raw_batch
 from metascheduler.chain.types import Hardware, Prices, ProviderAction, ProviderStep
 from metascheduler.devnet.anvil import dev_account
-from tests.conftest import Grid
+from tests.conftest import ON_ANVIL_AND_HARDHAT, Grid
 
 pytestmark = pytest.mark.chain
 CREDIT = billing.UNITS_PER_CREDIT
@@ -42,6 +42,7 @@ def _next_block_at(m: Market, timestamp: int) -> None:
     m.w3.provider.make_request("evm_setNextBlockTimestamp", [timestamp])  # type: ignore[arg-type]
 
 
+@ON_ANVIL_AND_HARDHAT
 def test_finished_job_is_billed_as_billing_py_says(grid: Grid) -> None:
     admin, prov, cust = _setup(grid)
     admin.set_fee(250)
@@ -71,6 +72,7 @@ def test_finished_job_is_billed_as_billing_py_says(grid: Grid) -> None:
     assert cust.quote(prov.sender_or_fail().address, 4, 1, 4096) == price
 
 
+@ON_ANVIL_AND_HARDHAT
 def test_out_of_credits_at_exactly_funded_seconds(grid: Grid) -> None:
     _, prov, cust = _setup(grid)
     oracle = grid.market(grid.oracle)
@@ -93,6 +95,7 @@ def test_out_of_credits_at_exactly_funded_seconds(grid: Grid) -> None:
     assert cust.get_job(job).status == JobStatus.OUT_OF_CREDITS
 
 
+@ON_ANVIL_AND_HARDHAT
 def test_insufficient_balance_is_decoded_with_the_missing_amount(grid: Grid) -> None:
     _, _, cust = _setup(grid)
     with pytest.raises(RevertError) as info:
@@ -101,6 +104,7 @@ def test_insufficient_balance_is_decoded_with_the_missing_amount(grid: Grid) -> 
     assert "deposit 100 credits more" in str(info.value)
 
 
+@ON_ANVIL_AND_HARDHAT
 def test_unknown_job_is_decoded(grid: Grid) -> None:
     _, _, cust = _setup(grid)
     with pytest.raises(RevertError, match="job 999 does not exist"):
@@ -109,6 +113,7 @@ def test_unknown_job_is_decoded(grid: Grid) -> None:
         cust.get_job(999)
 
 
+@ON_ANVIL_AND_HARDHAT
 def test_deposit_with_permit(grid: Grid) -> None:
     admin, _, _ = _setup(grid)
     who = dev_account(4)

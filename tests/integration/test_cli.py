@@ -14,7 +14,6 @@ from typing import Any
 import pytest
 from eth_account import Account
 from typer.testing import CliRunner
-from web3.types import RPCEndpoint
 
 from metascheduler import billing
 from metascheduler.chain import Market, Terms
@@ -23,12 +22,14 @@ from metascheduler.chain.types import Hardware, Prices
 from metascheduler.cli import app
 from metascheduler.devnet.anvil import dev_account, mine_after
 from metascheduler.spec import encode_spec, load_spec
-from tests.conftest import Grid
+from tests.conftest import ON_ANVIL_AND_HARDHAT, Grid
 
 pytestmark = pytest.mark.chain
 HELLO = REPO_ROOT / "examples/specs/hello.yaml"
 CREDIT = billing.UNITS_PER_CREDIT
 PASSWORD_VAR = "MS_TEST_KEYSTORE_PASSWORD"
+#: The development account that pays the test wallets' gas (the session's nodes have 30).
+GAS_FUNDER = 29
 
 
 class User:
@@ -88,13 +89,13 @@ def user(grid: Grid, tmp_path: Path) -> User:
     light = Account.encrypt(acct.key, u.env[PASSWORD_VAR], kdf="pbkdf2", iterations=1_000)
     u.keystore.write_text(json.dumps(light))
     u.address = acct.address  # type: ignore[attr-defined]
-    grid.market().w3.provider.make_request(
-        RPCEndpoint("anvil_setBalance"),
-        [acct.address, hex(10**18)],  # gas money
-    )
+    # Gas money, sent as any wallet would (no node-specific method sets a balance).
+    funder = grid.market(dev_account(GAS_FUNDER)).sender_or_fail()
+    funder.transact(acct.address, b"", "gas money for the test wallet", value=10**18)
     return u
 
 
+@ON_ANVIL_AND_HARDHAT
 def test_wallet_credits_and_a_job_lifecycle(grid: Grid, user: User) -> None:
     _provider(grid)
     w3 = grid.market().w3

@@ -32,6 +32,9 @@ def test_devnet_once_runs_the_demo_to_a_clean_audit(tmp_path: Path) -> None:
         # the demo's table row: expected state, reached state, verdict
         assert re.search(rf"{state}\s+│\s+{state}\s+│\s+ok", out), f"no job ended {state}"
     assert "audit of the whole grid: clean" in out
+    # The hello job's line and output file, as its customer reads them, with the digest.
+    assert "stdout: hello from the grid" in out
+    assert re.search(r"outputs: hello\.txt in .*?result digest\s+0x[0-9a-f]{64}", out, re.S)
     assert "MISMATCH" not in out
 
 

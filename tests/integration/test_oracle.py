@@ -21,7 +21,7 @@ from metascheduler.devnet.anvil import mine_after
 from metascheduler.oracle.service import Oracle
 from metascheduler.store import Job, Provider
 from metascheduler.store.models import OracleAction
-from tests.conftest import Grid
+from tests.conftest import ON_ANVIL_AND_HARDHAT, Grid
 from tests.integration import oracle_kit as kit
 
 pytestmark = pytest.mark.chain
@@ -38,6 +38,7 @@ def _advance(m: Market, seconds: int) -> None:
     mine_after(m.w3, seconds)
 
 
+@ON_ANVIL_AND_HARDHAT
 def test_jobs_from_several_wallets_respect_resources_prices_labels(
     grid: Grid, tmp_path: Path
 ) -> None:

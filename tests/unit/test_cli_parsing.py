@@ -174,3 +174,34 @@ def test_sim_runs_a_real_trace_with_json() -> None:
     assert out.exit_code == 0, out.output
     report = json.loads(out.stdout.strip().splitlines()[-1])
     assert report["jobs_kept"] == 60 and report["clusters"] == [50, 25, 25]
+
+
+def test_commands_the_services_name_exist() -> None:
+    """A message that tells an operator to run a command names one that exists."""
+    from metascheduler import commands
+
+    named = [v for k, v in vars(commands).items() if k.isupper() and isinstance(v, str)]
+    assert named
+    for template in named:
+        words = [w for w in template.split() if not w.startswith("{")]
+        assert words[0] == "metascheduler"
+        out = CliRunner().invoke(app, [*words[1:], "--help"])
+        assert out.exit_code == 0, f"{template}: {out.output}"
+
+
+def test_help_lists_the_admin_commands_and_deploy() -> None:
+    assert "deploy" in CliRunner().invoke(app, ["--help"]).output
+    out = CliRunner().invoke(app, ["admin", "--help"])
+    for name in (
+        "approve-provider",
+        "ban-provider",
+        "remove-provider",
+        "set-oracle",
+        "set-fee",
+        "set-timeouts",
+        "pause",
+        "unpause",
+        "withdraw-fees",
+        "mint",
+    ):
+        assert name in out.output

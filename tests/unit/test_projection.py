@@ -128,3 +128,26 @@ def test_apply_does_not_mutate_its_input() -> None:
     snapshot = dict(first)
     apply_job_event(first, lifecycle()[3])
     assert first == snapshot
+
+
+def test_container_job_wants_a_provider_labelled_container() -> None:
+    image = "http://files.example/i.tar#sha256=" + "ab" * 32
+    spec = (
+        b'{"command":["true"],"container":{"image":"' + image.encode() + b'"},'
+        b'"labels":["gpu"],"name":"c","version":2}'
+    )
+    request = ev(
+        "JobRequested",
+        2,
+        0,
+        jobId=4,
+        customer=CUST,
+        escrow=1,
+        maxPricePerMinute=1,
+        cpus=1,
+        gpus=0,
+        memMb=1,
+        spec=spec,
+    )
+    row = apply_job_event(None, request)
+    assert row is not None and row["labels"] == ["container", "gpu"]

@@ -150,3 +150,62 @@ def test_spec_is_immutable() -> None:
     with pytest.raises(Exception):  # noqa: B017 - pydantic's frozen-instance error
         spec.name = "y"
     assert isinstance(spec, JobSpec)
+
+
+# ---------------------------------------------------------------------------- version 2
+
+DIGEST = "ab" * 32
+V2 = (
+    "version: 2\nname: c\ncommand: [cat, data/in.txt]\n"
+    f"container: {{image: 'https://files.example/busybox.tar#sha256={DIGEST}'}}\n"
+    f"inputs: [{{url: 'https://files.example/in.txt', sha256: '{DIGEST}', path: data/in.txt}}]\n"
+)
+
+
+def test_v2_container_and_inputs_round_trip_canonically() -> None:
+    spec = parse_spec(V2)
+    assert spec.container is not None and spec.inputs is not None
+    assert spec.container.digest == DIGEST
+    assert spec.container.archive_url == "https://files.example/busybox.tar"
+    data = encode_spec(spec)
+    assert decode_spec(data, require_canonical=True) == spec
+    assert b'"inputs":[{"path":"data/in.txt","sha256":"' + DIGEST.encode() in data
+    assert data.endswith(b'"version":2}')
+    registry = parse_spec(
+        V2.replace(
+            f"https://files.example/busybox.tar#sha256={DIGEST}",
+            f"registry.example:5000/tools/busybox@sha256:{DIGEST}",
+        )
+    )
+    assert registry.container is not None and registry.container.archive_url is None
+
+
+def test_v1_spec_encodes_without_v2_fields() -> None:
+    data = encode_spec(parse_spec("name: x\ncommand: echo hi\n"))
+    assert b"container" not in data and b"inputs" not in data and b'"version":1' in data
+
+
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        (("version: 2\n", ""), "add `version: 2`"),
+        ((f"#sha256={DIGEST}", ""), "does not pin the image's content"),
+        ((f"busybox.tar#sha256={DIGEST}", f"busybox.tar#sha256={DIGEST.upper()}"), "pin"),
+        ((f"sha256: '{DIGEST}'", "sha256: 'abc'"), "64 lowercase hex digits"),
+        (("path: data/in.txt", "path: ../etc/passwd"), "plain relative path"),
+        (("path: data/in.txt", "path: /etc/passwd"), "plain relative path"),
+        (("url: 'https://files.example/in.txt'", "url: 'file:///etc/passwd'"), "not an http"),
+        (("container: {image", "container: {img"), "allowed here: image"),
+    ],
+)
+def test_v2_refusals_say_what_to_fix(change: tuple[str, str], words: str) -> None:
+    text = V2.replace(*change)
+    assert text != V2
+    assert any(words in m for m in errors_of(text)), errors_of(text)
+
+
+def test_v2_inputs_must_not_overlap() -> None:
+    two = V2.replace(
+        "inputs: [", f"inputs: [{{url: 'http://a/b', sha256: '{DIGEST}', path: data}}, "
+    )
+    assert any("two inputs" in m for m in errors_of(two))

@@ -47,7 +47,7 @@ def admit(
             f"the spec asks for {spec.cpus} CPUs, {spec.gpus} GPUs, {spec.mem_mb} MB but the "
             f"request pays for {req.cpus} CPUs, {req.gpus} GPUs, {req.mem_mb} MB"
         )
-    missing = sorted(set(spec.labels) - set(labels))
+    missing = sorted(set(spec.required_labels) - set(labels))
     if missing:
         have = ", ".join(labels) or "none"
         return Refusal(f"needs labels this provider lacks: {', '.join(missing)} (it has: {have})")

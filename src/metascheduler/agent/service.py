@@ -56,6 +56,7 @@ from metascheduler.agent.outbox import Outbox
 from metascheduler.agent.outcomes import EXIT_LOST
 from metascheduler.agent.registration import AgentError, Registration, resolve_hardware
 from metascheduler.agent.settings import AgentSettings
+from metascheduler.agent.shipping import ResultsShipper
 from metascheduler.agent.state import AgentState, JobRecord, StateError, StateStore
 from metascheduler.chain import ChainError, Market
 from metascheduler.chain.rpc import connect, retrying
@@ -135,6 +136,9 @@ class Agent:
         self._ctx = Context(self.address, 0, settings.time_limit_grace_s, settings.max_time_limit_s)
         self._accepting: dict[int, tuple[JobSpec, JobView]] = {}
         self._refusals: dict[int, str] = {}
+        #: Ships each job's log and outputs to the API, encrypted to its customer (see
+        #: ``shipping``); None without an API.
+        self.results: ResultsShipper | None = None
 
     @property
     def state(self) -> AgentState:
@@ -383,7 +387,10 @@ class Agent:
         limit = time_limit_s(
             view.escrow, view.price_per_minute, s.time_limit_grace_s, 0, s.max_time_limit_s
         )
-        job = BackendJob(job_id, spec, limit, name=job_name(job_id, self.prefix))
+        outputs = self.results.output_dir(job_id) if self.results is not None else None
+        job = BackendJob(
+            job_id, spec, limit, name=job_name(job_id, self.prefix), output_dir=outputs
+        )
         try:
             native = self.backend.submit(job)
         except BackendError as exc:
@@ -395,6 +402,9 @@ class Agent:
             self._refusals[job_id] = f"the backend refused it: {_short(exc)}"
             return False
         rec.native_id = native
+        if self.results is not None:
+            self.results.note(job_id, f"queued on {self.backend.name} as {native}")
+            self.results.track(job_id, native)
         rec.time_limit_s, rec.escrow, rec.price = limit, view.escrow, view.price_per_minute
         # Saved at once: a crash from here on finds the job here (or by adopt()), never
         # submits it twice.
@@ -443,6 +453,8 @@ class Agent:
             return False
         rec.killed = True
         rnd.killed.append(rec.job_id)
+        if self.results is not None:
+            self.results.note(rec.job_id, f"killed: {why}")
         log.info("job %d: killed backend job %s: %s", rec.job_id, rec.native_id, why)
         return True
 
@@ -589,7 +601,13 @@ def build(settings: AgentSettings) -> Agent:
     )
     prefix = settings.name_prefix(bytes(genesis["hash"]))
     backend = make_backend(settings.backend, **settings.backend_options(prefix))
-    return Agent(settings, market, backend, genesis=genesis["hash"].to_0x_hex(), name_prefix=prefix)
+    agent = Agent(
+        settings, market, backend, genesis=genesis["hash"].to_0x_hex(), name_prefix=prefix
+    )
+    if settings.api_url and settings.results.enabled:
+        sender = market.sender_or_fail()
+        agent.results = ResultsShipper(settings, market, sender.account, sender.chain_id, backend)
+    return agent
 
 
 def run(settings: AgentSettings, stop: threading.Event | None = None) -> None:
@@ -609,6 +627,8 @@ def run(settings: AgentSettings, stop: threading.Event | None = None) -> None:
             )
             if not agent.wait_for_approval(stop):
                 return
+            if agent.results is not None:
+                agent.results.start()
             while not stop.is_set():
                 try:
                     agent.tick()
@@ -616,6 +636,8 @@ def run(settings: AgentSettings, stop: threading.Event | None = None) -> None:
                     log.error("round failed, retrying in %g s: %s", settings.poll_interval_s, exc)
                 stop.wait(settings.poll_interval_s)
         finally:
+            if agent.results is not None:
+                agent.results.stop()
             agent.close()
             log.info("agent stopped; jobs still running on the backend are adopted at restart")
 

@@ -13,7 +13,12 @@ from eth_utils import keccak
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from metascheduler.agent.backends.sandbox import SandboxPolicy
+from metascheduler.agent.envelope.cache import ImageCache
+from metascheduler.agent.envelope.runtime import make_runtime
+from metascheduler.agent.envelope.staging import Stager, StagingLimits
 from metascheduler.config import ServiceSettings
+from metascheduler.spec import CONTAINER_LABEL
 
 
 class _Section(BaseModel):
@@ -57,6 +62,56 @@ class LocalSettings(_Section):
     gpus: int = Field(default=0, ge=0)
 
 
+class SandboxSettings(_Section):
+    """How every job is confined (``docs/security.md``). The agent must run as root to apply it."""
+
+    #: The unprivileged user jobs run as: not root, not the agent's own
+    #: (``bash scripts/sandbox.sh install`` creates ``msjob``).
+    user: str = Field(default="msjob", pattern=r"^[a-z_][a-z0-9_-]{0,31}$")
+    #: When this host cannot sandbox a job: False (the default) refuses the job with the reason;
+    #: True runs it unconfined, as the agent's user, able to read what the agent can read.
+    allow_unconfined: bool = False
+    #: "none" (the default): a job has only its own loopback; "host": the host's network.
+    network: Literal["none", "host"] = "none"
+    #: Processes and threads one job may hold at once (stops a fork bomb).
+    max_processes: int = Field(default=512, ge=16, le=1_000_000)
+    #: More files or folders jobs must not see, besides the agent's state folder, keystore,
+    #: settings file and every job folder (always hidden).
+    hide: list[Path] = Field(default_factory=list)
+
+
+class StagingSettings(_Section):
+    """What a job brings: its input files and its container image, fetched before it starts
+    (not billed) and checked against the SHA-256 its spec pins."""
+
+    #: The container runtime jobs with a ``container`` run under (unset: no container jobs).
+    #: Setting it adds the labels ``container`` and ``runtime:<name>`` to the provider's.
+    runtime: Literal["podman"] | None = None
+    #: Image archives, cached by digest; the least recently used go beyond ``cache_max_mb``.
+    cache_dir: Path = Path("var/agent/images")
+    cache_max_mb: int = Field(default=10_240, ge=1)
+    max_image_mb: int = Field(default=2_048, ge=1)
+    max_input_mb: int = Field(default=1_024, ge=1)
+    #: Longest time one fetch (an input or an image) may take.
+    fetch_timeout_s: float = Field(default=300.0, gt=0)
+
+
+class ResultsSettings(_Section):
+    """Job logs and outputs, encrypted to each job's customer and shipped to ``api_url``."""
+
+    enabled: bool = True
+    #: Where logs wait until the API acknowledges them, and jobs write their outputs
+    #: (``$MS_OUTPUT_DIR``): on Slurm, a folder the compute nodes can write. None: under
+    #: ``state_dir``.
+    dir: Path | None = None
+    #: The provider's cap on one job's output files (the grid's API has its own).
+    max_output_bytes: int = Field(default=10 * 2**30, ge=0)
+    #: Seconds between two looks at the jobs' output streams.
+    ship_interval_s: float = Field(default=0.1, gt=0)
+    #: Most lines in one log chunk (a chatty job's lines go in several).
+    max_chunk_lines: int = Field(default=20_000, ge=1)
+
+
 class AgentSettings(ServiceSettings):
     """One provider agent: its backend, what it declares on chain, and how often it acts."""
 
@@ -67,6 +122,9 @@ class AgentSettings(ServiceSettings):
     backend: Literal["slurm", "local"] = "local"
     slurm: SlurmSettings = SlurmSettings()
     local: LocalSettings = LocalSettings()
+
+    sandbox: SandboxSettings = SandboxSettings()
+    staging: StagingSettings = StagingSettings()
 
     hardware: HardwareSettings = HardwareSettings()
     prices: PriceSettings = PriceSettings()
@@ -80,6 +138,14 @@ class AgentSettings(ServiceSettings):
         # Sorted and unique, like a spec's labels: the registered record compares equal.
         return sorted(set(v))
 
+    @model_validator(mode="after")
+    def _runtime_labels(self) -> AgentSettings:
+        # What the provider offers is what placement matches: a runtime is advertised.
+        runtime = self.staging.runtime
+        if runtime is not None:
+            self.labels = sorted({*self.labels, CONTAINER_LABEL, f"runtime:{runtime}"})
+        return self
+
     #: The agent's own small state (chain cursor, job -> backend id, heartbeat seq) lives here.
     state_dir: Path = Path("var/agent")
     #: Seconds between two rounds of following the chain and the backend.
@@ -88,6 +154,7 @@ class AgentSettings(ServiceSettings):
     api_url: str | None = None
     heartbeat_interval_s: float = Field(default=15.0, gt=0)
     heartbeat_timeout_s: float = Field(default=5.0, gt=0)
+    results: ResultsSettings = ResultsSettings()
 
     #: Prefix of backend job names, followed by the on-chain id. Unset: derived from the chain
     #: and the market (see ``name_prefix``), so that deployments sharing a cluster never adopt
@@ -129,6 +196,33 @@ class AgentSettings(ServiceSettings):
         market = bytes.fromhex(self.require_market().lower().removeprefix("0x"))
         return f"ms-{keccak(genesis_hash + market).hex()[:8]}-"
 
+    def sandbox_policy(self) -> SandboxPolicy:
+        """The sandbox of every job, hiding the agent's own files from it."""
+        sb = self.sandbox
+        settings_file = self.model_config.get("toml_file")
+        own = [self.state_dir, self.keystore, self.staging.cache_dir]
+        if isinstance(settings_file, str | Path):
+            own.append(Path(settings_file))
+        return SandboxPolicy(
+            user=sb.user,
+            allow_unconfined=sb.allow_unconfined,
+            network=sb.network == "host",
+            max_processes=sb.max_processes,
+            hide=tuple(p.resolve() for p in [*own, *sb.hide] if p is not None),
+        )
+
+    def stager(self) -> Stager:
+        st = self.staging
+        return Stager(
+            limits=StagingLimits(
+                max_input_bytes=st.max_input_mb << 20,
+                max_image_bytes=st.max_image_mb << 20,
+                fetch_timeout_s=st.fetch_timeout_s,
+            ),
+            cache=ImageCache(st.cache_dir.resolve(), st.cache_max_mb << 20),
+            runtime=make_runtime(st.runtime) if st.runtime else None,
+        )
+
     def backend_options(self, name_prefix: str) -> dict[str, Any]:
         """Keyword arguments of ``make_backend(self.backend, ...)``."""
         if self.backend == "slurm":
@@ -139,6 +233,8 @@ class AgentSettings(ServiceSettings):
                 "slurm_conf": s.slurm_conf,
                 "command_timeout_s": s.command_timeout_s,
                 "name_prefix": name_prefix,
+                "sandbox": self.sandbox_policy(),
+                "stager": self.stager(),
             }
         loc = self.local
         return {
@@ -147,4 +243,9 @@ class AgentSettings(ServiceSettings):
             "mem_mb": loc.mem_mb,
             "gpus": loc.gpus,
             "name_prefix": name_prefix,
+            "sandbox": self.sandbox_policy(),
+            "stager": self.stager(),
         }
+
+    def results_dir(self) -> Path:
+        return self.results.dir if self.results.dir is not None else self.state_dir / "results"

@@ -23,6 +23,8 @@ from .chainhead import ChainHead
 from .context import ApiContext
 from .heartbeats import malformed
 from .metrics import Metrics
+from .results import Results
+from .results import router as results_router
 from .routes import router
 from .settings import ApiSettings
 
@@ -54,7 +56,9 @@ def create_app(settings: ApiSettings) -> FastAPI:
         description=DESCRIPTION,
     )
     app.state.ctx = ctx
+    app.state.results = Results.build(settings, ctx.sessions)
     app.include_router(router)
+    app.include_router(results_router)
 
     @app.middleware("http")
     async def time_requests(

@@ -10,7 +10,15 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from annotated_types import Ge, Le
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, StrictStr
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    Strict,
+    StrictBool,
+    StrictStr,
+)
 
 #: Bound of integer inputs (job ids, heartbeat seqs, offsets): exact in every JSON reader and
 #: schema tool (larger bounds turn into floats there), and within the store's BIGINT columns.
@@ -232,3 +240,46 @@ class Problem(BaseModel):
     """Every 4xx/5xx answer: `detail` says what was wrong and what to do."""
 
     detail: str
+
+
+class ChunkHeaderIn(BaseModel):
+    """A log chunk's header as `metascheduler.results.logchain.ChunkHeader` defines it; strict,
+    because the provider's signature covers the exact JSON values."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    version: Literal[1]
+    chain_id: HbInt
+    market: StrictStr = Field(pattern=r"^0x[0-9a-fA-F]{40}$")
+    job_id: HbInt
+    seq: HbInt
+    prev: StrictStr = Field(pattern=r"^0x[0-9a-f]{64}$")
+    final: StrictBool
+    exit_code: (
+        Annotated[int, Strict(), Ge(-(2**31)), Le(2**31 - 1), BeforeValidator(_integral)] | None
+    )
+    records: HbInt
+    wrapped_key: StrictStr = Field(pattern=r"^([0-9a-f]{2}){1,512}$")
+    nonce: StrictStr = Field(pattern=r"^[0-9a-f]{24}$")
+
+
+class ChunkBody(BaseModel):
+    """What an agent POSTs: `metascheduler.results.logchain.Chunk.to_wire()`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    header: ChunkHeaderIn
+    ciphertext: StrictStr = Field(
+        pattern=r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$",
+        description="AES-GCM ciphertext, base64",
+    )
+    signature: StrictStr = Field(
+        pattern=r"^0x[0-9a-f]{130}$", description="65-byte EIP-191 signature, hex"
+    )
+
+
+class ChunkAccepted(BaseModel):
+    job_id: int
+    seq: int
+    digest: str
+    duplicate: bool = Field(description="already stored: acknowledged again, not stored twice")

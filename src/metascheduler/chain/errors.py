@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from eth_abi import decode
-from eth_utils import function_signature_to_4byte_selector, keccak
+from eth_utils import function_signature_to_4byte_selector, keccak, to_checksum_address
 
 from metascheduler import billing
 from metascheduler.chain.types import JobStatus, ProviderStatus
@@ -190,7 +190,12 @@ class ErrorDecoder:
                 "Unknown", {}, f"{prefix}reverted with unknown error 0x{data.hex()}", data
             )
         name, types, names = known
-        args = dict(zip(names, decode(types, body), strict=True))
+        # Addresses as users see them elsewhere (checksummed), not as eth_abi decodes them.
+        values = [
+            to_checksum_address(v) if t == "address" else v
+            for t, v in zip(types, decode(types, body), strict=True)
+        ]
+        args = dict(zip(names, values, strict=True))
         words = _WORDS.get(name)
         text = words(args) if words else f"{name}({', '.join(f'{k}={v}' for k, v in args.items())})"
         return RevertError(name, args, f"{prefix}{text}", data)

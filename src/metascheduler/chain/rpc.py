@@ -9,9 +9,9 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import requests
-from web3 import Web3
+from web3 import HTTPProvider, Web3
 from web3.exceptions import Web3RPCError
-from web3.types import RPCEndpoint
+from web3.types import RPCEndpoint, RPCResponse
 
 from metascheduler.chain.errors import RpcUnavailable
 
@@ -29,12 +29,36 @@ TRANSIENT = (
 
 def connect(rpc_url: str, timeout_s: float = 10.0) -> Web3:
     """A Web3 on an HTTP endpoint, with no retries of its own (ours know the context)."""
-    provider = Web3.HTTPProvider(
+    provider = NodeNeutralProvider(
         rpc_url,
         request_kwargs={"timeout": timeout_s},
         exception_retry_configuration=None,
     )
     return Web3(provider)
+
+
+class NodeNeutralProvider(HTTPProvider):
+    """web3's HTTP provider, with the answers in which EVM nodes differ put in one shape, so
+    that nothing above this layer needs to know which node it talks to."""
+
+    @staticmethod
+    def decode_rpc_response(raw_response: bytes) -> RPCResponse:
+        response: Any = HTTPProvider.decode_rpc_response(raw_response)
+        if isinstance(response, list):
+            return [_one_shape(r) for r in response]  # type: ignore[return-value]
+        return _one_shape(response)
+
+
+def _one_shape(response: Any) -> Any:
+    """A call or gas estimate that reverted carries the revert data as the error's `data`, a hex
+    string (anvil, geth). Hardhat Network nests it one level down, `{"message": ..., "data":
+    "0x..."}`, which web3 does not decode: lift it up."""
+    error = response.get("error") if isinstance(response, dict) else None
+    if isinstance(error, dict) and isinstance(error.get("data"), dict):
+        data = error["data"].get("data")
+        if isinstance(data, str) and data.startswith("0x"):
+            return {**response, "error": {**error, "data": data}}
+    return response
 
 
 def is_transient(exc: BaseException) -> bool:

@@ -13,7 +13,13 @@ from typing import Annotated
 import typer
 
 from metascheduler.cli import admin, audit, credits, deploy, job, provider, services, wallet
-from metascheduler.cli.context import DEFAULT_KEYSTORE, DEFAULT_RPC, JsonOpt, Settings
+from metascheduler.cli.context import (
+    DEFAULT_API,
+    DEFAULT_KEYSTORE,
+    DEFAULT_RPC,
+    JsonOpt,
+    Settings,
+)
 
 app = typer.Typer(
     name="metascheduler",
@@ -90,11 +96,17 @@ def _global(
             "and chain (in place of --market and --from-block).",
         ),
     ] = None,
+    api_url: Annotated[
+        str,
+        typer.Option(
+            "--api-url", envvar="MS_API_URL", help="The grid's API (job logs and outputs)."
+        ),
+    ] = DEFAULT_API,
     as_json: JsonOpt = False,
 ) -> None:
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(message)s")
     ctx.obj = Settings(
-        rpc_url, market, keystore, password_env, key_env, from_block, as_json, deployment
+        rpc_url, market, keystore, password_env, key_env, from_block, as_json, deployment, api_url
     )
 
 

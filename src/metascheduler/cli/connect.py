@@ -92,7 +92,7 @@ def client(ctx: typer.Context, *, wallet: bool = True) -> Client:
             f"this needs a wallet and none was found at {DEFAULT_KEYSTORE}: create one "
             "(`metascheduler wallet create`), or give --keystore or --key-env"
         )
-    c = Client.connect(s.rpc_url, address, acct, from_block=from_block)
+    c = Client.connect(s.rpc_url, address, acct, from_block=from_block, api_url=s.api_url)
     if acct is not None:
         refuse_dev_key_off_devnet(acct, c.chain_id())
     return c

@@ -14,6 +14,7 @@ from metascheduler.cli.errors import classify
 from metascheduler.cli.output import Out
 
 DEFAULT_RPC = "http://127.0.0.1:8545"
+DEFAULT_API = "http://127.0.0.1:8000"
 DEFAULT_KEYSTORE = Path.home() / ".metascheduler" / "keystore.json"
 
 JsonOpt = Annotated[
@@ -31,6 +32,7 @@ class Settings:
     from_block: int | None = None
     json: bool = False
     deployment: Path | None = None
+    api_url: str = DEFAULT_API
 
 
 def settings(ctx: typer.Context) -> Settings:

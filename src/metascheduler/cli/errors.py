@@ -16,6 +16,8 @@ def classify(exc: Exception) -> tuple[int, str]:
     from metascheduler.chain.errors import ChainError, RevertError, RpcUnavailable
     from metascheduler.client.errors import ClientError, InsufficientCredits, NotFound
     from metascheduler.keys import KeyLoadError
+    from metascheduler.results.errors import ResultsError, Tampered, UnsafeArchive
+    from metascheduler.results.http import ApiRefused, ApiUnavailable
     from metascheduler.spec import SpecError
 
     table: list[tuple[type[Exception], int, str]] = [
@@ -30,6 +32,11 @@ def classify(exc: Exception) -> tuple[int, str]:
         (AuditError, EXIT_FAILED, "not-found"),
         (RevertError, EXIT_FAILED, "revert"),
         (ChainError, EXIT_FAILED, "chain"),
+        (Tampered, EXIT_FAILED, "tampered"),
+        (UnsafeArchive, EXIT_FAILED, "unsafe-archive"),
+        (ResultsError, EXIT_FAILED, "results"),
+        (ApiUnavailable, EXIT_RPC, "api-unavailable"),
+        (ApiRefused, EXIT_FAILED, "refused"),
     ]
     for cls, code, kind in table:
         if isinstance(exc, cls):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -175,4 +176,76 @@ def job_history(ctx: typer.Context, job_id: int, as_json: JsonOpt = False) -> No
     out(ctx, as_json).emit(
         {"ok": True, "job_id": job_id, "timeline": [s.to_json() for s in steps]},
         lambda c: c.print(timeline(steps)),
+    )
+
+
+@app.command("logs")
+@handled
+def job_logs(
+    ctx: typer.Context,
+    job_id: int,
+    follow: Annotated[
+        bool,
+        typer.Option(
+            "--follow", "-f", help="Stream while the job runs; exit with its exit code at the end."
+        ),
+    ] = False,
+    timeout: Annotated[
+        float | None, typer.Option("--timeout", help="Stop following after this many seconds.")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """A job's output lines (stdout, stderr, and the provider's messages), decrypted with your
+    wallet: only the job's customer can read them. JSON lines with --json."""
+    from metascheduler.cli.output import log_line
+
+    stream = connect.client(ctx).logs(job_id, follow=follow, timeout_s=timeout)
+    output = out(ctx, as_json)
+    for rec in stream:
+        if output.json:
+            output.emit({"t": rec.t, "stream": rec.stream, "line": rec.line, "agent": rec.agent})
+        else:
+            log_line(rec)
+    if output.json:
+        output.emit(
+            {"ok": True, "job_id": job_id, "ended": stream.final, "exit_code": stream.exit_code}
+        )
+    if follow and not stream.final:
+        print(f"job {job_id}: the log ended without the provider's final chunk", file=sys.stderr)
+        raise typer.Exit(1)
+    if follow and stream.exit_code:
+        raise typer.Exit(stream.exit_code if 0 < stream.exit_code < 256 else 1)
+
+
+@app.command("outputs")
+@handled
+def job_outputs(
+    ctx: typer.Context,
+    job_id: int,
+    dest: Annotated[Path, typer.Option("-o", "--output", help="Folder to unpack the files into.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Fetch a job's output files: checked against the digest its provider committed, decrypted
+    with your wallet, unpacked into DIR (any path that would land outside it is refused)."""
+    got = connect.client(ctx).outputs(job_id, dest)
+    checked = (
+        "matches the digest committed on chain"
+        if got.committed
+        else ("no digest on chain to check against (this contract records none)")
+    )
+    out(ctx, as_json).emit(
+        {
+            "ok": True,
+            "job_id": job_id,
+            "dest": str(got.dest),
+            "files": got.files,
+            "size": got.size,
+            "sha256": got.sha256,
+            "digest": got.digest,
+            "digest_checked": got.committed is not None,
+        },
+        lambda c: c.print(
+            f"job {job_id}: {len(got.files)} files into {got.dest} ({got.size:,} bytes "
+            f"encrypted); result digest {got.digest}: {checked}"
+        ),
     )

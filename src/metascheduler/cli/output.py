@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -13,6 +14,8 @@ from metascheduler import billing
 
 if TYPE_CHECKING:
     from rich.console import Console
+
+    from metascheduler.results.logchain import LogRecord
 
 
 class Out:
@@ -70,3 +73,14 @@ def as_utc(ts: int | None) -> str:
     if not ts:
         return "-"
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def log_line(rec: LogRecord) -> None:
+    """A job's line as the job wrote it (stdout to stdout, stderr to stderr, no markup); the
+    provider's own messages go to stderr, marked."""
+    if rec.agent:
+        print(f"[provider] {rec.line}", file=sys.stderr, flush=True)
+    elif rec.stream == "stderr":
+        print(rec.line, file=sys.stderr, flush=True)
+    else:
+        print(rec.line, flush=True)

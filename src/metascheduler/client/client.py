@@ -37,7 +37,10 @@ from metascheduler.chain.types import (
 )
 from metascheduler.client.errors import ClientError, InsufficientCredits, NotFound, WatchTimeout
 from metascheduler.client.models import Balance, Deposit, JobInfo, ProviderInfo
+from metascheduler.client.results import LogStream, Outputs, fetch_outputs
 from metascheduler.keys import DEVNET_CHAIN_IDS
+from metascheduler.results.http import ResultsApi
+from metascheduler.results.logchain import Deployment
 from metascheduler.spec import JobSpec, encode_spec, load_spec
 
 UINT40_MAX = 2**40 - 1
@@ -48,8 +51,12 @@ PERMIT_DEADLINE_S = 3600
 class Client:
     """A market seen by one account (read-only when `market` has no account)."""
 
-    def __init__(self, market: Market, *, from_block: int | None = None):
+    def __init__(
+        self, market: Market, *, from_block: int | None = None, api_url: str | None = None
+    ):
         self.market = market
+        #: The grid's API, for results (logs and outputs); None: those calls refuse in words.
+        self.api_url = api_url
         self.w3 = market.w3
         self.reader = LogReader(market.w3, market.address, market.events)
         self._from_block = from_block
@@ -63,6 +70,7 @@ class Client:
         *,
         from_block: int | None = None,
         connect_deadline_s: float = 3.0,
+        api_url: str | None = None,
     ) -> Client:
         """Connects, and fails fast (RpcUnavailable) if the node does not answer, or
         (NotFound) if no contract lives at `market_address`."""
@@ -91,7 +99,7 @@ class Client:
                     "give the market's deployment block (--from-block, MS_FROM_BLOCK), or "
                     "nothing to have it found"
                 )
-        return cls(Market(w3, market_address, account), from_block=from_block)
+        return cls(Market(w3, market_address, account), from_block=from_block, api_url=api_url)
 
     # ------------------------------------------------------------------ basics
 
@@ -321,6 +329,56 @@ class Client:
             return audit_job(self.market, job_id, from_block=self.from_block).steps
         except AuditError as exc:
             raise NotFound(str(exc)) from None
+
+    # ------------------------------------------------------------------ results
+
+    def _results(self) -> tuple[ResultsApi, LocalAccount, Deployment]:
+        if not self.api_url:
+            raise ClientError(
+                "results come through the grid's API: give its address (--api-url or MS_API_URL)"
+            )
+        account = self.market.sender.account if self.market.sender else None
+        if account is None:
+            raise ClientError(
+                "results are encrypted to the customer's wallet: give --keystore or --key-env"
+            )
+        return ResultsApi(self.api_url), account, Deployment(self.chain_id(), self.market.address)
+
+    def logs(
+        self, job_id: int, *, follow: bool = False, timeout_s: float | None = None
+    ) -> LogStream:
+        """The job's log records, checked and decrypted with this wallet (its customer's). With
+        `follow`, the iteration goes on while the job runs and ends with it; afterwards the
+        stream's `exit_code` is the job's (from the provider's final chunk)."""
+        api, account, dep = self._results()
+        self._view(job_id)
+        return LogStream(
+            api,
+            account,
+            dep,
+            job_id,
+            lambda: self._view(job_id),
+            follow=follow,
+            timeout_s=timeout_s,
+        )
+
+    def outputs(self, job_id: int, dest: Path) -> Outputs:
+        """Downloads the job's outputs, checks them against the digest committed on chain (when
+        the contract records one), decrypts them and unpacks them into `dest`, refusing any path
+        that would land outside it."""
+        api, account, dep = self._results()
+        return fetch_outputs(
+            api, account, dep, job_id, lambda: self._view(job_id), self.result_digest(job_id), dest
+        )
+
+    def result_digest(self, job_id: int) -> str | None:
+        """The `resultDigest` of the job's `JobEnded` event, when the contract emits one."""
+        block, _ = self._head()
+        for ev in self.reader.job_logs(job_id, self.from_block, block):
+            if ev.name == "JobEnded" and "resultDigest" in ev.args:
+                value = ev.args["resultDigest"]
+                return value if isinstance(value, str) else "0x" + bytes(value).hex()
+        return None
 
     # ------------------------------------------------------------------ providers
 

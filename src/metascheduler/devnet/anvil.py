@@ -50,8 +50,9 @@ def free_port() -> int:
 
 
 @dataclass
-class Anvil:
-    """A running anvil. Use as a context manager, or call stop()."""
+class LocalNode:
+    """A running local chain node: anvil, or Hardhat Network (devnet/hardhat.py). Use as a
+    context manager, or call stop()."""
 
     port: int
     process: subprocess.Popen[bytes]
@@ -74,11 +75,14 @@ class Anvil:
         if self.cache_dir is not None:
             shutil.rmtree(self.cache_dir, ignore_errors=True)
 
-    def __enter__(self) -> Anvil:
+    def __enter__(self) -> LocalNode:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+Anvil = LocalNode
 
 
 def next_block_after(w3: Any, seconds: int) -> int:

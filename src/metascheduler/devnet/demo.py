@@ -25,6 +25,7 @@ from typing import Any
 
 import httpx
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from metascheduler import billing
@@ -33,6 +34,7 @@ from metascheduler.chain.artifacts import REPO_ROOT
 from metascheduler.chain.rpc import connect
 from metascheduler.chain.types import ProviderStatus
 from metascheduler.devnet.anvil import dev_account, free_port, start_anvil
+from metascheduler.devnet.objectstore import ObjectStore, start_object_store
 from metascheduler.devnet.procs import Service, python_module
 from metascheduler.spec import JobSpec, encode_spec, parse_spec
 
@@ -75,7 +77,11 @@ def demo_jobs() -> list[DemoJob]:
     return [
         DemoJob(
             "hello",
-            _spec("hello", "echo hello from the grid; sleep 3"),
+            _spec(
+                "hello",
+                "echo hello from the grid; echo hello from the grid > $MS_OUTPUT_DIR/hello.txt; "
+                "sleep 3",
+            ),
             JobStatus.FINISHED,
             2 * CREDIT,
             ALICE,
@@ -149,6 +155,7 @@ class Devnet:
         self.api_port = api_port or _port_or_free(8000)
         self.services: list[Service] = []
         self.anvil: Any = None
+        self.objects: ObjectStore | None = None
 
     # ------------------------------------------------------------------ bring-up
 
@@ -186,8 +193,23 @@ class Devnet:
             "heartbeat_source": "api",
             "heartbeat_timeout_s": 60,
         }
-        api_cfg = {**base, "database_url": db, "port": self.api_port, "heartbeat_timeout_s": 60}
-        self._service("api", "metascheduler.api", api_cfg, ORACLE, positional=True)
+        self.objects = start_object_store(
+            self.root / "seaweedfs", log_path=self.root / "logs" / "seaweedfs.log"
+        )
+        console.print(f"  objects    SeaweedFS S3 at {self.objects.endpoint} (logs and outputs)")
+        api_cfg = {
+            **base,
+            "database_url": db,
+            "port": self.api_port,
+            "heartbeat_timeout_s": 60,
+            "object_store_endpoint": self.objects.endpoint,
+        }
+        # The store's keys, like every key, travel in the environment; only the API has them.
+        store_keys = {
+            "MS_OBJECT_STORE_ACCESS_KEY": self.objects.access_key,
+            "MS_OBJECT_STORE_SECRET_KEY": self.objects.secret_key,
+        }
+        self._service("api", "metascheduler.api", api_cfg, ORACLE, positional=True, env=store_keys)
         self._service("oracle", "metascheduler.oracle", oracle_cfg, ORACLE)
 
         slurm_conf = slurm_available()
@@ -246,7 +268,13 @@ class Devnet:
         return Market(connect(self.anvil.url), self.deployment.market, dev_account(index))
 
     def _service(
-        self, name: str, module: str, cfg: dict[str, Any], key_index: int, positional: bool = False
+        self,
+        name: str,
+        module: str,
+        cfg: dict[str, Any],
+        key_index: int,
+        positional: bool = False,
+        env: dict[str, str] | None = None,
     ) -> None:
         path = self.root / f"{name}.toml"
         path.write_text(_toml(cfg))
@@ -256,8 +284,8 @@ class Devnet:
             else python_module(module, "--config", str(path))
         )
         # Keys travel in the environment, never in files or on command lines.
-        env = {"MS_PRIVATE_KEY": "0x" + bytes(dev_account(key_index).key).hex()}
-        svc = Service(name, args, self.root / "logs" / f"{name}.log", env).start()
+        keys = {"MS_PRIVATE_KEY": "0x" + bytes(dev_account(key_index).key).hex(), **(env or {})}
+        svc = Service(name, args, self.root / "logs" / f"{name}.log", keys).start()
         self.services.append(svc)
 
     def _approve_providers(
@@ -381,15 +409,40 @@ class Devnet:
             f"export MS_RPC_URL={self.anvil.url}\n"
             f"export MS_MARKET_ADDRESS={self.deployment.market}\n"
             f"export MS_FROM_BLOCK={self.deployment.block}\n"
+            f"export MS_API_URL=http://127.0.0.1:{self.api_port}\n"
             f"export MS_DEVNET_KEY={key}\n"
             "export MS_KEY_ENV=MS_DEVNET_KEY\n"
         )
         path.chmod(0o600)
         return path
 
+    def results(self, job: DemoJob) -> bool:
+        """The job's lines and output files, as its customer reads them (decrypted with their
+        wallet), and the result digest checked."""
+        from metascheduler.client import Client
+
+        client = Client(self.market(job.customer), api_url=f"http://127.0.0.1:{self.api_port}")
+        stream = client.logs(job.job_id, follow=True, timeout_s=60)
+        lines = [r for r in stream if not r.agent]
+        console.print(f"\njob {job.job_id} ({job.label}) as its customer reads it:")
+        for r in lines:
+            console.print(f"  {r.stream}: {escape(r.line)}")
+        if not stream.final:
+            console.print("  [red]its log did not close within 60 s[/]")
+            return False
+        got = client.outputs(job.job_id, self.root / "outputs" / str(job.job_id))
+        where = "checked against the digest on chain" if got.committed else "computed"
+        console.print(
+            f"  outputs: {', '.join(got.files) or 'none'} in {got.dest}; "
+            f"result digest {got.digest} {where}"
+        )
+        return any(r.line == "hello from the grid" for r in lines)
+
     def down(self) -> None:
         for svc in reversed(self.services):
             svc.stop()
+        if self.objects is not None:
+            self.objects.stop()
         if self.anvil is not None:
             self.anvil.stop()
 
@@ -431,7 +484,8 @@ def run_devnet_command(once: bool = False, root: Path | None = None) -> int:
         jobs = demo_jobs()
         jobs_ok = net.run_jobs(jobs)
         audit_ok = net.audit(jobs)
-        ok = jobs_ok and audit_ok
+        results_ok = net.results(jobs[0])
+        ok = jobs_ok and audit_ok and results_ok
         jobs_words = "every demo job reached its expected state" if jobs_ok else "some went wrong"
         console.print(f"\n[bold]{jobs_words}; audit {'clean' if audit_ok else 'NOT clean'}[/]")
         console.print(f"dashboard: http://127.0.0.1:{net.api_port}/   logs: {root / 'logs'}")
@@ -444,6 +498,8 @@ def run_devnet_command(once: bool = False, root: Path | None = None) -> int:
             "  metascheduler credits balance\n"
             "  metascheduler job submit examples/specs/hello.yaml --escrow 1 --max-price 0.01\n"
             "  metascheduler job watch <ID>\n"
+            "  metascheduler job logs <ID> --follow\n"
+            "  metascheduler job outputs <ID> -o out/\n"
             "  metascheduler audit all\n"
             "  metascheduler audit account"
         )

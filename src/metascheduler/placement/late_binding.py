@@ -35,8 +35,11 @@ place wide jobs can run, in large holes.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from heapq import heapify, heappop, heappush, heapreplace
 
-from .grid import Grid, fcfs_order
+from metascheduler.billing import price_per_minute
+
+from .grid import Grid, Shape, gc_paused
 from .model import Decisions, PendingJob, Placement, ProviderState, Unplaceable
 from .view import ProviderView
 
@@ -57,49 +60,143 @@ class LateBinding:
     def decide(
         self, pending: Sequence[PendingJob], providers: Sequence[ProviderState], now: float
     ) -> Decisions:
+        with gc_paused():
+            return self._decide(pending, providers, now)
+
+    def _decide(
+        self, pending: Sequence[PendingJob], providers: Sequence[ProviderState], now: float
+    ) -> Decisions:
         grid = Grid(providers, now)
+        # The work goes shape by shape (jobs of one shape share their providers), and a shape
+        # leaves a pass as soon as its fate is sealed: in either pass a provider that a shape
+        # could use only loses room (pass 1 tries only shapes none of whose providers is
+        # reserved; in pass 2 reservations are fixed, their spare only shrinks and estimates only
+        # grow). So a provider that cannot take a job now cannot take a later one of the same
+        # shape either, and when none can, no later job of the shape can start in this pass.
+        # Each pass walks the jobs in its order by merging the shapes' queues.
+        by_shape: dict[Shape, list[PendingJob]] = {}
+        for job in pending:
+            by_shape.setdefault(grid.shape(job), []).append(job)
+        shapes = list(by_shape.values())
         placements: list[Placement] = []
-        unplaceable: list[Unplaceable] = []
+        unplaceable: list[tuple[float, int, str]] = []
         reservations: dict[int, _Reservation] = {}  # by provider index
-        backfill: list[tuple[PendingJob, list[ProviderView]]] = []
+        reserved: list[ProviderView] = []  # the providers in ``reservations``
+        # Each shape's providers, cheapest first (see _rank), less those that could not take a
+        # job of the shape. By shape number.
+        ranked: dict[int, _Ranked] = {}
+        backfill: list[tuple[int, list[PendingJob]]] = []
         # Pass 1, first come first served: the front of the queue, and who holds reservations.
-        for job in fcfs_order(pending):
+        queues = [[(j.submitted_at, j.job_id, j) for j in jobs] for jobs in shapes]
+        heads = []
+        for number, queue in enumerate(queues):
+            heapify(queue)
+            heads.append((*queue[0][:2], number))
+        heapify(heads)
+        while heads:
+            number = heappop(heads)[-1]
+            queue = queues[number]
+            job = queue[0][-1]
             suitable = grid.suitable(job)
             if isinstance(suitable, str):
-                unplaceable.append(Unplaceable(job.job_id, suitable))
-            elif any(v.index in reservations for v in suitable):
-                backfill.append((job, suitable))  # an older job holds its way: backfill it
+                unplaceable += ((j.submitted_at, j.job_id, suitable) for *_, j in queue)
+            elif any(grid.suits(job, v) for v in reserved):
+                # An older job holds its way: this one and every later one of its shape wait
+                # for the backfill.
+                backfill.append((number, [j for *_, j in queue]))
             elif suitable:  # (an empty list: every provider that could run it is silent: hold)
-                placement = _start_now(job, suitable, reservations, now)
-                if placement is not None:
-                    placements.append(placement)
+                heappop(queue)
+                order = ranked.get(number)
+                if order is None:
+                    order = ranked[number] = _rank(job, suitable, reservations)
+                started = _start_now(job, order, reservations, now)
+                if started is not None:
+                    placements.append(Placement(job.job_id, started.provider, started.price(job)))
                 else:
                     view, shadow, spare = _reserve(job, suitable)
                     reservations[view.index] = _Reservation(shadow, *spare)
-        # Pass 2, shortest estimate first; a sort of the held jobs, once per call.
-        backfill.sort(key=lambda c: (c[0].est_runtime_s, c[0].submitted_at, c[0].job_id))
+                    reserved.append(view)
+                if queue:
+                    heappush(heads, (*queue[0][:2], number))
+        # Pass 2, shortest estimate first. The ranks are made again, as reservations now count
+        # in them: from what pass 1 left of each shape's providers.
         max_free = grid.max_free_cpus()
-        for job, suitable in backfill:
+        queues2: dict[int, list[tuple[float, float, int, PendingJob]]] = {}
+        heads2 = []
+        for number, jobs in backfill:
+            if jobs[0].cpus <= max_free:  # (a shape wider than every free room never starts)
+                queue2 = [(j.est_runtime_s, j.submitted_at, j.job_id, j) for j in jobs]
+                heapify(queue2)
+                queues2[number] = queue2
+                heads2.append((*queue2[0][:3], number))
+        heapify(heads2)
+        left = {number: [entry[-1] for entry in order] for number, order in ranked.items()}
+        ranked = {}
+        while heads2:
+            number = heads2[0][-1]
+            queue2 = queues2[number]
+            job = heappop(queue2)[-1]
             if job.cpus > max_free:
-                continue  # fast path: it fits nowhere now
-            placement = _start_now(job, suitable, reservations, now)
-            if placement is not None:
-                placements.append(placement)
-                max_free = grid.max_free_cpus()
-        return Decisions(placements, unplaceable)
+                heappop(heads2)
+                continue
+            order = ranked.get(number)
+            if order is None:
+                suitable = grid.suitable(job)
+                assert not isinstance(suitable, str)  # unplaceable shapes never reach pass 2
+                tried = left.get(number, suitable)
+                order = ranked[number] = _rank(job, tried, reservations)
+            started = _start_now(job, order, reservations, now)
+            if started is None or not queue2:
+                heappop(heads2)
+            else:
+                heapreplace(heads2, (*queue2[0][:3], number))
+            if started is not None:
+                placements.append(Placement(job.job_id, started.provider, started.price(job)))
+                if started.free_cpus + job.cpus == max_free:  # only it lost room: was it the max?
+                    max_free = grid.max_free_cpus()
+        unplaceable.sort()  # first come, first served, as they were found
+        return Decisions(placements, [Unplaceable(i, reason) for _, i, reason in unplaceable])
+
+
+# A shape's providers in the order the choice among them goes: price, whether reserved, size
+# (the caller's index last, unique: views are never compared), each with its view.
+_Ranked = list[tuple[int, bool, int, int, ProviderView]]
+
+
+def _rank(
+    job: PendingJob, views: list[ProviderView], reservations: dict[int, _Reservation]
+) -> _Ranked:
+    c, g, m = job.cpus, job.gpus, job.mem_mb
+    order = [
+        (price_per_minute(c, g, m, *v.prices), v.index in reservations, v.state.cpus, v.index, v)
+        for v in views
+    ]
+    order.sort()
+    return order
 
 
 def _start_now(
     job: PendingJob,
-    suitable: list[ProviderView],
+    order: _Ranked,
     reservations: dict[int, _Reservation],
     now: float,
-) -> Placement | None:
-    """Start the job now on the best provider where it delays no reservation, if there is one."""
+) -> ProviderView | None:
+    """Start the job now on the best provider where it delays no reservation, if there is one.
+
+    The best is the first in ``order`` that can take it, or among those of the same price,
+    reservation and size, the tightest fit. Those before it that cannot take the job are
+    dropped from ``order`` (they cannot take a later job of the shape either).
+    """
     ends = now + job.est_runtime_s
     best: ProviderView | None = None
-    best_key: tuple[int, bool, int, int, int] = (0, False, 0, 0, 0)
-    for view in suitable:
+    group: tuple[int, bool, int] = (0, False, 0)
+    kept: _Ranked = []
+    stop = len(order)
+    for i, entry in enumerate(order):
+        price, is_reserved, size, _, view = entry
+        if best is not None and (price, is_reserved, size) != group:
+            stop = i
+            break
         if not view.fits_now(job):
             continue
         res = reservations.get(view.index)
@@ -113,15 +210,12 @@ def _start_now(
             )
         ):
             continue  # would delay the reserved job
-        key = (
-            view.price(job),
-            res is not None,
-            view.state.cpus,
-            view.free_cpus - job.cpus,
-            view.index,
-        )
-        if best is None or key < best_key:
-            best, best_key = view, key
+        kept.append(entry)
+        if best is None:
+            best, group = view, (price, is_reserved, size)
+        elif (view.free_cpus, view.index) < (best.free_cpus, best.index):
+            best = view
+    order[:stop] = kept
     if best is None:
         return None
     best.commit(job.cpus, job.gpus, job.mem_mb, job.est_runtime_s)
@@ -130,7 +224,7 @@ def _start_now(
         res.spare_cpus -= job.cpus
         res.spare_gpus -= job.gpus
         res.spare_mem -= job.mem_mb
-    return Placement(job.job_id, best.provider, best_key[0])
+    return best
 
 
 def _reserve(

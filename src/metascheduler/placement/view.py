@@ -31,6 +31,7 @@ class ProviderView:
         "free_mem",
         "index",
         "now",
+        "prices",
         "state",
     )
 
@@ -38,6 +39,7 @@ class ProviderView:
         self.state = state
         self.index = index  # the caller's order: the last tie-breaker, so decisions are stable
         self.now = now
+        self.prices = (state.cpu_price, state.gpu_price, state.gb_price)
         # Invariant: free_* = capacity minus what the jobs in _ends[_pos:] hold at time _t.
         self._t = now
         self._pos = 0

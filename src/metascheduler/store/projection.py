@@ -55,7 +55,7 @@ def _spec_fields(spec: bytes) -> tuple[list[str], int | None]:
         parsed = decode_spec(spec)
     except SpecError:
         return [], None  # a spec the grid cannot read: kept raw, no labels wanted
-    return list(parsed.labels), parsed.time_limit_minutes
+    return parsed.required_labels, parsed.time_limit_minutes
 
 
 def new_job(ev: EventRecord) -> Row:

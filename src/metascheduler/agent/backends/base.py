@@ -14,6 +14,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from pathlib import Path
 
 from metascheduler.spec import JobSpec
 
@@ -73,6 +74,9 @@ class BackendJob:
     spec: JobSpec
     time_limit_s: int
     name: str = ""
+    #: The folder the job writes its output files to (``$MS_OUTPUT_DIR``), which the agent
+    #: packs, encrypts and uploads when the job ends; None: the job has none.
+    output_dir: Path | None = None
 
     def __post_init__(self) -> None:
         if self.time_limit_s < 1:
@@ -166,3 +170,8 @@ class Backend(ABC):
     @abstractmethod
     def capacity(self) -> Capacity:
         """Total and free resources now."""
+
+    def log_paths(self, job_id: int, native_id: str) -> tuple[Path, Path] | None:
+        """The files the job's stdout and stderr go to on this machine, which the agent ships as
+        the job's log; None when this backend cannot tell."""
+        return None

@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from metascheduler.agent.backends import sandbox
 from metascheduler.agent.backends.base import (
     Backend,
     BackendError,
@@ -36,7 +37,9 @@ from metascheduler.agent.backends.base import (
     parse_job_name,
 )
 from metascheduler.agent.backends.host import minimal_env, resolve_workdir
+from metascheduler.agent.backends.sandbox import SandboxPolicy
 from metascheduler.agent.backends.script import batch_script
+from metascheduler.agent.envelope.staging import Stager
 
 S = BackendState
 RUNNER = Path(__file__).with_name("local_runner.py")
@@ -99,8 +102,13 @@ class LocalBackend(Backend):
         retention_s: float = 7 * 24 * 3600,
         env: dict[str, str] | None = None,
         name_prefix: str | None = None,
+        sandbox: SandboxPolicy | None = None,
+        stager: Stager | None = None,
     ) -> None:
         self.workdir = Path(workdir).resolve()
+        #: None: jobs run as the agent's user, unconfined (tests of the bookkeeping only).
+        self.sandbox = sandbox
+        self.stager = stager
         # With a prefix, adopt() returns only jobs named by it (as the Slurm backend does), so a
         # workdir reused by another deployment never hands its jobs to this one.
         self.name_prefix = name_prefix
@@ -212,6 +220,8 @@ class LocalBackend(Backend):
             rec.exit_code = result["exit_code"]
             rec.ended_at = result["ended_at"]
             rec.reason = result.get("reason")
+            if rec.state == S.FAILED.value:
+                rec.reason = sandbox.reason_from_report(job_dir) or rec.reason
 
     def _runner_alive(self, rec: _Record) -> bool:
         if rec.runner_pid is None:
@@ -265,10 +275,13 @@ class LocalBackend(Backend):
             state["next_id"] += 1
             job_dir = self.workdir / "jobs" / f"{native}-{job.name}"
             job_dir.mkdir(parents=True, exist_ok=True)
-            workdir = resolve_workdir(spec.workdir, job_dir)
-            workdir.mkdir(parents=True, exist_ok=True)
-            (job_dir / "job.sh").write_text(batch_script(job, workdir))
-            (job_dir / "workdir").write_text(str(workdir))
+            workdir = resolve_workdir(spec.workdir, job_dir / sandbox.WORK_DIR)
+            script = batch_script(job, workdir)
+            command = sandbox.confine(self.sandbox, self.stager, job, job_dir, self.workdir, script)
+            if command is None:
+                (job_dir / "job.sh").write_text(script)
+                command = ["bash", str(job_dir / "job.sh")]
+            (job_dir / "command.json").write_text(json.dumps(command))
             jobs = self._jobs(state)
             jobs[native] = _Record(
                 native_id=native,
@@ -352,6 +365,13 @@ class LocalBackend(Backend):
             if chain_id not in best or key > best[chain_id]:
                 best[chain_id] = key
         return {cid: str(native) for cid, (_, native) in best.items()}
+
+    def log_paths(self, job_id: int, native_id: str) -> tuple[Path, Path] | None:
+        with self._records() as state:
+            rec = self._jobs(state).get(native_id)
+        if rec is None:
+            return None
+        return Path(rec.dir) / "job.out", Path(rec.dir) / "job.err"
 
     def capacity(self) -> Capacity:
         with self._records() as state:

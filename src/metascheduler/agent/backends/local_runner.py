@@ -3,7 +3,8 @@
 The local backend starts one of these per job, detached from the agent, so that a job keeps
 running, keeps its time limit and gets its result recorded while the agent restarts. It:
 
-- runs ``job.sh`` with bash in a new process group (so a cancel or time-out kills the whole tree),
+- runs ``command.json`` (``bash job.sh``, or the sandbox launcher) in a new process group (so
+  a cancel or time-out kills the whole tree),
   output to ``job.out``/``job.err``;
 - writes ``started.json`` (job pid, start time) once the job runs;
 - enforces the time limit in ``limit`` (total seconds from the start), re-read every poll, which is
@@ -60,11 +61,16 @@ def supervise(job_dir: Path, grace_s: float) -> int:
 
     limit_file = job_dir / "limit"
     limit = _read_limit(limit_file, float("inf"))
-    workdir = (job_dir / "workdir").read_text().strip() if (job_dir / "workdir").exists() else "."
+    command_file = job_dir / "command.json"
+    command = (
+        json.loads(command_file.read_text())
+        if command_file.exists()
+        else ["bash", str(job_dir / "job.sh")]
+    )
     with open(job_dir / "job.out", "ab") as out, open(job_dir / "job.err", "ab") as err:
         proc = subprocess.Popen(
-            ["bash", str(job_dir / "job.sh")],
-            cwd=workdir if Path(workdir).is_dir() else job_dir,
+            command,
+            cwd=job_dir,
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=err,

@@ -17,7 +17,11 @@ from metascheduler.agent.backends.base import BackendJob
 def job_env(job: BackendJob) -> dict[str, str]:
     """Variables every job sees, whatever the backend."""
     spec = job.spec
+    extra = {"MS_OUTPUT_DIR": str(job.output_dir)} if job.output_dir is not None else {}
     return {
+        **extra,
+        # Python jobs write their lines as they go, not in 8 KiB blocks: their log streams.
+        "PYTHONUNBUFFERED": "1",
         "MS_JOB_ID": str(job.job_id),
         "MS_JOB_NAME": spec.name,
         "MS_TASKS": str(spec.resources.tasks),
@@ -34,8 +38,13 @@ def batch_script(job: BackendJob, workdir: Path | None = None) -> str:
     lines = ["#!/bin/bash", f"# metascheduler job {job.job_id} ({job.name})"]
     env = {**job_env(job), **spec.env}
     lines += [f"export {k}={shlex.quote(v)}" for k, v in env.items()]
+    if job.output_dir is not None:
+        lines.append(f"mkdir -p {shlex.quote(str(job.output_dir))}")
     if workdir is not None:
-        lines.append(f"cd {shlex.quote(str(workdir))} || exit 125")
+        # Made by the job itself (as the job user when sandboxed): a folder the job cannot make
+        # fails the job, never the agent.
+        w = shlex.quote(str(workdir))
+        lines.append(f"mkdir -p -- {w} && cd -- {w} || exit 125")
     if isinstance(spec.command, list):
         lines.append("exec " + shlex.join(spec.command))
     elif isinstance(spec.command, str):

@@ -19,13 +19,15 @@ Where a job's status comes from:
 from __future__ import annotations
 
 import math
+import shlex
 import subprocess
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 
+from metascheduler.agent.backends import sandbox
 from metascheduler.agent.backends.base import (
     JOB_NAME_PREFIX,
     Backend,
@@ -36,8 +38,10 @@ from metascheduler.agent.backends.base import (
     Capacity,
     parse_job_name,
 )
-from metascheduler.agent.backends.host import minimal_env, resolve_workdir
+from metascheduler.agent.backends.host import DEFAULT_PATH, minimal_env, resolve_workdir
+from metascheduler.agent.backends.sandbox import SandboxPolicy
 from metascheduler.agent.backends.script import batch_script
+from metascheduler.agent.envelope.staging import Stager
 
 S = BackendState
 
@@ -254,8 +258,13 @@ class SlurmBackend(Backend):
         name_prefix: str = JOB_NAME_PREFIX,
         adopt_lookback_s: int = 7 * 24 * 3600,
         base_env: Mapping[str, str] | None = None,
+        sandbox: SandboxPolicy | None = None,
+        stager: Stager | None = None,
     ) -> None:
         self.partition = partition
+        #: None: jobs run unconfined as the submitting user (tests of the bookkeeping only).
+        self.sandbox = sandbox
+        self.stager = stager
         self.output_dir = Path(output_dir).resolve()
         self.slurm_conf = str(slurm_conf) if slurm_conf else None
         self.command_timeout_s = command_timeout_s
@@ -315,8 +324,17 @@ class SlurmBackend(Backend):
         spec = job.spec
         self.output_dir.mkdir(parents=True, exist_ok=True)
         stem = self.output_dir / f"job-{job.job_id}"
-        workdir = resolve_workdir(spec.workdir, self.output_dir)
+        folder = self._folder(job.job_id)
+        workdir = resolve_workdir(spec.workdir, folder / sandbox.WORK_DIR)
         script = batch_script(job, workdir)
+        chdir = self.output_dir
+        command = sandbox.confine(self.sandbox, self.stager, job, folder, self.output_dir, script)
+        if command is not None:
+            # The batch script runs as the submitting user (root) inside the allocation, so
+            # Slurm accounts for and kills the confined job; it holds nothing of the customer's.
+            launch = shlex.join(["env", "-i", f"PATH={DEFAULT_PATH}", *command])
+            script = f"#!/bin/bash\n# metascheduler job {job.job_id}, sandboxed\nexec {launch}\n"
+            chdir = folder
         res = spec.resources
         args = [
             "sbatch",
@@ -329,7 +347,7 @@ class SlurmBackend(Backend):
             f"--time={format_time_limit(job.time_limit_s)}",
             f"--output={stem}.out",
             f"--error={stem}.err",
-            f"--chdir={workdir}",
+            f"--chdir={chdir}",
             # A node failure must not make Slurm run the job a second time behind our back.
             "--no-requeue",
             "--export=ALL",
@@ -371,7 +389,17 @@ class SlurmBackend(Backend):
                 out[i] = BackendStatus(
                     i, S.LOST, reason="not in squeue nor in the job-completion log (sacct -c)"
                 )
+            name = a.name if a is not None else q.name if q is not None else ""
+            chain_id = parse_job_name(name, self.name_prefix)
+            if out[i].state is S.FAILED and chain_id is not None:
+                why = sandbox.reason_from_report(self._folder(chain_id))
+                if why:
+                    out[i] = replace(out[i], reason=why)
         return out
+
+    def _folder(self, job_id: int) -> Path:
+        """The job's own folder: its script, its sandbox policy and report, and ``work/``."""
+        return self.output_dir / f"job-{job_id}"
 
     def cancel(self, native_id: str) -> None:
         args = ["scancel", str(native_id)]
@@ -417,6 +445,10 @@ class SlurmBackend(Backend):
             if a.partition == self.partition:
                 consider(a.name, a.native_id, False)
         return {chain_id: str(native) for chain_id, (_, native) in found.items()}
+
+    def log_paths(self, job_id: int, native_id: str) -> tuple[Path, Path] | None:
+        stem = self.output_dir / f"job-{job_id}"
+        return stem.with_suffix(".out"), stem.with_suffix(".err")
 
     def capacity(self) -> Capacity:
         args = [

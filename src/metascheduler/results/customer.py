@@ -1,0 +1,69 @@
+"""The customer's public key, read from the chain: the `JobRequested` event names the
+transaction, and the transaction's signature gives the key. Nobody has to publish it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import partial
+
+from web3.types import FilterParams, LogReceipt, RPCEndpoint
+
+from metascheduler.chain import Market
+from metascheduler.chain.rpc import retrying
+
+from .errors import ResultsError
+from .keys import public_key_from_raw_transaction
+
+#: Blocks per eth_getLogs call when searching for a job's request.
+SEARCH_RANGE = 10_000
+
+
+@dataclass(frozen=True)
+class Request:
+    """Who requested a job, and in which transaction (the job's record forgets its customer
+    once it ends; the event does not)."""
+
+    tx_hash: str
+    customer: str
+
+
+def find_request(market: Market, job_id: int, *, from_block: int, to_block: int) -> Request:
+    """The `JobRequested` event of `job_id`, searched backwards from `to_block`."""
+    topics = [market.events.topic("JobRequested"), f"0x{job_id:064x}"]
+    hi = to_block
+    while hi >= from_block:
+        lo = max(from_block, hi - SEARCH_RANGE + 1)
+        params: FilterParams = {
+            "address": market.address,
+            "topics": topics,
+            "fromBlock": lo,
+            "toBlock": hi,
+        }
+        logs: list[LogReceipt] = retrying(
+            f"reading the request of job {job_id}", partial(market.w3.eth.get_logs, params)
+        )
+        for raw in logs:
+            ev = market.events.decode(raw)
+            if ev is not None and ev.name == "JobRequested":
+                return Request(ev.tx_hash, str(ev.args["customer"]))
+        hi = lo - 1
+    raise ResultsError(
+        f"no JobRequested event of job {job_id} in blocks {from_block}-{to_block} of market "
+        f"{market.address}"
+    )
+
+
+def customer_public_key(market: Market, tx_hash: str, customer: str) -> bytes:
+    """The 64-byte public key of `customer`, from the signature of their transaction."""
+    raw = retrying(
+        f"reading transaction {tx_hash}",
+        lambda: market.w3.provider.make_request(
+            RPCEndpoint("eth_getRawTransactionByHash"), [tx_hash]
+        ),
+    )
+    result = raw.get("result") if isinstance(raw, dict) else None
+    if not result:
+        raise ResultsError(f"the node has no transaction {tx_hash}: {raw.get('error', '')}")
+    return public_key_from_raw_transaction(
+        bytes.fromhex(str(result).removeprefix("0x")), expected_sender=customer
+    )

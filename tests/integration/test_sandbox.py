@@ -1,0 +1,299 @@
+"""Hostile jobs, on both backends as an agent with default settings builds them.
+
+Each job below tries one escape a customer could try: read the agent's environment, keystore,
+settings and state; write the agent's state; read or signal another running job; use more memory
+or CPUs than it paid for; start 10,000 processes; signal the agent; leave processes behind.
+Each test asserts that the attempt failed and that the agent (its process and its files) is
+unharmed. A process started with ``MS_PRIVATE_KEY`` in its environment stands for the agent
+process (the backend object itself lives in the test process, whose pid the jobs also attack).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from metascheduler.agent.backends import (
+    Backend,
+    BackendError,
+    BackendJob,
+    BackendState,
+    BackendStatus,
+    make_backend,
+)
+from metascheduler.agent.backends.local import LocalBackend
+from metascheduler.agent.backends.sandbox import SandboxPolicy
+from metascheduler.agent.settings import AgentSettings
+from metascheduler.spec import validate_spec
+from tests.integration.agentkit import slurm_conf_or_skip
+
+pytestmark = pytest.mark.sandbox
+S = BackendState
+SECRET = "0x" + "5e" * 32
+
+
+@dataclass
+class Host:
+    """A backend built from default agent settings, and the agent's things a job must not
+    reach."""
+
+    backend: Backend
+    kind: str
+    base: Path
+    state_dir: Path
+    keystore: Path
+    settings_file: Path
+    agent: subprocess.Popen[bytes]
+    prefix: str
+
+    @property
+    def state_file(self) -> Path:
+        return self.state_dir / "state.json"
+
+    def job(
+        self, job_id: int, script: str, *, cpus: int = 1, mem_mb: int = 100, limit_s: int = 60
+    ) -> BackendJob:
+        spec = validate_spec(
+            {
+                "name": "hostile",
+                "script": script,
+                "resources": {"cpus_per_task": cpus, "mem_per_cpu_mb": mem_mb // cpus},
+            }
+        )
+        return BackendJob(job_id, spec, limit_s, name=f"{self.prefix}{job_id}")
+
+    def run(self, job: BackendJob, timeout: float = 90.0) -> tuple[str, str, BackendStatus]:
+        native = self.backend.submit(job)
+        st = self.wait(native, lambda s: s.is_terminal, timeout)
+        return native, self.output(job, native), st
+
+    def wait(
+        self, native: str, done: Callable[[BackendState], bool], timeout: float = 60.0
+    ) -> BackendStatus:
+        deadline = time.time() + timeout
+        while True:
+            st = self.backend.status([native])[native]
+            if done(st.state) or time.time() > deadline:
+                return st
+            time.sleep(0.2)
+
+    def output(self, job: BackendJob, native: str) -> str:
+        """The job's stdout then stderr, as far as written."""
+        if self.kind == "local":
+            folder = next((self.base / "local" / "jobs").glob(f"{native}-*"))
+            files = [folder / "job.out", folder / "job.err"]
+        else:
+            out = self.base / "slurm-out"
+            files = [out / f"job-{job.job_id}.out", out / f"job-{job.job_id}.err"]
+        return "".join(f.read_text() for f in files if f.exists())
+
+    def assert_agent_unharmed(self, state_before: str) -> None:
+        assert self.agent.poll() is None, "the agent process was killed by a job"
+        assert self.state_file.read_text() == state_before, "a job rewrote the agent's state"
+        assert sorted(p.name for p in self.state_dir.iterdir()) == ["keystore.json", "state.json"]
+        self.backend.capacity()  # the backend still answers
+
+
+@pytest.fixture(params=["local", pytest.param("slurm", marks=pytest.mark.slurm)])
+def host(request: pytest.FixtureRequest) -> Iterator[Host]:
+    # Folders an operator would make: world-traversable, default modes. A private temporary
+    # folder (pytest's tmp_path is 0700) would stop the job user at the door and prove nothing.
+    base = Path(tempfile.mkdtemp(prefix="ms-sandbox-", dir="/tmp"))
+    base.chmod(0o755)
+    state_dir = base / "agent"
+    state_dir.mkdir(mode=0o755)
+    (state_dir / "state.json").write_text(f'{{"secret": "{SECRET}"}}')
+    keystore = state_dir / "keystore.json"
+    keystore.write_text(f'{{"crypto": "{SECRET}"}}')
+    keystore.chmod(0o600)
+    settings_file = base / "agent.toml"
+    settings_file.write_text(f'private_key = "{SECRET}"\n')
+    kind = request.param
+    prefix = f"msx{os.getpid()}-{uuid.uuid4().hex[:4]}-"
+    over: dict[str, object] = {"state_dir": state_dir, "keystore": keystore}
+    if kind == "slurm":
+        over["slurm"] = {
+            "partition": "alpha",
+            "output_dir": base / "slurm-out",
+            "slurm_conf": slurm_conf_or_skip(),
+        }
+    else:
+        over["local"] = {"workdir": base / "local", "cpus": 2, "mem_mb": 2000}
+    settings = AgentSettings.load(settings_file, backend=kind, **over)
+    backend = make_backend(kind, **settings.backend_options(prefix))
+    agent = subprocess.Popen(
+        ["sleep", "600"], env={"PATH": os.environ["PATH"], "MS_PRIVATE_KEY": SECRET}
+    )
+    try:
+        yield Host(backend, kind, base, state_dir, keystore, settings_file, agent, prefix)
+    finally:
+        agent.kill()
+        agent.wait()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_job_cannot_read_the_agents_secrets_nor_write_its_state(host: Host) -> None:
+    before = host.state_file.read_text()
+    script = f"""
+echo "uid=$(id -u)"
+env
+cat /proc/{host.agent.pid}/environ /proc/{os.getpid()}/environ
+grep -l {SECRET} /proc/*/environ
+cat {host.keystore} {host.settings_file} {host.state_file}
+echo '{{"pwned": 1}}' > {host.state_file}
+echo pwned > {host.state_dir}/extra
+ls -la {host.state_dir} {host.base}
+exit 0
+"""
+    _, out, st = host.run(host.job(1, script))
+    assert st.state is S.COMPLETED, (st, out)
+    assert "uid=" in out and "uid=0\n" not in out, f"the job ran as root:\n{out}"
+    assert f"uid={os.getuid()}\n" not in out, "the job ran as the agent's user"
+    assert SECRET not in out, f"the job read a secret of the agent:\n{out}"
+    host.assert_agent_unharmed(before)
+
+
+def test_job_sees_only_the_specs_env_and_its_job_variables(host: Host) -> None:
+    _, out, st = host.run(host.job(2, "env -0 | tr '\\0' '\\n' | cut -d= -f1 | sort"))
+    assert st.state is S.COMPLETED, (st, out)
+    names = set(out.split())
+    allowed_basics = {"PATH", "HOME", "PWD", "SHLVL", "_", "TMPDIR", "LANG", "OLDPWD"}
+    extra = {n for n in names if not n.startswith("MS_")} - allowed_basics
+    assert not extra, f"the job sees variables it was not given: {sorted(extra)}"
+    assert {"MS_JOB_ID", "MS_CPUS", "MS_MEM_MB"} <= names
+
+
+def test_job_cannot_signal_the_agent(host: Host) -> None:
+    before = host.state_file.read_text()
+    script = f"""
+kill -0 {os.getpid()} && echo "reached the backend's process"
+kill -TERM {host.agent.pid} && echo "signalled the agent"
+kill -KILL {host.agent.pid}
+exit 0
+"""
+    _, out, st = host.run(host.job(3, script))
+    assert st.state is S.COMPLETED, (st, out)
+    assert "reached" not in out and "signalled" not in out, out
+    host.assert_agent_unharmed(before)
+
+
+def test_job_cannot_read_or_signal_another_running_job(host: Host) -> None:
+    marker = f"victim-{uuid.uuid4().hex[:8]}"
+    victim = host.job(
+        4,
+        f"echo {SECRET} > private.txt; echo {SECRET} > /tmp/{marker}; pwd; "
+        f"exec -a {marker} sleep 60",
+        limit_s=120,
+    )
+    native = host.backend.submit(victim)
+    assert host.wait(native, lambda s: s is S.RUNNING).state is S.RUNNING
+    deadline = time.time() + 20
+    while "/" not in host.output(victim, native) and time.time() < deadline:
+        time.sleep(0.2)
+    victim_dir = host.output(victim, native).split()[0]
+    script = f"""
+cat {victim_dir}/private.txt /tmp/{marker}
+pkill -f {marker} && echo "killed the other job"
+for p in /proc/[0-9]*; do grep -q {marker} $p/cmdline 2>/dev/null && echo "sees it: $p"; done
+exit 0
+"""
+    try:
+        _, out, st = host.run(host.job(5, script))
+        assert st.state is S.COMPLETED, (st, out)
+        assert SECRET not in out, f"the job read another job's files:\n{out}"
+        assert "killed" not in out and "sees it" not in out, out
+        assert host.backend.status([native])[native].state is S.RUNNING
+    finally:
+        host.backend.cancel(native)
+
+
+def test_job_over_its_memory_is_killed_and_fails_saying_why(host: Host) -> None:
+    # Paid for 64 MB; writes 400 MB.
+    script = "python3 -c 'b = b\"x\" * (400 << 20); print(len(b))'"
+    _, out, st = host.run(host.job(6, script, mem_mb=64))
+    assert st.state is S.FAILED, (st, out)
+    assert str(400 << 20) not in out, "the job held 400 MB after paying for 64 MB"
+    assert st.reason and "memory" in st.reason, st
+
+
+def test_job_cannot_use_more_cpus_than_it_paid_for(host: Host) -> None:
+    # Paid for one CPU; runs two busy loops for 4 s of wall time, then reports the CPU time
+    # its children used (bash `times`: user and system seconds of waited-for children).
+    script = """
+start=$(date +%s.%N)
+for i in 1 2; do ( end=$((SECONDS + 4)); while [ $SECONDS -lt $end ]; do :; done ) & done
+wait
+now=$(date +%s.%N)
+times | tail -1 | python3 -c "
+import re, sys
+m = [float(a) * 60 + float(b) for a, b in re.findall(r'(\\d+)m([\\d.]+)s', sys.stdin.read())]
+print('cpu', m[0] + m[1], 'wall', $now - $start)"
+"""
+    _, out, st = host.run(host.job(7, script, cpus=1))
+    assert st.state is S.COMPLETED, (st, out)
+    words = out.split()
+    cpu, wall = float(words[words.index("cpu") + 1]), float(words[words.index("wall") + 1])
+    assert cpu <= wall * 1.15 + 0.2, f"one paid CPU, {cpu:.2f} s of CPU in {wall:.2f} s"
+
+
+def test_fork_bomb_is_stopped_by_a_process_limit(host: Host) -> None:
+    before = host.state_file.read_text()
+    # Unconfined, this starts 10,000 sleeps and exits 0. Confined, bash gives up on a refused
+    # fork and the job fails, saying why.
+    script = """
+for i in $(seq 10000); do sleep 20 & done 2>/dev/null
+echo "started 10000"
+exit 0
+"""
+    _, out, st = host.run(host.job(8, script, mem_mb=1000, limit_s=60), timeout=120)
+    assert "started 10000" not in out
+    assert st.state is S.FAILED and st.reason and "process limit" in st.reason, st
+    host.assert_agent_unharmed(before)
+
+
+def test_job_leaves_no_process_behind(host: Host) -> None:
+    marker = f"left-{uuid.uuid4().hex[:8]}"
+    script = (
+        f"setsid bash -c 'exec -a {marker} sleep 300' </dev/null >/dev/null 2>&1 & sleep 1; exit 0"
+    )
+    _, out, st = host.run(host.job(9, script))
+    assert st.state is S.COMPLETED, (st, out)
+    time.sleep(1.0)
+    left = subprocess.run(["pgrep", "-f", marker], capture_output=True, text=True)
+    if left.stdout.strip():
+        for pid in left.stdout.split():
+            os.kill(int(pid), signal.SIGKILL)
+    assert not left.stdout.strip(), f"processes left behind by a finished job: {left.stdout}"
+
+
+def test_agent_that_cannot_sandbox_refuses_unless_its_operator_allows_unconfined(
+    tmp_path: Path,
+) -> None:
+    job = BackendJob(10, validate_spec({"name": "j", "command": ["id", "-u"]}), 60)
+    strict = LocalBackend(tmp_path / "a", sandbox=SandboxPolicy(user="no-such-user"))
+    with pytest.raises(BackendError) as info:
+        strict.submit(job)
+    words = str(info.value)
+    assert "cannot sandbox it" in words and "'no-such-user' does not exist" in words
+    assert "sandbox.allow_unconfined" in words
+    lenient = LocalBackend(
+        tmp_path / "b", sandbox=SandboxPolicy(user="no-such-user", allow_unconfined=True)
+    )
+    native = lenient.submit(job)
+    deadline = time.time() + 30
+    while not (st := lenient.status([native])[native]).state.is_terminal:
+        assert time.time() < deadline
+        time.sleep(0.1)
+    assert st.state is S.COMPLETED
+    out = next((tmp_path / "b" / "jobs").glob(f"{native}-*")) / "job.out"
+    assert out.read_text() == f"{os.getuid()}\n"  # unconfined: the agent's own user
