@@ -88,7 +88,7 @@ def test_out_of_credits_at_exactly_funded_seconds(grid: Grid) -> None:
     skipped = cust.skipped(receipt)
     assert skipped and "still has credits" in skipped[0][2]
     _next_block_at(cust, until - 1)  # one second short: still funded
-    assert "still has credits" in cust.skipped(cust.expire_jobs([job]))[0][2]
+    assert "still has credits" in cust.skipped(cust.expire_jobs([job]))[0].error
     _next_block_at(cust, until)
     receipt = cust.expire_jobs([job])
     assert not cust.skipped(receipt)
