@@ -15,7 +15,10 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund
 	@touch $@
 
-.venv/.installed: pyproject.toml
+# The package carries the contracts' ABIs and bytecode (setup.py exports them from forge's out/),
+# so on a fresh clone forge builds before the package installs.
+.venv/.installed: pyproject.toml setup.py node_modules/.installed
+	forge build
 	python3 -m venv .venv
 	.venv/bin/pip install -q -U pip
 	.venv/bin/pip install -q -e '.[dev]'

@@ -23,8 +23,9 @@ process). The last line is one JSON object:
                            runner_cpu_ms_per_job), and anvil_cpu_ms_per_job
   bottleneck               in words, from the stage that slowed down and the CPU figures of the
                            first step that fell behind
-`--profile` runs the oracle and the first agent under cProfile and prints where each spent its
-time. `--quick` is a short run (rates 10, 50; 15-second steps). A full run stays under 10 minutes.
+`--profile` runs the oracle and the agents under cProfile and prints where the oracle and the
+busiest agent spent their time. `--quick` is a short run (rates 10, 50; 15-second steps). A
+full run stays under 10 minutes.
 Usage: .venv/bin/python scripts/bench_grid.py [--quick] [--profile] [--rates 10,25,50,...]
 """
 
@@ -91,6 +92,7 @@ class BenchGrid(Devnet):
         self.cpus = cpus
         self.profile = profile
         self.providers = [FIRST_PROVIDER + n for n in range(agents)]
+        self.log_level = "WARNING"
 
     def up(self) -> None:
         if self.root.exists():
@@ -108,7 +110,7 @@ class BenchGrid(Devnet):
             **base,
             "database_url": f"sqlite:///{self.root / 'oracle.db'}",
             "start_block": dep.block,
-            "log_level": "WARNING",
+            "log_level": self.log_level,
         }
         self._service("oracle", "metascheduler.oracle", oracle_cfg, ORACLE)
         for n, key in enumerate(self.providers):
@@ -120,7 +122,7 @@ class BenchGrid(Devnet):
                 "state_dir": str(self.root / name),
                 "poll_interval_s": 1.0,
                 "prices": {"cpu": PRICE_CPU, "gpu": 0, "gb": 0},
-                "log_level": "WARNING",
+                "log_level": self.log_level,
                 "local": {"workdir": str(self.root / name / "work"), "cpus": self.cpus},
                 "hardware": {"nodes": 1, "cpus": self.cpus, "mem_mb": self.cpus * 1024},
             }
@@ -138,7 +140,7 @@ class BenchGrid(Devnet):
     ) -> None:
         super()._service(name, module, cfg, key_index, positional, env)
         svc = self.services[-1]
-        if self.profile and name in ("oracle", "agent-1"):
+        if self.profile:
             # The same process under cProfile: it writes its profile when it stops (SIGTERM).
             svc.stop()
             self.services.pop()
@@ -413,8 +415,8 @@ def describe(step: Step) -> str:
     )
 
 
-def print_profiles(root: Path) -> None:
-    for name in ("oracle", "agent-1"):
+def print_profiles(root: Path, busiest_agent: str) -> None:
+    for name in ("oracle", busiest_agent):
         path = root / "logs" / f"{name}.prof"
         if not path.exists():
             print(f"# no profile of {name} ({path} missing)", file=sys.stderr)
@@ -432,10 +434,11 @@ def main() -> int:
     ap.add_argument("--step-s", type=float, help="seconds of submissions per step (default 25)")
     ap.add_argument("--grace-s", type=float, default=20.0, help="wait for a step's jobs to end")
     ap.add_argument("--agents", type=int, default=4)
-    ap.add_argument("--cpus", type=int, default=256, help="CPUs each agent declares and runs")
+    ap.add_argument("--cpus", type=int, default=128, help="CPUs each agent declares and runs")
     ap.add_argument("--wallets", type=int, default=100)
-    ap.add_argument("--profile", action="store_true", help="the oracle and agent-1 in cProfile")
+    ap.add_argument("--profile", action="store_true", help="the oracle and agents in cProfile")
     ap.add_argument("--keep", action="store_true", help="keep the grid's folder (logs, stores)")
+    ap.add_argument("--log-level", default="WARNING", help="of the oracle and the agents")
     args = ap.parse_args()
     rates = [
         float(r) for r in (args.rates or (QUICK_RATES if args.quick else FULL_RATES)).split(",")
@@ -443,7 +446,9 @@ def main() -> int:
     step_s = args.step_s or (15.0 if args.quick else 25.0)
     root = Path(tempfile.mkdtemp(prefix="bench-grid-"))
     grid = BenchGrid(root, args.agents, args.cpus, args.profile)
+    grid.log_level = args.log_level
     steps: list[Step] = []
+    busiest = "agent-1"
     try:
         grid.up()
         market = Market(connect(grid.anvil.url), grid.deployment.market)
@@ -470,12 +475,14 @@ def main() -> int:
                 file=sys.stderr,
             )
             grid._check_services()
+            agents = [f"agent-{k + 1}" for k in range(args.agents)]
+            busiest = max(agents, key=lambda a: cpu_s(grid.pid(a))[0])
             if not step.kept_up and rate >= 50:
                 break
     finally:
         grid.down()
         if args.profile:
-            print_profiles(root)
+            print_profiles(root, busiest)
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)
 

@@ -40,10 +40,12 @@ arg_of() {
 # Prints the pid listening on TCP port $1 and succeeds; fails when nothing listens there. Prints
 # `?` when something listens but its process is not visible (another namespace).
 listener_pid() {
-    local hex inode hit
+    local hex inode hit tables=()
     hex="$(printf '%04X' "$1")"
+    # tcp6 is absent where IPv6 is off.
+    for hit in /proc/net/tcp /proc/net/tcp6; do [[ -r "$hit" ]] && tables+=("$hit"); done
     inode="$(awk -v p=":$hex" '$4 == "0A" && substr($2, length($2) - 4) == p { print $10; exit }' \
-        /proc/net/tcp /proc/net/tcp6 2>/dev/null)"
+        "${tables[@]}")"
     [[ -n "$inode" ]] || return 1
     hit="$(find /proc/[0-9]*/fd -lname "socket:\[$inode\]" -print -quit 2>/dev/null || true)"
     if [[ -z "$hit" ]]; then

@@ -78,11 +78,13 @@ psql_at() {
     "$(pg_bindir)/psql" -h 127.0.0.1 -p "$1" -U postgres -v ON_ERROR_STOP=1 -qtA -c "$2"
 }
 
-# The port of a postmaster running from data folder $1 (its postmaster.pid names a live pid).
+# The port of a postmaster running from data folder $1: its postmaster.pid names a live postgres
+# (after a reboot the file may name a pid that some other process now has).
 running_port() {
-    local pidfile="$1/postmaster.pid"
+    local pidfile="$1/postmaster.pid" pid
     [[ -r "$pidfile" ]] || return 1
-    alive_pid "$(sed -n 1p "$pidfile")" || return 1
+    pid="$(sed -n 1p "$pidfile")"
+    alive_pid "$pid" && [[ "$(cat "/proc/$pid/comm" 2>/dev/null)" == postgres ]] || return 1
     sed -n 4p "$pidfile"
 }
 
@@ -116,19 +118,17 @@ clone_exists() {
 
 # Stops and deletes the clusters kept for clones that no longer exist.
 sweep_deleted_clones() {
-    local dir clone pid
+    local dir clone pid port
     [[ -d "$BASE" ]] || return 0
     for dir in "$BASE"/*/; do
         dir="${dir%/}"
         [[ -d "$dir" ]] || continue
         clone="$(clone_of_state "$dir" || true)"
         [[ -n "$clone" ]] && ! clone_exists "$clone" || continue
-        if [[ -r "$dir/data/postmaster.pid" ]]; then
+        if port="$(running_port "$dir/data")"; then
             pid="$(sed -n 1p "$dir/data/postmaster.pid")"
-            if alive_pid "$pid"; then
-                say "stopping the cluster of deleted clone $clone (pid $pid, port $(sed -n 4p "$dir/data/postmaster.pid"))"
-                stop_postmaster "$pid"
-            fi
+            say "stopping the cluster of deleted clone $clone (pid $pid, port $port)"
+            stop_postmaster "$pid"
         fi
         say "removing the data of deleted clone $clone ($dir)"
         rm -rf "$dir"

@@ -68,13 +68,6 @@ def hardhat() -> Iterator[LocalNode]:
         yield chain
 
 
-#: Runs a test that needs only standard JSON-RPC on anvil and on Hardhat Network: its `grid`
-#: is deployed on each node in turn.
-ON_ANVIL_AND_HARDHAT = pytest.mark.parametrize(
-    "grid", ["anvil", pytest.param("hardhat", marks=pytest.mark.hardhat)], indirect=True
-)
-
-
 #: The EVM nodes that tests needing only standard JSON-RPC run on, each by the name of a
 #: session fixture that yields an object with a `url`. Another node joins by adding its fixture.
 NODES = ["anvil", pytest.param("hardhat", marks=pytest.mark.hardhat)]
@@ -84,6 +77,10 @@ NODES = ["anvil", pytest.param("hardhat", marks=pytest.mark.hardhat)]
 def evm_node(request: pytest.FixtureRequest) -> Any:
     """Each node of NODES in turn (tests that use anvil's own methods ask for `anvil`)."""
     return request.getfixturevalue(request.param)
+
+
+#: Runs a test whose `grid` needs only standard JSON-RPC on each node of NODES in turn.
+ON_ANVIL_AND_HARDHAT = pytest.mark.parametrize("grid", NODES, indirect=True)
 
 
 @dataclass

@@ -14,6 +14,7 @@ import {
     Prices,
     Terms,
     Placement,
+    SilentJob,
     ProviderAction,
     ProviderStep,
     JobView
@@ -27,6 +28,8 @@ import {
 ///
 /// Billing: a running job costs `pricePerMinute * elapsedSeconds / 60` (rounded down, in the
 /// customer's favour), capped by its escrow. `metascheduler/billing.py` mirrors this arithmetic.
+/// Credits that reach the contract outside `deposit` (a plain transfer) are a surplus above the
+/// invariant, which only the admin's `sweepSurplus` moves.
 contract JobMarket is IJobMarket, AccessControl {
     using SafeERC20 for IERC20;
 
@@ -36,7 +39,7 @@ contract JobMarket is IJobMarket, AccessControl {
 
     /// @dev Job record, two slots.
     /// slot 0, the state: termsTag (128) | providerId (32) | status (8) | since (32) |
-    ///   pricePerMinute (40) | feeBps (16). Everything a placement, an accept or a start reads
+    ///   pricePerMinute (40) | rulesId (16). Everything a placement, an accept or a start reads
     ///   and writes. The request already makes it non-zero (the tag), so a placement rewrites a
     ///   live slot (2,900 gas) instead of filling a fresh one (20,000).
     /// slot 1, the money: customer (160) | escrow (96). Cleared when the job ends (the escrow is
@@ -47,14 +50,15 @@ contract JobMarket is IJobMarket, AccessControl {
     /// providerId: the provider's registration number (see `_providerIds`), 0 while PENDING.
     /// `since` is the block time the job entered its status (0 while PENDING): the start of
     /// metering while RUNNING, the start of the timeout while placed, the end once terminal.
-    /// The fee is fixed with the price at placement, so an admin cannot change a running deal.
+    /// rulesId: the version of the fee and timeouts in force at placement (see `Rules`), fixed
+    /// with the price, so that an admin cannot change a placed or running deal.
     struct Job {
         bytes16 termsTag;
         uint32 providerId;
         JobStatus status;
         uint32 since;
         uint40 pricePerMinute;
-        uint16 feeBps;
+        uint16 rulesId;
         address customer;
         uint96 escrow;
     }
@@ -72,35 +76,49 @@ contract JobMarket is IJobMarket, AccessControl {
         uint40 gbPrice;
     }
 
-    /// @dev Settings read on the hot paths, one slot: oracle (160) | jobCount (64) | feeBps (16) |
-    /// paused (8). A request reads it for `paused` and the next id, a placement for the oracle's
-    /// address and the fee: one cold read each instead of three.
+    /// @dev Settings read on the hot paths, one slot: oracle (160) | jobCount (48) | rulesId (16) |
+    /// paused (8) | requestFee (24). A request reads it for `paused`, the next id and the fee, a
+    /// placement for the oracle's address and the rules in force: one cold read each.
     struct Config {
         address oracle;
-        uint64 jobCount;
-        uint16 feeBps;
+        uint48 jobCount;
+        uint16 rulesId;
         bool paused;
+        uint24 requestFee;
     }
 
-    /// @dev Placement timeouts, read only when reclaiming: acceptTimeout (32) | startTimeout (32).
-    struct Timeouts {
-        uint32 accept;
-        uint32 start;
+    /// @dev What a placement fixes for a job's life besides its price, one slot: feeBps (16) |
+    /// acceptTimeout (32) | startTimeout (32). Each change of the fee or the timeouts records a new
+    /// version; a job keeps the version it was placed under.
+    struct Rules {
+        uint16 feeBps;
+        uint32 acceptTimeout;
+        uint32 startTimeout;
+    }
+
+    /// @dev A provider's number and ban, one slot read by every provider step: id (32) | banned (8).
+    struct ProviderKey {
+        uint32 id;
+        bool banned;
     }
 
     IERC20 public immutable credit;
 
     Config private _config;
-    Timeouts private _timeouts;
+    mapping(uint16 rulesId => Rules) private _rules;
     uint256 public accruedFees;
     mapping(address account => uint256) private _balances;
     mapping(address provider => Provider) private _providers;
     /// @dev A provider's number, given at its first registration and kept for good (also across
-    /// removal), so that a job stores 32 bits for its provider instead of an address.
-    mapping(address provider => uint32) private _providerIds;
+    /// removal), so that a job stores 32 bits for its provider instead of an address; and its ban,
+    /// beside it so that a provider step reads both at once.
+    mapping(address provider => ProviderKey) private _keys;
     mapping(uint32 providerId => address) private _providerAddrs;
     uint32 private _providerCount;
     mapping(uint256 jobId => Job) private _jobs;
+    /// @dev Credits the contract owes: sum of balances + live escrows + accrued fees, moved only
+    /// by deposits and withdrawals. The token it holds above this is the sweepable surplus.
+    uint256 private _owed;
 
     /// @param credit_ The ERC-20 (with permit) that credits are paid in.
     /// @param admin Holder of DEFAULT_ADMIN_ROLE: approves providers, sets fees and timeouts, pauses.
@@ -110,8 +128,8 @@ contract JobMarket is IJobMarket, AccessControl {
     constructor(IERC20 credit_, address admin, address oracle_, uint32 acceptTimeout, uint32 startTimeout) {
         credit = credit_;
         _grantRole(DEFAULT_ADMIN_ROLE, admin);
-        _config = Config({oracle: oracle_, jobCount: 0, feeBps: 0, paused: false});
-        _timeouts = Timeouts(acceptTimeout, startTimeout);
+        _config = Config({oracle: oracle_, jobCount: 0, rulesId: 0, paused: false, requestFee: 0});
+        _rules[0] = Rules(0, acceptTimeout, startTimeout);
         emit OracleChanged(address(0), oracle_);
         emit TimeoutsChanged(acceptTimeout, startTimeout);
     }
@@ -144,6 +162,7 @@ contract JobMarket is IJobMarket, AccessControl {
         if (balance < amount) revert MarketInsufficientBalance(msg.sender, balance, amount);
         unchecked {
             _balances[msg.sender] = balance - amount;
+            _owed -= amount; // the balance was part of it
         }
         emit Withdrawn(msg.sender, amount);
         credit.safeTransfer(msg.sender, amount);
@@ -160,13 +179,30 @@ contract JobMarket is IJobMarket, AccessControl {
         uint256 fees = accruedFees;
         if (fees < amount) revert MarketInsufficientBalance(address(this), fees, amount);
         accruedFees = fees - amount;
+        unchecked {
+            _owed -= amount; // the fees were part of it
+        }
         emit FeesWithdrawn(to, amount);
         credit.safeTransfer(to, amount);
+    }
+
+    /// @notice Admin: moves the credits the market holds above what it owes (balances, live
+    /// escrows and accrued fees), which only a plain ERC-20 transfer to the market can create,
+    /// to `to`'s wallet: a sender who transferred by mistake can be given them back.
+    function sweepSurplus(address to) external onlyRole(DEFAULT_ADMIN_ROLE) {
+        uint256 surplus = credit.balanceOf(address(this)) - _owed;
+        // Nothing to sweep. A transfer that lands before this call only adds to what is swept,
+        // whole, so no one can make a sweep fail or take less by moving the balance.
+        // slither-disable-next-line incorrect-equality
+        if (surplus == 0) revert MarketZeroAmount();
+        emit SurplusSwept(to, surplus);
+        credit.safeTransfer(to, surplus);
     }
 
     function _deposit(uint256 amount) private {
         if (amount == 0) revert MarketZeroAmount();
         _balances[msg.sender] += amount;
+        _owed += amount;
         emit Deposited(msg.sender, amount);
         credit.safeTransferFrom(msg.sender, address(this), amount);
     }
@@ -180,9 +216,9 @@ contract JobMarket is IJobMarket, AccessControl {
         ProviderStatus status = p.status;
         if (status == ProviderStatus.BANNED) revert ProviderBanned(msg.sender);
         if (status == ProviderStatus.NONE) status = ProviderStatus.REGISTERED;
-        if (_providerIds[msg.sender] == 0) {
+        if (_keys[msg.sender].id == 0) {
             uint32 id = ++_providerCount; // 2^32 registrations will not happen
-            _providerIds[msg.sender] = id;
+            _keys[msg.sender].id = id;
             _providerAddrs[id] = msg.sender;
         }
         _providers[msg.sender] = Provider({
@@ -211,6 +247,7 @@ contract JobMarket is IJobMarket, AccessControl {
         ProviderStatus from = _providers[provider].status;
         if (from == ProviderStatus.NONE || from == ProviderStatus.BANNED) revert ProviderNotFound(provider);
         _providers[provider].status = ProviderStatus.BANNED;
+        _keys[provider].banned = true;
         emit ProviderStatusChanged(provider, from, ProviderStatus.BANNED);
     }
 
@@ -253,17 +290,20 @@ contract JobMarket is IJobMarket, AccessControl {
         if (maxPricePerMinute == 0 || maxPricePerMinute > type(uint40).max) {
             revert JobInvalidAmount(maxPricePerMinute, type(uint40).max);
         }
-        _debit(msg.sender, escrow);
+        // The request fee is paid even if the job is cancelled: a flood of requests costs its
+        // sender. escrow <= uint96 max and the fee < 2^24: the sum does not overflow.
+        _debit(msg.sender, escrow + cfg.requestFee);
+        if (cfg.requestFee != 0) accruedFees += cfg.requestFee;
 
         unchecked {
-            jobId = cfg.jobCount + 1; // 2^64 jobs will not be requested
+            jobId = cfg.jobCount + 1; // 2^48 jobs will not be requested
         }
-        _config.jobCount = uint64(jobId);
+        _config.jobCount = uint48(jobId);
         Job storage job = _jobs[jobId];
         job.termsTag = bytes16(keccak256(abi.encode(Terms(keccak256(spec), cpus, gpus, memMb, maxPricePerMinute))));
         job.customer = msg.sender;
         job.escrow = uint96(escrow);
-        emit JobRequested(jobId, msg.sender, escrow, maxPricePerMinute, cpus, gpus, memMb, spec);
+        emit JobRequested(jobId, msg.sender, escrow, cfg.requestFee, maxPricePerMinute, cpus, gpus, memMb, spec);
     }
 
     /// @inheritdoc IJobMarket
@@ -294,7 +334,9 @@ contract JobMarket is IJobMarket, AccessControl {
             status,
             JobStatus.CANCELLED,
             status == JobStatus.RUNNING ? _providerOf(job) : address(0),
-            NO_EXIT_CODE
+            block.timestamp,
+            NO_EXIT_CODE,
+            0
         );
     }
 
@@ -302,31 +344,30 @@ contract JobMarket is IJobMarket, AccessControl {
 
     /// @inheritdoc IJobMarket
     function placeJob(Placement calldata placement) external {
-        _orRevert(_place(placement, _onlyOracle().feeBps));
+        _orRevert(_place(placement, _onlyOracle().rulesId));
     }
 
     /// @inheritdoc IJobMarket
     function placeJobs(Placement[] calldata placements) external returns (uint256 done) {
-        uint16 feeBps = _onlyOracle().feeBps;
+        uint16 rulesId = _onlyOracle().rulesId;
         for (uint256 i; i < placements.length; ++i) {
-            done += _report(i, placements[i].jobId, _place(placements[i], feeBps));
+            done += _report(i, placements[i].jobId, _place(placements[i], rulesId));
         }
     }
 
     /// @inheritdoc IJobMarket
     function reclaimJobs(uint256[] calldata jobIds) external returns (uint256 done) {
         _onlyOracle();
-        Timeouts memory timeouts = _timeouts;
         for (uint256 i; i < jobIds.length; ++i) {
-            done += _report(i, jobIds[i], _reclaim(jobIds[i], timeouts));
+            done += _report(i, jobIds[i], _reclaim(jobIds[i]));
         }
     }
 
     /// @inheritdoc IJobMarket
-    function failJobs(uint256[] calldata jobIds) external returns (uint256 done) {
+    function failJobs(SilentJob[] calldata jobs) external returns (uint256 done) {
         _onlyOracle();
-        for (uint256 i; i < jobIds.length; ++i) {
-            done += _report(i, jobIds[i], _failSilent(jobIds[i]));
+        for (uint256 i; i < jobs.length; ++i) {
+            done += _report(i, jobs[i].jobId, _failSilent(jobs[i].jobId, jobs[i].lastSeen));
         }
     }
 
@@ -334,31 +375,31 @@ contract JobMarket is IJobMarket, AccessControl {
 
     /// @inheritdoc IJobMarket
     function acceptJob(uint256 jobId) external {
-        _orRevert(_step(jobId, ProviderAction.ACCEPT, 0));
+        _orRevert(_step(jobId, ProviderAction.ACCEPT, 0, 0));
     }
 
     /// @inheritdoc IJobMarket
     function startJob(uint256 jobId) external {
-        _orRevert(_step(jobId, ProviderAction.START, 0));
+        _orRevert(_step(jobId, ProviderAction.START, 0, 0));
     }
 
     /// @inheritdoc IJobMarket
-    function completeJob(uint256 jobId, int32 exitCode) external {
-        _orRevert(_step(jobId, ProviderAction.COMPLETE, exitCode));
+    function completeJob(uint256 jobId, int32 exitCode, bytes32 resultDigest) external {
+        _orRevert(_step(jobId, ProviderAction.COMPLETE, exitCode, resultDigest));
     }
 
     /// @inheritdoc IJobMarket
     function providerBatch(ProviderStep[] calldata steps) external returns (uint256 done) {
         for (uint256 i; i < steps.length; ++i) {
             ProviderStep calldata s = steps[i];
-            done += _report(i, s.jobId, _step(s.jobId, s.action, s.exitCode));
+            done += _report(i, s.jobId, _step(s.jobId, s.action, s.exitCode, s.resultDigest));
         }
     }
 
     /// @inheritdoc IJobMarket
     function refuseJob(uint256 jobId, string calldata reason) external {
         Job storage job = _jobs[jobId];
-        (JobStatus status, bytes memory err) = _providerOwns(jobId, job, _PLACED);
+        (JobStatus status,, bytes memory err) = _providerOwns(jobId, job, _PLACED);
         _orRevert(err);
         _returnToPending(jobId, job, status, reason);
     }
@@ -384,14 +425,38 @@ contract JobMarket is IJobMarket, AccessControl {
     /// It applies to jobs placed from now on; placed jobs keep the fee they were placed with.
     function setFee(uint16 bps) external onlyRole(DEFAULT_ADMIN_ROLE) {
         if (bps > MAX_FEE_BPS) revert MarketFeeTooHigh(bps, MAX_FEE_BPS);
-        emit FeeChanged(_config.feeBps, bps);
-        _config.feeBps = bps;
+        Rules memory r = _rules[_config.rulesId];
+        emit FeeChanged(r.feeBps, bps);
+        r.feeBps = bps;
+        _newRules(r);
     }
 
-    /// @notice Admin: sets how long placements may wait to be accepted and to start.
+    /// @notice Admin: sets how long placements may wait to be accepted and to start. Like the
+    /// fee, they apply to jobs placed from now on; placed jobs keep the deadlines they were placed with.
     function setTimeouts(uint32 acceptTimeout, uint32 startTimeout) external onlyRole(DEFAULT_ADMIN_ROLE) {
-        _timeouts = Timeouts(acceptTimeout, startTimeout);
+        Rules memory r = _rules[_config.rulesId];
+        r.acceptTimeout = acceptTimeout;
+        r.startTimeout = startTimeout;
+        _newRules(r);
         emit TimeoutsChanged(acceptTimeout, startTimeout);
+    }
+
+    /// @notice Admin: sets the fee, in credit units, that each new request pays to the platform
+    /// (not refunded, even on cancel): what a flood of requests costs its sender.
+    function setRequestFee(uint256 fee) external onlyRole(DEFAULT_ADMIN_ROLE) {
+        if (fee > type(uint24).max) revert MarketRequestFeeTooHigh(fee, type(uint24).max);
+        emit RequestFeeChanged(_config.requestFee, fee);
+        _config.requestFee = uint24(fee);
+    }
+
+    function _newRules(Rules memory r) private {
+        uint16 id = _config.rulesId;
+        if (id == type(uint16).max) revert MarketTooManyRuleChanges();
+        unchecked {
+            ++id;
+        }
+        _rules[id] = r;
+        _config.rulesId = id;
     }
 
     /// @notice Admin: stops new job requests. Everything else (ending, cancelling, withdrawing) goes on.
@@ -421,7 +486,7 @@ contract JobMarket is IJobMarket, AccessControl {
             j.status,
             j.since,
             j.pricePerMinute,
-            j.feeBps,
+            _rules[j.rulesId].feeBps, // version 0 (a PENDING job's) has no fee: setFee makes a new one
             j.escrow,
             j.termsTag
         );
@@ -439,8 +504,13 @@ contract JobMarket is IJobMarket, AccessControl {
         returns (address oracle, uint256 feeBps, bool paused, uint256 acceptTimeout, uint256 startTimeout)
     {
         Config memory c = _config;
-        Timeouts memory t = _timeouts;
-        return (c.oracle, c.feeBps, c.paused, t.accept, t.start);
+        Rules memory r = _rules[c.rulesId];
+        return (c.oracle, r.feeBps, c.paused, r.acceptTimeout, r.startTimeout);
+    }
+
+    /// @inheritdoc IJobMarket
+    function requestFee() external view returns (uint256) {
+        return _config.requestFee;
     }
 
     /// @inheritdoc IJobMarket
@@ -465,7 +535,7 @@ contract JobMarket is IJobMarket, AccessControl {
     bytes32 private constant _LIVE = bytes32(uint256(0x0f)); // PENDING..RUNNING
     bytes32 private constant _PLACED = bytes32(uint256(0x06)); // META_SCHEDULED, SCHEDULED
 
-    function _place(Placement calldata pl, uint16 feeBps) private returns (bytes memory) {
+    function _place(Placement calldata pl, uint16 rulesId) private returns (bytes memory) {
         uint256 jobId = pl.jobId;
         Job storage job = _jobs[jobId];
         JobStatus status = job.status;
@@ -487,59 +557,89 @@ contract JobMarket is IJobMarket, AccessControl {
         if (price > t.maxPricePerMinute) {
             return abi.encodeWithSelector(JobPriceAboveMax.selector, jobId, pl.provider, price, t.maxPricePerMinute);
         }
+        // The provider may have raised its prices since the oracle read them: the customer pays
+        // at most what the oracle quoted (and less if the provider lowered them).
+        if (price > pl.quotedPrice) {
+            return abi.encodeWithSelector(JobPriceAboveQuote.selector, jobId, pl.provider, price, pl.quotedPrice);
+        }
         // price <= maxPricePerMinute <= type(uint40).max, checked at request. An approved
         // provider has registered, so its id is not zero.
-        job.providerId = _providerIds[pl.provider];
+        job.providerId = _keys[pl.provider].id;
         job.status = JobStatus.META_SCHEDULED;
         job.since = uint32(block.timestamp);
         job.pricePerMinute = uint40(price);
-        job.feeBps = feeBps;
+        job.rulesId = rulesId;
         emit JobPlaced(jobId, pl.provider, JobStatus.PENDING, JobStatus.META_SCHEDULED, price);
         return "";
     }
 
-    function _step(uint256 jobId, ProviderAction action, int32 exitCode) private returns (bytes memory err) {
+    function _step(uint256 jobId, ProviderAction action, int32 exitCode, bytes32 resultDigest)
+        private
+        returns (bytes memory err)
+    {
         Job storage job = _jobs[jobId];
         JobStatus status;
+        bool banned;
         if (action == ProviderAction.ACCEPT) {
-            (status, err) = _providerOwns(jobId, job, _bit(JobStatus.META_SCHEDULED));
+            (status, banned, err) = _providerOwns(jobId, job, _bit(JobStatus.META_SCHEDULED));
+            if (err.length == 0) err = _notBanned(banned);
             if (err.length == 0) _move(jobId, job, status, JobStatus.SCHEDULED);
         } else if (action == ProviderAction.START) {
-            (status, err) = _providerOwns(jobId, job, _bit(JobStatus.SCHEDULED));
+            (status, banned, err) = _providerOwns(jobId, job, _bit(JobStatus.SCHEDULED));
+            if (err.length == 0) err = _notBanned(banned);
             if (err.length == 0) _move(jobId, job, status, JobStatus.RUNNING);
         } else {
-            (status, err) = _providerOwns(jobId, job, _bit(JobStatus.RUNNING));
+            // A ban does not stop a running job: the compute delivered before and after it is
+            // billed as usual.
+            (status,, err) = _providerOwns(jobId, job, _bit(JobStatus.RUNNING));
             if (err.length == 0) {
-                _end(jobId, job, status, exitCode == 0 ? JobStatus.FINISHED : JobStatus.FAILED, msg.sender, exitCode);
+                JobStatus to = exitCode == 0 ? JobStatus.FINISHED : JobStatus.FAILED;
+                _end(jobId, job, status, to, msg.sender, block.timestamp, exitCode, resultDigest);
             }
         }
     }
 
-    function _reclaim(uint256 jobId, Timeouts memory timeouts) private returns (bytes memory) {
+    function _notBanned(bool banned) private view returns (bytes memory) {
+        if (banned) return abi.encodeWithSelector(ProviderBanned.selector, msg.sender);
+        return "";
+    }
+
+    function _reclaim(uint256 jobId) private returns (bytes memory) {
         Job storage job = _jobs[jobId];
         JobStatus status = job.status;
         if (status != JobStatus.META_SCHEDULED && status != JobStatus.SCHEDULED) {
             return _missingOr(jobId, job, _unexpected(jobId, status, _PLACED));
         }
-        uint256 deadline = uint256(job.since) + (status == JobStatus.META_SCHEDULED ? timeouts.accept : timeouts.start);
-        if (block.timestamp < deadline) {
-            return abi.encodeWithSelector(JobTimeoutNotReached.selector, jobId, deadline, block.timestamp);
+        string memory reason;
+        if (_keys[_providerOf(job)].banned) {
+            // A banned provider can neither accept nor start: nothing to wait for.
+            reason = "provider banned";
+        } else {
+            Rules memory r = _rules[job.rulesId]; // the timeouts in force when it was placed
+            bool placed = status == JobStatus.META_SCHEDULED;
+            uint256 deadline = uint256(job.since) + (placed ? r.acceptTimeout : r.startTimeout);
+            if (block.timestamp < deadline) {
+                return abi.encodeWithSelector(JobTimeoutNotReached.selector, jobId, deadline, block.timestamp);
+            }
+            reason = placed ? "not accepted in time" : "not started in time";
         }
-        _returnToPending(
-            jobId, job, status, status == JobStatus.META_SCHEDULED ? "not accepted in time" : "not started in time"
-        );
+        _returnToPending(jobId, job, status, reason);
         return "";
     }
 
-    function _failSilent(uint256 jobId) private returns (bytes memory) {
+    function _failSilent(uint256 jobId, uint256 lastSeen) private returns (bytes memory) {
         Job storage job = _jobs[jobId];
         JobStatus status = job.status;
         if (status != JobStatus.RUNNING) {
             return _missingOr(jobId, job, _unexpected(jobId, status, _bit(JobStatus.RUNNING)));
         }
-        // The provider stopped reporting: nobody can show the compute was delivered, so the
-        // customer gets everything back (economy of compute: no paying for what was not received).
-        _end(jobId, job, status, JobStatus.FAILED, address(0), NO_EXIT_CODE);
+        // The provider stopped reporting. Its last sign of life is the evidence of compute
+        // delivered: the job is billed up to it (never past now, never before the start), and
+        // the customer gets the rest back.
+        uint256 since = job.since;
+        uint256 until = lastSeen < block.timestamp ? lastSeen : block.timestamp;
+        if (until < since) until = since;
+        _end(jobId, job, status, JobStatus.FAILED, _providerOf(job), until, NO_EXIT_CODE, 0);
         return "";
     }
 
@@ -553,30 +653,33 @@ contract JobMarket is IJobMarket, AccessControl {
         if (block.timestamp < until) {
             return abi.encodeWithSelector(JobStillFunded.selector, jobId, until, block.timestamp);
         }
-        _end(jobId, job, status, JobStatus.OUT_OF_CREDITS, _providerOf(job), NO_EXIT_CODE);
+        _end(jobId, job, status, JobStatus.OUT_OF_CREDITS, _providerOf(job), block.timestamp, NO_EXIT_CODE, 0);
         return "";
     }
 
-    /// @dev Checks that the caller is the job's provider and the job is in one of `expected`.
+    /// @dev Checks that the caller is the job's provider and the job is in one of `expected`;
+    /// also tells whether the caller is banned.
     function _providerOwns(uint256 jobId, Job storage job, bytes32 expected)
         private
         view
-        returns (JobStatus status, bytes memory)
+        returns (JobStatus status, bool banned, bytes memory)
     {
         uint32 providerId = job.providerId;
         status = job.status;
         // Id 0 is nobody's: an unregistered caller never owns a job, not even a PENDING one.
-        uint32 callerId = _providerIds[msg.sender];
-        if (providerId != callerId || callerId == 0) {
+        ProviderKey memory caller = _keys[msg.sender];
+        banned = caller.banned;
+        if (providerId != caller.id || caller.id == 0) {
             // A job never placed has no provider; tell that apart from someone else's job.
-            if (job.termsTag == 0) return (status, abi.encodeWithSelector(JobNotFound.selector, jobId));
+            if (job.termsTag == 0) return (status, banned, abi.encodeWithSelector(JobNotFound.selector, jobId));
             return (
                 status,
+                banned,
                 abi.encodeWithSelector(JobNotAssignedProvider.selector, jobId, msg.sender, _providerAddrs[providerId])
             );
         }
-        if (expected & _bit(status) == 0) return (status, _unexpected(jobId, status, expected));
-        return (status, "");
+        if (expected & _bit(status) == 0) return (status, banned, _unexpected(jobId, status, expected));
+        return (status, banned, "");
     }
 
     /// @dev Checks that the caller is the live job's customer.
@@ -613,22 +716,29 @@ contract JobMarket is IJobMarket, AccessControl {
         job.status = JobStatus.PENDING;
         job.since = 0;
         job.pricePerMinute = 0;
-        job.feeBps = 0;
+        job.rulesId = 0;
         emit JobReturned(jobId, provider, from, JobStatus.PENDING, reason);
     }
 
-    /// @dev Ends a job: bills the running time to `payee` (the job's provider; address(0) bills
-    /// nothing), takes the fee from it, refunds the rest. The caller passes the provider because
-    /// it often has it at hand (a completion is sent by it), which saves a cold read.
-    function _end(uint256 jobId, Job storage job, JobStatus from, JobStatus to, address payee, int256 exitCode)
-        private
-    {
+    /// @dev Ends a job: bills the running time up to `until` to `payee` (the job's provider;
+    /// address(0) bills nothing), takes the fee from it, refunds the rest. The caller passes the
+    /// provider because it often has it at hand (a completion is sent by it), which saves a cold
+    /// read. `until` is now, except for a silent provider's job (`_failSilent`).
+    function _end(
+        uint256 jobId,
+        Job storage job,
+        JobStatus from,
+        JobStatus to,
+        address payee,
+        uint256 until,
+        int256 exitCode,
+        bytes32 resultDigest
+    ) private {
         uint256 escrow = job.escrow;
         uint256 cost;
-        if (payee != address(0)) cost = _cost(job.pricePerMinute, block.timestamp - job.since, escrow);
+        if (payee != address(0)) cost = _cost(job.pricePerMinute, until - job.since, escrow);
         address customer = job.customer;
-
-        uint256 feeBps = job.feeBps;
+        uint16 rulesId = job.rulesId;
 
         job.status = to;
         job.since = uint32(block.timestamp);
@@ -637,6 +747,7 @@ contract JobMarket is IJobMarket, AccessControl {
 
         uint256 fee;
         if (cost != 0) {
+            uint256 feeBps = _rules[rulesId].feeBps;
             if (feeBps != 0) {
                 fee = (cost * feeBps) / 10_000;
                 accruedFees += fee;
@@ -645,7 +756,7 @@ contract JobMarket is IJobMarket, AccessControl {
         }
         uint256 refund = escrow - cost;
         if (refund != 0) _balances[customer] += refund;
-        emit JobEnded(jobId, from, to, cost - fee, fee, refund, exitCode);
+        emit JobEnded(jobId, from, to, cost - fee, fee, refund, exitCode, resultDigest);
     }
 
     function _debit(address account, uint256 amount) private {

@@ -50,7 +50,7 @@ contract BillingFuzzTest is Fixture {
     }
 
     function _placement(uint256 id, address p, Terms memory t) internal pure returns (Placement memory) {
-        return Placement(id, p, t);
+        return Placement(id, p, t, type(uint256).max);
     }
 
     function _snap() internal view returns (Snapshot memory) {
@@ -119,7 +119,7 @@ contract BillingFuzzTest is Fixture {
         Snapshot memory before = _snap();
         vm.recordLogs();
         vm.prank(seller);
-        market.completeJob(id, exitCode);
+        market.completeJob(id, exitCode, bytes32(0));
         Split memory s = _ended(vm.getRecordedLogs(), id);
 
         uint256 full = price * elapsed / 60;
@@ -145,7 +145,7 @@ contract BillingFuzzTest is Fixture {
         Snapshot memory before = _snap();
         vm.recordLogs();
         vm.prank(seller);
-        market.completeJob(id, 0);
+        market.completeJob(id, 0, bytes32(0));
         _checkSplit(_ended(vm.getRecordedLogs(), id), before, escrow, _min(escrow, price * elapsed / 60), feeBps);
     }
 
@@ -200,7 +200,7 @@ contract BillingFuzzTest is Fixture {
         Snapshot memory before = _snap();
         vm.recordLogs();
         vm.prank(oracle);
-        assertEq(market.failJobs(_ids(id)), 1);
+        assertEq(market.failJobs(_silent(_ids(id))), 1);
         _checkSplit(_ended(vm.getRecordedLogs(), id), before, escrow, 0, feeBps);
     }
 
@@ -244,7 +244,7 @@ contract BillingFuzzTest is Fixture {
         market.expireJobs(_ids(id));
         uint256 before = market.balanceOf(payer);
         vm.prank(seller);
-        market.completeJob(id, 0);
+        market.completeJob(id, 0, bytes32(0));
         assertGt(market.balanceOf(payer), before, "escrow was not spent yet");
     }
 

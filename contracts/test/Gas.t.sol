@@ -17,7 +17,7 @@ contract GasTest is Fixture {
         (warmId, warmTerms) = _running(alice, 100 * CREDIT);
         vm.warp(block.timestamp + 600);
         vm.prank(provA);
-        market.completeJob(warmId, 0);
+        market.completeJob(warmId, 0, bytes32(0));
     }
 
     /// @dev One call: requestJob.
@@ -37,7 +37,7 @@ contract GasTest is Fixture {
         (uint256 id,) = _running(alice, 100 * CREDIT);
         vm.warp(block.timestamp + 600);
         vm.prank(provA);
-        market.completeJob(id, 0);
+        market.completeJob(id, 0, bytes32(0));
     }
 
     /// @dev 101 calls: 100 requestJob, then one placeJobs of the 100.
@@ -45,7 +45,7 @@ contract GasTest is Fixture {
         Placement[] memory batch = new Placement[](100);
         for (uint256 i; i < 100; ++i) {
             (uint256 id, Terms memory t) = _request(alice, 10 * CREDIT);
-            batch[i] = Placement(id, provA, t);
+            batch[i] = Placement(id, provA, t, type(uint256).max);
         }
         vm.prank(oracle);
         market.placeJobs(batch);

@@ -68,7 +68,7 @@ contract JobMarketProvidersTest is Fixture {
         _register(provA, Hardware(4, 256, 8, 1_048_576), Prices(1_000_000, 0, 0));
         vm.warp(block.timestamp + 60);
         vm.prank(provA);
-        market.completeJob(id, 0);
+        market.completeJob(id, 0, bytes32(0));
         assertEq(market.balanceOf(provA), PRICE_A);
     }
 
@@ -135,7 +135,7 @@ contract JobMarketProvidersTest is Fixture {
         market.banProvider(provA);
         vm.warp(block.timestamp + 60);
         vm.prank(provA);
-        market.completeJob(id, 0);
+        market.completeJob(id, 0, bytes32(0));
         assertEq(market.balanceOf(provA), PRICE_A);
     }
 
@@ -174,7 +174,7 @@ contract JobMarketProvidersTest is Fixture {
         market.removeProvider(provA);
         vm.warp(block.timestamp + 60);
         vm.prank(provA);
-        market.completeJob(id, 0);
+        market.completeJob(id, 0, bytes32(0));
         assertEq(market.balanceOf(provA), PRICE_A);
     }
 
@@ -222,7 +222,7 @@ contract JobMarketProvidersTest is Fixture {
         for (uint256 i; i < callers.length; ++i) {
             vm.expectRevert(_notOracle(callers[i]));
             vm.prank(callers[i]);
-            market.placeJob(Placement(id, provA, t));
+            market.placeJob(Placement(id, provA, t, type(uint256).max));
             vm.expectRevert(_notOracle(callers[i]));
             vm.prank(callers[i]);
             market.placeJobs(new Placement[](0));
@@ -244,7 +244,7 @@ contract JobMarketProvidersTest is Fixture {
                 abi.encodeWithSelector(IJobMarket.JobTermsMismatch.selector, id, expected, _tag(w))
             );
             vm.prank(oracle);
-            market.placeJob(Placement(id, provA, w));
+            market.placeJob(Placement(id, provA, w, type(uint256).max));
         }
     }
 
@@ -256,20 +256,20 @@ contract JobMarketProvidersTest is Fixture {
         (uint256 id, Terms memory t) = _request(alice, CREDIT);
         vm.expectRevert(abi.encodeWithSelector(IJobMarket.ProviderNotApproved.selector, carol, ProviderStatus.NONE));
         vm.prank(oracle);
-        market.placeJob(Placement(id, carol, t));
+        market.placeJob(Placement(id, carol, t, type(uint256).max));
 
         _register(carol, Hardware(4, 256, 8, 1_048_576), Prices(1, 1, 1));
         vm.expectRevert(
             abi.encodeWithSelector(IJobMarket.ProviderNotApproved.selector, carol, ProviderStatus.REGISTERED)
         );
         vm.prank(oracle);
-        market.placeJob(Placement(id, carol, t));
+        market.placeJob(Placement(id, carol, t, type(uint256).max));
 
         vm.prank(admin);
         market.banProvider(provA);
         vm.expectRevert(abi.encodeWithSelector(IJobMarket.ProviderNotApproved.selector, provA, ProviderStatus.BANNED));
         vm.prank(oracle);
-        market.placeJob(Placement(id, provA, t));
+        market.placeJob(Placement(id, provA, t, type(uint256).max));
     }
 
     function test_place_revertsIfJobDoesNotFit() public {
@@ -283,14 +283,14 @@ contract JobMarketProvidersTest is Fixture {
             uint256 id = market.requestJob(t.cpus, t.gpus, t.memMb, t.maxPricePerMinute, CREDIT, spec);
             vm.expectRevert(abi.encodeWithSelector(IJobMarket.JobDoesNotFit.selector, id, carol));
             vm.prank(oracle);
-            market.placeJob(Placement(id, carol, t));
+            market.placeJob(Placement(id, carol, t, type(uint256).max));
         }
         // Exactly at the declared limits it fits.
         Terms memory exact = _terms(4, 1, 8192, CREDIT);
         vm.prank(alice);
         uint256 ok = market.requestJob(4, 1, 8192, CREDIT, CREDIT, spec);
         vm.prank(oracle);
-        market.placeJob(Placement(ok, carol, exact));
+        market.placeJob(Placement(ok, carol, exact, type(uint256).max));
         assertEq(uint8(_status(ok)), uint8(JobStatus.META_SCHEDULED));
     }
 
@@ -302,7 +302,7 @@ contract JobMarketProvidersTest is Fixture {
             abi.encodeWithSelector(IJobMarket.JobPriceAboveMax.selector, id, provA, PRICE_A, PRICE_A - 1)
         );
         vm.prank(oracle);
-        market.placeJob(Placement(id, provA, t));
+        market.placeJob(Placement(id, provA, t, type(uint256).max));
     }
 
     function test_place_atExactlyMaxPrice() public {

@@ -83,10 +83,10 @@ contract JobMarketTransitionsTest is Fixture {
             emit IJobMarket.BatchItemSkipped(0, id, err);
         }
         vm.prank(caller);
-        if (a == Action.PLACE) market.placeJob(Placement(id, provA, t));
+        if (a == Action.PLACE) market.placeJob(Placement(id, provA, t, type(uint256).max));
         else if (a == Action.ACCEPT) market.acceptJob(id);
         else if (a == Action.START) market.startJob(id);
-        else if (a == Action.COMPLETE) market.completeJob(id, 0);
+        else if (a == Action.COMPLETE) market.completeJob(id, 0, bytes32(0));
         else if (a == Action.REFUSE) market.refuseJob(id, "busy");
         else if (a == Action.CANCEL) market.cancelJob(id);
         else if (a == Action.TOP_UP) market.topUp(id, 1);
@@ -96,7 +96,7 @@ contract JobMarketTransitionsTest is Fixture {
     function _batch(Action a, uint256 id, uint256 expectedDone, bool reverts) internal {
         uint256 done;
         if (a == Action.RECLAIM) done = market.reclaimJobs(_ids(id));
-        else if (a == Action.FAIL) done = market.failJobs(_ids(id));
+        else if (a == Action.FAIL) done = market.failJobs(_silent(_ids(id)));
         else done = market.expireJobs(_ids(id));
         if (!reverts) assertEq(done, expectedDone, "batch done count");
     }
@@ -169,7 +169,7 @@ contract JobMarketTransitionsTest is Fixture {
         bytes memory err = _unexpected(id, JobStatus.CANCELLED, _bit(JobStatus.PENDING));
         vm.expectRevert(err);
         vm.prank(oracle);
-        market.placeJob(Placement(id, provA, t));
+        market.placeJob(Placement(id, provA, t, type(uint256).max));
         vm.expectRevert(_unexpected(id, JobStatus.CANCELLED, LIVE));
         vm.prank(alice);
         market.cancelJob(id);
@@ -193,7 +193,7 @@ contract JobMarketTransitionsTest is Fixture {
         market.fundedUntil(id);
         vm.expectRevert(err);
         vm.prank(oracle);
-        market.placeJob(Placement(id, provA, _terms(4, 0, 8192, CREDIT)));
+        market.placeJob(Placement(id, provA, _terms(4, 0, 8192, CREDIT), type(uint256).max));
         vm.expectRevert(err);
         vm.prank(provA);
         market.acceptJob(id);
@@ -202,7 +202,7 @@ contract JobMarketTransitionsTest is Fixture {
         market.startJob(id);
         vm.expectRevert(err);
         vm.prank(provA);
-        market.completeJob(id, 0);
+        market.completeJob(id, 0, bytes32(0));
         vm.expectRevert(err);
         vm.prank(provA);
         market.refuseJob(id, "x");
@@ -217,7 +217,7 @@ contract JobMarketTransitionsTest is Fixture {
         market.reclaimJobs(_ids(id));
         _expectSkipped(0, id, err);
         vm.prank(oracle);
-        market.failJobs(_ids(id));
+        market.failJobs(_silent(_ids(id)));
         _expectSkipped(0, id, err);
         market.expireJobs(_ids(id));
     }
@@ -227,7 +227,7 @@ contract JobMarketTransitionsTest is Fixture {
     function test_request_emitsJobRequested() public {
         vm.recordLogs();
         vm.expectEmit(true, true, true, true, address(market));
-        emit IJobMarket.JobRequested(1, alice, 5 * CREDIT, CREDIT, 4, 0, 8192, spec);
+        emit IJobMarket.JobRequested(1, alice, 5 * CREDIT, 0, CREDIT, 4, 0, 8192, spec);
         _request(alice, 5 * CREDIT);
         _assertOneMarketLog();
     }
@@ -280,9 +280,9 @@ contract JobMarketTransitionsTest is Fixture {
         uint256 cost = PRICE_A * 10;
         vm.recordLogs();
         vm.expectEmit(true, true, true, true, address(market));
-        emit IJobMarket.JobEnded(id, JobStatus.RUNNING, JobStatus.FINISHED, cost, 0, 5 * CREDIT - cost, 0);
+        emit IJobMarket.JobEnded(id, JobStatus.RUNNING, JobStatus.FINISHED, cost, 0, 5 * CREDIT - cost, 0, bytes32(0));
         vm.prank(provA);
-        market.completeJob(id, 0);
+        market.completeJob(id, 0, bytes32(0));
         _assertOneMarketLog();
         assertEq(uint8(_status(id)), uint8(JobStatus.FINISHED));
     }
@@ -292,9 +292,9 @@ contract JobMarketTransitionsTest is Fixture {
         vm.warp(block.timestamp + 90);
         uint256 cost = PRICE_A * 90 / 60;
         vm.expectEmit(true, true, true, true, address(market));
-        emit IJobMarket.JobEnded(id, JobStatus.RUNNING, JobStatus.FAILED, cost, 0, 5 * CREDIT - cost, -137);
+        emit IJobMarket.JobEnded(id, JobStatus.RUNNING, JobStatus.FAILED, cost, 0, 5 * CREDIT - cost, -137, bytes32(0));
         vm.prank(provA);
-        market.completeJob(id, -137);
+        market.completeJob(id, -137, bytes32(0));
         assertEq(uint8(_status(id)), uint8(JobStatus.FAILED));
     }
 
@@ -404,9 +404,9 @@ contract JobMarketTransitionsTest is Fixture {
         vm.warp(block.timestamp + 3600);
         vm.recordLogs();
         vm.expectEmit(true, true, true, true, address(market));
-        emit IJobMarket.JobEnded(id, JobStatus.RUNNING, JobStatus.FAILED, 0, 0, 5 * CREDIT, -1);
+        emit IJobMarket.JobEnded(id, JobStatus.RUNNING, JobStatus.FAILED, 0, 0, 5 * CREDIT, -1, bytes32(0));
         vm.prank(oracle);
-        assertEq(market.failJobs(_ids(id)), 1);
+        assertEq(market.failJobs(_silent(_ids(id))), 1);
         _assertOneMarketLog();
         assertEq(market.balanceOf(alice), before + 5 * CREDIT);
         assertEq(market.balanceOf(provA), provBefore);
@@ -429,7 +429,7 @@ contract JobMarketTransitionsTest is Fixture {
         uint256 provBefore = market.balanceOf(provA);
         vm.recordLogs();
         vm.expectEmit(true, true, true, true, address(market));
-        emit IJobMarket.JobEnded(id, JobStatus.RUNNING, JobStatus.OUT_OF_CREDITS, SMALL_ESCROW, 0, 0, -1);
+        emit IJobMarket.JobEnded(id, JobStatus.RUNNING, JobStatus.OUT_OF_CREDITS, SMALL_ESCROW, 0, 0, -1, bytes32(0));
         vm.prank(stranger); // anyone may
         assertEq(market.expireJobs(_ids(id)), 1);
         _assertOneMarketLog();
@@ -484,7 +484,7 @@ contract JobMarketTransitionsTest is Fixture {
         );
         market.expireJobs(_ids(id));
         vm.prank(freeProv);
-        market.completeJob(id, 0);
+        market.completeJob(id, 0, bytes32(0));
         assertEq(market.balanceOf(freeProv), 0);
     }
 
@@ -496,7 +496,7 @@ contract JobMarketTransitionsTest is Fixture {
         vm.warp(block.timestamp + 125);
         uint256 cost = PRICE_A * 125 / 60; // 10,000
         vm.expectEmit(true, true, true, true, address(market));
-        emit IJobMarket.JobEnded(id, JobStatus.RUNNING, JobStatus.CANCELLED, cost, 0, 5 * CREDIT - cost, -1);
+        emit IJobMarket.JobEnded(id, JobStatus.RUNNING, JobStatus.CANCELLED, cost, 0, 5 * CREDIT - cost, -1, bytes32(0));
         vm.prank(alice);
         market.cancelJob(id);
         assertEq(market.balanceOf(alice), before + 5 * CREDIT - cost);
@@ -515,7 +515,7 @@ contract JobMarketTransitionsTest is Fixture {
             uint256 before = market.balanceOf(alice);
             vm.recordLogs();
             vm.expectEmit(true, true, true, true, address(market));
-            emit IJobMarket.JobEnded(id, from, JobStatus.CANCELLED, 0, 0, 5 * CREDIT, -1);
+            emit IJobMarket.JobEnded(id, from, JobStatus.CANCELLED, 0, 0, 5 * CREDIT, -1, bytes32(0));
             vm.prank(alice);
             market.cancelJob(id);
             _assertOneMarketLog();

@@ -44,7 +44,7 @@ contract SecurityTest is Fixture {
 
     function _step(uint256 id, ProviderAction action) internal pure returns (ProviderStep[] memory s) {
         s = new ProviderStep[](1);
-        s[0] = ProviderStep(id, action, 0);
+        s[0] = ProviderStep(id, action, 0, bytes32(0));
     }
 
     // ------------------------------------------------------------------ customers
@@ -94,15 +94,15 @@ contract SecurityTest is Fixture {
 
         vm.expectRevert(_notProvider(id, provB, provA));
         vm.prank(provB);
-        market.completeJob(id, 0);
+        market.completeJob(id, 0, bytes32(0));
         vm.expectRevert(_notProvider(id, provB, provA));
         vm.prank(provB);
         market.refuseJob(id, "mine now");
 
         ProviderStep[] memory steps = new ProviderStep[](3);
-        steps[0] = ProviderStep(id, ProviderAction.ACCEPT, 0);
-        steps[1] = ProviderStep(id, ProviderAction.START, 0);
-        steps[2] = ProviderStep(id, ProviderAction.COMPLETE, 0);
+        steps[0] = ProviderStep(id, ProviderAction.ACCEPT, 0, bytes32(0));
+        steps[1] = ProviderStep(id, ProviderAction.START, 0, bytes32(0));
+        steps[2] = ProviderStep(id, ProviderAction.COMPLETE, 0, bytes32(0));
         vm.prank(provB);
         assertEq(market.providerBatch(steps), 0, "a step on another's job went through");
 
@@ -130,7 +130,7 @@ contract SecurityTest is Fixture {
         vm.expectRevert(_notProvider(id, provA, address(0)));
         market.startJob(id);
         vm.expectRevert(_notProvider(id, provA, address(0)));
-        market.completeJob(id, 0);
+        market.completeJob(id, 0, bytes32(0));
         vm.stopPrank();
         assertEq(_money(id), before, "credits moved");
     }
@@ -155,11 +155,11 @@ contract SecurityTest is Fixture {
         vm.warp(block.timestamp + 60);
         vm.expectRevert(_notProvider(id, provA, provB));
         vm.prank(provA);
-        market.completeJob(id, 0);
+        market.completeJob(id, 0, bytes32(0));
 
         uint256 price = market.getJob(id).pricePerMinute;
         vm.prank(provB);
-        market.completeJob(id, 0);
+        market.completeJob(id, 0, bytes32(0));
         assertEq(market.balanceOf(provA), 0, "the reclaimed provider was paid");
         assertEq(market.balanceOf(provB), price, "the new provider is paid one minute");
     }
@@ -172,7 +172,7 @@ contract SecurityTest is Fixture {
         market.startJob(id);
         vm.warp(block.timestamp + 60);
         vm.prank(provA);
-        market.completeJob(id, 0);
+        market.completeJob(id, 0, bytes32(0));
         assertEq(market.balanceOf(provA), PRICE_A, "billed more than the minute it ran");
         assertEq(market.balanceOf(alice), 10_000 * CREDIT - PRICE_A);
     }
@@ -195,7 +195,7 @@ contract SecurityTest is Fixture {
                 abi.encodeWithSelector(IJobMarket.JobTermsMismatch.selector, id, real, _tag(forged[i]))
             );
             vm.prank(oracle);
-            market.placeJob(Placement(id, provA, forged[i]));
+            market.placeJob(Placement(id, provA, forged[i], type(uint256).max));
         }
         assertEq(uint8(_status(id)), uint8(JobStatus.PENDING));
     }
@@ -209,7 +209,7 @@ contract SecurityTest is Fixture {
 
         vm.expectRevert(_unexpected(id, JobStatus.META_SCHEDULED, _bit(JobStatus.PENDING)));
         vm.prank(oracle);
-        market.placeJob(Placement(id, provA, t));
+        market.placeJob(Placement(id, provA, t, type(uint256).max));
 
         vm.warp(block.timestamp + ACCEPT_TIMEOUT - 1);
         vm.prank(oracle);
@@ -256,13 +256,13 @@ contract SecurityTest is Fixture {
 
         vm.startPrank(oracle);
         market.reclaimJobs(_ids(placed));
-        market.placeJob(Placement(pending, provA, t));
-        market.failJobs(_ids(running));
+        market.placeJob(Placement(pending, provA, t, type(uint256).max));
+        market.failJobs(_silent(_ids(running)));
 
         vm.expectRevert(_notCustomer(pending, oracle));
         market.cancelJob(pending);
         vm.expectRevert(_notProvider(pending, oracle, provA));
-        market.completeJob(pending, 0);
+        market.completeJob(pending, 0, bytes32(0));
         vm.expectRevert(
             abi.encodeWithSelector(IAccessControl.AccessControlUnauthorizedAccount.selector, oracle, adminRole)
         );
@@ -287,7 +287,7 @@ contract SecurityTest is Fixture {
         _place(id, t, provA);
         vm.expectRevert(_unexpected(id, JobStatus.META_SCHEDULED, _bit(JobStatus.PENDING)));
         vm.prank(oracle);
-        market.placeJob(Placement(id, provA, t));
+        market.placeJob(Placement(id, provA, t, type(uint256).max));
 
         vm.startPrank(provA);
         market.acceptJob(id);
@@ -299,10 +299,10 @@ contract SecurityTest is Fixture {
         vm.expectRevert(_unexpected(id, JobStatus.RUNNING, _bit(JobStatus.SCHEDULED)));
         market.startJob(id); // a replayed start must not restart the meter
         assertEq(market.getJob(id).since, started);
-        market.completeJob(id, 0);
+        market.completeJob(id, 0, bytes32(0));
         uint256[] memory after_ = _money(id);
         vm.expectRevert(_unexpected(id, JobStatus.FINISHED, _bit(JobStatus.RUNNING)));
-        market.completeJob(id, 0);
+        market.completeJob(id, 0, bytes32(0));
         vm.stopPrank();
 
         vm.expectRevert(_unexpected(id, JobStatus.FINISHED, LIVE));
@@ -318,23 +318,23 @@ contract SecurityTest is Fixture {
     function test_duplicateBatchItems_applyOnce() public {
         (uint256 id, Terms memory t) = _request(alice, ESCROW);
         Placement[] memory pls = new Placement[](2);
-        pls[0] = Placement(id, provA, t);
+        pls[0] = Placement(id, provA, t, type(uint256).max);
         pls[1] = pls[0];
         vm.prank(oracle);
         assertEq(market.placeJobs(pls), 1);
 
         ProviderStep[] memory steps = new ProviderStep[](6);
-        steps[0] = ProviderStep(id, ProviderAction.ACCEPT, 0);
-        steps[1] = ProviderStep(id, ProviderAction.ACCEPT, 0);
-        steps[2] = ProviderStep(id, ProviderAction.START, 0);
-        steps[3] = ProviderStep(id, ProviderAction.START, 0);
+        steps[0] = ProviderStep(id, ProviderAction.ACCEPT, 0, bytes32(0));
+        steps[1] = ProviderStep(id, ProviderAction.ACCEPT, 0, bytes32(0));
+        steps[2] = ProviderStep(id, ProviderAction.START, 0, bytes32(0));
+        steps[3] = ProviderStep(id, ProviderAction.START, 0, bytes32(0));
         vm.prank(provA);
         // The two COMPLETE items are left empty (job 0 does not exist) and skipped too.
         assertEq(market.providerBatch(steps), 2);
 
         vm.warp(block.timestamp + 60);
         steps = new ProviderStep[](2);
-        steps[0] = ProviderStep(id, ProviderAction.COMPLETE, 0);
+        steps[0] = ProviderStep(id, ProviderAction.COMPLETE, 0, bytes32(0));
         steps[1] = steps[0];
         vm.prank(provA);
         assertEq(market.providerBatch(steps), 1);
@@ -345,7 +345,7 @@ contract SecurityTest is Fixture {
         assertEq(market.expireJobs(_ids(running, running)), 1);
         (uint256 silent,) = _running(bob, SMALL_ESCROW);
         vm.prank(oracle);
-        assertEq(market.failJobs(_ids(silent, silent)), 1);
+        assertEq(market.failJobs(_silent(_ids(silent, silent))), 1);
         assertEq(market.balanceOf(provA), PRICE_A + SMALL_ESCROW, "an escrow was paid twice");
     }
 
@@ -357,12 +357,12 @@ contract SecurityTest is Fixture {
         vm.expectRevert(_unexpected(id, JobStatus.META_SCHEDULED, _bit(JobStatus.SCHEDULED)));
         market.startJob(id);
         vm.expectRevert(_unexpected(id, JobStatus.META_SCHEDULED, _bit(JobStatus.RUNNING)));
-        market.completeJob(id, 0);
+        market.completeJob(id, 0, bytes32(0));
 
         // A batch in the wrong order: START is skipped, ACCEPT applies, nothing runs.
         ProviderStep[] memory steps = new ProviderStep[](2);
-        steps[0] = ProviderStep(id, ProviderAction.START, 0);
-        steps[1] = ProviderStep(id, ProviderAction.ACCEPT, 0);
+        steps[0] = ProviderStep(id, ProviderAction.START, 0, bytes32(0));
+        steps[1] = ProviderStep(id, ProviderAction.ACCEPT, 0, bytes32(0));
         assertEq(market.providerBatch(steps), 1);
         assertEq(uint8(_status(id)), uint8(JobStatus.SCHEDULED));
 
@@ -416,7 +416,7 @@ contract SecurityTest is Fixture {
         assertEq(market.getJob(scheduled).feeBps, 500);
         vm.warp(block.timestamp + 600);
         vm.prank(provA);
-        market.completeJob(running, 0);
+        market.completeJob(running, 0, bytes32(0));
         uint256 cost = PRICE_A * 10;
         assertEq(market.accruedFees(), (cost * 500) / 10_000, "fee taken at the new rate");
         assertEq(market.balanceOf(provA), cost - (cost * 500) / 10_000);
@@ -443,7 +443,7 @@ contract SecurityTest is Fixture {
         vm.prank(admin);
         market.banProvider(provA);
         vm.startPrank(provA);
-        market.completeJob(id, 0);
+        market.completeJob(id, 0, bytes32(0));
         market.withdraw(PRICE_A);
         vm.stopPrank();
         assertEq(credit.balanceOf(provA), PRICE_A);

@@ -247,6 +247,12 @@ class JobSpec(_Strict):
                 "give exactly one of `command` (a list of arguments, or one shell command line) "
                 "or `script` (a shell script body)"
             )
+        bad = _first_unencodable(self.model_dump())
+        if bad is not None:
+            raise ValueError(
+                f"{bad}: holds a lone surrogate (a half of a UTF-16 pair, like \\ud800), which "
+                "is not text any file or command line can carry; fix the string"
+            )
         if self.version < 2 and (self.container is not None or self.inputs is not None):
             raise ValueError(
                 "`container` and `inputs` are fields of spec version 2: add `version: 2`"
@@ -273,6 +279,29 @@ class JobSpec(_Strict):
         job in a container (placement and the agent's admission both use this)."""
         extra = [CONTAINER_LABEL] if self.container is not None else []
         return sorted({*self.labels, *extra})
+
+
+def _first_unencodable(value: Any, where: str = "") -> str | None:
+    """The place of the first string that is not valid Unicode text (JSON's ``"\\ud800"``
+    decodes to such a string), or None."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return where or "(top level)"
+        return None
+    if isinstance(value, dict):
+        items = [(f"{where}.{k}" if where else str(k), k, v) for k, v in value.items()]
+        for place, key, item in items:
+            found = _first_unencodable(key, place) or _first_unencodable(item, place)
+            if found:
+                return found
+    if isinstance(value, list):
+        for i, item in enumerate(value):
+            found = _first_unencodable(item, f"{where}[{i}]")
+            if found:
+                return found
+    return None
 
 
 # ---------------------------------------------------------------------------------------------

@@ -138,12 +138,12 @@ class World:
         return self.block_time(start.block_number), self.block_time(end.block_number)
 
     def advance_chain(self, seconds: int) -> None:
-        w3 = self.reader.w3
-        w3.provider.make_request("evm_increaseTime", [seconds])  # type: ignore[arg-type]
-        w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
+        self.rpc("evm_increaseTime", seconds)
+        self.rpc("evm_mine")
 
     def rpc(self, method: str, *params: Any) -> Any:
-        """An anvil test method (evm_snapshot, evm_revert, evm_setAutomine, ...); fails loudly."""
+        """A local node's test method (evm_snapshot, evm_revert, evm_setAutomine, ...); fails
+        loudly."""
         reply = self.reader.w3.provider.make_request(method, list(params))  # type: ignore[arg-type]
         assert "error" not in reply, f"{method}{params}: {reply['error']}"
         return reply["result"]

@@ -65,7 +65,8 @@ def test_providers_are_approved_banned_and_removed(admin: Admin) -> None:
     assert f"{STRANGER.address} lacks the admin role (DEFAULT_ADMIN_ROLE)" in words
     assert admin.run("admin", "approve-provider", who)["status"] == "APPROVED"
     words = admin.refused("admin", "approve-provider", who, key=0)
-    assert f"approving provider {who}: provider {who} has no record in this state" in words
+    assert f"approving provider {who}: provider {who} has no record in the standing" in words
+    assert f"`metascheduler provider status {who}`" in words
     assert admin.run("admin", "ban-provider", who)["status"] == "BANNED"
     assert f"provider {who} is banned" in admin.refused("admin", "remove-provider", who, key=0)
 
@@ -136,3 +137,21 @@ def test_minting_and_fees(admin: Admin) -> None:
     out = admin.run("admin", "withdraw-fees", "0.01", "--to", STRANGER.address)
     assert out["accrued_fees"] == fees - 10_000 and out["to"] == STRANGER.address
     assert customer.wallet_balance(STRANGER.address) == 10_000
+
+
+def test_request_fee_and_surplus_sweep(admin: Admin) -> None:
+    admin.run("admin", "mint", "5", "--to", CUSTOMER.address)
+    customer = _market(admin, CUSTOMER)
+    out = admin.run("admin", "set-request-fee", "0.01")
+    assert out["request_fee"] == 10_000 and customer.request_fee() == 10_000
+    words = admin.refused("admin", "set-request-fee", "17", key=0)
+    assert "above the maximum" in words
+    words = admin.refused("admin", "sweep-surplus", STRANGER.address, key=0)
+    assert "above zero" in words  # nothing was sent around deposit() yet
+    data = customer.credit.encode_abi("transfer", args=[customer.address, 3 * 10**6])
+    customer.sender_or_fail().transact(customer.credit.address, data, "sending credits by mistake")
+    words = admin.refused("admin", "sweep-surplus", CUSTOMER.address, key=10)
+    assert "lacks the admin role" in words
+    out = admin.run("admin", "sweep-surplus", CUSTOMER.address)
+    assert out["amount"] == 3 * 10**6 and out["to"] == CUSTOMER.address
+    assert customer.wallet_balance(CUSTOMER.address) == 5 * 10**6

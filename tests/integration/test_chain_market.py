@@ -11,8 +11,15 @@ from metascheduler import billing
 from metascheduler.chain import JobStatus, Market, RevertError, Terms
 from metascheduler.chain.errors import ChainError
 from metascheduler.chain.rpc import raw_batch
-from metascheduler.chain.types import Hardware, Prices, ProviderAction, ProviderStep
-from metascheduler.devnet.anvil import dev_account
+from metascheduler.chain.types import (
+    NO_DIGEST,
+    Hardware,
+    Placement,
+    Prices,
+    ProviderAction,
+    ProviderStep,
+)
+from metascheduler.devnet.anvil import dev_account, node_rpc
 from tests.conftest import ON_ANVIL_AND_HARDHAT, Grid
 
 pytestmark = pytest.mark.chain
@@ -35,11 +42,11 @@ def _setup(
 
 
 def _advance(m: Market, seconds: int) -> None:
-    m.w3.provider.make_request("evm_increaseTime", [seconds])  # type: ignore[arg-type]
+    node_rpc(m.w3, "evm_increaseTime", seconds)
 
 
 def _next_block_at(m: Market, timestamp: int) -> None:
-    m.w3.provider.make_request("evm_setNextBlockTimestamp", [timestamp])  # type: ignore[arg-type]
+    node_rpc(m.w3, "evm_setNextBlockTimestamp", timestamp)
 
 
 @ON_ANVIL_AND_HARDHAT
@@ -70,6 +77,34 @@ def test_finished_job_is_billed_as_billing_py_says(grid: Grid) -> None:
         100 * CREDIT - cost,
     )
     assert cust.quote(prov.sender_or_fail().address, 4, 1, 4096) == price
+
+
+def test_a_complete_step_commits_to_its_result_digest(grid: Grid) -> None:
+    """A COMPLETE step's digest is what JobEnded emits; a step without one commits to none, and a
+    digest of the wrong length is refused in words before anything is sent."""
+    _, prov, cust = _setup(grid)
+    oracle = grid.market(grid.oracle)
+    terms = Terms.for_spec(SPEC, 1, 0, 1024, CREDIT)
+    jobs = [
+        cust.request_job(SPEC, 1, 0, 1024, max_price_per_minute=CREDIT, escrow=10 * CREDIT)
+        for _ in range(2)
+    ]
+    oracle.place_jobs([Placement(j, prov.sender_or_fail().address, terms) for j in jobs])
+    prov.provider_batch(
+        [ProviderStep(j, a) for j in jobs for a in (ProviderAction.ACCEPT, ProviderAction.START)]
+    )
+    digest = bytes(range(32))
+    with pytest.raises(ValueError, match=f"job {jobs[0]}: a result digest is 32 bytes"):
+        prov.provider_batch([ProviderStep(jobs[0], ProviderAction.COMPLETE, 0, digest[:31])])
+    receipt = prov.provider_batch(
+        [
+            ProviderStep(jobs[0], ProviderAction.COMPLETE, 0, digest),
+            ProviderStep(jobs[1], ProviderAction.COMPLETE, 1),
+        ]
+    )
+    ended = {e.args["jobId"]: e for e in prov.decode_events(receipt) if e.name == "JobEnded"}
+    assert bytes(ended[jobs[0]].args["resultDigest"]) == digest
+    assert bytes(ended[jobs[1]].args["resultDigest"]) == NO_DIGEST
 
 
 @ON_ANVIL_AND_HARDHAT
@@ -181,3 +216,19 @@ def test_get_jobs_reads_in_batches_leaves_out_unknown_ids_and_reads_at_a_block(
     # At an earlier block only the job that existed then is there, as it was then.
     at_block = cust.get_jobs([first, *later], block=block)
     assert at_block == {first: cust.get_job(first)}
+
+
+@ON_ANVIL_AND_HARDHAT
+def test_a_send_that_reaches_the_node_twice_is_one_transaction(grid: Grid) -> None:
+    """A send retried after its answer was lost, or rebroadcast while it waits to be mined,
+    reaches the node twice: the second time is no error, whatever words the node uses for it."""
+    sender = grid.market(dev_account(3)).sender_or_fail()
+    w3 = sender.w3
+    node_rpc(w3, "evm_setAutomine", False)
+    try:
+        pending = sender.send(dev_account(4).address, b"", "a transfer", gas=21_000, value=1)
+        sender._broadcast(pending)  # the same signed bytes again, as a retry sends them
+    finally:
+        node_rpc(w3, "evm_setAutomine", True)
+    node_rpc(w3, "evm_mine")
+    assert sender.wait(pending)["status"] == 1

@@ -78,8 +78,12 @@ class Host:
     state_file: Path
     prefix: str
 
-    def submit(self, job_id: int, spec: dict[str, Any]) -> tuple[BackendJob, str]:
-        job = BackendJob(job_id, validate_spec(spec), 120, name=f"{self.prefix}{job_id}")
+    def submit(
+        self, job_id: int, spec: dict[str, Any], outputs: Path | None = None
+    ) -> tuple[BackendJob, str]:
+        job = BackendJob(
+            job_id, validate_spec(spec), 120, name=f"{self.prefix}{job_id}", output_dir=outputs
+        )
         return job, self.backend.submit(job)
 
     def wait(self, native: str, timeout: float = 90.0) -> BackendStatus:
@@ -145,15 +149,18 @@ def test_job_reads_a_staged_input_and_writes_a_file_in_its_container(
 ) -> None:
     script = (
         "cat data/in.txt > out.txt; cat data/in.txt; echo uid=$(id -u); "
+        'cp data/in.txt "$MS_OUTPUT_DIR/copy.txt"; '
         f"cat {host.state_file} /etc/hostname 2>&1; ls /work/.. ; echo done"
     )
-    job, native = host.submit(1, v2_spec(served, ["sh", "-c", script]))
+    outputs = host.state_file.parent / "results" / "1" / "outputs"
+    job, native = host.submit(1, v2_spec(served, ["sh", "-c", script]), outputs)
     st = host.wait(native)
     out = host.output(job, native)
     assert st.state is S.COMPLETED, (st, out)
     assert INPUT.decode() in out and "uid=0" not in out and "uid=" in out, out
     assert "agent state" not in out, f"the container reached the host's files:\n{out}"
     assert (host.folder(job, native) / "work" / "out.txt").read_bytes() == INPUT
+    assert (outputs / "copy.txt").read_bytes() == INPUT
 
 
 def test_second_job_with_the_same_image_starts_from_the_cache(

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from metascheduler.chain.deployment import load_deployment
+
 pytestmark = pytest.mark.chain
 
 
@@ -31,11 +33,20 @@ def test_devnet_once_runs_the_demo_to_a_clean_audit(tmp_path: Path) -> None:
     for state in ("FINISHED", "FAILED", "CANCELLED", "OUT_OF_CREDITS"):
         # the demo's table row: expected state, reached state, verdict
         assert re.search(rf"{state}\s+│\s+{state}\s+│\s+ok", out), f"no job ended {state}"
+    # A container job reading a staged input (this machine runs podman: scripts/sandbox.sh).
+    assert re.search(r"container\s+│\s+FINISHED\s+│\s+FINISHED\s+│\s+ok", out), out[-4000:]
     assert "audit of the whole grid: clean" in out
     # The hello job's line and output file, as its customer reads them, with the digest.
     assert "stdout: hello from the grid" in out
     assert re.search(r"outputs: hello\.txt in .*?result digest\s+0x[0-9a-f]{64}", out, re.S)
     assert "MISMATCH" not in out
+    # The CLI's settings for this grid: its RPC URL and deployment file.
+    env = dict(
+        line.removeprefix("export ").split("=", 1)
+        for line in (tmp_path / "devnet" / "env.sh").read_text().splitlines()
+    )
+    dep = load_deployment(Path(env["MS_DEPLOYMENT"]))
+    assert dep.chain_id == 31337 and dep.market.startswith("0x") and "MS_RPC_URL" in env
 
 
 def _slurm_env() -> dict[str, str]:

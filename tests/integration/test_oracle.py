@@ -11,13 +11,15 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import select, update
 
 from metascheduler.chain import JobStatus, Market
 from metascheduler.chain.types import Hardware, Placement, Prices, ProviderAction, ProviderStep
-from metascheduler.devnet.anvil import mine_after
+from metascheduler.devnet.anvil import dev_account, mine_after
+from metascheduler.oracle import service
 from metascheduler.oracle.service import Oracle
 from metascheduler.store import Job, Provider
 from metascheduler.store.models import OracleAction
@@ -119,6 +121,132 @@ def test_keep_expires_reclaims_and_fails_silent_providers(grid: Grid, tmp_path: 
     with oracle.sessions() as s:
         assert s.get(Job, idle).returns == 1  # type: ignore[union-attr]
     oracle.close()
+
+
+def test_silent_provider_is_billed_to_its_last_heartbeat_and_an_outage_fails_nobody(
+    grid: Grid, tmp_path: Path
+) -> None:
+    """Heartbeats stopping for every provider at once is the heartbeat path's outage (the API
+    down), not the providers': nothing is failed. A provider silent while others beat is
+    failed, and paid up to the time its last heartbeat was signed at."""
+    kit.provider(grid, 2, Hardware(1, 64, 0, 262_144), Prices(1_000, 0, 0), [])
+    quiet = kit.provider(grid, 5, Hardware(1, 64, 0, 262_144), Prices(6_000, 0, 0), ["quiet"])
+    cust = kit.customer(grid, 3)
+    job = kit.request(cust, "long", cpus=1, labels=["quiet"], escrow=7 * CREDIT)
+    oracle = _oracle(grid, tmp_path, heartbeat_source="api", heartbeat_timeout_s=1.0)
+    oracle.ingest_tick()
+    now = int(time.time())
+    with oracle.sessions.begin() as s:
+        s.execute(update(Provider).values(last_heartbeat_at=now))
+    oracle.sync_tick()
+    quiet.provider_batch(
+        [ProviderStep(job, ProviderAction.ACCEPT), ProviderStep(job, ProviderAction.START)]
+    )
+    started_wall = time.time()
+    m = grid.market()
+    oracle.ingest_tick()
+
+    # The API goes down: no provider's heartbeat arrives any more.
+    with oracle.sessions.begin() as s:
+        s.execute(update(Provider).values(last_heartbeat_at=now - 3600))
+    oracle.keep_tick()
+    assert m.get_job(job).status == JobStatus.RUNNING, "an outage of the API fails no job"
+
+    # The API is back; every provider beats but the quiet one, last heard 3 s into the job.
+    last_heard = int(started_wall) + 3
+    while time.time() < last_heard + 2:  # past the 1 s heartbeat timeout
+        time.sleep(0.2)
+    quiet_addr = quiet.sender_or_fail().address
+    with oracle.sessions.begin() as s:
+        s.execute(update(Provider).values(last_heartbeat_at=int(time.time())))
+        s.execute(
+            update(Provider)
+            .where(Provider.address == quiet_addr)
+            .values(last_heartbeat_at=last_heard, heartbeat={"timestamp": last_heard})
+        )
+    m.w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]  # a live chain's block
+    oracle.keep_tick()
+    assert m.get_job(job).status == JobStatus.FAILED
+    oracle.ingest_tick()
+    with oracle.sessions() as s:
+        row = s.get(Job, job)
+        # 6,000 units a minute is 100 a second: billed for the 2 to 4 s up to the heartbeat
+        # (whole seconds of wall and block clocks), not for the rest, and not nothing.
+        assert row is not None and row.paid is not None
+        assert 200 <= row.paid <= 400, row.paid
+        assert row.refunded == 7 * CREDIT - row.paid
+    oracle.close()
+
+
+def test_a_refused_job_is_never_offered_to_that_provider_again(grid: Grid, tmp_path: Path) -> None:
+    """Without a memory of refusals, a job no agent will run is placed and refused each round,
+    a transaction each way, for ever."""
+    prov = kit.provider(grid, 2, Hardware(1, 64, 0, 262_144), Prices(1_000, 0, 0), [])
+    cust = kit.customer(grid, 3)
+    job = kit.request(cust, "unwanted")
+    oracle = _oracle(grid, tmp_path)
+    oracle.sync_tick()
+    m = grid.market()
+    assert m.get_job(job).status == JobStatus.META_SCHEDULED
+    prov.refuse_job(job, "workdir not writable")
+    for _ in range(3):
+        oracle.sync_tick()
+    assert m.get_job(job).status == JobStatus.PENDING
+    with oracle.sessions() as s:
+        row = s.get(Job, job)
+        assert row is not None and row.returns == 1, "placed once, refused once, never again"
+        assert "refused by every provider able to run it" in (row.unplaceable_reason or "")
+    # A provider that has not refused it gets it.
+    kit.provider(grid, 5, Hardware(1, 64, 0, 262_144), Prices(2_000, 0, 0), [])
+    oracle.sync_tick()
+    oracle.sync_tick()
+    assert m.get_job(job).status == JobStatus.META_SCHEDULED
+    assert m.get_job(job).provider == dev_account(5).address
+    oracle.close()
+
+
+def test_a_funded_job_is_placed_within_two_blocks_behind_a_flood_of_spam(
+    grid: Grid, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The oracle reads a window of the pending jobs a tick (20,000; 25 here, behind 250 spam
+    jobs, the same ratio as 100,000 at full size). Spam with a 1-unit escrow used to hold the
+    window, oldest first, and block every newer job; the window now takes the largest escrows
+    first, and a job whose escrow cannot pay a minimum run is not placed at all."""
+    monkeypatch.setattr(service, "MAX_PENDING_PER_TICK", 25)
+    kit.provider(grid, 2, Hardware(1, 8, 0, 262_144), Prices(1_000, 0, 0), [])
+    spammer, cust = kit.customer(grid, 4), kit.customer(grid, 3)
+    sender = spammer.sender_or_fail()
+    spec = kit.spec_bytes("spam", 1, 1024)
+    flood = [
+        spammer.send_request_job(spec, 1, 0, 1024, max_price_per_minute=CREDIT, escrow=1)
+        for _ in range(250)
+    ]
+    for pending in flood:
+        sender.wait(pending)
+    funded = kit.request(cust, "funded", escrow=10 * CREDIT)
+    requested_block = grid.market().w3.eth.block_number
+    oracle = _oracle(grid, tmp_path)
+    oracle.sync_tick()
+    m = grid.market()
+    assert m.get_job(funded).status == JobStatus.META_SCHEDULED
+    placed = [
+        e
+        for r in _receipts_since(m, requested_block)
+        for e in m.decode_events(r)
+        if e.name == "JobPlaced"
+    ]
+    assert [e.args["jobId"] for e in placed] == [funded]
+    assert placed[0].block_number <= requested_block + 2
+    oracle.close()
+
+
+def _receipts_since(m: Market, block: int) -> list[Any]:
+    return [
+        m.w3.eth.get_transaction_receipt(tx)
+        for n in range(block + 1, m.w3.eth.block_number + 1)
+        for tx in m.w3.eth.get_block(n)["transactions"]
+        if isinstance(tx, bytes)  # hashes (blocks read without full transactions)
+    ]
 
 
 class CuttableProxy:

@@ -20,6 +20,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -32,7 +33,7 @@ from metascheduler.agent.backends import (
     make_backend,
 )
 from metascheduler.agent.backends.local import LocalBackend
-from metascheduler.agent.backends.sandbox import SandboxPolicy
+from metascheduler.agent.backends.sandbox import SandboxPolicy, prepare
 from metascheduler.agent.settings import AgentSettings
 from metascheduler.spec import validate_spec
 from tests.integration.agentkit import slurm_conf_or_skip
@@ -167,7 +168,17 @@ def test_job_sees_only_the_specs_env_and_its_job_variables(host: Host) -> None:
     _, out, st = host.run(host.job(2, "env -0 | tr '\\0' '\\n' | cut -d= -f1 | sort"))
     assert st.state is S.COMPLETED, (st, out)
     names = set(out.split())
-    allowed_basics = {"PATH", "HOME", "PWD", "SHLVL", "_", "TMPDIR", "LANG", "OLDPWD"}
+    allowed_basics = {
+        "PATH",
+        "HOME",
+        "PWD",
+        "SHLVL",
+        "_",
+        "TMPDIR",
+        "LANG",
+        "OLDPWD",
+        "PYTHONUNBUFFERED",
+    }
     extra = {n for n in names if not n.startswith("MS_")} - allowed_basics
     assert not extra, f"the job sees variables it was not given: {sorted(extra)}"
     assert {"MS_JOB_ID", "MS_CPUS", "MS_MEM_MB"} <= names
@@ -297,3 +308,61 @@ def test_agent_that_cannot_sandbox_refuses_unless_its_operator_allows_unconfined
     assert st.state is S.COMPLETED
     out = next((tmp_path / "b" / "jobs").glob(f"{native}-*")) / "job.out"
     assert out.read_text() == f"{os.getuid()}\n"  # unconfined: the agent's own user
+
+
+@pytest.mark.parametrize(
+    "odd",
+    [
+        {"workdir": "~no_such_user/x"},
+        {"workdir": "/etc/passwd"},
+        {"workdir": "/proc/1/x"},
+    ],
+    ids=["unknown user's home", "a file", "under /proc"],
+)
+def test_a_valid_spec_never_raises_anything_but_a_refusal(host: Host, odd: dict[str, Any]) -> None:
+    spec = validate_spec({"name": "odd", "command": ["true"], **odd})
+    job = BackendJob(11, spec, 60, name=f"{host.prefix}11")
+    try:
+        native = host.backend.submit(job)
+    except BackendError as exc:
+        assert str(exc)  # refused, in words
+        return
+    assert host.wait(native, lambda s: s.is_terminal).state.is_terminal
+
+
+def test_a_rerun_gets_a_fresh_work_folder_not_links_an_earlier_run_planted(
+    tmp_path: Path,
+) -> None:
+    # On Slurm a job's folder is named by its id: a job placed here again reuses it. A link
+    # left in work/ must not steer the next staging (done as root) outside the folder.
+    folder = tmp_path / "job-12"
+    (folder / "work").mkdir(parents=True)
+    target = tmp_path / "outside"
+    target.mkdir()
+    (folder / "work" / "data").symlink_to(target)
+    job = BackendJob(12, validate_spec({"name": "again", "command": ["true"]}), 60)
+    prepare(SandboxPolicy(), job, folder, tmp_path, "#!/bin/bash\ntrue\n")
+    assert list((folder / "work").iterdir()) == []
+    assert (folder / "work").stat().st_uid != os.getuid()
+
+
+def test_job_writes_its_output_folder_and_nothing_else_of_the_agents(host: Host) -> None:
+    # The agent collects output files from a folder among its own (state_dir/results/...):
+    # mounted in for this job alone.
+    outputs = host.state_dir / "results" / "13" / "outputs"
+    other = host.state_dir / "results" / "14" / "outputs"
+    other.mkdir(parents=True)
+    (other / "theirs.txt").write_text(SECRET)
+    spec = validate_spec(
+        {
+            "name": "outputs",
+            "script": f'echo result > "$MS_OUTPUT_DIR/r.txt"; cat {other}/theirs.txt; exit 0',
+        }
+    )
+    job = BackendJob(13, spec, 60, name=f"{host.prefix}13", output_dir=outputs)
+    native = host.backend.submit(job)
+    st = host.wait(native, lambda s: s.is_terminal)
+    out = host.output(job, native)
+    assert st.state is S.COMPLETED, (st, out)
+    assert (outputs / "r.txt").read_text() == "result\n"
+    assert SECRET not in out

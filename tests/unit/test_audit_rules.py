@@ -32,7 +32,7 @@ class Chain:
         return ev
 
     def history(self, fee_bps: int = 0) -> History:
-        h = History(self.times.__getitem__, lambda tx: tx in self.oracle_txs)
+        h = History(self.times.__getitem__, lambda tx, job: 0 if tx in self.oracle_txs else None)
         h.price_changes[PROV.lower()] = [((0, 0), PRICES)]
         if fee_bps:
             h.fee_changes.append(((0, 1), fee_bps))

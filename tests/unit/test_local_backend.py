@@ -128,6 +128,26 @@ def test_job_larger_than_capacity_is_refused(backend: LocalBackend) -> None:
         backend.submit(job(11, "true", cpus=3))
 
 
+def test_a_batch_is_queued_in_order_with_refusals_in_place(backend: LocalBackend) -> None:
+    got = backend.submit_many([job(1, "true"), job(2, "true", cpus=3), job(3, "sleep 30")])
+    assert isinstance(got[1], BackendError) and "can never run here" in str(got[1])
+    first, third = got[0], got[2]
+    assert isinstance(first, str) and isinstance(third, str) and int(first) < int(third)
+    assert wait_for(backend, first, ended).state is S.COMPLETED
+    assert backend.status([third])[third].state is S.RUNNING
+    backend.cancel(third)
+
+
+def test_news_counts_the_jobs_that_ended(backend: LocalBackend) -> None:
+    before = backend.news()
+    native = backend.submit(job(1, "true"))
+    deadline = time.time() + 10
+    while backend.news() == before:
+        assert time.time() < deadline, "a job's end is not news"
+        time.sleep(0.05)
+    assert backend.status([native])[native].state is S.COMPLETED
+
+
 def test_restarted_backend_adopts_running_and_ended_jobs(tmp_path: Path) -> None:
     workdir = tmp_path / "local"
     before = LocalBackend(workdir, cpus=2, mem_mb=1000)

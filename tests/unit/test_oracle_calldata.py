@@ -15,8 +15,10 @@ def test_place_jobs_calldata_equals_web3s() -> None:
     )
     prov = Web3.to_checksum_address("0x" + "ab" * 20)
     items = [
-        Placement(i, prov, Terms(bytes([i]) * 32, i, i % 3, 1024 * i, 10**6 + i))
+        Placement(i, prov, Terms(bytes([i]) * 32, i, i % 3, 1024 * i, 10**6 + i), 4_800 + i)
         for i in range(1, 6)
     ]
-    expected = contract.encode_abi("placeJobs", args=[[(j, p, t.as_tuple()) for j, p, t in items]])
+    expected = contract.encode_abi(
+        "placeJobs", args=[[(p.job_id, p.provider, p.terms.as_tuple(), p.quote()) for p in items]]
+    )
     assert "0x" + place_jobs(items).hex() == expected

@@ -293,3 +293,20 @@ def test_lateBinding_holdsEverythingWhenTheGridIsFull() -> None:
     pending = [job(i, 1 + i % 32, at=float(i)) for i in range(5000)]
     d = get_policy("late_binding").decide(pending, providers, 10.0)
     assert d.placements == []  # the grid is full: everything is held
+
+
+@ALL
+def test_decide_neverOffersAJobToAProviderThatRefusedIt(name: str) -> None:
+    providers = [provider("0xcheap", cpu_price=1), provider("0xdear", cpu_price=5)]
+    refused = PendingJob(1, 4, 0, 0, 10**9, frozenset(), 0.0, 600.0, frozenset({"0xcheap"}))
+    d = get_policy(name).decide([refused], providers, 0.0)
+    assert [p.provider for p in d.placements] == ["0xdear"]
+
+
+@ALL
+def test_decide_refusedByEveryoneAble_isUnplaceableWithReason(name: str) -> None:
+    refused = PendingJob(1, 4, 0, 0, 10**9, frozenset(), 0.0, 600.0, frozenset({"0xa"}))
+    d = get_policy(name).decide([refused, job(2)], [provider("0xa")], 0.0)
+    assert [p.job_id for p in d.placements] == [2]
+    assert [u.job_id for u in d.unplaceable] == [1]
+    assert "refused by every provider able to run it" in d.unplaceable[0].reason

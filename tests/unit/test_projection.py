@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import sys
+
 from metascheduler.chain.types import JobStatus, ProviderStatus
 from metascheduler.store.codec import args_to_json
-from metascheduler.store.projection import EventRecord, apply_job_event, project
+from metascheduler.store.projection import EventRecord, apply_job_event, new_job, project
 
 CUST = "0x" + "11" * 20
 PROV = "0x" + "22" * 20
@@ -128,6 +130,28 @@ def test_apply_does_not_mutate_its_input() -> None:
     snapshot = dict(first)
     apply_job_event(first, lifecycle()[3])
     assert first == snapshot
+
+
+def test_a_deeply_nested_spec_is_ingested_under_the_default_recursion_limit() -> None:
+    """A 2.4 kB spec of nested arrays overflows a recursive JSON decoder at Python's default
+    limit (a dependency that raises the limit on import hides it): the job is still ingested,
+    its spec kept raw and read as asking for no labels."""
+    nested = b'{"command":["true"],"name":"deep","note":' + b"[" * 1_200 + b"]" * 1_200 + b"}"
+    record = lifecycle()[2]
+    record = EventRecord(
+        record.name,
+        {**record.args, "spec": args_to_json({"spec": nested})["spec"]},
+        record.block_number,
+        record.log_index,
+        record.block_time,
+    )
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(1_000)
+    try:
+        row = new_job(record)
+    finally:
+        sys.setrecursionlimit(limit)
+    assert row["job_id"] == 1 and row["labels"] == [] and row["spec"] == nested
 
 
 def test_container_job_wants_a_provider_labelled_container() -> None:

@@ -209,3 +209,12 @@ def test_v2_inputs_must_not_overlap() -> None:
         "inputs: [", f"inputs: [{{url: 'http://a/b', sha256: '{DIGEST}', path: data}}, "
     )
     assert any("two inputs" in m for m in errors_of(two))
+
+
+def test_lone_surrogate_from_chain_bytes_is_refused_in_words() -> None:
+    # JSON's \ud800 escape decodes to a string no file or command line can carry: a backend
+    # writing it would fail far from the spec.
+    data = b'{"command":["true"],"env":{"A":"\\ud800"},"name":"x"}'
+    with pytest.raises(SpecError) as info:
+        decode_spec(data)
+    assert "env.A: holds a lone surrogate" in str(info.value)

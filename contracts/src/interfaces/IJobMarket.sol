@@ -52,11 +52,21 @@ struct Terms {
     uint256 maxPricePerMinute;
 }
 
-/// @notice One placement decision of the oracle.
+/// @notice One placement decision of the oracle. `quotedPrice` is the price per minute the
+/// oracle saw when it chose the provider: the placement fails if the provider's price is now
+/// higher (a provider raising its prices after the quote cannot bill more than was quoted).
 struct Placement {
     uint256 jobId;
     address provider;
     Terms terms;
+    uint256 quotedPrice;
+}
+
+/// @notice A running job whose provider fell silent, with the last time the provider was seen
+/// alive (its last signed heartbeat). `failJobs` bills it up to that time, no later than now.
+struct SilentJob {
+    uint256 jobId;
+    uint256 lastSeen;
 }
 
 /// @notice What a provider does to one of its jobs in a batch.
@@ -66,12 +76,14 @@ enum ProviderAction {
     COMPLETE
 }
 
-/// @notice One item of a provider's batch. `exitCode` is read by COMPLETE only: 0 ends the job
-/// FINISHED, anything else FAILED.
+/// @notice One item of a provider's batch. `exitCode` and `resultDigest` are read by COMPLETE
+/// only: exit code 0 ends the job FINISHED, anything else FAILED; the digest is emitted in
+/// `JobEnded`.
 struct ProviderStep {
     uint256 jobId;
     ProviderAction action;
     int32 exitCode;
+    bytes32 resultDigest;
 }
 
 /// @notice A job as stored, widened for reading. `customer` and `escrow` read zero once the job
@@ -99,6 +111,9 @@ interface IJobMarket {
     event Withdrawn(address indexed account, uint256 amount);
     /// @notice The admin moved `amount` of accrued platform fees to `to`'s wallet.
     event FeesWithdrawn(address indexed to, uint256 amount);
+    /// @notice The admin moved `amount` credits that reached the market outside `deposit` (a plain
+    /// ERC-20 transfer) to `to`'s wallet. No balance, escrow or fee was touched.
+    event SurplusSwept(address indexed to, uint256 amount);
 
     // ---------------------------------------------------------------- events: providers
 
@@ -110,11 +125,13 @@ interface IJobMarket {
     // ---------------------------------------------------------------- events: jobs
 
     /// @notice A customer requested a job: `escrow` credits moved from its balance into the
-    /// job's escrow. `spec` is the canonical job spec, whole. The job is PENDING.
+    /// job's escrow, and `requestFee` (not refundable) to the platform's accrued fees. `spec` is
+    /// the canonical job spec, whole. The job is PENDING.
     event JobRequested(
         uint256 indexed jobId,
         address indexed customer,
         uint256 escrow,
+        uint256 requestFee,
         uint256 maxPricePerMinute,
         uint32 cpus,
         uint32 gpus,
@@ -127,12 +144,14 @@ interface IJobMarket {
     );
     /// @notice A status change that moves no credits (META_SCHEDULED -> SCHEDULED -> RUNNING).
     event JobStatusChanged(uint256 indexed jobId, JobStatus from, JobStatus to);
-    /// @notice A placed job went back to PENDING: refused by its provider or reclaimed after a
-    /// timeout. Nothing was billed.
+    /// @notice A placed job went back to PENDING: refused by its provider, reclaimed after a
+    /// timeout, or reclaimed because its provider was banned. Nothing was billed.
     event JobReturned(uint256 indexed jobId, address indexed provider, JobStatus from, JobStatus to, string reason);
     /// @notice A job reached a terminal state. Its escrow was split: `paid` to the provider's
     /// balance, `fee` to the platform, `refunded` to the customer's balance (they sum to the escrow).
-    /// `exitCode` is the provider's report for FINISHED/FAILED, else -1.
+    /// `exitCode` is the provider's report for FINISHED/FAILED, else -1. `resultDigest` is what
+    /// the provider's completion committed to (the hash of the job's encrypted outputs and final
+    /// log chain), zero for any other ending; it is not stored.
     event JobEnded(
         uint256 indexed jobId,
         JobStatus from,
@@ -140,7 +159,8 @@ interface IJobMarket {
         uint256 paid,
         uint256 fee,
         uint256 refunded,
-        int256 exitCode
+        int256 exitCode,
+        bytes32 resultDigest
     );
     /// @notice The customer added `amount` to a live job's escrow, now `escrow`.
     event JobToppedUp(uint256 indexed jobId, uint256 amount, uint256 escrow);
@@ -153,6 +173,8 @@ interface IJobMarket {
     event OracleChanged(address indexed from, address indexed to);
     event FeeChanged(uint256 oldBps, uint256 newBps);
     event TimeoutsChanged(uint256 acceptTimeout, uint256 startTimeout);
+    /// @notice The admin set the fee every new request pays to the platform (not refundable).
+    event RequestFeeChanged(uint256 oldFee, uint256 newFee);
     event RequestsPaused(address by);
     event RequestsUnpaused(address by);
 
@@ -170,6 +192,8 @@ interface IJobMarket {
     error JobTermsMismatch(uint256 jobId, bytes16 expected, bytes16 given);
     /// @notice The provider's price for the job is above the job's max price.
     error JobPriceAboveMax(uint256 jobId, address provider, uint256 price, uint256 maxPrice);
+    /// @notice The provider's price for the job is now above the price the oracle quoted.
+    error JobPriceAboveQuote(uint256 jobId, address provider, uint256 price, uint256 quotedPrice);
     /// @notice The job needs more than the provider declared.
     error JobDoesNotFit(uint256 jobId, address provider);
     /// @notice OUT_OF_CREDITS is allowed only once the escrow is spent, at `fundedUntil`.
@@ -192,9 +216,13 @@ interface IJobMarket {
     error MarketZeroAmount();
     /// @notice The fee may be at most `max` basis points.
     error MarketFeeTooHigh(uint256 bps, uint256 max);
+    /// @notice The request fee may be at most `max` credit units.
+    error MarketRequestFeeTooHigh(uint256 fee, uint256 max);
+    /// @notice The fee and timeouts were changed 65,535 times: no more versions can be recorded.
+    error MarketTooManyRuleChanges();
     /// @notice The provider is not approved (its status is `status`).
     error ProviderNotApproved(address provider, ProviderStatus status);
-    /// @notice A banned provider cannot register again.
+    /// @notice A banned provider cannot register again, nor accept or start a job.
     error ProviderBanned(address provider);
     /// @notice Hardware must declare at least one node and one CPU.
     error ProviderInvalidHardware();
@@ -219,7 +247,9 @@ interface IJobMarket {
         external;
     /// @notice Admin: lets a registered provider receive jobs.
     function approveProvider(address provider) external;
-    /// @notice Admin: stops a provider from receiving jobs, for good. Its live jobs can still end.
+    /// @notice Admin: stops a provider from receiving jobs, for good. It can no longer accept or
+    /// start a job; its placed jobs may be reclaimed at once; its running jobs run on and are
+    /// billed as usual (its earnings stay its own).
     function banProvider(address provider) external;
     /// @notice Admin: deletes a registered or approved provider's record (it may register again).
     /// A banned provider stays banned.
@@ -227,7 +257,8 @@ interface IJobMarket {
 
     // ---------------------------------------------------------------- customers
 
-    /// @notice Requests a job, locking `escrow` credits from the caller's balance.
+    /// @notice Requests a job, locking `escrow` credits from the caller's balance and paying the
+    /// request fee (see `requestFee`) from it.
     /// @return jobId The new job's id (ids start at 1).
     function requestJob(uint32 cpus, uint32 gpus, uint32 memMb, uint256 maxPricePerMinute, uint256 escrow, bytes calldata spec)
         external
@@ -247,9 +278,10 @@ interface IJobMarket {
     /// @notice Oracle: returns placements that were not accepted or started in time to PENDING.
     /// Items that fail are skipped with `BatchItemSkipped`.
     function reclaimJobs(uint256[] calldata jobIds) external returns (uint256 done);
-    /// @notice Oracle: fails running jobs whose provider went silent; the customer is refunded in full.
+    /// @notice Oracle: fails running jobs whose provider went silent. Each is billed up to the
+    /// provider's last sign of life (`lastSeen`, no later than now), the rest is refunded.
     /// Items that fail are skipped with `BatchItemSkipped`.
-    function failJobs(uint256[] calldata jobIds) external returns (uint256 done);
+    function failJobs(SilentJob[] calldata jobs) external returns (uint256 done);
 
     // ---------------------------------------------------------------- providers' jobs
 
@@ -257,8 +289,9 @@ interface IJobMarket {
     function acceptJob(uint256 jobId) external;
     /// @notice Provider: the job started (SCHEDULED -> RUNNING); metering starts now.
     function startJob(uint256 jobId) external;
-    /// @notice Provider: the job ended with `exitCode` (0: FINISHED, else FAILED); billed and refunded.
-    function completeJob(uint256 jobId, int32 exitCode) external;
+    /// @notice Provider: the job ended with `exitCode` (0: FINISHED, else FAILED); billed and
+    /// refunded. `resultDigest` commits to the job's results and is emitted in `JobEnded`.
+    function completeJob(uint256 jobId, int32 exitCode, bytes32 resultDigest) external;
     /// @notice Provider: gives a placed job back (META_SCHEDULED or SCHEDULED -> PENDING), with a reason.
     function refuseJob(uint256 jobId, string calldata reason) external;
     /// @notice Provider: many steps on its own jobs in one transaction; a failing item is skipped
@@ -281,4 +314,6 @@ interface IJobMarket {
     function quote(address provider, uint32 cpus, uint32 gpus, uint32 memMb) external view returns (uint256);
     /// @notice The time at which a running job's escrow is spent (OUT_OF_CREDITS allowed).
     function fundedUntil(uint256 jobId) external view returns (uint256);
+    /// @notice The fee, in credit units, that each new request pays to the platform.
+    function requestFee() external view returns (uint256);
 }

@@ -12,6 +12,7 @@ import {
     Placement,
     ProviderAction,
     ProviderStep,
+    SilentJob,
     Terms
 } from "../../src/interfaces/IJobMarket.sol";
 
@@ -190,7 +191,7 @@ contract Handler is Test {
         if (id == 0) return;
         vm.recordLogs();
         vm.prank(oracle);
-        market.placeJob(Placement(id, providers[providerSeed % providers.length], g.terms));
+        market.placeJob(Placement(id, providers[providerSeed % providers.length], g.terms, type(uint256).max));
         _absorb();
         calls["place"]++;
     }
@@ -201,7 +202,7 @@ contract Handler is Test {
         Placement[] memory batch = new Placement[](3);
         for (uint256 i; i < 3; ++i) {
             (uint256 id, Ghost storage g) = _pick(seeds[i]);
-            batch[i] = Placement(id, providers[(providerSeed + i) % providers.length], g.terms);
+            batch[i] = Placement(id, providers[(providerSeed + i) % providers.length], g.terms, type(uint256).max);
         }
         vm.recordLogs();
         vm.prank(oracle);
@@ -226,7 +227,7 @@ contract Handler is Test {
         if (id == 0) return;
         vm.recordLogs();
         vm.prank(oracle);
-        uint256 done = market.failJobs(_one(id));
+        uint256 done = market.failJobs(_silent(_one(id)));
         _absorb();
         if (done == 1) calls["failJobs"]++;
     }
@@ -254,7 +255,7 @@ contract Handler is Test {
         vm.prank(provider);
         if (action == ProviderAction.ACCEPT) market.acceptJob(id);
         else if (action == ProviderAction.START) market.startJob(id);
-        else market.completeJob(id, exitCode);
+        else market.completeJob(id, exitCode, bytes32(0));
         _absorb();
         calls[action == ProviderAction.ACCEPT ? bytes32("accept") : action == ProviderAction.START ? bytes32("start") : bytes32("complete")]++;
     }
@@ -268,7 +269,7 @@ contract Handler is Test {
         vm.recordLogs();
         if (j.status == JobStatus.PENDING) {
             vm.prank(oracle);
-            market.placeJob(Placement(id, providers[providerSeed % providers.length], g.terms));
+            market.placeJob(Placement(id, providers[providerSeed % providers.length], g.terms, type(uint256).max));
         } else if (j.status == JobStatus.META_SCHEDULED) {
             vm.prank(j.provider);
             market.acceptJob(id);
@@ -278,7 +279,7 @@ contract Handler is Test {
         } else if (j.status == JobStatus.RUNNING) {
             vm.warp(block.timestamp + providerSeed % 1 hours);
             vm.prank(j.provider);
-            market.completeJob(id, exitCode % 3);
+            market.completeJob(id, exitCode % 3, bytes32(0));
         } else {
             return;
         }
@@ -308,7 +309,7 @@ contract Handler is Test {
         ProviderStep[] memory steps = new ProviderStep[](3);
         for (uint256 i; i < 3; ++i) {
             (uint256 id,) = _pick(seeds[i]);
-            steps[i] = ProviderStep(id, ProviderAction((actions >> (2 * i)) % 3), int32(uint32(actions >> 6)));
+            steps[i] = ProviderStep(id, ProviderAction((actions >> (2 * i)) % 3), int32(uint32(actions >> 6)), bytes32(0));
         }
         vm.recordLogs();
         vm.prank(providers[providerSeed % providers.length]);
@@ -366,7 +367,7 @@ contract Handler is Test {
         vm.startPrank(caller);
         if (action == 0) {
             allowed = caller == oracle;
-            try market.placeJob(Placement(id, providers[actionSeed % providers.length], g.terms)) {
+            try market.placeJob(Placement(id, providers[actionSeed % providers.length], g.terms, type(uint256).max)) {
                 ok = true;
             } catch {}
         } else if (action <= 4) {
@@ -376,7 +377,7 @@ contract Handler is Test {
             } else if (action == 2) {
                 try market.startJob(id) { ok = true; } catch {}
             } else if (action == 3) {
-                try market.completeJob(id, 0) { ok = true; } catch {}
+                try market.completeJob(id, 0, bytes32(0)) { ok = true; } catch {}
             } else {
                 try market.refuseJob(id, "chaos") { ok = true; } catch {}
             }
@@ -392,7 +393,7 @@ contract Handler is Test {
             try market.reclaimJobs(_one(id)) returns (uint256 done) { ok = done == 1; } catch {}
         } else if (action == 8) {
             allowed = caller == oracle;
-            try market.failJobs(_one(id)) returns (uint256 done) { ok = done == 1; } catch {}
+            try market.failJobs(_silent(_one(id))) returns (uint256 done) { ok = done == 1; } catch {}
         } else {
             allowed = true;
             try market.expireJobs(_one(id)) returns (uint256 done) { ok = done == 1; } catch {}
@@ -473,6 +474,13 @@ contract Handler is Test {
         uint256 window = seed % 4 == 0 ? n : (n < 6 ? n : 6);
         id = jobIds[n - 1 - (seed >> 8) % window];
         g = _ghosts[id];
+    }
+
+    function _silent(uint256[] memory ids) internal pure returns (SilentJob[] memory jobs) {
+        jobs = new SilentJob[](ids.length);
+        for (uint256 i; i < ids.length; ++i) {
+            jobs[i] = SilentJob(ids[i], 0);
+        }
     }
 
     function _one(uint256 a) internal pure returns (uint256[] memory ids) {

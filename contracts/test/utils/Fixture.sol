@@ -5,7 +5,7 @@ import {Test, Vm} from "forge-std/Test.sol";
 
 import {Credit} from "../../src/Credit.sol";
 import {JobMarket} from "../../src/JobMarket.sol";
-import {IJobMarket, Hardware, Prices, Terms, Placement, JobStatus} from "../../src/interfaces/IJobMarket.sol";
+import {IJobMarket, Hardware, Prices, Terms, Placement, SilentJob, JobStatus} from "../../src/interfaces/IJobMarket.sol";
 
 /// @notice Shared deploy fixture: a credit token, a market, funded customers and approved providers.
 abstract contract Fixture is Test {
@@ -77,7 +77,7 @@ abstract contract Fixture is Test {
 
     function _place(uint256 jobId, Terms memory t, address provider) internal {
         vm.prank(oracle);
-        market.placeJob(Placement(jobId, provider, t));
+        market.placeJob(Placement(jobId, provider, t, type(uint256).max));
     }
 
     /// @dev A job RUNNING on provA, started now.
@@ -127,7 +127,15 @@ abstract contract Fixture is Test {
         }
         vm.warp(block.timestamp + 60);
         vm.prank(provA);
-        market.completeJob(jobId, s == JobStatus.FINISHED ? int32(0) : int32(1));
+        market.completeJob(jobId, s == JobStatus.FINISHED ? int32(0) : int32(1), bytes32(0));
+    }
+
+    /// @dev `failJobs` items with no sign of life after the start: billed nothing.
+    function _silent(uint256[] memory ids) internal pure returns (SilentJob[] memory jobs) {
+        jobs = new SilentJob[](ids.length);
+        for (uint256 i; i < ids.length; ++i) {
+            jobs[i] = SilentJob(ids[i], 0);
+        }
     }
 
     function _ids(uint256 a) internal pure returns (uint256[] memory ids) {

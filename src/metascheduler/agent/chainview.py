@@ -8,7 +8,7 @@ Read-only, and nothing here decides anything: the service does.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -79,6 +79,9 @@ class ChainView:
         b = self._rpc("reading the latest block", lambda: self.w3.eth.get_block("latest"))
         return Head(int(b["number"]), b["hash"].to_0x_hex(), int(b["timestamp"]))
 
+    def block_number(self) -> int:
+        return int(self._rpc("reading the block number", lambda: self.w3.eth.block_number))
+
     def block_hash(self, number: int) -> str | None:
         b = self._rpc(f"reading block {number}", lambda: self.w3.eth.get_block(number))
         return b["hash"].to_0x_hex() if b else None
@@ -123,26 +126,42 @@ class ChainView:
         hi = before_block
         while hi >= self.start_block:
             lo = max(self.start_block, hi - self.max_range + 1)
-            for raw in self._logs(f"reading the request of job {job_id}", topics, lo, hi):
-                ev = self.market.events.decode(raw)
-                if ev is None or ev.name != "JobRequested":
-                    continue
-                a = ev.args
-                req = JobRequest(
-                    job_id=job_id,
-                    customer=str(a["customer"]),
-                    escrow=int(a["escrow"]),
-                    max_price_per_minute=int(a["maxPricePerMinute"]),
-                    cpus=int(a["cpus"]),
-                    gpus=int(a["gpus"]),
-                    mem_mb=int(a["memMb"]),
-                    spec=bytes(a["spec"]),
-                    block=ev.block_number,
-                )
-                self._requests[job_id] = req
-                return req
+            self._keep_requests(self._logs(f"reading the request of job {job_id}", topics, lo, hi))
+            if job_id in self._requests:
+                return self._requests[job_id]
             hi = lo - 1
         return None
+
+    def prefetch_requests(self, job_ids: Sequence[int], before_block: int) -> None:
+        """Reads the ``JobRequested`` events of many jobs in one call (over one log range back
+        from ``before_block``), so that ``request`` finds them cached: a busy round admits tens
+        of jobs, and one call each would cost a round trip each."""
+        todo = [j for j in job_ids if j not in self._requests]
+        if not todo:
+            return
+        topics = [self.market.events.topic("JobRequested"), [uint_topic(j) for j in todo]]
+        lo = max(self.start_block, before_block - self.max_range + 1)
+        self._keep_requests(
+            self._logs("reading the requests of new placements", topics, lo, before_block)
+        )
+
+    def _keep_requests(self, logs: Iterable[LogReceipt]) -> None:
+        for raw in logs:
+            ev = self.market.events.decode(raw)
+            if ev is None or ev.name != "JobRequested":
+                continue
+            a = ev.args
+            self._requests[int(a["jobId"])] = JobRequest(
+                job_id=int(a["jobId"]),
+                customer=str(a["customer"]),
+                escrow=int(a["escrow"]),
+                max_price_per_minute=int(a["maxPricePerMinute"]),
+                cpus=int(a["cpus"]),
+                gpus=int(a["gpus"]),
+                mem_mb=int(a["memMb"]),
+                spec=bytes(a["spec"]),
+                block=ev.block_number,
+            )
 
     def forget(self, job_id: int) -> None:
         self._requests.pop(job_id, None)

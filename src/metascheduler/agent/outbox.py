@@ -57,7 +57,8 @@ class Outbox:
 
     def steps(self, steps: Sequence[ProviderStep]) -> Iterator[SentBatch]:
         """Sends the steps in chunks; yields each chunk once mined (the caller acts on it before
-        the next is sent). A chunk that fails is logged and not yielded."""
+        the next is sent). A chunk that fails is logged and not yielded. A COMPLETE commits to
+        its step's result digest."""
         for i in range(0, len(steps), MAX_STEPS_PER_TX):
             chunk = steps[i : i + MAX_STEPS_PER_TX]
             what = f"reporting {len(chunk)} job steps"

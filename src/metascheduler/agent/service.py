@@ -1,7 +1,8 @@
 """The provider agent: takes the jobs placed on its provider, runs them on its backend, and
 reports every step on chain.
 
-One round (``Agent.tick``), every ``poll_interval_s``:
+One round (``Agent.tick``) as soon as a new block is mined or a backend job ends, and at least
+every ``poll_interval_s``:
 
 1. Read ``JobPlaced`` logs filtered on this provider's address, from a persisted block cursor
    (rewound when the chain reorganised under it). New job ids join the tracked set.
@@ -75,6 +76,10 @@ from metascheduler.signals import stop_on_signals
 from metascheduler.spec import JobSpec
 
 log = logging.getLogger("metascheduler.agent")
+
+#: Seconds between two looks, while the agent waits between rounds, for a new block or a job
+#: that ended (an eth_blockNumber call and a waitpid per local job: cheap).
+WAKE_CHECK_S = 0.1
 
 __all__ = ["Agent", "AgentError", "Round", "build", "run", "run_agent_command"]
 
@@ -265,6 +270,26 @@ class Agent:
         self._maybe_heartbeat(views, statuses, rnd)
         return rnd
 
+    def wait_for_news(self, stop: threading.Event, longest_s: float) -> None:
+        """Waits until a block after the last round's head is mined, a backend job ends,
+        ``longest_s`` passes or ``stop`` is set.
+
+        A round right after each block is what makes the path to RUNNING short: a placement
+        mined in block N is ACCEPTed in N+1, and the round woken by N+1 (the ACCEPT's block,
+        when the backend got the job) reports START in N+2. A fixed poll adds up to a poll
+        per step.
+        """
+        deadline = time.monotonic() + longest_s
+        news = self.backend.news()
+        while not stop.wait(WAKE_CHECK_S) and time.monotonic() < deadline:
+            if self.backend.news() != news:
+                return
+            try:
+                if self.chain.block_number() > self._head.number:
+                    return
+            except ChainError:
+                return  # the round says what is wrong, and retries
+
     def _backend_statuses(self, recs: Iterable[JobRecord]) -> dict[str, BackendStatus]:
         natives = [r.native_id for r in recs if r.native_id is not None]
         return self.backend.status(natives) if natives else {}
@@ -319,6 +344,7 @@ class Agent:
                 rec.placed_block = max(rec.placed_block, block)
         st.cursor_block = to
         st.cursor_hash = head.hash if to == head.number else self.chain.block_hash(to)
+        self.chain.prefetch_requests(rnd.placed, to)
 
     # ------------------------------------------------------------------ carrying decisions out
 
@@ -344,7 +370,7 @@ class Agent:
             if spec is None:
                 return False
             if d.submit:
-                self._submit(rec, view, spec, rnd)
+                self._submit([(rec, view, spec)], rnd)
             else:
                 self._accepting[rec.job_id] = (spec, view)
         if d.refuse is not None:
@@ -378,47 +404,59 @@ class Agent:
             return None
         return verdict
 
-    def _submit(self, rec: JobRecord, view: JobView, spec: JobSpec, rnd: Round) -> bool:
-        """Queues the job on the backend: only once the chain records this provider's ACCEPT."""
-        job_id = rec.job_id
-        if rec.native_id is not None:
-            return False  # never twice
+    def _submit(self, todo: list[tuple[JobRecord, JobView, JobSpec]], rnd: Round) -> None:
+        """Queues the jobs on the backend, in one batch: only once the chain records this
+        provider's ACCEPT of each."""
         s = self.settings
-        limit = time_limit_s(
-            view.escrow, view.price_per_minute, s.time_limit_grace_s, 0, s.max_time_limit_s
-        )
-        outputs = self.results.output_dir(job_id) if self.results is not None else None
-        job = BackendJob(
-            job_id, spec, limit, name=job_name(job_id, self.prefix), output_dir=outputs
-        )
-        try:
-            native = self.backend.submit(job)
-        except BackendError as exc:
-            if exc.command is not None and exc.returncode is None:
-                # The command did not answer or is missing: the cluster's trouble, not the job's.
-                log.warning("job %d not submitted this round, will retry: %s", job_id, exc)
-                return False
-            log.warning("job %d refused by the backend: %s", job_id, exc)
-            self._refusals[job_id] = f"the backend refused it: {_short(exc)}"
-            return False
-        rec.native_id = native
-        if self.results is not None:
-            self.results.note(job_id, f"queued on {self.backend.name} as {native}")
-            self.results.track(job_id, native)
-        rec.time_limit_s, rec.escrow, rec.price = limit, view.escrow, view.price_per_minute
-        # Saved at once: a crash from here on finds the job here (or by adopt()), never
-        # submits it twice.
-        self.store.save(self.state)
-        rnd.submitted[job_id] = native
-        log.info(
-            "job %d (%s) queued on %s as %s with a time limit of %d s",
-            job_id,
-            spec.name,
-            self.backend.name,
-            native,
-            limit,
-        )
-        return True
+        todo = [item for item in todo if item[0].native_id is None]  # never twice
+        jobs = [
+            BackendJob(
+                rec.job_id,
+                spec,
+                time_limit_s(
+                    view.escrow, view.price_per_minute, s.time_limit_grace_s, 0, s.max_time_limit_s
+                ),
+                name=job_name(rec.job_id, self.prefix),
+                output_dir=self.results.output_dir(rec.job_id) if self.results else None,
+            )
+            for rec, view, spec in todo
+        ]
+        results = self.backend.submit_many(jobs) if jobs else []
+        queued = False
+        for (rec, view, spec), job, native in zip(todo, jobs, results, strict=True):
+            job_id = rec.job_id
+            if isinstance(native, BackendError):
+                if native.command is not None and native.returncode is None:
+                    # The command did not answer or is missing: the cluster's trouble, not
+                    # the job's.
+                    log.warning("job %d not submitted this round, will retry: %s", job_id, native)
+                else:
+                    log.warning("job %d refused by the backend: %s", job_id, native)
+                    self._refusals[job_id] = f"the backend refused it: {_short(native)}"
+                continue
+            rec.native_id = native
+            if self.results is not None:
+                self.results.note(job_id, f"queued on {self.backend.name} as {native}")
+                self.results.track(job_id, native)
+            rec.time_limit_s, rec.escrow, rec.price = (
+                job.time_limit_s,
+                view.escrow,
+                view.price_per_minute,
+            )
+            rnd.submitted[job_id] = native
+            queued = True
+            log.info(
+                "job %d (%s) queued on %s as %s with a time limit of %d s",
+                job_id,
+                spec.name,
+                self.backend.name,
+                native,
+                job.time_limit_s,
+            )
+        if queued:
+            # Saved at once: a crash from here on finds the jobs here (or, for a crash during
+            # the batch, by adopt()), never submits them twice.
+            self.store.save(self.state)
 
     def _extend(self, rec: JobRecord, view: JobView, want: int, rnd: Round) -> None:
         assert rec.native_id is not None
@@ -461,11 +499,26 @@ class Agent:
     # ------------------------------------------------------------------ sending
 
     def _send_steps(self, rnd: Round) -> None:
-        for batch in self.outbox.steps(rnd.steps):
+        for batch in self.outbox.steps(self._with_digests(rnd.steps)):
             rnd.skipped.extend(batch.skipped)
             accepted = [s.job_id for s in batch.done if s.action is ProviderAction.ACCEPT]
             self._submit_accepted(accepted, batch.receipt, rnd)
             self._recheck({s.job_id for s in batch.skipped}, rnd)
+
+    def _with_digests(self, steps: list[ProviderStep]) -> list[ProviderStep]:
+        """The steps, each COMPLETE carrying its job's result digest if its results are sealed
+        by then (JobEnded's `resultDigest`); the others commit to nothing (a zero digest)."""
+        if self.results is None:
+            return steps
+        out = []
+        for step in steps:
+            digest = (
+                self.results.result_digest(step.job_id)
+                if step.action is ProviderAction.COMPLETE
+                else None
+            )
+            out.append(step._replace(result_digest=bytes.fromhex(digest[2:])) if digest else step)
+        return out
 
     def _submit_accepted(self, job_ids: list[int], receipt: TxReceipt, rnd: Round) -> None:
         """Queues the jobs whose ACCEPT this receipt carries, without waiting for the next
@@ -477,11 +530,13 @@ class Agent:
         if self.chain.block_hash(block) != block_hash:
             log.warning("block %d of the ACCEPT of jobs %s was replaced: next round", block, todo)
             return
+        batch = []
         for job_id in todo:
             spec, view = self._accepting.pop(job_id)
             rec = self.state.jobs.get(job_id)
             if rec is not None:
-                self._submit(rec, view, spec, rnd)
+                batch.append((rec, view, spec))
+        self._submit(batch, rnd)
 
     def _recheck(self, job_ids: set[int], rnd: Round) -> None:
         """Jobs whose step was skipped changed meanwhile (cancelled, say): the chain's endings
@@ -634,7 +689,7 @@ def run(settings: AgentSettings, stop: threading.Event | None = None) -> None:
                     agent.tick()
                 except (ChainError, BackendError) as exc:
                     log.error("round failed, retrying in %g s: %s", settings.poll_interval_s, exc)
-                stop.wait(settings.poll_interval_s)
+                agent.wait_for_news(stop, settings.poll_interval_s)
         finally:
             if agent.results is not None:
                 agent.results.stop()

@@ -92,8 +92,9 @@ class StagingSettings(_Section):
     cache_max_mb: int = Field(default=10_240, ge=1)
     max_image_mb: int = Field(default=2_048, ge=1)
     max_input_mb: int = Field(default=1_024, ge=1)
-    #: Longest time one fetch (an input or an image) may take.
-    fetch_timeout_s: float = Field(default=300.0, gt=0)
+    #: Longest time all of one job's fetches (inputs and image) may take together. Staging
+    #: runs in the agent's round: keep it well below the oracle's heartbeat timeout.
+    fetch_timeout_s: float = Field(default=120.0, gt=0)
 
 
 class ResultsSettings(_Section):
@@ -148,7 +149,8 @@ class AgentSettings(ServiceSettings):
 
     #: The agent's own small state (chain cursor, job -> backend id, heartbeat seq) lives here.
     state_dir: Path = Path("var/agent")
-    #: Seconds between two rounds of following the chain and the backend.
+    #: Longest wait between two rounds of following the chain and the backend (a new block, or
+    #: a job of the backend that ended, starts a round at once).
     poll_interval_s: float = Field(default=2.0, gt=0)
     #: Oracle API base URL for signed heartbeats (``POST {api_url}/api/heartbeats``); unset: none.
     api_url: str | None = None

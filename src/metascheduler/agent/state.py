@@ -14,7 +14,7 @@ import fcntl
 import json
 import logging
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import IO, Any
 
@@ -95,9 +95,11 @@ class AgentState:
                 del self.done[job_id]
 
     def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["jobs"] = {str(k): asdict(v) for k, v in sorted(self.jobs.items())}
-        data["done"] = {str(k): asdict(v) for k, v in sorted(self.done.items())}
+        # Every field holds plain values: read them as they are (asdict's deep copy of every
+        # record, at every save, cost more than writing the file).
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        data["jobs"] = {str(k): dict(vars(v)) for k, v in sorted(self.jobs.items())}
+        data["done"] = {str(k): dict(vars(v)) for k, v in sorted(self.done.items())}
         return data
 
     @classmethod
@@ -187,7 +189,8 @@ class StateStore:
         """Write atomically: a crash leaves the old file or the new one, never half of one."""
         tmp = self.path.with_suffix(".tmp")
         with open(tmp, "w") as f:
-            json.dump(state.to_json(), f, indent=1, sort_keys=True)
+            # No indent: json's C encoder takes none, and the file is written at every round.
+            json.dump(state.to_json(), f, sort_keys=True)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, self.path)

@@ -1,9 +1,10 @@
 """Accepting a provider's signed heartbeat: who may send one, and what each rejection means.
 
 `metascheduler.heartbeat.verify` is the authority on a heartbeat's validity; this module adds
-what verify cannot know (is the signer a provider of this market, in good standing?) and gives
-each rejection an HTTP status, so an agent can tell a bug (400), a wrong key (401), a standing
-problem (403) and a message that is stale, replayed or for another market or chain (409) apart.
+what verify cannot know (is the signer a provider of this market?) and gives each rejection an
+HTTP status, so an agent can tell a bug (400), a wrong key (401), an unknown provider (403) and
+a message that is stale, replayed or for another market or chain (409) apart. A banned provider
+is still heard: its running jobs go on, and its heartbeats are the evidence they are delivered.
 """
 
 from __future__ import annotations
@@ -59,8 +60,9 @@ def accept(
             f"{address} is not a provider of market {market} (no ProviderRegistered event "
             "ingested): register it on chain first, or wait for the store to ingest it",
         )
-    if provider.status == int(ProviderStatus.BANNED):
-        raise Rejected(403, "banned_provider", f"provider {address} is banned on market {market}")
+    # A banned provider is still heard: its running jobs run on and are billed, and its
+    # heartbeats are the evidence that it is delivering them (the oracle bills a silent
+    # provider's jobs up to its last heartbeat).
     last_seq = provider.last_heartbeat_seq
     try:
         verified = verify(

@@ -231,14 +231,15 @@ def health(ctx: Ctx) -> Health | JSONResponse:
     summary="Accept a provider's signed heartbeat",
     description=(
         "The body is what `metascheduler.heartbeat.sign` produces. 400: malformed; 401: the "
-        "signature is not the named provider's; 403: not a registered provider, or banned; "
+        "signature is not the named provider's; 403: not a registered provider (a banned one "
+        "is still heard: its running jobs are billed); "
         "409: seq not after the last accepted one, timestamp too far from this server's "
         "clock, or signed for another market or chain."
     ),
     responses={
         400: {"model": Problem, "description": "malformed body"},
         401: {"model": Problem, "description": "bad signature"},
-        403: {"model": Problem, "description": "unknown or banned provider"},
+        403: {"model": Problem, "description": "unknown provider"},
         409: {
             "model": Problem,
             "description": "replayed seq, stale timestamp, or for another market/chain",

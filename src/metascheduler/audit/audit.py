@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import replace
 from typing import Any, TypeVar
 
+from eth_abi import decode as abi_decode
 from eth_utils import function_signature_to_4byte_selector
 from hexbytes import HexBytes
 
@@ -14,13 +15,14 @@ from metascheduler.audit.ledger import Ledger
 from metascheduler.audit.logs import JOB_EVENTS, LogReader, deployment_block
 from metascheduler.audit.model import AccountAudit, Discrepancy, GridAudit, JobAudit
 from metascheduler.audit.rules import History, replay_job
-from metascheduler.chain.events import ChainEvent
+from metascheduler.chain.events import ChainEvent, EventDecoder
 from metascheduler.chain.market import Market
 from metascheduler.chain.rpc import retrying
 from metascheduler.chain.types import ADDRESS_HINT, JobView, is_typed_address
 
 T = TypeVar("T")
-_FAIL_JOBS = bytes(function_signature_to_4byte_selector("failJobs(uint256[])"))
+_FAIL_JOBS_ITEMS = "(uint256,uint256)[]"
+_FAIL_JOBS = bytes(function_signature_to_4byte_selector(f"failJobs({_FAIL_JOBS_ITEMS})"))
 
 
 class AuditError(Exception):
@@ -43,7 +45,7 @@ class _Source:
                 "give the market's deployment block, or nothing to have it found"
             )
         self._url = str(getattr(market.w3.provider, "endpoint_uri", ""))
-        self._oracle_fails: dict[str, bool] = {}
+        self._oracle_fails: dict[str, dict[int, int] | None] = {}
 
     def at_head(self, what: str, fn: Any) -> Any:
         return retrying(what, lambda: fn.call(block_identifier=self.head), rpc_url=self._url)
@@ -55,19 +57,37 @@ class _Source:
         v = self.at_head(f"reading job {job_id}", self.market.contract.functions.getJob(job_id))
         return JobView.from_call(job_id, v)
 
-    def failed_by_oracle(self, tx_hash: str) -> bool:
-        """A FAILED with no exit code is unbilled when the oracle's failJobs ended it."""
+    def oracle_fail(self, tx_hash: str, job_id: int) -> int | None:
+        """The last sign of life that the oracle's failJobs in `tx_hash` gave `job_id` (the job
+        is billed up to it), or None if that transaction is not a failJobs."""
         if tx_hash not in self._oracle_fails:
             tx = retrying(
                 f"reading transaction {tx_hash}",
                 lambda: self.market.w3.eth.get_transaction(HexBytes(tx_hash)),
                 rpc_url=self._url,
             )
-            self._oracle_fails[tx_hash] = bytes(HexBytes(tx["input"]))[:4] == _FAIL_JOBS
-        return self._oracle_fails[tx_hash]
+            data = bytes(HexBytes(tx["input"]))
+            items: dict[int, int] | None = None
+            if data[:4] == _FAIL_JOBS:
+                (decoded,) = abi_decode([_FAIL_JOBS_ITEMS], data[4:])
+                # A job listed twice is ended by its first item; the second is skipped.
+                items = {}
+                for jid, seen in decoded:
+                    items.setdefault(int(jid), int(seen))
+            self._oracle_fails[tx_hash] = items
+        items = self._oracle_fails[tx_hash]
+        return None if items is None else items.get(job_id)
+
+    def plain_transfers_in(self) -> int:
+        """Credits that reached the market as ERC-20 transfers, deposits included."""
+        credit = self.market.credit
+        reader = LogReader(self.market.w3, credit.address, EventDecoder(self.market.credit_abi))
+        to_market = "0x" + self.market.address[2:].lower().rjust(64, "0")
+        logs = reader.fetch(self.start, self.head, [reader.topic("Transfer"), None, to_market])
+        return sum(int(ev.args["value"]) for ev in logs)
 
     def history(self, events: Iterable[ChainEvent]) -> History:
-        h = History(self.reader.block_time, self.failed_by_oracle)
+        h = History(self.reader.block_time, self.oracle_fail)
         for ev in events:
             h.add(ev)
         return h
@@ -97,7 +117,8 @@ def audit_all(
     progress: Callable[[str], object] | None = None,
 ) -> GridAudit:
     """Every job's bill, every account's balance rebuilt from events, and conservation:
-    Credit.balanceOf(market) == balances + live escrows + accrued fees.
+    Credit.balanceOf(market) == balances + live escrows + accrued fees + unswept surplus (credits
+    transferred to the market outside `deposit`).
 
     `progress(message)` is told each step as it begins (a long history takes a while)."""
     say = progress or (lambda _m: None)
@@ -176,15 +197,19 @@ def audit_all(
                 block=src.head,
             )
         )
-    accounted = report.balances_total + live_escrow + report.accrued_fees
+    # Transfers to the market that were not deposits are a surplus nobody's balance holds,
+    # until the admin sweeps it.
+    say("reading the credit transfers to the market")
+    report.surplus = src.plain_transfers_in() - ledger.deposited - ledger.swept
+    accounted = report.balances_total + live_escrow + report.accrued_fees + report.surplus
     if report.token_held != accounted:
         report.discrepancies.append(
             Discrepancy(
                 "conservation",
                 f"the market holds {report.token_held} credit units, but balances "
                 f"({report.balances_total}) + live escrows ({live_escrow}) + accrued fees "
-                f"({report.accrued_fees}) = {accounted}: "
-                f"{report.token_held - accounted:+d} units unaccounted for",
+                f"({report.accrued_fees}) + surplus from plain transfers ({report.surplus}) = "
+                f"{accounted}: {report.token_held - accounted:+d} units unaccounted for",
                 block=src.head,
             )
         )

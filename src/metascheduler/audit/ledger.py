@@ -16,6 +16,9 @@ class Ledger:
     movements: list[Movement] = field(default_factory=list)
     balances: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     fees: int = 0
+    #: credits the admin swept out of the market's surplus (plain transfers to it)
+    swept: int = 0
+    deposited: int = 0
     escrows: dict[int, int] = field(default_factory=dict)  # live jobs only
     #: account -> [(block, balance after that block)]: where to look when a balance disagrees
     trail: dict[str, list[tuple[int, int]]] = field(default_factory=lambda: defaultdict(list))
@@ -68,16 +71,23 @@ class Ledger:
         a = ev.args
         name = ev.name
         if name == "Deposited":
+            self.deposited += int(a["amount"])
             self._move(a["account"], int(a["amount"]), ev, "deposit")
         elif name == "Withdrawn":
             self._move(a["account"], -int(a["amount"]), ev, "withdrawal")
         elif name == "FeesWithdrawn":
             self.fees -= int(a["amount"])
+        elif name == "SurplusSwept":
+            self.swept += int(a["amount"])
         elif name == "JobRequested":
             job = int(a["jobId"])
             self.customers[job] = str(a["customer"])
             self.escrows[job] = int(a["escrow"])
             self._move(self.customers[job], -int(a["escrow"]), ev, "escrow", job)
+            fee = int(a.get("requestFee", 0))
+            if fee:
+                self.fees += fee
+                self._move(self.customers[job], -fee, ev, "request fee", job)
         elif name == "JobToppedUp":
             job = int(a["jobId"])
             self.escrows[job] = self.escrows.get(job, 0) + int(a["amount"])

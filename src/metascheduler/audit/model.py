@@ -99,6 +99,7 @@ class JobAudit:
     customer: str | None = None
     provider: str | None = None
     escrow_requested: int = 0
+    request_fee: int = 0  # paid to the platform at request, not part of the escrow
     top_ups: int = 0
     escrow: int = 0  # requested + top-ups: what the split at the end must sum to
     max_price_per_minute: int = 0
@@ -107,6 +108,8 @@ class JobAudit:
     started_at: int | None = None
     ended_at: int | None = None
     exit_code: int | None = None
+    #: what the provider's completion committed to (0x hex), None if it committed to nothing
+    result_digest: str | None = None
     expected: Bill | None = None
     actual: Bill | None = None
     steps: list[Step] = field(default_factory=list)
@@ -139,6 +142,7 @@ class JobAudit:
             "customer": self.customer,
             "provider": self.provider,
             "escrow_requested": self.escrow_requested,
+            "request_fee": self.request_fee,
             "top_ups": self.top_ups,
             "escrow": self.escrow,
             "max_price_per_minute": self.max_price_per_minute,
@@ -148,6 +152,7 @@ class JobAudit:
             "ended_at": self.ended_at,
             "billed_seconds": self.billed_seconds,
             "exit_code": self.exit_code,
+            "result_digest": self.result_digest,
             "expected": self.expected.to_json() if self.expected else None,
             "actual": self.actual.to_json() if self.actual else None,
             "timeline": [s.to_json() for s in self.steps],
@@ -165,6 +170,8 @@ class GridAudit:
     balances_total: int = 0  # sum of market.balanceOf over every account seen
     live_escrow: int = 0
     accrued_fees: int = 0
+    #: credits that reached the market by plain transfer and were not yet swept (owed to nobody)
+    surplus: int = 0
     accounts: int = 0
     jobs: list[JobAudit] = field(default_factory=list)
     discrepancies: list[Discrepancy] = field(default_factory=list)  # grid-wide ones
@@ -198,6 +205,7 @@ class GridAudit:
             "balances_total": self.balances_total,
             "live_escrow": self.live_escrow,
             "accrued_fees": self.accrued_fees,
+            "surplus": self.surplus,
             "accounts": self.accounts,
             "jobs": len(self.jobs),
             "jobs_ok": sum(1 for j in self.jobs if j.ok),

@@ -1,7 +1,7 @@
 """The contract's rules, replayed over one job's events: its timeline and the bill it should get.
 
 Pure: everything the replay needs from the chain (block times, the fee and the provider's prices
-in force at a point of history, whether a transaction was the oracle's `failJobs`) comes in through
+in force at a point of history, the last sign of life the oracle's `failJobs` gave) comes in through
 a `History`, so the rules can be read, and tested, without a node.
 """
 
@@ -26,8 +26,9 @@ class History:
     """Grid-wide facts a job's bill depends on, in chain order."""
 
     block_time: Callable[[int], int]
-    #: whether the transaction `tx` was the oracle's failJobs (an unbilled FAILED)
-    failed_by_oracle: Callable[[str], bool]
+    #: (tx, job) -> the last sign of life that the oracle's failJobs in `tx` gave the job (it is
+    #: billed up to it), or None if `tx` is not a failJobs
+    oracle_fail: Callable[[str, int], int | None]
     fee_changes: list[tuple[Position, int]] = field(default_factory=list)
     price_changes: dict[str, list[tuple[Position, Prices]]] = field(default_factory=dict)
 
@@ -100,12 +101,16 @@ def replay_job(
             state = JobStatus.PENDING
             a.customer = to_checksum_address(args["customer"])
             a.escrow_requested = a.escrow = int(args["escrow"])
+            a.request_fee = int(args.get("requestFee", 0))
             a.max_price_per_minute = int(args["maxPricePerMinute"])
             cpus, gpus, mem_mb = int(args["cpus"]), int(args["gpus"]), int(args["memMb"])
             moved = {"customer_to_escrow": a.escrow}
+            if a.request_fee:
+                moved["customer_to_fees"] = a.request_fee
             note = (
                 f"requested by {a.customer}: escrow {_c(a.escrow)}, max "
                 f"{_c(a.max_price_per_minute)}/min, {cpus} CPU {gpus} GPU {mem_mb} MB"
+                + (f", request fee {_c(a.request_fee)}" if a.request_fee else "")
             )
         elif state is None:
             a.flag("transition", f"{ev.name} before the job was requested", ev.block_number)
@@ -150,6 +155,8 @@ def replay_job(
             state = JobStatus(args["to"])
             a.ended_at = t
             a.exit_code = int(args["exitCode"])
+            digest = bytes(args.get("resultDigest") or bytes(32))
+            a.result_digest = "0x" + digest.hex() if any(digest) else None
             paid, fee, refunded = int(args["paid"]), int(args["fee"]), int(args["refunded"])
             a.actual = Bill(paid + fee, fee, paid, refunded)
             moved = {"to_provider": paid, "to_fees": fee, "to_customer": refunded}
@@ -223,17 +230,21 @@ def _check_bill(
     ran = frm == JobStatus.RUNNING and a.started_at is not None
     price = a.price_per_minute or 0
     fee_bps = a.fee_bps or 0
-    by_oracle = (
-        to == JobStatus.FAILED
-        and a.exit_code == NO_EXIT_CODE
-        and ran
-        and history.failed_by_oracle(tx)
+    last_seen = (
+        history.oracle_fail(tx, a.job_id)
+        if to == JobStatus.FAILED and a.exit_code == NO_EXIT_CODE and ran
+        else None
     )
-    if not ran or by_oracle:
+    by_oracle = last_seen is not None
+    billed_until = a.ended_at
+    if last_seen is not None:
+        # Billed up to the provider's last sign of life, clamped between the start and the end.
+        billed_until = min(max(last_seen, a.started_at or 0), a.ended_at)
+    if not ran:
         cost = 0
     else:
         assert a.started_at is not None
-        cost = billing.cost(price, a.ended_at - a.started_at, escrow)
+        cost = billing.cost(price, billed_until - a.started_at, escrow)
     fee = billing.fee(cost, fee_bps)
     a.expected = Bill(cost, fee, cost - fee, escrow - cost)
     act = a.actual
@@ -249,7 +260,9 @@ def _check_bill(
     why = (
         "it never ran"
         if not ran
-        else "the oracle failed it (provider silent): full refund"
+        else f"the oracle failed it (provider silent): {_c(price)}/min x "
+        f"{billed_until - (a.started_at or 0)} s to its last sign of life, capped by the escrow "
+        f"{_c(escrow)}"
         if by_oracle
         else f"{_c(price)}/min x {a.ended_at - (a.started_at or 0)} s, capped by the escrow "
         f"{_c(escrow)}"

@@ -4,6 +4,7 @@ transactions through the sender, and the events of a receipt."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from eth_account.signers.local import LocalAccount
@@ -47,9 +48,11 @@ class Binding:
             self._credit = self.w3.eth.contract(address=addr, abi=self.credit_abi)
         return self._credit
 
-    def _call(self, what: str, fn: Any) -> Any:
+    def _call(self, what: str, fn: Any, block: int | None = None) -> Any:
+        """`fn` called at the latest block, or at `block`."""
+        at = "latest" if block is None else block
         try:
-            return retrying(what, fn.call, rpc_url=self._url)
+            return retrying(what, partial(fn.call, block_identifier=at), rpc_url=self._url)
         except ContractLogicError as exc:
             raise self._revert_error(exc, what) from None
 

@@ -74,6 +74,10 @@ _WORDS: dict[str, Callable[[dict[str, Any]], str]] = {
         f"provider {a['provider']} charges {_c(a['price'])}/min for job {a['jobId']}, "
         f"above its max price of {_c(a['maxPrice'])}/min"
     ),
+    "JobPriceAboveQuote": lambda a: (
+        f"provider {a['provider']} now charges {_c(a['price'])}/min for job {a['jobId']}, "
+        f"above the {_c(a['quotedPrice'])}/min it was quoted at: place it again at the new price"
+    ),
     "JobDoesNotFit": lambda a: f"job {a['jobId']} needs more than provider {a['provider']} has",
     "JobStillFunded": lambda a: (
         f"job {a['jobId']} still has credits until t={a['fundedUntil']} "
@@ -101,13 +105,25 @@ _WORDS: dict[str, Callable[[dict[str, Any]], str]] = {
     ),
     "MarketZeroAmount": lambda a: "the amount must be above zero",
     "MarketFeeTooHigh": lambda a: f"fee {a['bps']} bps is above the maximum of {a['max']} bps",
+    "MarketRequestFeeTooHigh": lambda a: (
+        f"a request fee of {_c(a['fee'])} is above the maximum of {_c(a['max'])}"
+    ),
+    "MarketTooManyRuleChanges": lambda a: (
+        "the fee and timeouts were changed 65,535 times: deploy a new market to change them again"
+    ),
     "ProviderNotApproved": lambda a: (
         f"provider {a['provider']} is {ProviderStatus(a['status']).name}, not APPROVED: "
         "ask the admin to approve it"
     ),
-    "ProviderBanned": lambda a: f"provider {a['provider']} is banned and cannot register",
+    "ProviderBanned": lambda a: (
+        f"provider {a['provider']} is banned: it can neither register nor accept or start a job"
+    ),
     "ProviderInvalidHardware": lambda a: "hardware must declare at least one node and one CPU",
-    "ProviderNotFound": lambda a: f"provider {a['provider']} has no record in this state",
+    "ProviderNotFound": lambda a: (
+        f"provider {a['provider']} has no record in the standing this needs (approving needs "
+        "REGISTERED, banning REGISTERED or APPROVED, removing any but BANNED): see "
+        f"`metascheduler provider status {a['provider']}`"
+    ),
     "AccessControlUnauthorizedAccount": lambda a: (
         f"{a['account']} lacks the {_role(a['neededRole'])} this call needs: send it with the "
         "key of an account that holds it"

@@ -11,7 +11,7 @@ KEEP_GAS_PER_ITEM = 45_000
 # placeJobs gas, exact rather than a round bound: blocks are packed by gas *limit*, so a limit
 # 20% above use leaves a sixth of every block empty. Measured on anvil (receipts of batches of
 # 1 to 400 items; tests/integration/test_oracle.py checks the bound against real receipts):
-# execution = 7,012 + 12,464 per item + 4,000 per provider after the first (its record and its
+# execution = 7,012 + 12,490 per item + 4,000 per provider after the first (its record and its
 # number are cold once per transaction) + ~0.44 n^2 (memory: each item's abi.encode and event
 # data stay allocated). Every branch of `_place` that skips an item costs less than a placement.
 # The constants below round each term up; calldata is priced from the bytes themselves.
@@ -19,13 +19,14 @@ TX_BASE_GAS = 21_000
 PLACE_EXEC_BASE = 7_100
 PLACE_EXEC_PER_ITEM = 12_500
 PLACE_EXEC_PER_PROVIDER = 4_200
-#: Calldata of one placement is 7 ABI words; at most this many bytes of them are non-zero in
-#: practice (job id, address, spec hash, small resource numbers): used to size batches ahead.
-PLACE_ITEM_CALLDATA_GAS = 64 * 16 + (7 * 32 - 64) * 4
+#: Calldata of one placement is 8 ABI words; at most this many bytes of them are non-zero in
+#: practice (job id, address, spec hash, small resource numbers and prices): used to size
+#: batches ahead.
+PLACE_ITEM_CALLDATA_GAS = 68 * 16 + (8 * 32 - 68) * 4
 
 #: Deployment gas limits, above what the contracts need (a receipt's gasUsed is what is paid).
 DEPLOY_CREDIT_GAS = 3_000_000
-DEPLOY_MARKET_GAS = 6_000_000
+DEPLOY_MARKET_GAS = 7_000_000
 
 
 def calldata_gas(data: bytes) -> int:

@@ -8,6 +8,7 @@ deployment in `chain.deploy`.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from web3.types import TxReceipt
 
@@ -22,6 +23,7 @@ from metascheduler.chain.gas import (
 from metascheduler.chain.reads import Reads
 from metascheduler.chain.sender import Pending
 from metascheduler.chain.types import (
+    NO_DIGEST,
     Hardware,
     Placement,
     Prices,
@@ -75,6 +77,12 @@ class Market(CreditCalls, Reads):
 
     def set_timeouts(self, accept_s: int, start_s: int) -> TxReceipt:
         return self._tx("setting timeouts", "setTimeouts", accept_s, start_s)
+
+    def set_request_fee(self, fee: int) -> TxReceipt:
+        return self._tx(f"setting the request fee to {fee} units", "setRequestFee", fee)
+
+    def sweep_surplus(self, to: str) -> TxReceipt:
+        return self._tx(f"sweeping the market's surplus to {to}", "sweepSurplus", to)
 
     def pause(self) -> TxReceipt:
         return self._tx("pausing requests", "pause")
@@ -143,10 +151,12 @@ class Market(CreditCalls, Reads):
     # ------------------------------------------------------------------ oracle
 
     def send_place_jobs(self, placements: Sequence[Placement]) -> Pending:
-        items = [(p.job_id, p.provider, p.terms.as_tuple()) for p in placements]
+        """Without a quote, the job's max price is the only bound on a provider raising its
+        prices."""
+        items = [_placement_tuple(p) for p in placements]
         data = self.contract.encode_abi("placeJobs", args=[items])
         gas = place_jobs_gas(
-            bytes.fromhex(data[2:]), len(items), len({prov.lower() for _, prov, _ in items})
+            bytes.fromhex(data[2:]), len(items), len({it[1].lower() for it in items})
         )
         return self.sender_or_fail().send(
             self.contract.address, data, f"placing {len(items)} jobs", gas=gas
@@ -155,8 +165,13 @@ class Market(CreditCalls, Reads):
     def place_jobs(self, placements: Sequence[Placement]) -> TxReceipt:
         return self.sender_or_fail().wait(self.send_place_jobs(placements))
 
-    def place_job(self, job_id: int, provider: str, terms: Terms) -> TxReceipt:
-        return self._tx(f"placing job {job_id}", "placeJob", (job_id, provider, terms.as_tuple()))
+    def place_job(
+        self, job_id: int, provider: str, terms: Terms, *, quoted_price: int | None = None
+    ) -> TxReceipt:
+        """Places a job at `provider`'s price, which must not exceed `quoted_price` (default:
+        the job's max price)."""
+        item = _placement_tuple(Placement(job_id, provider, terms, quoted_price=quoted_price))
+        return self._tx(f"placing job {job_id}", "placeJob", item)
 
     def reclaim_jobs(self, job_ids: Sequence[int]) -> TxReceipt:
         gas = BATCH_GAS_BASE + KEEP_GAS_PER_ITEM * len(job_ids)
@@ -164,10 +179,13 @@ class Market(CreditCalls, Reads):
             f"reclaiming {len(job_ids)} placements", "reclaimJobs", list(job_ids), gas=gas
         )
 
-    def fail_jobs(self, job_ids: Sequence[int]) -> TxReceipt:
-        gas = BATCH_GAS_BASE + KEEP_GAS_PER_ITEM * len(job_ids)
+    def fail_jobs(self, silent: Sequence[tuple[int, int]]) -> TxReceipt:
+        """Fails RUNNING jobs of silent providers, each given as (job id, the provider's last
+        sign of life as a unix time): billed up to it, the rest refunded."""
+        gas = BATCH_GAS_BASE + KEEP_GAS_PER_ITEM * len(silent)
+        items = [(int(jid), max(0, int(seen))) for jid, seen in silent]
         return self._tx(
-            f"failing {len(job_ids)} jobs of silent providers", "failJobs", list(job_ids), gas=gas
+            f"failing {len(items)} jobs of silent providers", "failJobs", items, gas=gas
         )
 
     def expire_jobs(self, job_ids: Sequence[int]) -> TxReceipt:
@@ -184,13 +202,35 @@ class Market(CreditCalls, Reads):
     def start_job(self, job_id: int) -> TxReceipt:
         return self._tx(f"starting job {job_id}", "startJob", job_id)
 
-    def complete_job(self, job_id: int, exit_code: int) -> TxReceipt:
-        return self._tx(f"completing job {job_id}", "completeJob", job_id, exit_code)
+    def complete_job(
+        self, job_id: int, exit_code: int, result_digest: bytes = NO_DIGEST
+    ) -> TxReceipt:
+        """Ends a RUNNING job; `result_digest` (32 bytes) commits to its results in JobEnded."""
+        digest = _digest(result_digest, job_id)
+        return self._tx(f"completing job {job_id}", "completeJob", job_id, exit_code, digest)
 
     def refuse_job(self, job_id: int, reason: str) -> TxReceipt:
         return self._tx(f"refusing job {job_id}", "refuseJob", job_id, reason)
 
     def provider_batch(self, steps: Sequence[ProviderStep]) -> TxReceipt:
+        """Steps on the provider's jobs; a COMPLETE commits to its step's result digest (JobEnded's
+        `resultDigest`)."""
         gas = BATCH_GAS_BASE + STEP_GAS_PER_ITEM * len(steps)
-        items = [(s.job_id, int(s.action), s.exit_code) for s in steps]
+        items = [
+            (s.job_id, int(s.action), s.exit_code, _digest(s.result_digest, s.job_id))
+            for s in steps
+        ]
         return self._tx(f"reporting {len(items)} job steps", "providerBatch", items, gas=gas)
+
+
+def _placement_tuple(p: Placement) -> tuple[int, str, tuple[Any, ...], int]:
+    return (p.job_id, p.provider, p.terms.as_tuple(), p.quote())
+
+
+def _digest(value: bytes, job_id: int) -> bytes:
+    if len(value) != 32:
+        raise ValueError(
+            f"job {job_id}: a result digest is 32 bytes (a keccak256 or sha256 hash), "
+            f"not {len(value)}"
+        )
+    return bytes(value)

@@ -19,8 +19,10 @@ from metascheduler.chain.types import JobView
 
 
 class Reads(Binding):
-    def get_job(self, job_id: int) -> JobView:
-        v = self._call(f"reading job {job_id}", self.contract.functions.getJob(job_id))
+    def get_job(self, job_id: int, *, block: int | None = None) -> JobView:
+        """The job's stored record at the latest block, or at `block`."""
+        fn = self.contract.functions.getJob(job_id)
+        v = self._call(f"reading job {job_id}", fn, block)
         return JobView.from_call(job_id, v)
 
     def get_jobs(
@@ -117,6 +119,10 @@ class Reads(Binding):
             "accept_timeout_s": acc,
             "start_timeout_s": start,
         }
+
+    def request_fee(self) -> int:
+        """Credit units each new request pays to the platform, not refunded."""
+        return int(self._call("reading the request fee", self.contract.functions.requestFee()))
 
     def quote(self, provider: str, cpus: int, gpus: int, mem_mb: int) -> int:
         return int(

@@ -25,6 +25,10 @@ log = logging.getLogger(__name__)
 
 GWEI = 10**9
 
+#: How nodes refuse the same signed transaction a second time: geth "already known", anvil
+#: "transaction already imported", Hardhat Network "Known transaction: 0x...".
+ALREADY_SENT = ("already known", "already imported", "known transaction")
+
 
 @dataclass
 class Pending:
@@ -159,7 +163,7 @@ class TxSender:
             self._rpc(f"sending {p.what}", lambda: self.w3.eth.send_raw_transaction(p.raw))
         except Web3RPCError as exc:
             msg = str(exc).lower()
-            if "already known" in msg or "already imported" in msg:
+            if any(words in msg for words in ALREADY_SENT):
                 return  # a retry of a send that did reach the node
             if "nonce too low" in msg or "nonce too high" in msg:
                 self.resync_nonce()

@@ -56,13 +56,19 @@ class ProviderAction(IntEnum):
     COMPLETE = 2
 
 
+#: The result digest of a completion that commits to no results.
+NO_DIGEST = bytes(32)
+
+
 class ProviderStep(NamedTuple):
-    """One item of a ``providerBatch``: a provider's step on one job (``exit_code`` is read
-    for COMPLETE only)."""
+    """One item of a ``providerBatch``: a provider's step on one job. ``exit_code`` and
+    ``result_digest`` (32 bytes, committing to the job's results in JobEnded) are read for
+    COMPLETE only."""
 
     job_id: int
     action: ProviderAction
     exit_code: int = 0
+    result_digest: bytes = NO_DIGEST
 
 
 class SkippedItem(NamedTuple):
@@ -105,11 +111,20 @@ class Terms:
 
 class Placement(NamedTuple):
     """One item of ``placeJobs`` (the contract's ``Placement``): a job, the provider it goes to,
-    and the terms it was requested under, which the contract checks against the job's tag."""
+    the terms it was requested under, which the contract checks against the job's tag, and the
+    price the placer quoted (the contract refuses the placement if the provider's is now higher;
+    None: no bound tighter than the job's max price)."""
 
     job_id: int
     provider: str
     terms: Terms
+    quoted_price: int | None = None
+
+    def quote(self) -> int:
+        """The quoted price as the contract takes it."""
+        if self.quoted_price is None:
+            return self.terms.max_price_per_minute
+        return self.quoted_price
 
 
 @dataclass(frozen=True)

@@ -146,23 +146,31 @@ def unpause(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     _settings_changed(ctx, market, _tx(market.unpause()), as_json)
 
 
+AmountArg = Annotated[str, typer.Argument(help="Credits, e.g. 12.5")]
+ToOpt = Annotated[
+    str | None, typer.Option("--to", help="Wallet that receives them (default: yours).")
+]
+
+
+def _credits_to(
+    ctx: typer.Context, amount: str, to: str | None, what: str
+) -> tuple[Market, int, str]:
+    """The market as the wallet, the amount in units and the receiving wallet (default: ours)."""
+    units = inputs.credit_units(amount, what)
+    to = inputs.optional_address(to, "--to")
+    client = connect.client(ctx)
+    return client.market, units, to or client.address
+
+
 @app.command("withdraw-fees")
 @handled
 def withdraw_fees(
-    ctx: typer.Context,
-    amount: Annotated[str, typer.Argument(help="Credits, e.g. 12.5")],
-    to: Annotated[
-        str | None, typer.Option("--to", help="Wallet that receives them (default: yours).")
-    ] = None,
-    as_json: JsonOpt = False,
+    ctx: typer.Context, amount: AmountArg, to: ToOpt = None, as_json: JsonOpt = False
 ) -> None:
     """Move accrued platform fees out of the market to a wallet."""
-    units = inputs.credit_units(amount, "the withdrawal")
-    to = inputs.optional_address(to, "--to")
-    client = connect.client(ctx)
-    to = to or client.address
-    tx = _tx(client.market.withdraw_fees(to, units))
-    left = client.market.accrued_fees()
+    market, units, to = _credits_to(ctx, amount, to, "the withdrawal")
+    tx = _tx(market.withdraw_fees(to, units))
+    left = market.accrued_fees()
     out(ctx, as_json).emit(
         {"ok": True, "tx": tx, "to": to, "amount": units, "accrued_fees": left},
         lambda c: c.print(
@@ -172,23 +180,52 @@ def withdraw_fees(
     )
 
 
-@app.command("mint")
+@app.command("set-request-fee")
 @handled
-def mint(
+def set_request_fee(
     ctx: typer.Context,
-    amount: Annotated[str, typer.Argument(help="Credits, e.g. 12.5")],
-    to: Annotated[
-        str | None, typer.Option("--to", help="Wallet that receives them (default: yours).")
-    ] = None,
+    amount: Annotated[str, typer.Argument(help="Credits each new request pays, e.g. 0.01")],
     as_json: JsonOpt = False,
 ) -> None:
+    """Set the fee every new job request pays to the platform, not refunded even on cancel:
+    what a flood of requests costs its sender."""
+    units = inputs.credit_units(amount, "the request fee", allow_zero=True)
+    market = _market(ctx)
+    tx = _tx(market.set_request_fee(units))
+    out(ctx, as_json).emit(
+        {"ok": True, "tx": tx, "request_fee": units},
+        lambda c: c.print(f"each request now pays {as_credits(units)} credits"),
+    )
+
+
+@app.command("sweep-surplus")
+@handled
+def sweep_surplus(
+    ctx: typer.Context,
+    to: Annotated[str, typer.Argument(help="Wallet that receives the surplus.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Send the credits that reached the market by plain transfer (not by deposit) to a wallet,
+    typically back to their sender. Balances, escrows and fees are never touched."""
+    to = inputs.address(to, "the receiving wallet")
+    market = _market(ctx)
+    receipt = market.sweep_surplus(to)
+    swept = sum(
+        int(e.args["amount"]) for e in market.decode_events(receipt) if e.name == "SurplusSwept"
+    )
+    out(ctx, as_json).emit(
+        {"ok": True, "tx": _tx(receipt), "to": to, "amount": swept},
+        lambda c: c.print(f"swept {as_credits(swept)} credits to {to}"),
+    )
+
+
+@app.command("mint")
+@handled
+def mint(ctx: typer.Context, amount: AmountArg, to: ToOpt = None, as_json: JsonOpt = False) -> None:
     """Create credits in a wallet (the wallet signing must hold the token's minter role)."""
-    units = inputs.credit_units(amount, "the amount to mint")
-    to = inputs.optional_address(to, "--to")
-    client = connect.client(ctx)
-    to = to or client.address
-    tx = _tx(client.market.mint(to, units))
-    wallet = client.market.wallet_balance(to)
+    market, units, to = _credits_to(ctx, amount, to, "the amount to mint")
+    tx = _tx(market.mint(to, units))
+    wallet = market.wallet_balance(to)
     out(ctx, as_json).emit(
         {"ok": True, "tx": tx, "to": to, "amount": units, "wallet": wallet},
         lambda c: c.print(

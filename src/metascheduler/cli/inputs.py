@@ -6,8 +6,8 @@ from metascheduler import billing
 from metascheduler.cli.errors import UsageError
 
 
-def credit_units(text: str, what: str) -> int:
-    """An amount of credits above zero, in integer units."""
+def credit_units(text: str, what: str, *, allow_zero: bool = False) -> int:
+    """An amount of credits above zero (or zero, with `allow_zero`), in integer units."""
     try:
         units = billing.to_units(text)
     except (ValueError, ArithmeticError):
@@ -15,7 +15,7 @@ def credit_units(text: str, what: str) -> int:
             f"{what} {text!r} is not an amount of credits: write a number such as 12.5 "
             f"(at most {billing.CREDIT_DECIMALS} decimals)"
         ) from None
-    if units <= 0:
+    if units < 0 or (units == 0 and not allow_zero):
         raise UsageError(f"{what} must be above zero (got {text})")
     return units
 

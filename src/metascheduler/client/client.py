@@ -244,9 +244,9 @@ class Client:
                 return int(ev.args["escrow"])
         raise ClientError(f"topping up job {job_id}: mined, but no JobToppedUp event")
 
-    def _view(self, job_id: int) -> JobView:
+    def _view(self, job_id: int, block: int | None = None) -> JobView:
         try:
-            return self.market.get_job(job_id)
+            return self.market.get_job(job_id, block=block)
         except RevertError as exc:
             if exc.name == "JobNotFound":
                 raise NotFound(str(exc)) from None
@@ -255,7 +255,9 @@ class Client:
     def status(self, job_id: int) -> JobInfo:
         """The job now, with the credits it has spent so far (on chain time)."""
         block, now = self._head()
-        view = self._view(job_id)
+        # The record at that block, as the events and the time: a job ending a block later
+        # would otherwise read FINISHED without its JobEnded event (no exit code, no bill).
+        view = self._view(job_id, block)
         if not view.status.terminal:
             return _live_info(view, block, now)
         events = self.reader.job_logs(job_id, self.from_block, block)
@@ -277,7 +279,7 @@ class Client:
             topics.append(address_topic(self.address))
         requested = self.reader.fetch(self.from_block, block, topics)
         ids = [int(e.args["jobId"]) for e in requested]
-        views = self._views(ids)
+        views = self._views(ids, block)
         ended_ids = [v.job_id for v in views if v.status.terminal]
         by_job: dict[int, builtins.list[ChainEvent]] = {e.args["jobId"]: [e] for e in requested}
         if ended_ids:
@@ -297,9 +299,9 @@ class Client:
             )
         return out
 
-    def _views(self, ids: builtins.list[int]) -> builtins.list[JobView]:
-        """getJob for many ids, in JSON-RPC batches where the node allows."""
-        views = self.market.get_jobs(ids)
+    def _views(self, ids: builtins.list[int], block: int) -> builtins.list[JobView]:
+        """getJob for many ids at `block`, in JSON-RPC batches where the node allows."""
+        views = self.market.get_jobs(ids, block=block)
         return [views[j] for j in ids if j in views]
 
     def watch(

@@ -85,20 +85,30 @@ class LocalNode:
 Anvil = LocalNode
 
 
+def node_rpc(w3: Any, method: str, *params: Any) -> Any:
+    """A local node's test method (`evm_mine`, `evm_setNextBlockTimestamp`, ...), anvil's or
+    Hardhat's; a refusal raises, so a test cannot go on from a state it did not get (Hardhat,
+    unlike anvil, refuses a next block with the same timestamp as the latest)."""
+    reply = w3.provider.make_request(method, list(params))
+    if reply.get("error") is not None:
+        raise RuntimeError(f"{method}{list(params)} refused: {reply['error']}")
+    return reply.get("result")
+
+
 def next_block_after(w3: Any, seconds: int) -> int:
     """Sets the next block's time to exactly `seconds` after the latest block's; returns it.
 
     `evm_increaseTime` adds to the wall clock, so a test that takes a second between two blocks
     would see one second more than it asked for; this pins the next block's time instead."""
     at = int(w3.eth.get_block("latest")["timestamp"]) + seconds
-    w3.provider.make_request("evm_setNextBlockTimestamp", [at])
+    node_rpc(w3, "evm_setNextBlockTimestamp", at)
     return at
 
 
 def mine_after(w3: Any, seconds: int) -> int:
     """Mines one block exactly `seconds` after the latest block and returns its timestamp."""
     at = next_block_after(w3, seconds)
-    w3.provider.make_request("evm_mine", [])
+    node_rpc(w3, "evm_mine")
     return at
 
 

@@ -3,15 +3,17 @@
 Starts anvil, deploys the contracts, funds demo wallets, starts the API, the oracle and two
 provider agents (one on Slurm when a Slurm cluster answers, else both local), registers and
 approves the providers, submits demo jobs that end FINISHED, FAILED, CANCELLED and
-OUT_OF_CREDITS, prints their timelines and the audit's verdict, and shows the dashboard's
-address. With --once it exits 0 only when every demo job reached its expected state and the
-audit is clean; without, it stays up until Ctrl-C.
+OUT_OF_CREDITS, and (where podman runs) a container job reading a staged input, prints their
+timelines and the audit's verdict, and shows the dashboard's address. With --once it exits 0
+only when every demo job reached its expected state and the audit is clean; without, it stays up
+until Ctrl-C.
 
 Anvil's development keys are public; they are used here on the devnet only.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -31,9 +33,11 @@ from rich.table import Table
 from metascheduler import billing
 from metascheduler.chain import JobStatus, Market
 from metascheduler.chain.artifacts import REPO_ROOT
+from metascheduler.chain.deployment import write_deployment
 from metascheduler.chain.rpc import connect
 from metascheduler.chain.types import ProviderStatus
 from metascheduler.devnet.anvil import dev_account, free_port, start_anvil
+from metascheduler.devnet.images import FileServer, busybox_archive, file_server, missing, sha256
 from metascheduler.devnet.objectstore import ObjectStore, start_object_store
 from metascheduler.devnet.procs import Service, python_module
 from metascheduler.spec import JobSpec, encode_spec, parse_spec
@@ -106,6 +110,32 @@ def demo_jobs() -> list[DemoJob]:
     ]
 
 
+GREETING = b"hello from a staged input\n"
+
+
+def container_job(server: FileServer) -> DemoJob:
+    """A job in a busybox image (served by the devnet, pinned by digest) that reads a staged
+    input and writes a file; placed only on a provider labelled ``container``."""
+    spec = {
+        "version": 2,
+        "name": "container",
+        "command": ["sh", "-c", "cat data/greeting.txt; wc -c data/greeting.txt > count.txt"],
+        "resources": {"tasks": 1, "cpus_per_task": 1, "mem_per_cpu_mb": 256},
+        "time_limit_minutes": 10,
+        "container": {
+            "image": f"{server.url('/busybox.tar')}#sha256={sha256(server.files['/busybox.tar'])}"
+        },
+        "inputs": [
+            {
+                "url": server.url("/greeting.txt"),
+                "sha256": sha256(GREETING),
+                "path": "data/greeting.txt",
+            }
+        ],
+    }
+    return DemoJob("container", json.dumps(spec), JobStatus.FINISHED, 2 * CREDIT, ALICE)
+
+
 def _port_or_free(preferred: int) -> int:
     """The well-known port when nothing listens there, so the CLI's defaults just work."""
     import socket
@@ -155,6 +185,9 @@ class Devnet:
         self.api_port = api_port or _port_or_free(8000)
         self.services: list[Service] = []
         self.anvil: Any = None
+        self._closing = contextlib.ExitStack()
+        #: Serves the container demo's image and input; None where podman cannot run here.
+        self.files: FileServer | None = None
         self.objects: ObjectStore | None = None
 
     # ------------------------------------------------------------------ bring-up
@@ -212,6 +245,13 @@ class Devnet:
         self._service("api", "metascheduler.api", api_cfg, ORACLE, positional=True, env=store_keys)
         self._service("oracle", "metascheduler.oracle", oracle_cfg, ORACLE)
 
+        # Jobs run sandboxed, which needs root; elsewhere the demo runs them unconfined, and
+        # without the container job (containers run only in the sandbox).
+        root_user = os.geteuid() == 0
+        if root_user and missing() is None:
+            self.files = self._closing.enter_context(file_server())
+            self.files.files["/busybox.tar"] = busybox_archive()
+            self.files.files["/greeting.txt"] = GREETING
         slurm_conf = slurm_available()
         api_url = f"http://127.0.0.1:{self.api_port}"
         agent_base = {
@@ -222,6 +262,8 @@ class Devnet:
             "heartbeat_interval_s": 5.0,
             "prices": {"cpu": 1_000, "gpu": 0, "gb": 0},
         }
+        if not root_user:
+            agent_base["sandbox"] = {"allow_unconfined": True}
         if slurm_conf:
             a = {
                 **agent_base,
@@ -253,10 +295,13 @@ class Devnet:
             "local": {"workdir": str(self.root / "agent-b" / "work"), "cpus": 2, "mem_mb": 4096},
             "hardware": {"nodes": 1, "cpus": 2, "mem_mb": 4096, "gpus": 0},
         }
+        if self.files is not None:
+            b["staging"] = {"runtime": "podman", "cache_dir": str(self.root / "agent-b-images")}
         self._service("agent-a", "metascheduler.agent", a, PROVIDER_A)
         self._service("agent-b", "metascheduler.agent", b, PROVIDER_B)
         console.print(f"  provider A {dev_account(PROVIDER_A).address}: {kind_a}")
-        console.print(f"  provider B {dev_account(PROVIDER_B).address}: local executor")
+        containers = ", podman (label container)" if self.files is not None else ""
+        console.print(f"  provider B {dev_account(PROVIDER_B).address}: local executor{containers}")
 
         self._approve_providers()
         self._fund(ALICE)
@@ -401,20 +446,29 @@ class Devnet:
         return bool(grid.ok)
 
     def write_env_file(self) -> Path:
-        """Settings for the CLI against this devnet, as alice. Her key is anvil's public
-        development key; it goes in a file readable by its owner only, never on screen."""
+        """Settings for the CLI against this devnet, as alice: the RPC URL, the deployment file
+        (the market, its block and chain) and her key. Her key is anvil's public development
+        key; it goes in a file readable by its owner only, never on screen."""
+        deployment = self.root / "deployment.json"
+        deployment.unlink(missing_ok=True)  # the previous run's chain is gone
+        write_deployment(self.deployment, deployment)
         path = self.root / "env.sh"
         key = "0x" + bytes(dev_account(ALICE).key).hex()
         path.write_text(
             f"export MS_RPC_URL={self.anvil.url}\n"
-            f"export MS_MARKET_ADDRESS={self.deployment.market}\n"
-            f"export MS_FROM_BLOCK={self.deployment.block}\n"
+            f"export MS_DEPLOYMENT={deployment}\n"
             f"export MS_API_URL=http://127.0.0.1:{self.api_port}\n"
             f"export MS_DEVNET_KEY={key}\n"
             "export MS_KEY_ENV=MS_DEVNET_KEY\n"
         )
         path.chmod(0o600)
         return path
+
+    def demo_jobs(self) -> list[DemoJob]:
+        jobs = demo_jobs()
+        if self.files is not None:
+            jobs.append(container_job(self.files))
+        return jobs
 
     def results(self, job: DemoJob) -> bool:
         """The job's lines and output files, as its customer reads them (decrypted with their
@@ -445,6 +499,7 @@ class Devnet:
             self.objects.stop()
         if self.anvil is not None:
             self.anvil.stop()
+        self._closing.close()
 
 
 def _timeline_table(result: Any, label: str) -> Table:
@@ -481,7 +536,7 @@ def run_devnet_command(once: bool = False, root: Path | None = None) -> int:
     signal.signal(signal.SIGINT, _stop)
     try:
         net.up()
-        jobs = demo_jobs()
+        jobs = net.demo_jobs()
         jobs_ok = net.run_jobs(jobs)
         audit_ok = net.audit(jobs)
         results_ok = net.results(jobs[0])
@@ -489,9 +544,9 @@ def run_devnet_command(once: bool = False, root: Path | None = None) -> int:
         jobs_words = "every demo job reached its expected state" if jobs_ok else "some went wrong"
         console.print(f"\n[bold]{jobs_words}; audit {'clean' if audit_ok else 'NOT clean'}[/]")
         console.print(f"dashboard: http://127.0.0.1:{net.api_port}/   logs: {root / 'logs'}")
+        env_file = net.write_env_file()
         if once:
             return 0 if ok else 1
-        env_file = net.write_env_file()
         console.print(
             f"\nThe grid stays up until Ctrl-C. Try the CLI as alice:\n"
             f"  source {env_file}\n"

@@ -2,9 +2,10 @@
 
 web3's `encode_abi` validates every argument against the ABI and takes ~46 ms for a batch of 42
 placements, eth_abi ~5 ms; the oracle signs thousands of placements a block. A placement is a
-static tuple (uint256 jobId, address provider, (bytes32, uint32, uint32, uint32, uint256) terms),
-so `placeJobs(Placement[])` is the selector, the array's offset and length, then seven words per
-item. Each item is encoded alone (`item`), so a batch can be priced (calldata gas) as it grows.
+static tuple (uint256 jobId, address provider, (bytes32, uint32, uint32, uint32, uint256) terms,
+uint256 quotedPrice), so `placeJobs(Placement[])` is the selector, the array's offset and length,
+then eight words per item. Each item is encoded alone (`item`), so a batch can be priced
+(calldata gas) as it grows.
 `tests/unit/test_oracle_calldata.py` checks the bytes equal web3's.
 """
 
@@ -17,7 +18,9 @@ from metascheduler.chain.abi import market_function
 from metascheduler.chain.types import Placement, Terms
 
 #: The ABI signature the word layout below is written for.
-PLACE_JOBS_SIGNATURE = "placeJobs((uint256,address,(bytes32,uint32,uint32,uint32,uint256))[])"
+PLACE_JOBS_SIGNATURE = (
+    "placeJobs((uint256,address,(bytes32,uint32,uint32,uint32,uint256),uint256)[])"
+)
 
 
 @cache
@@ -37,8 +40,8 @@ def _uint(value: int, bits: int, what: str) -> bytes:
     return value.to_bytes(32, "big")
 
 
-def item(job_id: int, provider: str, terms: Terms) -> bytes:
-    """The seven ABI words of one placement."""
+def item(job_id: int, provider: str, terms: Terms, quoted_price: int) -> bytes:
+    """The eight ABI words of one placement, at most `quoted_price` a minute."""
     addr = bytes.fromhex(provider[2:] if provider.startswith(("0x", "0X")) else provider)
     if len(addr) != 20:
         raise ValueError(f"placeJobs: provider {provider!r} is not an address")
@@ -53,6 +56,7 @@ def item(job_id: int, provider: str, terms: Terms) -> bytes:
             _uint(terms.gpus, 32, "gpus"),
             _uint(terms.mem_mb, 32, "memMb"),
             _uint(terms.max_price_per_minute, 256, "maxPricePerMinute"),
+            _uint(quoted_price, 256, "quotedPrice"),
         )
     )
 
@@ -67,4 +71,4 @@ def join(items: Sequence[bytes]) -> bytes:
 
 
 def place_jobs(placements: Sequence[Placement]) -> bytes:
-    return join([item(p.job_id, p.provider, p.terms) for p in placements])
+    return join([item(p.job_id, p.provider, p.terms, p.quote()) for p in placements])

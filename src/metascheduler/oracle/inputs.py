@@ -52,7 +52,8 @@ def estimate_runtime_s(job: JobFields) -> float:
     return float(min(MAX_ESTIMATE_S, funded_seconds(job.escrow, job.max_price_per_minute)))
 
 
-def pending_job(job: JobFields) -> PendingJob:
+def pending_job(job: JobFields, refused_by: frozenset[str] = frozenset()) -> PendingJob:
+    """The job as placement sees it; `refused_by` (lower-case addresses) are never offered it."""
     return PendingJob(
         job_id=job.job_id,
         cpus=job.cpus,
@@ -62,6 +63,7 @@ def pending_job(job: JobFields) -> PendingJob:
         labels=frozenset(job.labels or ()),
         submitted_at=float(job.requested_at),
         est_runtime_s=estimate_runtime_s(job),
+        refused_by=refused_by,
     )
 
 

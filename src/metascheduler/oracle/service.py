@@ -41,7 +41,15 @@ from metascheduler.keys import KeyLoadError, load_account, refuse_dev_key_off_de
 from metascheduler.oracle import calldata, logs
 from metascheduler.oracle.actions import ActionLog
 from metascheduler.oracle.inputs import Liveness, pending_job, provider_states
-from metascheduler.placement import DEFAULT_POLICY, Policy, get_policy
+from metascheduler.placement import (
+    DEFAULT_POLICY,
+    PendingJob,
+    Policy,
+    ProviderState,
+    Unplaceable,
+    get_policy,
+)
+from metascheduler.placement.eligibility import could_run, job_price
 from metascheduler.signals import stop_on_signals
 from metascheduler.store import Ingester, make_engine, session_factory, upgrade_to_head
 from metascheduler.store import queries as q
@@ -52,8 +60,10 @@ log = logging.getLogger("metascheduler.oracle")
 #: Unplaceable reasons longer than this are cut (they are for humans, not for parsing).
 MAX_UNPLACEABLE_REASON = 500
 _FAILED = object()
-#: At most this many pending jobs are considered per tick (the oldest first).
+#: At most this many pending jobs are considered per tick (in the store's `PRIORITY`).
 MAX_PENDING_PER_TICK = 20_000
+#: A job is placed only if its escrow pays this long a run on the cheapest provider able to run it.
+MIN_RUN_S = 60
 #: Most placements in one transaction: ~29 kB of calldata per 130, and nodes refuse transactions
 #: above 128 kB (geth's pool limit).
 MAX_BATCH_ITEMS = 500
@@ -316,6 +326,7 @@ class Oracle:
                 s.scalars(select(Provider).where(Provider.status == int(ProviderStatus.APPROVED)))
             )
             on_prov = q.jobs_on_providers(s)
+            refused = q.refusals(s, [j.job_id for j in pending if j.returns])
             # Chain time as far as the store has read: ends of running jobs are estimated from
             # it, so it must move on even while no new request arrives.
             ingested_time = s.scalar(select(func.max(Block.timestamp))) or 0
@@ -327,14 +338,16 @@ class Oracle:
         now_chain = float(max(ingested_time, *(j.requested_at for j in pending)))
         states = provider_states(provs, on_prov, in_flight, self.liveness, time.time())
         by_id = {j.job_id: j for j in pending}
-        decisions = self.policy.decide([pending_job(j) for j in pending], states, now_chain)
-        self._record_unplaceable(
-            by_id, decisions.unplaceable, placed={p.job_id for p in decisions.placements}
-        )
-        stats.placed = len(decisions.placements)
-        stats.unplaceable = len(decisions.unplaceable)
+        jobs = [pending_job(j, refused.get(j.job_id, frozenset())) for j in pending]
+        jobs, underfunded = _funded_for_a_minimum_run(jobs, by_id, states)
+        decisions = self.policy.decide(jobs, states, now_chain)
+        placements = decisions.placements
+        unplaceable = [*decisions.unplaceable, *underfunded]
+        self._record_unplaceable(by_id, unplaceable, placed={p.job_id for p in placements})
+        stats.placed = len(placements)
+        stats.unplaceable = len(unplaceable)
         stats.held = len(pending) - stats.placed - stats.unplaceable
-        batches = self._batches(decisions.placements, by_id)
+        batches = self._batches(placements, by_id)
         if full_only:
             batches = [b for b in batches if b.full]
         stats.txs = self._send_placements(batches[:room])
@@ -365,7 +378,10 @@ class Oracle:
             terms = Terms(
                 bytes.fromhex(j.spec_hash[2:]), j.cpus, j.gpus, j.mem_mb, j.max_price_per_minute
             )
-            it = calldata.item(j.job_id, prov, terms)
+            # The price the policy saw: the contract refuses the placement if the provider
+            # raised its prices since.
+            placement = Placement(j.job_id, prov, terms, quoted_price=p.price_per_minute)
+            it = calldata.item(j.job_id, prov, terms, placement.quote())
             if cur.items and (
                 len(cur.items) >= size
                 or (budget is not None and cur.gas(it, prov.lower()) > budget)
@@ -373,7 +389,7 @@ class Oracle:
                 cur.full = True
                 out.append(cur)
                 cur = _Batch()
-            cur.placements.append(Placement(j.job_id, prov, terms))
+            cur.placements.append(placement)
             cur.items.append(it)
             cur.providers.add(prov.lower())
             cur.item_calldata_gas += calldata_gas(it)
@@ -457,21 +473,31 @@ class Oracle:
         busy = self.actions.busy(cursor, ("expire", "reclaim", "fail"))
         expire: list[int] = []
         reclaim: list[int] = []
-        fail: list[int] = []
+        fail: list[tuple[int, int]] = []
+        # Heartbeats carry wall-clock times, bills run on block times: a heartbeat's time is
+        # moved onto the chain's clock by their difference now (seconds on a live chain).
+        clock_offset = now - int(time.time())
         with self.sessions() as s:
             silent = self._silent_providers(s)
+            banned = set(
+                s.scalars(
+                    select(Provider.address).where(Provider.status == int(ProviderStatus.BANNED))
+                )
+            )
             for j in q.jobs_in_status(s, q.ON_PROVIDER):
                 if j.job_id in busy:
                     continue
                 if j.status == JobStatus.RUNNING:
                     if j.provider in silent:
-                        fail.append(j.job_id)
+                        fail.append((j.job_id, silent[j.provider] + clock_offset))
                     elif (
                         j.started_at is not None
                         and j.price_per_minute
                         and now >= j.started_at + funded_seconds(j.escrow, j.price_per_minute)
                     ):
                         expire.append(j.job_id)
+                elif JobStatus(j.status).placed and j.provider in banned:
+                    reclaim.append(j.job_id)  # a banned provider can neither accept nor start
                 elif j.status == JobStatus.META_SCHEDULED and j.placed_at is not None:
                     if now >= j.placed_at + int(cfg["accept_timeout_s"]):
                         reclaim.append(j.job_id)
@@ -482,8 +508,13 @@ class Oracle:
                 ):
                     reclaim.append(j.job_id)
         done = {"expire": 0, "reclaim": 0, "fail": 0}
+        last_seen = dict(fail)
+
+        def fail_jobs(ids: list[int]) -> Any:
+            return self.market.fail_jobs([(jid, last_seen[jid]) for jid in ids])
+
         for kind, ids, call in (
-            ("fail", fail, self.market.fail_jobs),
+            ("fail", list(last_seen), fail_jobs),
             ("expire", expire, self.market.expire_jobs),
             ("reclaim", reclaim, self.market.reclaim_jobs),
         ):
@@ -492,18 +523,31 @@ class Oracle:
                 done[kind] += self._keep_send(kind, chunk, call)
         return done
 
-    def _silent_providers(self, s: Any) -> set[str]:
-        """Providers whose heartbeats stopped (never: a provider that never sent one is unknown,
-        not silent, so an oracle started before the API fails nobody)."""
+    def _silent_providers(self, s: Any) -> dict[str, int]:
+        """Providers whose heartbeats stopped, each with its last sign of life (the time its
+        last heartbeat was signed at, no later than it was received): its jobs are billed up to it.
+
+        A provider that never sent one is unknown, not silent, so an oracle started before the
+        API fails nobody. And while no provider at all has a fresh heartbeat, the silence is the
+        heartbeat path's (the API down or unreachable), not the providers': nobody is failed,
+        and the jobs that outlive the outage are billed as their providers report them."""
         if not self.liveness.use_heartbeats:
-            return set()
+            return {}
         limit = time.time() - self.settings.heartbeat_timeout_s
-        rows = s.scalars(
-            select(Provider.address).where(
-                Provider.last_heartbeat_at.is_not(None), Provider.last_heartbeat_at < limit
+        rows = s.execute(
+            select(Provider.address, Provider.last_heartbeat_at, Provider.heartbeat).where(
+                Provider.last_heartbeat_at.is_not(None)
             )
-        )
-        return set(rows)
+        ).all()
+        if not any(at >= limit for _, at, _ in rows):
+            if rows:
+                log.warning(
+                    "no provider has sent a heartbeat for %ds: treating it as an outage of the "
+                    "heartbeat path, failing no job",
+                    self.settings.heartbeat_timeout_s,
+                )
+            return {}
+        return {addr: _signed_at(at, beat) for addr, at, beat in rows if at < limit}
 
     def _keep_send(self, kind: str, ids: list[int], call: Any) -> int:
         action = self.actions.intend(kind, ids, None)
@@ -526,6 +570,40 @@ class Oracle:
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+def _funded_for_a_minimum_run(
+    jobs: Sequence[PendingJob], by_id: dict[int, Any], providers: Sequence[ProviderState]
+) -> tuple[list[PendingJob], list[Unplaceable]]:
+    """The jobs whose escrow pays at least `MIN_RUN_S` on the cheapest provider able to run
+    them; the others are not offered to any (a job paying a provider less than its own
+    transactions cost is spam to it), and take no room from those that pay."""
+    kept: list[PendingJob] = []
+    refused: list[Unplaceable] = []
+    for job in jobs:
+        escrow = by_id[job.job_id].escrow
+        cheapest = min((job_price(job, p) for p in providers if could_run(job, p)), default=0)
+        if cheapest and funded_seconds(escrow, cheapest) < MIN_RUN_S:
+            refused.append(
+                Unplaceable(
+                    job.job_id,
+                    f"the escrow of {escrow} units pays less than {MIN_RUN_S} s at "
+                    f"{cheapest} units/min, the cheapest price of a provider able to run it: "
+                    "top it up",
+                )
+            )
+        else:
+            kept.append(job)
+    return kept, refused
+
+
+def _signed_at(received: int, heartbeat: Any) -> int:
+    """When the provider's last heartbeat says it was alive: the time it signed, capped by the
+    time the API received it (a clock ahead of the chain's cannot buy billed time)."""
+    signed = heartbeat.get("timestamp") if isinstance(heartbeat, dict) else None
+    if isinstance(signed, (int, float)) and signed == signed:  # not NaN
+        return int(min(float(received), float(signed)))
+    return int(received)
 
 
 def freeze_startup_heap() -> None:

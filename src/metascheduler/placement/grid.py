@@ -14,8 +14,9 @@ from .model import PendingJob, ProviderState
 from .view import ProviderView
 
 # Jobs of the same shape have the same suitable providers: thousands of pending jobs come in a
-# few dozen shapes, so the check runs once per shape, not once per job and provider.
-Shape = tuple[int, int, int, int, frozenset[str]]
+# few dozen shapes, so the check runs once per shape, not once per job and provider. The
+# providers that refused a job are part of its shape (jobs never refused share theirs).
+Shape = tuple[int, int, int, int, frozenset[str], frozenset[str]]
 _Row = tuple[ProviderView, int, int, int]  # a view and its capacity: CPUs, GPUs, memory
 
 
@@ -49,16 +50,30 @@ class Grid:
             found = self._alive_that_could_run(job)
             if not found:  # held (a silent provider could run it) or unplaceable
                 found = unplaceable_reason(job, self.providers) or found
+            elif job.refused_by:
+                left = [v for v in found if v.provider.lower() not in job.refused_by]
+                found = left or f"refused by every provider able to run it ({len(found)})"
             self._suitable[shape] = found
         return found
 
     @staticmethod
     def shape(job: PendingJob) -> Shape:
-        return (job.cpus, job.gpus, job.mem_mb, job.max_price_per_minute, job.labels)
+        return (
+            job.cpus,
+            job.gpus,
+            job.mem_mb,
+            job.max_price_per_minute,
+            job.labels,
+            job.refused_by,
+        )
 
     def suits(self, job: PendingJob, view: ProviderView) -> bool:
         """Is ``view`` among ``suitable(job)``?"""
-        return view.state.alive and could_run(job, view.state)
+        return (
+            view.state.alive
+            and could_run(job, view.state)
+            and view.provider.lower() not in job.refused_by
+        )
 
     def max_free_cpus(self) -> int:
         return max((v.free_cpus for v in self.views if v.state.alive), default=0)

@@ -24,6 +24,8 @@ class PendingJob:
     submitted_at: float  # seconds (block timestamp of the request)
     # The user's requested (funded) run time: an upper estimate, often far above the real one.
     est_runtime_s: float
+    # Providers that refused this job: it is never offered to them again.
+    refused_by: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)

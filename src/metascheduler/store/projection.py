@@ -53,8 +53,11 @@ def event_parties(name: str, args: dict[str, Any]) -> tuple[str | None, str | No
 def _spec_fields(spec: bytes) -> tuple[list[str], int | None]:
     try:
         parsed = decode_spec(spec)
-    except SpecError:
-        return [], None  # a spec the grid cannot read: kept raw, no labels wanted
+    except (SpecError, RecursionError):
+        # A spec the grid cannot read is kept raw, wanting no labels. A few kB of nested arrays
+        # overflow the recursive JSON decoder at Python's default limit: that must not stop the
+        # ingestion of every later event.
+        return [], None
     return parsed.required_labels, parsed.time_limit_minutes
 
 

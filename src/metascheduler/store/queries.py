@@ -9,7 +9,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Row, func, or_, select
+from sqlalchemy import Float, Row, cast, func, or_, select
 from sqlalchemy.orm import Session
 
 from metascheduler.chain.types import JobStatus, ProviderStatus
@@ -219,18 +219,33 @@ PLACEMENT_COLUMNS = (
     "requested_at",
     "started_at",
     "unplaceable_reason",
+    "returns",
+)
+
+#: Reasons the contract gives when it takes a placement back (`JobReturned`); any other reason
+#: is the provider's own refusal.
+RECLAIM_REASONS = frozenset({"not accepted in time", "not started in time", "provider banned"})
+
+#: The oracle's order over pending jobs when more are pending than it reads in a tick: those it
+#: found placeable before those it did not, then the largest escrow first (what a flood of
+#: requests must lock up to get ahead of a funded job), then the oldest.
+PRIORITY = (
+    Job.unplaceable_reason.is_not(None),
+    cast(Job.escrow, Float).desc(),
+    Job.job_id,
 )
 
 
 def placement_rows(
     s: Session, *, job_ids: Sequence[int] | None = None, limit: int | None = None
 ) -> list[Row[Any]]:
-    """PENDING jobs (or the given ones), oldest first, as plain rows of `PLACEMENT_COLUMNS`.
+    """PENDING jobs (or the given ones) in the oracle's `PRIORITY`, as plain rows of
+    `PLACEMENT_COLUMNS`.
 
     The oracle reads thousands of these each tick while a backlog drains; a plain row of the
     columns it needs costs a fraction of an ORM object (and of the spec bytes it does not)."""
     table = Job.__table__
-    q = select(*(table.c[c] for c in PLACEMENT_COLUMNS)).order_by(table.c.job_id)
+    q = select(*(table.c[c] for c in PLACEMENT_COLUMNS)).order_by(*PRIORITY)
     if job_ids is None:
         q = q.where(table.c.status == JobStatus.PENDING)
     else:
@@ -238,6 +253,18 @@ def placement_rows(
     if limit:
         q = q.limit(limit)
     return list(s.execute(q).all())
+
+
+def refusals(s: Session, job_ids: Sequence[int]) -> dict[int, frozenset[str]]:
+    """The providers (lower case) that refused each of `job_ids`, from its JobReturned events."""
+    out: dict[int, set[str]] = {}
+    q = select(Event.job_id, Event.provider, Event.args).where(
+        Event.name == "JobReturned", Event.job_id.in_(list(job_ids))
+    )
+    for job_id, provider, args in s.execute(q):
+        if job_id is not None and provider and args.get("reason") not in RECLAIM_REASONS:
+            out.setdefault(job_id, set()).add(provider.lower())
+    return {jid: frozenset(p) for jid, p in out.items()}
 
 
 def jobs_on_providers(s: Session) -> list[Job]:

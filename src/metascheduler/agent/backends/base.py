@@ -150,6 +150,17 @@ class Backend(ABC):
     def submit(self, job: BackendJob) -> str:
         """Queue the job; return its native id. Raises ``BackendError`` if refused."""
 
+    def submit_many(self, jobs: Sequence[BackendJob]) -> list[str | BackendError]:
+        """Queue each job: its native id, or the ``BackendError`` that refused it, in order.
+        A backend that can queue a batch for less than one job at a time overrides this."""
+        out: list[str | BackendError] = []
+        for job in jobs:
+            try:
+                out.append(self.submit(job))
+            except BackendError as exc:
+                out.append(exc)
+        return out
+
     @abstractmethod
     def status(self, native_ids: Sequence[str]) -> dict[str, BackendStatus]:
         """The status of each given job, in one round trip; every id gets an entry."""
@@ -170,6 +181,13 @@ class Backend(ABC):
     @abstractmethod
     def capacity(self) -> Capacity:
         """Total and free resources now."""
+
+    def news(self) -> int:
+        """A count that grows whenever one of this backend's jobs ends, for a backend that
+        learns it without a status round trip (the local executor sees its children exit).
+        The agent starts a round when it grows; a backend that cannot tell keeps 0, and the
+        agent then relies on new blocks and its poll."""
+        return 0
 
     def log_paths(self, job_id: int, native_id: str) -> tuple[Path, Path] | None:
         """The files the job's stdout and stderr go to on this machine, which the agent ships as

@@ -22,7 +22,7 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -139,7 +139,9 @@ class LocalBackend(Backend):
                 state = self._load()
                 yield state
                 tmp = self._state_file.with_suffix(".tmp")
-                tmp.write_text(json.dumps(state, indent=1, sort_keys=True))
+                # One line, no indent: json's C encoder takes no indent, and this file is read
+                # and written at every call, thousands of records long on a busy provider.
+                tmp.write_text(json.dumps(state, sort_keys=True))
                 os.replace(tmp, self._state_file)
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
@@ -162,7 +164,8 @@ class LocalBackend(Backend):
 
     @staticmethod
     def _store(state: dict[str, Any], jobs: dict[str, _Record]) -> None:
-        state["jobs"] = {k: asdict(r) for k, r in jobs.items()}
+        # (a record holds plain values only: its fields, without asdict's deep copy)
+        state["jobs"] = {k: dict(vars(r)) for k, r in jobs.items()}
 
     # -- scheduling -------------------------------------------------------------------------
 
@@ -257,46 +260,78 @@ class LocalBackend(Backend):
 
     # -- Backend ----------------------------------------------------------------------------
 
+    def news(self) -> int:
+        # A supervisor exits when its job ends (results on disk): a cheap waitpid per child.
+        return sum(1 for child in self._children.values() if child.poll() is not None)
+
     def submit(self, job: BackendJob) -> str:
+        native = self.submit_many([job])[0]
+        if isinstance(native, BackendError):
+            raise native
+        return native
+
+    def submit_many(self, jobs: Sequence[BackendJob]) -> list[str | BackendError]:
+        # One read and write of the state file and one scheduling pass for the whole batch:
+        # both cost as much for one job as for a hundred.
+        out: list[str | BackendError] = []
+        with self._records() as state:
+            records = self._jobs(state)
+            for job in jobs:
+                refusal = self._never_fits(job)
+                if refusal is not None:
+                    out.append(refusal)
+                    continue
+                native = str(state["next_id"])
+                state["next_id"] += 1
+                try:
+                    records[native] = self._prepare(job, native)
+                except BackendError as exc:  # its sandbox cannot take it
+                    out.append(exc)
+                    continue
+                out.append(native)
+            self._store(state, records)
+            self._tick(state)
+        return out
+
+    def _never_fits(self, job: BackendJob) -> BackendError | None:
         spec = job.spec
         cap = self.total
         if (
-            spec.cpus > cap.total_cpus
-            or spec.mem_mb > cap.total_mem_mb
-            or spec.gpus > cap.total_gpus
+            spec.cpus <= cap.total_cpus
+            and spec.mem_mb <= cap.total_mem_mb
+            and spec.gpus <= cap.total_gpus
         ):
-            raise BackendError(
-                f"job {job.job_id} can never run here: it asks for {spec.cpus} CPUs, "
-                f"{spec.mem_mb} MB, {spec.gpus} GPUs; this backend has {cap.total_cpus} CPUs, "
-                f"{cap.total_mem_mb} MB, {cap.total_gpus} GPUs. Refuse the placement"
-            )
-        with self._records() as state:
-            native = str(state["next_id"])
-            state["next_id"] += 1
-            job_dir = self.workdir / "jobs" / f"{native}-{job.name}"
-            job_dir.mkdir(parents=True, exist_ok=True)
-            workdir = resolve_workdir(spec.workdir, job_dir / sandbox.WORK_DIR)
-            script = batch_script(job, workdir)
-            command = sandbox.confine(self.sandbox, self.stager, job, job_dir, self.workdir, script)
-            if command is None:
-                (job_dir / "job.sh").write_text(script)
-                command = ["bash", str(job_dir / "job.sh")]
-            (job_dir / "command.json").write_text(json.dumps(command))
-            jobs = self._jobs(state)
-            jobs[native] = _Record(
-                native_id=native,
-                job_id=job.job_id,
-                name=job.name,
-                cpus=spec.cpus,
-                mem_mb=spec.mem_mb,
-                gpus=spec.gpus,
-                time_limit_s=job.time_limit_s,
-                submitted_at=time.time(),
-                dir=str(job_dir),
-            )
-            self._store(state, jobs)
-            self._tick(state)
-        return native
+            return None
+        return BackendError(
+            f"job {job.job_id} can never run here: it asks for {spec.cpus} CPUs, "
+            f"{spec.mem_mb} MB, {spec.gpus} GPUs; this backend has {cap.total_cpus} CPUs, "
+            f"{cap.total_mem_mb} MB, {cap.total_gpus} GPUs. Refuse the placement"
+        )
+
+    def _prepare(self, job: BackendJob, native: str) -> _Record:
+        """The job's folder, script and command, and its record (queued). Raises
+        ``BackendError`` when its sandbox cannot run it here."""
+        spec = job.spec
+        job_dir = self.workdir / "jobs" / f"{native}-{job.name}"
+        job_dir.mkdir(parents=True, exist_ok=True)
+        workdir = resolve_workdir(spec.workdir, job_dir / sandbox.WORK_DIR)
+        script = batch_script(job, workdir)
+        command = sandbox.confine(self.sandbox, self.stager, job, job_dir, self.workdir, script)
+        if command is None:
+            (job_dir / "job.sh").write_text(script)
+            command = ["bash", str(job_dir / "job.sh")]
+        (job_dir / "command.json").write_text(json.dumps(command))
+        return _Record(
+            native_id=native,
+            job_id=job.job_id,
+            name=job.name,
+            cpus=spec.cpus,
+            mem_mb=spec.mem_mb,
+            gpus=spec.gpus,
+            time_limit_s=job.time_limit_s,
+            submitted_at=time.time(),
+            dir=str(job_dir),
+        )
 
     def status(self, native_ids: Sequence[str]) -> dict[str, BackendStatus]:
         with self._records() as state:

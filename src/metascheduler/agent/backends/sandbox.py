@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import pwd
+import shutil
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -111,11 +112,21 @@ def prepare(
     folder.mkdir(parents=True, exist_ok=True)
     folder.chmod(0o755)
     work = folder / WORK_DIR
-    work.mkdir(exist_ok=True)
+    # Always a fresh one: a folder left by an earlier run of the same job (Slurm names folders
+    # by job id) may hold links the job planted, which root's staging would follow.
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir()
     os.chown(work, uid, gid)
     work.chmod(0o700)
     (folder / "job.sh").write_text(script)
     (folder / "job.sh").chmod(0o644)
+    writable = [work]
+    if job.output_dir is not None:
+        # Where the agent collects the job's output files: the job's to write, mounted in.
+        job.output_dir.mkdir(parents=True, exist_ok=True)
+        os.chown(job.output_dir, uid, gid)
+        job.output_dir.chmod(0o700)
+        writable.append(job.output_dir)
     spec = job.spec
     data: dict[str, Any] = {
         "name": job.name,
@@ -128,6 +139,7 @@ def prepare(
         "hide": sorted({str(p) for p in (*policy.hide, jobs_root)}),
         "folder": str(folder),
         "work": str(work),
+        "writable": [str(p) for p in writable],
         "report": str(folder / REPORT_FILE),
         "env": {"PATH": JOB_PATH, "HOME": str(work), "TMPDIR": "/tmp", "LANG": "C.UTF-8"},
     }
@@ -146,6 +158,7 @@ def prepare(
                 max_processes=policy.max_processes,
                 network=policy.network,
                 work=work,
+                outputs=job.output_dir,
                 env={**job_env(job), **spec.env},
                 argv=_container_argv(job),
             ),
@@ -197,8 +210,7 @@ def confine(
     command = prepare(policy, job, folder, jobs_root, script, stager.runtime if stager else None)
     if stager is not None:
         try:
-            stager.inputs(spec, folder / WORK_DIR, policy.job_user())
-            stager.image(spec)
+            stager.stage(spec, folder / WORK_DIR, policy.job_user())
         except StagingError as exc:
             raise BackendError(f"job {job.job_id} not staged: {exc}") from None
     return command

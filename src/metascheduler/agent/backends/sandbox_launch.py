@@ -171,10 +171,12 @@ class Cgroups:
 
 def _private_filesystem(policy: dict[str, Any]) -> None:
     _mount("none", "/", None, MS_REC | MS_PRIVATE)
-    # A handle on the job's own folder, taken in this namespace before every job folder is
-    # hidden: the folder is mounted back from it.
+    # Handles on the job's own folder and on the other folders it may write (its output folder,
+    # which the agent keeps with its own files), taken in this namespace before anything is
+    # hidden: they are mounted back from them.
     folder, work = policy["folder"], policy["work"]
-    own = os.open(folder, os.O_PATH | os.O_DIRECTORY)
+    outside = [p for p in policy.get("writable", []) if not p.startswith(folder + "/")]
+    handles = {p: os.open(p, os.O_PATH | os.O_DIRECTORY) for p in [folder, *outside]}
     _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
     for tmp in ("/tmp", "/var/tmp", "/dev/shm"):
         if os.path.isdir(tmp):
@@ -185,9 +187,10 @@ def _private_filesystem(policy: dict[str, Any]) -> None:
             _mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV, "mode=755,size=64k")
         elif os.path.exists(path):
             _mount("/dev/null", path, None, MS_BIND)
-    os.makedirs(folder, exist_ok=True)
-    _mount(f"/proc/self/fd/{own}", folder, None, MS_BIND | MS_REC)
-    os.close(own)
+    for path, fd in handles.items():
+        os.makedirs(path, exist_ok=True)
+        _mount(f"/proc/self/fd/{fd}", path, None, MS_BIND | MS_REC)
+        os.close(fd)
     _mount(work, work, None, MS_BIND)
     _mount("none", folder, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
 
@@ -264,7 +267,6 @@ def _code(status: int) -> int:
 def launch(policy_path: Path, argv: list[str]) -> int:
     policy: dict[str, Any] = json.loads(policy_path.read_text())
     groups = Cgroups(f"ms-{policy['name']}-{os.getpid()}")
-    report: dict[str, Any] = {}
     try:
         groups.create(policy["mem_mb"], policy["cpus"], policy["max_processes"])
         # The PID namespace takes effect for the children; the others are the init's own, so

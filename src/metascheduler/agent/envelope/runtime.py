@@ -20,8 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 JOB_CGROUP = "@JOB_CGROUP@"
-#: Where the job's own folder appears inside the container.
+#: Where the job's own folder, and its output folder, appear inside the container.
 CONTAINER_WORK = "/work"
+CONTAINER_OUTPUTS = "/outputs"
 
 
 class RuntimeFailure(Exception):
@@ -40,6 +41,8 @@ class ContainerJob:
     max_processes: int
     network: bool
     work: Path
+    #: The folder the agent collects output files from (``$MS_OUTPUT_DIR``), if any.
+    outputs: Path | None
     env: Mapping[str, str]
     argv: Sequence[str]
 
@@ -189,7 +192,11 @@ class Podman(ContainerRuntime):
             "--env",
             f"HOME={CONTAINER_WORK}",
         ]
-        for key, value in job.env.items():
+        env = dict(job.env)
+        if job.outputs is not None:
+            args += ["--volume", f"{job.outputs}:{CONTAINER_OUTPUTS}:rw"]
+            env["MS_OUTPUT_DIR"] = CONTAINER_OUTPUTS
+        for key, value in env.items():
             args += ["--env", f"{key}={value}"]
         return [*args, image, *job.argv]
 

@@ -9,6 +9,7 @@ words: the agent refuses the placement with it, and the customer pays nothing.
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,7 +29,9 @@ class StagingLimits:
 
     max_input_bytes: int = 1 << 30
     max_image_bytes: int = 2 << 30
-    fetch_timeout_s: float = 300.0
+    #: For all of one job's fetches together: staging runs in the agent's round, which must
+    #: stay well within the oracle's heartbeat timeout.
+    fetch_timeout_s: float = 120.0
 
 
 @dataclass
@@ -45,8 +48,26 @@ class Stager:
             return ["this provider runs no container runtime"]
         return self.runtime.problems()
 
-    def inputs(self, spec: JobSpec, work: Path, owner: tuple[int, int] | None) -> None:
-        """Fetches every input into ``work`` (owned by ``owner``, the job user, if given)."""
+    def stage(self, spec: JobSpec, work: Path, owner: tuple[int, int] | None) -> bool | None:
+        """Fetches the inputs into ``work`` (owned by ``owner``, the job user, if given) and
+        brings the image in, all within ``fetch_timeout_s``. Returns whether the image came
+        from the cache (None: no image)."""
+        deadline = time.monotonic() + self.limits.fetch_timeout_s
+        self.inputs(spec, work, owner, deadline)
+        image = self.image(spec, deadline)
+        return None if image is None else image[1]
+
+    def _left(self, deadline: float) -> float:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise StagingError(
+                f"staging took longer than this provider's {self.limits.fetch_timeout_s:g} s"
+            )
+        return left
+
+    def inputs(
+        self, spec: JobSpec, work: Path, owner: tuple[int, int] | None, deadline: float
+    ) -> None:
         for item in spec.inputs or ():
             dest = work / item.path
             try:
@@ -55,7 +76,7 @@ class Stager:
                     item.sha256,
                     dest,
                     max_bytes=self.limits.max_input_bytes,
-                    timeout_s=self.limits.fetch_timeout_s,
+                    timeout_s=self._left(deadline),
                 )
             except FetchError as exc:
                 raise StagingError(f"input {item.path}: {exc}") from None
@@ -65,7 +86,7 @@ class Stager:
                     if str(p) != ".":
                         os.chown(work / p, *owner)
 
-    def image(self, spec: JobSpec) -> tuple[str, bool] | None:
+    def image(self, spec: JobSpec, deadline: float) -> tuple[str, bool] | None:
         """The reference the job's image runs by, and whether it came from the cache; None
         for a job without a container."""
         container = spec.container
@@ -87,7 +108,7 @@ class Stager:
                 url,
                 digest,
                 max_bytes=self.limits.max_image_bytes,
-                timeout_s=self.limits.fetch_timeout_s,
+                timeout_s=self._left(deadline),
                 evicted=runtime.forget,
             )
             if cached and runtime.has(digest):
