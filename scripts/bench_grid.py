@@ -65,7 +65,7 @@ PRICE_CPU = 1_000  # units per CPU-minute
 MAX_PRICE = 10_000
 ESCROW = 10_000  # 10 minutes of one CPU: far more than a job uses
 REQUEST_GAS = 400_000  # the limit each request carries; what it uses is measured
-FULL_RATES = "10,25,50,75,100,150,200,300"
+FULL_RATES = "5,10,25,50,75,100,150,200,300"
 QUICK_RATES = "10,50"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 

@@ -128,6 +128,11 @@ def start_object_store(
         f"-s3.port={s3_port}",
         f"-s3.port.grpc={grpc['s3']}",
         f"-s3.config={config_path}",
+        # The S3 gateway's Iceberg and Lance catalogues listen on fixed ports (8181, 9101) by
+        # default: a second SeaweedFS on the machine (another clone's grid) would die on them.
+        # The grid uses neither.
+        "-s3.port.iceberg=0",
+        "-s3.port.lance=0",
     ]
     out = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
     proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, cwd=data_dir)
