@@ -528,23 +528,25 @@ class Agent:
     # ------------------------------------------------------------------ sending
 
     def _send_steps(self, rnd: Round) -> None:
-        for batch in self.outbox.steps(rnd.steps, self._digests(rnd.steps)):
+        for batch in self.outbox.steps(self._with_digests(rnd.steps)):
             rnd.skipped.extend(batch.skipped)
             accepted = [s.job_id for s in batch.done if s.action is ProviderAction.ACCEPT]
             self._submit_accepted(accepted, batch.receipt, rnd)
             self._recheck({s.job_id for s in batch.skipped}, rnd)
 
-    def _digests(self, steps: list[ProviderStep]) -> dict[int, bytes]:
-        """The result digests of the jobs completed in `steps` whose results are sealed by then
-        (JobEnded's `resultDigest`); the others commit to nothing (a zero digest)."""
+    def _with_digests(self, steps: list[ProviderStep]) -> list[ProviderStep]:
+        """The steps, each COMPLETE carrying its job's result digest if its results are sealed
+        by then (JobEnded's `resultDigest`); the others commit to nothing (a zero digest)."""
         if self.results is None:
-            return {}
-        out = {}
+            return steps
+        out = []
         for step in steps:
-            if step.action is ProviderAction.COMPLETE:
-                digest = self.results.result_digest(step.job_id)
-                if digest:
-                    out[step.job_id] = bytes.fromhex(digest[2:])
+            digest = (
+                self.results.result_digest(step.job_id)
+                if step.action is ProviderAction.COMPLETE
+                else None
+            )
+            out.append(step._replace(result_digest=bytes.fromhex(digest[2:])) if digest else step)
         return out
 
     def _submit_accepted(self, job_ids: list[int], receipt: TxReceipt, rnd: Round) -> None:

@@ -215,7 +215,12 @@ class Client:
         _positive("the max price per minute", max_price, UINT40_MAX)
         self._need_market("the job's escrow", escrow)
         return self.market.request_job(
-            data, job_spec.cpus, job_spec.gpus, job_spec.mem_mb, max_price, escrow
+            data,
+            job_spec.cpus,
+            job_spec.gpus,
+            job_spec.mem_mb,
+            max_price_per_minute=max_price,
+            escrow=escrow,
         )
 
     def cancel(self, job_id: int) -> JobInfo:
