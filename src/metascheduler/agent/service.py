@@ -401,7 +401,7 @@ class Agent:
         digest = self.results.result_digest(step.job_id)
         if digest is not None:
             self._digest_wait.pop(step.job_id, None)
-            return step  # `_digests` attaches it when the batch is sent
+            return step._replace(result_digest=bytes.fromhex(digest.removeprefix("0x")))
         since = self._digest_wait.setdefault(step.job_id, time.monotonic())
         patience = self.settings.results.complete_wait_s
         if self.results.waiting_is_useful(step.job_id) and time.monotonic() - since < patience:
@@ -528,26 +528,11 @@ class Agent:
     # ------------------------------------------------------------------ sending
 
     def _send_steps(self, rnd: Round) -> None:
-        for batch in self.outbox.steps(self._with_digests(rnd.steps)):
+        for batch in self.outbox.steps(rnd.steps):
             rnd.skipped.extend(batch.skipped)
             accepted = [s.job_id for s in batch.done if s.action is ProviderAction.ACCEPT]
             self._submit_accepted(accepted, batch.receipt, rnd)
             self._recheck({s.job_id for s in batch.skipped}, rnd)
-
-    def _with_digests(self, steps: list[ProviderStep]) -> list[ProviderStep]:
-        """The steps, each COMPLETE carrying its job's result digest if its results are sealed
-        by then (JobEnded's `resultDigest`); the others commit to nothing (a zero digest)."""
-        if self.results is None:
-            return steps
-        out = []
-        for step in steps:
-            digest = (
-                self.results.result_digest(step.job_id)
-                if step.action is ProviderAction.COMPLETE
-                else None
-            )
-            out.append(step._replace(result_digest=bytes.fromhex(digest[2:])) if digest else step)
-        return out
 
     def _submit_accepted(self, job_ids: list[int], receipt: TxReceipt, rnd: Round) -> None:
         """Queues the jobs whose ACCEPT this receipt carries, without waiting for the next
