@@ -154,7 +154,12 @@ class Grid:
         spec = parse_spec(json.dumps({"name": "bench", "script": script}))
         data = encode_spec(spec)
         job_id = self.customer.request_job(
-            data, spec.cpus, spec.gpus, spec.mem_mb, 10 * PRICE, 10 * CREDIT
+            data,
+            spec.cpus,
+            spec.gpus,
+            spec.mem_mb,
+            max_price_per_minute=10 * PRICE,
+            escrow=10 * CREDIT,
         )
         terms = Terms.for_spec(data, spec.cpus, spec.gpus, spec.mem_mb, 10 * PRICE)
         self.oracle.place_job(job_id, dev_account(2).address, terms)
