@@ -58,7 +58,7 @@ from metascheduler.agent.outcomes import EXIT_LOST
 from metascheduler.agent.registration import AgentError, Registration, resolve_hardware
 from metascheduler.agent.settings import AgentSettings
 from metascheduler.agent.shipping import ResultsShipper
-from metascheduler.agent.state import AgentState, JobRecord, StateError, StateStore
+from metascheduler.agent.state import AgentState, JobRecord, StateStore
 from metascheduler.chain import ChainError, Market
 from metascheduler.chain.rpc import connect, retrying
 from metascheduler.chain.types import (
@@ -70,8 +70,8 @@ from metascheduler.chain.types import (
     ProviderStep,
     SkippedItem,
 )
-from metascheduler.config import SettingsError
-from metascheduler.keys import KeyLoadError, load_account, refuse_dev_key_off_devnet
+from metascheduler.errors import MetaschedulerError, one_line
+from metascheduler.keys import load_account, refuse_dev_key_off_devnet
 from metascheduler.signals import stop_on_signals
 from metascheduler.spec import JobSpec
 
@@ -700,22 +700,21 @@ def configure_logging(level: str) -> None:
         level=level,
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        force=True,
     )
 
 
 def run_agent_command(config_path: str | None) -> int:
-    """``metascheduler agent run [--config FILE]``: exit 0 on a clean stop, 2 for unusable
-    settings, 1 when the agent cannot go on."""
+    """``metascheduler agent run [--config FILE]``: exit 0 on a clean stop, else the exit code of
+    the error that stopped it (`metascheduler.errors`: 2 settings or key, 3 the RPC does not
+    answer, 1 anything else the agent cannot go on after)."""
+    configure_logging("INFO")
     try:
         settings = AgentSettings.load(config_path)
-    except SettingsError as exc:
-        # SettingsError never quotes a value (config.py), so a misspelt key field is safe here.
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    configure_logging(settings.log_level)
-    try:
+        configure_logging(settings.log_level)
         run(settings)
-    except (SettingsError, KeyLoadError, StateError, AgentError, BackendError, ChainError) as exc:
-        log.error("agent stopped: %s", exc)
-        return 1
+    except MetaschedulerError as exc:
+        # The project's errors never quote a secret (config.py, keys.py).
+        log.error("agent stopped: %s", one_line(exc))
+        return exc.exit_code
     return 0

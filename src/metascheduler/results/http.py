@@ -14,6 +14,8 @@ from typing import Any
 import httpx
 from eth_account.signers.local import LocalAccount
 
+from metascheduler.errors import MetaschedulerError, UnreachableError
+
 from . import grant
 from .archive import Packed
 from .logchain import Chunk, Deployment
@@ -22,9 +24,11 @@ from .logchain import Chunk, Deployment
 STREAM_BYTES = 1 << 20
 
 
-class ApiRefused(Exception):
+class ApiRefused(MetaschedulerError):
     """The API answered with a 4xx: the request is wrong and sending it again will not help
     (except 404 and 409 where the message says so). `status` is the HTTP code."""
+
+    kind = "refused"
 
     def __init__(self, status: int, detail: str) -> None:
         super().__init__(detail)
@@ -32,8 +36,10 @@ class ApiRefused(Exception):
         self.detail = detail
 
 
-class ApiUnavailable(Exception):
+class ApiUnavailable(UnreachableError):
     """The API (or the object store) did not answer, or answered 5xx: try again later."""
+
+    kind = "api-unavailable"
 
 
 def _detail(resp: httpx.Response) -> str:

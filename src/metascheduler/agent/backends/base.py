@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
+from metascheduler.errors import MetaschedulerError
 from metascheduler.spec import JobSpec
 
 JOB_NAME_PREFIX = "ms-"
@@ -114,9 +115,11 @@ class Capacity:
 
 
 @dataclass
-class BackendError(Exception):
+class BackendError(MetaschedulerError):
     """A backend operation failed. ``message`` says what failed and what to do; where a command was
     run, ``command``, ``stdout``, ``stderr`` and ``returncode`` hold what it did."""
+
+    kind = "backend"
 
     message: str
     command: Sequence[str] | None = None
