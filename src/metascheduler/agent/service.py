@@ -32,7 +32,6 @@ backend while the agent is down.
 from __future__ import annotations
 
 import logging
-import sys
 import threading
 import time
 from collections.abc import Iterable
@@ -40,6 +39,7 @@ from dataclasses import dataclass, field
 
 from web3.types import TxReceipt
 
+from metascheduler import logs
 from metascheduler.agent import heartbeats
 from metascheduler.agent.admission import Refusal, admit, time_limit_s
 from metascheduler.agent.backends import (
@@ -695,23 +695,14 @@ def run(settings: AgentSettings, stop: threading.Event | None = None) -> None:
             log.info("agent stopped; jobs still running on the backend are adopted at restart")
 
 
-def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        force=True,
-    )
-
-
 def run_agent_command(config_path: str | None) -> int:
     """``metascheduler agent run [--config FILE]``: exit 0 on a clean stop, else the exit code of
     the error that stopped it (`metascheduler.errors`: 2 settings or key, 3 the RPC does not
     answer, 1 anything else the agent cannot go on after)."""
-    configure_logging("INFO")
+    logs.setup("INFO")
     try:
         settings = AgentSettings.load(config_path)
-        configure_logging(settings.log_level)
+        logs.setup(settings.log_level)
         run(settings)
     except MetaschedulerError as exc:
         # The project's errors never quote a secret (config.py, keys.py).

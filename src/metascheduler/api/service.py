@@ -6,6 +6,7 @@ import logging
 
 import uvicorn
 
+from metascheduler import logs
 from metascheduler.config import SettingsError
 from metascheduler.errors import one_line
 from metascheduler.store.db import upgrade_to_head
@@ -19,14 +20,13 @@ log = logging.getLogger(__name__)
 
 def run_api_command(config_path: str | None) -> int:
     """Runs the API until interrupted; returns the process exit status."""
+    logs.setup("INFO")
     try:
         settings = ApiSettings.load(config_path)
     except SettingsError as exc:
         log.error("API stopped: %s", one_line(exc))
         return exc.exit_code
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    logs.setup(settings.log_level)
     if not settings.market_address:
         log.warning("market_address is not set: heartbeats will be refused with 503")
     if settings.deployment is not None:

@@ -25,6 +25,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import func, select
 from web3 import Web3
 
+from metascheduler import logs
 from metascheduler.billing import funded_seconds
 from metascheduler.chain import Market, RpcUnavailable, Terms
 from metascheduler.chain.errors import ChainError
@@ -39,7 +40,7 @@ from metascheduler.chain.types import JobStatus, Placement, ProviderStatus, Skip
 from metascheduler.config import OracleSettings, SettingsError
 from metascheduler.errors import MetaschedulerError, one_line
 from metascheduler.keys import load_account, refuse_dev_key_off_devnet
-from metascheduler.oracle import calldata, logs
+from metascheduler.oracle import calldata
 from metascheduler.oracle.actions import ActionLog
 from metascheduler.oracle.inputs import Liveness, pending_job, provider_states
 from metascheduler.placement import (
