@@ -46,7 +46,7 @@ from metascheduler.agent.backends import (
     Backend,
     BackendError,
     BackendJob,
-    BackendState,
+    BackendJobInfo,
     BackendStatus,
     job_name,
     make_backend,
@@ -290,7 +290,7 @@ class Agent:
             except ChainError:
                 return  # the round says what is wrong, and retries
 
-    def _backend_statuses(self, recs: Iterable[JobRecord]) -> dict[str, BackendStatus]:
+    def _backend_statuses(self, recs: Iterable[JobRecord]) -> dict[str, BackendJobInfo]:
         natives = [r.native_id for r in recs if r.native_id is not None]
         return self.backend.status(natives) if natives else {}
 
@@ -582,7 +582,7 @@ class Agent:
     # ------------------------------------------------------------------ heartbeats
 
     def _maybe_heartbeat(
-        self, views: dict[int, JobView], statuses: dict[str, BackendStatus], rnd: Round
+        self, views: dict[int, JobView], statuses: dict[str, BackendJobInfo], rnd: Round
     ) -> None:
         api = self.settings.api_url
         if not api or time.monotonic() < self._next_heartbeat:
@@ -594,9 +594,9 @@ class Agent:
             view = views.get(job_id)
             if st is None or view is None or view.status.terminal:
                 continue
-            if st.state is BackendState.RUNNING:
+            if st.state is BackendStatus.RUNNING:
                 running.append(job_id)
-            elif st.state is BackendState.QUEUED:
+            elif st.state is BackendStatus.QUEUED:
                 queued.append(job_id)
         try:
             capacity = self.backend.capacity()
