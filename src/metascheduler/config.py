@@ -23,11 +23,15 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from metascheduler.errors import InputError
+
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 
 
-class SettingsError(Exception):
+class SettingsError(InputError):
     """The settings file or environment is unusable; the message says which and why."""
+
+    kind = "settings"
 
 
 class ServiceSettings(BaseSettings):

@@ -17,12 +17,16 @@ from eth_account import Account
 from eth_account.messages import encode_defunct
 from eth_account.signers.local import LocalAccount
 
+from metascheduler.errors import MetaschedulerError
+
 #: A heartbeat older (or further in the future) than this is rejected.
 MAX_SKEW_S = 120
 
 
-class HeartbeatError(ValueError):
+class HeartbeatError(MetaschedulerError, ValueError):
     """A heartbeat was rejected; the message says why."""
+
+    kind = "heartbeat"
 
 
 @dataclass(frozen=True)

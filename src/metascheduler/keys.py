@@ -13,13 +13,17 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from pydantic import SecretStr
 
+from metascheduler.errors import InputError
+
 DEVNET_CHAIN_IDS = frozenset({31337, 1337})
 _DEV_MNEMONIC = "test test test test test test test test test test test junk"
 _HEX = frozenset("0123456789abcdefABCDEF")
 
 
-class KeyLoadError(Exception):
+class KeyLoadError(InputError):
     """A key could not be loaded; the message says which source and what to do."""
+
+    kind = "key"
 
 
 @functools.cache  # 30 HD derivations take about a second; the set never changes

@@ -36,6 +36,8 @@ from pydantic import (
     model_validator,
 )
 
+from metascheduler.errors import InputError
+
 SPEC_VERSION: Literal[1] = 1
 """The version a spec without ``container`` or ``inputs`` is written in (and defaults to)."""
 MAX_URL = 2048
@@ -64,8 +66,10 @@ _REGISTRY_REF = re.compile(
 NonEmptyStr = Annotated[str, StringConstraints(min_length=1)]
 
 
-class SpecError(ValueError):
+class SpecError(InputError, ValueError):
     """A spec that cannot be used; ``messages`` holds one human sentence per problem."""
+
+    kind = "invalid-spec"
 
     def __init__(self, messages: list[str], source: str | None = None) -> None:
         self.messages = list(messages)

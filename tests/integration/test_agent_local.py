@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from metascheduler import billing
-from metascheduler.agent.backends import BackendJob, BackendState, job_name
+from metascheduler.agent.backends import BackendJob, BackendStatus, job_name
 from metascheduler.agent.backends.local import LocalBackend
 from metascheduler.agent.outcomes import EXIT_LOST
 from metascheduler.agent.service import build, run
@@ -173,7 +173,7 @@ def test_cancel_while_running_kills_it_and_stops_billing(world: World) -> None:
         "the local job to end",
         lambda: s if (s := local_backend(w).status([native])[native]).state.is_terminal else None,
     )
-    assert st.state is BackendState.CANCELLED
+    assert st.state is BackendStatus.CANCELLED
     start, end = w.run_window(job_id)
     (ended,) = w.events(job_id, "JobEnded")
     assert ended.args["to"] == JobStatus.CANCELLED
@@ -203,7 +203,7 @@ def test_out_of_credits_is_expired_and_killed(world: World) -> None:
         "the local job to be killed",
         lambda: s if (s := local_backend(w).status([native])[native]).state.is_terminal else None,
     )
-    assert st.state is BackendState.CANCELLED
+    assert st.state is BackendStatus.CANCELLED
 
 
 @ON_ANVIL_AND_HARDHAT
@@ -234,7 +234,7 @@ def test_skipped_step_of_a_job_cancelled_meanwhile_kills_it(
     native = rnd.submitted[job_id]
     backend = local_backend(w)
     deadline = time.monotonic() + 30
-    while backend.status([native])[native].state is not BackendState.RUNNING:
+    while backend.status([native])[native].state is not BackendStatus.RUNNING:
         assert time.monotonic() < deadline, "the backend never ran the job"
         time.sleep(0.1)
     assert w.job(job_id).status is JobStatus.SCHEDULED
@@ -382,7 +382,7 @@ def test_sigterm_stops_the_agent_cleanly(grid: Grid, tmp_path: Path) -> None:
     # The job outlives the agent, on the backend and on chain.
     assert w.job(job_id).status is JobStatus.RUNNING
     native = records_for(w, job_id)[0]["native_id"]
-    assert local_backend(w).status([native])[native].state is BackendState.RUNNING
+    assert local_backend(w).status([native])[native].state is BackendStatus.RUNNING
     local_backend(w).cancel(native)
 
 
@@ -579,7 +579,7 @@ def test_a_reorg_undoing_steps_keeps_the_job_and_undoing_the_placement_kills_it(
     assert rnd.submitted == {} and rnd.killed == []
     assert rnd.steps == [ProviderStep(job_id, ACCEPT), ProviderStep(job_id, START)]
     assert w.job(job_id).status is JobStatus.RUNNING
-    assert local_backend(w).status([native])[native].state is BackendState.RUNNING
+    assert local_backend(w).status([native])[native].state is BackendStatus.RUNNING
 
     w.revert_chain(requested)  # the placement dropped: PENDING, not ours any more
     rnd = w.tick()
@@ -588,7 +588,7 @@ def test_a_reorg_undoing_steps_keeps_the_job_and_undoing_the_placement_kills_it(
         "the local job to be killed",
         lambda: s if (s := local_backend(w).status([native])[native]).state.is_terminal else None,
     )
-    assert st.state is BackendState.CANCELLED
+    assert st.state is BackendStatus.CANCELLED
     assert len(records_for(w, job_id)) == 1
 
 

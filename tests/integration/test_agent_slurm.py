@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from metascheduler import billing
-from metascheduler.agent.backends import BackendState
+from metascheduler.agent.backends import BackendStatus
 from metascheduler.agent.backends.slurm import SlurmBackend, format_time_limit
 from metascheduler.agent.service import build
 from metascheduler.chain import JobStatus
@@ -117,7 +117,7 @@ def test_cancel_while_running_removes_the_slurm_job(world: World, conf: str) -> 
         "Slurm to cancel the job",
         lambda: s if (s := slurm_backend(w).status([native])[native]).state.is_terminal else None,
     )
-    assert st.state is BackendState.CANCELLED
+    assert st.state is BackendStatus.CANCELLED
     assert slurm(conf, "squeue", "--noheader", "--states=PD,R", f"--jobs={native}").strip() == ""
     start, end = w.run_window(job_id)
     (ended,) = w.events(job_id, "JobEnded")
@@ -145,7 +145,7 @@ def test_out_of_credits_kills_the_slurm_job(world: World) -> None:
         "Slurm to kill the job",
         lambda: s if (s := slurm_backend(w).status([native])[native]).state.is_terminal else None,
     )
-    assert st.state is BackendState.CANCELLED
+    assert st.state is BackendStatus.CANCELLED
 
 
 def _time_limit_minutes(conf: str, native: str) -> int:

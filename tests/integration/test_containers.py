@@ -25,7 +25,7 @@ from metascheduler.agent.backends import (
     Backend,
     BackendError,
     BackendJob,
-    BackendState,
+    BackendJobInfo,
     BackendStatus,
     make_backend,
 )
@@ -37,7 +37,7 @@ from tests.conftest import Grid
 from tests.integration.agentkit import CREDIT, make_world, slurm_conf_or_skip
 
 pytestmark = [pytest.mark.container, pytest.mark.sandbox]
-S = BackendState
+S = BackendStatus
 INPUT = b"staged input: 42\n"
 
 
@@ -86,7 +86,7 @@ class Host:
         )
         return job, self.backend.submit(job)
 
-    def wait(self, native: str, timeout: float = 90.0) -> BackendStatus:
+    def wait(self, native: str, timeout: float = 90.0) -> BackendJobInfo:
         deadline = time.time() + timeout
         while True:
             st = self.backend.status([native])[native]

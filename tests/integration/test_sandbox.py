@@ -28,7 +28,7 @@ from metascheduler.agent.backends import (
     Backend,
     BackendError,
     BackendJob,
-    BackendState,
+    BackendJobInfo,
     BackendStatus,
     make_backend,
 )
@@ -39,7 +39,7 @@ from metascheduler.spec import validate_spec
 from tests.integration.agentkit import slurm_conf_or_skip
 
 pytestmark = pytest.mark.sandbox
-S = BackendState
+S = BackendStatus
 SECRET = "0x" + "5e" * 32
 
 
@@ -73,14 +73,14 @@ class Host:
         )
         return BackendJob(job_id, spec, limit_s, name=f"{self.prefix}{job_id}")
 
-    def run(self, job: BackendJob, timeout: float = 90.0) -> tuple[str, str, BackendStatus]:
+    def run(self, job: BackendJob, timeout: float = 90.0) -> tuple[str, str, BackendJobInfo]:
         native = self.backend.submit(job)
         st = self.wait(native, lambda s: s.is_terminal, timeout)
         return native, self.output(job, native), st
 
     def wait(
-        self, native: str, done: Callable[[BackendState], bool], timeout: float = 60.0
-    ) -> BackendStatus:
+        self, native: str, done: Callable[[BackendStatus], bool], timeout: float = 60.0
+    ) -> BackendJobInfo:
         deadline = time.time() + timeout
         while True:
             st = self.backend.status([native])[native]

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from metascheduler.agent.backends import BackendError, BackendJob, BackendState
+from metascheduler.agent.backends import BackendError, BackendJob, BackendStatus
 from metascheduler.agent.backends.slurm import SlurmBackend
 from metascheduler.spec import parse_spec
 from tests.integration.agentkit import slurm_conf_or_skip as _slurm_conf
 
 pytestmark = pytest.mark.slurm
-S = BackendState
+S = BackendStatus
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -39,7 +39,7 @@ def job(job_id: int, payload: str, *, limit_s: int = 120, cpus: int = 1, prefix:
     return BackendJob(job_id=job_id, spec=spec, time_limit_s=limit_s, name=f"{prefix}{job_id}")
 
 
-def wait(backend: SlurmBackend, native: str, until: set[BackendState], timeout: float = 30):
+def wait(backend: SlurmBackend, native: str, until: set[BackendStatus], timeout: float = 30):
     deadline = time.time() + timeout
     while True:
         st = backend.status([native])[native]

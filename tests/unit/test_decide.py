@@ -14,7 +14,7 @@ import dataclasses
 import pytest
 
 from metascheduler.agent.admission import time_limit_s
-from metascheduler.agent.backends import BackendState, BackendStatus
+from metascheduler.agent.backends import BackendJobInfo, BackendStatus
 from metascheduler.agent.decide import LAG_TOLERANCE_S, Context, Decision, decide
 from metascheduler.agent.outcomes import EXIT_KILLED, EXIT_LOST, EXIT_TIMEOUT
 from metascheduler.agent.state import JobRecord
@@ -44,17 +44,17 @@ BACKEND_COLUMNS = (
 )
 
 
-def backend(column: str) -> BackendStatus | None:
+def backend(column: str) -> BackendJobInfo | None:
     if column in ("unsubmitted", "no status"):
         return None
     return status(column)
 
 
-def status(column: str) -> BackendStatus:
-    state = BackendState(column)
+def status(column: str) -> BackendJobInfo:
+    state = BackendStatus(column)
     started = column in ("RUNNING", "COMPLETED", "FAILED", "TIMEOUT")
     code = {"COMPLETED": 0, "FAILED": 3}.get(column)
-    return BackendStatus(NATIVE, state, exit_code=code, started_at=SINCE if started else None)
+    return BackendJobInfo(NATIVE, state, exit_code=code, started_at=SINCE if started else None)
 
 
 def record(column: str, **over: object) -> JobRecord:
@@ -193,7 +193,7 @@ def test_the_table_covers_every_chain_status() -> None:
     assert statuses == set(JobStatus)
     assert set(TABLE) == {(row, column) for row in ROWS for column in BACKEND_COLUMNS}
     assert len(TABLE) == len(ROWS) * len(BACKEND_COLUMNS)
-    assert set(BACKEND_COLUMNS[2:]) == {s.value for s in BackendState}
+    assert set(BACKEND_COLUMNS[2:]) == {s.value for s in BackendStatus}
 
 
 @pytest.mark.parametrize("row", list(ROWS))

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from metascheduler.agent.backends import BackendError, BackendJob, BackendState, make_backend
+from metascheduler.agent.backends import BackendError, BackendJob, BackendStatus, make_backend
 from metascheduler.agent.backends.local import LocalBackend
 from metascheduler.spec import parse_spec
 
-S = BackendState
+S = BackendStatus
 
 
 def job(
@@ -32,7 +32,7 @@ def backend(tmp_path: Path) -> LocalBackend:
 
 
 def wait_for(
-    backend: LocalBackend, native: str, done: Callable[[BackendState], bool], timeout: float = 10.0
+    backend: LocalBackend, native: str, done: Callable[[BackendStatus], bool], timeout: float = 10.0
 ):
     deadline = time.time() + timeout
     while True:
@@ -42,7 +42,7 @@ def wait_for(
         time.sleep(0.05)
 
 
-def ended(state: BackendState) -> bool:
+def ended(state: BackendStatus) -> bool:
     return state.is_terminal
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from metascheduler.agent.backends.base import BackendState
+from metascheduler.agent.backends.base import BackendStatus
 from metascheduler.agent.backends.slurm import (
     SLURM_STATES,
     format_time_limit,
@@ -20,7 +20,7 @@ from metascheduler.agent.backends.slurm import (
 )
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "slurm"
-S = BackendState
+S = BackendStatus
 
 
 def recorded(name: str) -> str:
@@ -47,7 +47,7 @@ SQUEUE_ENDED = [
 
 @pytest.mark.parametrize(("nid", "raw", "state", "reason", "end", "part", "name"), SQUEUE_ENDED)
 def test_squeue_ended_jobs(
-    nid: str, raw: str, state: BackendState, reason: str, end: str, part: str, name: str
+    nid: str, raw: str, state: BackendStatus, reason: str, end: str, part: str, name: str
 ) -> None:
     rows = {r.native_id: r for r in parse_squeue(recorded("squeue_ended.txt"))}
     row = rows[nid]
@@ -70,7 +70,7 @@ SACCT = [("7", S.COMPLETED, 0), ("8", S.FAILED, 3), ("9", S.CANCELLED, 0), ("10"
 
 
 @pytest.mark.parametrize(("nid", "state", "exit_code"), SACCT)
-def test_sacct_jobcomp(nid: str, state: BackendState, exit_code: int) -> None:
+def test_sacct_jobcomp(nid: str, state: BackendStatus, exit_code: int) -> None:
     rows = {r.native_id: r for r in parse_sacct(recorded("sacct_jobcomp.txt"))}
     row = rows[nid]
     assert translate_state(row.raw_state) is state
@@ -159,13 +159,13 @@ def test_exit_codes(text: str, code: int | None) -> None:
         ("", S.UNKNOWN),
     ],
 )
-def test_state_translation(raw: str, state: BackendState) -> None:
+def test_state_translation(raw: str, state: BackendStatus) -> None:
     assert translate_state(raw) is state
 
 
 def test_every_translated_state_is_explicit() -> None:
     assert "TIMEOUT" in SLURM_STATES and SLURM_STATES["TIMEOUT"] is not S.FAILED
-    assert all(isinstance(v, BackendState) for v in SLURM_STATES.values())
+    assert all(isinstance(v, BackendStatus) for v in SLURM_STATES.values())
 
 
 def test_times_and_limits() -> None:

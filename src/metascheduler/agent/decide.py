@@ -35,13 +35,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from metascheduler.agent.admission import time_limit_s
-from metascheduler.agent.backends import BackendState, BackendStatus
+from metascheduler.agent.backends import BackendJobInfo, BackendStatus
 from metascheduler.agent.outcomes import EXIT_LOST, exit_code
 from metascheduler.agent.state import JobRecord
 from metascheduler.billing import funded_seconds
 from metascheduler.chain.types import JobStatus, JobView, ProviderAction, ProviderStep
 
-B = BackendState
+B = BackendStatus
 
 #: A job's time limit is raised for a newly measured start lag only when it adds this much.
 LAG_TOLERANCE_S = 10
@@ -125,7 +125,7 @@ WAIT = Decision()
 def decide(
     rec: JobRecord,
     view: JobView | None,
-    backend: BackendStatus | None,
+    backend: BackendJobInfo | None,
     ctx: Context,
     *,
     confirmed: JobView | None = None,
@@ -157,12 +157,12 @@ def decide(
     return _running(rec, view, backend, ctx, may_expire)
 
 
-def _retire(rec: JobRecord, st: BackendStatus | None, why: str) -> Decision:
+def _retire(rec: JobRecord, st: BackendJobInfo | None, why: str) -> Decision:
     alive = rec.native_id is not None and st is not None and not st.state.is_terminal
     return Decision(kill=f"it is {why}" if alive else None, forget=True)
 
 
-def _placed(rec: JobRecord, view: JobView, st: BackendStatus | None, ctx: Context) -> Decision:
+def _placed(rec: JobRecord, view: JobView, st: BackendJobInfo | None, ctx: Context) -> Decision:
     accept = (ProviderStep(view.job_id, ProviderAction.ACCEPT),)
     never_ran = st is not None and st.state is B.CANCELLED and st.started_at is None
     if rec.native_id is not None and rec.killed and never_ran:
@@ -183,7 +183,7 @@ def _placed(rec: JobRecord, view: JobView, st: BackendStatus | None, ctx: Contex
 def _scheduled(
     rec: JobRecord,
     view: JobView,
-    st: BackendStatus | None,
+    st: BackendJobInfo | None,
     ctx: Context,
     confirmed: JobView | None,
 ) -> Decision:
@@ -201,7 +201,7 @@ def _scheduled(
     return _progress(rec, view, st, ctx)
 
 
-def _progress(rec: JobRecord, view: JobView, st: BackendStatus | None, ctx: Context) -> Decision:
+def _progress(rec: JobRecord, view: JobView, st: BackendJobInfo | None, ctx: Context) -> Decision:
     """START when the backend runs the job; START and COMPLETE if it already ended (it ran
     between two rounds: the chain meters nothing for it)."""
     if st is None or st.state in (B.QUEUED, B.UNKNOWN):
@@ -216,7 +216,7 @@ def _progress(rec: JobRecord, view: JobView, st: BackendStatus | None, ctx: Cont
 
 
 def _running(
-    rec: JobRecord, view: JobView, st: BackendStatus | None, ctx: Context, may_expire: bool
+    rec: JobRecord, view: JobView, st: BackendJobInfo | None, ctx: Context, may_expire: bool
 ) -> Decision:
     spent = ctx.now >= view.since + funded_seconds(view.escrow, view.price_per_minute)
     expire = Decision(expire=True) if may_expire else WAIT
@@ -237,7 +237,7 @@ def _running(
     return _extension(rec, view, st, ctx)
 
 
-def _extension(rec: JobRecord, view: JobView, st: BackendStatus | None, ctx: Context) -> Decision:
+def _extension(rec: JobRecord, view: JobView, st: BackendJobInfo | None, ctx: Context) -> Decision:
     """The backend's time limit raised to what the escrow now pays for (after a top-up), plus
     the lag of the chain's start behind the backend's once it is known."""
     if rec.native_id is None or st is None or st.state.is_terminal:

@@ -23,7 +23,7 @@ out of credits, failed by the oracle).
 
 from __future__ import annotations
 
-from metascheduler.agent.backends import BackendState, BackendStatus
+from metascheduler.agent.backends import BackendJobInfo, BackendStatus
 
 EXIT_LOST = -2
 EXIT_TIMEOUT = -3
@@ -33,23 +33,23 @@ EXIT_NO_CODE = -5
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 
 
-def exit_code(status: BackendStatus) -> int:
+def exit_code(status: BackendJobInfo) -> int:
     """The code to report for a job whose backend state is terminal (TIMEOUT included: the
     caller first checks whether the escrow ran out, which is not the provider's report)."""
     s = status.state
-    if s is BackendState.COMPLETED:
+    if s is BackendStatus.COMPLETED:
         return 0 if status.exit_code is None else _int32(status.exit_code)
-    if s is BackendState.FAILED:
+    if s is BackendStatus.FAILED:
         # A failure must never read as success: a backend saying FAILED with code 0 (Slurm's
         # NODE_FAIL can) is reported without a code.
         if not status.exit_code:
             return EXIT_NO_CODE
         return _int32(status.exit_code)
-    if s is BackendState.TIMEOUT:
+    if s is BackendStatus.TIMEOUT:
         return EXIT_TIMEOUT
-    if s is BackendState.CANCELLED:
+    if s is BackendStatus.CANCELLED:
         return EXIT_KILLED
-    if s is BackendState.LOST:
+    if s is BackendStatus.LOST:
         return EXIT_LOST
     raise ValueError(f"backend state {s} has not ended: no exit code yet")
 

@@ -13,14 +13,17 @@ from metascheduler.agent.settings import AgentSettings
 from metascheduler.chain import Market
 from metascheduler.chain.types import Hardware, Prices, ProviderStatus
 from metascheduler.commands import APPROVE_PROVIDER
+from metascheduler.errors import MetaschedulerError
 
 log = logging.getLogger("metascheduler.agent")
 
 APPROVAL_LOG_EVERY_S = 60.0
 
 
-class AgentError(Exception):
+class AgentError(MetaschedulerError):
     """The agent cannot go on; the message says why and what to do."""
+
+    kind = "agent"
 
 
 def resolve_hardware(settings: AgentSettings, backend: Backend) -> Hardware:

@@ -32,7 +32,6 @@ backend while the agent is down.
 from __future__ import annotations
 
 import logging
-import sys
 import threading
 import time
 from collections.abc import Iterable
@@ -40,13 +39,14 @@ from dataclasses import dataclass, field
 
 from web3.types import TxReceipt
 
+from metascheduler import logs
 from metascheduler.agent import heartbeats
 from metascheduler.agent.admission import Refusal, admit, time_limit_s
 from metascheduler.agent.backends import (
     Backend,
     BackendError,
     BackendJob,
-    BackendState,
+    BackendJobInfo,
     BackendStatus,
     job_name,
     make_backend,
@@ -58,7 +58,7 @@ from metascheduler.agent.outcomes import EXIT_LOST
 from metascheduler.agent.registration import AgentError, Registration, resolve_hardware
 from metascheduler.agent.settings import AgentSettings
 from metascheduler.agent.shipping import ResultsShipper
-from metascheduler.agent.state import AgentState, JobRecord, StateError, StateStore
+from metascheduler.agent.state import AgentState, JobRecord, StateStore
 from metascheduler.chain import ChainError, Market
 from metascheduler.chain.rpc import connect, retrying
 from metascheduler.chain.types import (
@@ -70,8 +70,8 @@ from metascheduler.chain.types import (
     ProviderStep,
     SkippedItem,
 )
-from metascheduler.config import SettingsError
-from metascheduler.keys import KeyLoadError, load_account, refuse_dev_key_off_devnet
+from metascheduler.errors import MetaschedulerError, one_line
+from metascheduler.keys import load_account, refuse_dev_key_off_devnet
 from metascheduler.signals import stop_on_signals
 from metascheduler.spec import JobSpec
 
@@ -292,7 +292,7 @@ class Agent:
             except ChainError:
                 return  # the round says what is wrong, and retries
 
-    def _backend_statuses(self, recs: Iterable[JobRecord]) -> dict[str, BackendStatus]:
+    def _backend_statuses(self, recs: Iterable[JobRecord]) -> dict[str, BackendJobInfo]:
         natives = [r.native_id for r in recs if r.native_id is not None]
         return self.backend.status(natives) if natives else {}
 
@@ -598,7 +598,7 @@ class Agent:
     # ------------------------------------------------------------------ heartbeats
 
     def _maybe_heartbeat(
-        self, views: dict[int, JobView], statuses: dict[str, BackendStatus], rnd: Round
+        self, views: dict[int, JobView], statuses: dict[str, BackendJobInfo], rnd: Round
     ) -> None:
         api = self.settings.api_url
         if not api or time.monotonic() < self._next_heartbeat:
@@ -610,9 +610,9 @@ class Agent:
             view = views.get(job_id)
             if st is None or view is None or view.status.terminal:
                 continue
-            if st.state is BackendState.RUNNING:
+            if st.state is BackendStatus.RUNNING:
                 running.append(job_id)
-            elif st.state is BackendState.QUEUED:
+            elif st.state is BackendStatus.QUEUED:
                 queued.append(job_id)
         try:
             capacity = self.backend.capacity()
@@ -711,27 +711,17 @@ def run(settings: AgentSettings, stop: threading.Event | None = None) -> None:
             log.info("agent stopped; jobs still running on the backend are adopted at restart")
 
 
-def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-
-
 def run_agent_command(config_path: str | None) -> int:
-    """``metascheduler agent run [--config FILE]``: exit 0 on a clean stop, 2 for unusable
-    settings, 1 when the agent cannot go on."""
+    """``metascheduler agent run [--config FILE]``: exit 0 on a clean stop, else the exit code of
+    the error that stopped it (`metascheduler.errors`: 2 settings or key, 3 the RPC does not
+    answer, 1 anything else the agent cannot go on after)."""
+    logs.setup("INFO")
     try:
         settings = AgentSettings.load(config_path)
-    except SettingsError as exc:
-        # SettingsError never quotes a value (config.py), so a misspelt key field is safe here.
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    configure_logging(settings.log_level)
-    try:
+        logs.setup(settings.log_level)
         run(settings)
-    except (SettingsError, KeyLoadError, StateError, AgentError, BackendError, ChainError) as exc:
-        log.error("agent stopped: %s", exc)
-        return 1
+    except MetaschedulerError as exc:
+        # The project's errors never quote a secret (config.py, keys.py).
+        log.error("agent stopped: %s", one_line(exc))
+        return exc.exit_code
     return 0

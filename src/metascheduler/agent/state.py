@@ -18,6 +18,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import IO, Any
 
+from metascheduler.errors import InputError
+
 log = logging.getLogger(__name__)
 
 STATE_VERSION = 1
@@ -25,8 +27,10 @@ STATE_FILE = "agent-state.json"
 LOCK_FILE = "agent.lock"
 
 
-class StateError(Exception):
+class StateError(InputError):
     """The state directory cannot be used; the message says why and what to do."""
+
+    kind = "state"
 
 
 @dataclass

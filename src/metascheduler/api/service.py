@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
-import sys
 
 import uvicorn
 
+from metascheduler import logs
 from metascheduler.config import SettingsError
+from metascheduler.errors import one_line
 from metascheduler.store.db import upgrade_to_head
 
 from .app import create_app
@@ -19,14 +20,13 @@ log = logging.getLogger(__name__)
 
 def run_api_command(config_path: str | None) -> int:
     """Runs the API until interrupted; returns the process exit status."""
+    logs.setup("INFO")
     try:
         settings = ApiSettings.load(config_path)
     except SettingsError as exc:
-        print(f"metascheduler api: {exc}", file=sys.stderr)
-        return 2
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+        log.error("API stopped: %s", one_line(exc))
+        return exc.exit_code
+    logs.setup(settings.log_level)
     if not settings.market_address:
         log.warning("market_address is not set: heartbeats will be refused with 503")
     if settings.deployment is not None:
@@ -41,8 +41,8 @@ def run_api_command(config_path: str | None) -> int:
             try:
                 settings.check_chain(chain_id)
             except SettingsError as exc:
-                print(f"metascheduler api: {exc}", file=sys.stderr)
-                return 2
+                log.error("API stopped: %s", one_line(exc))
+                return exc.exit_code
     try:
         # Idempotent; lets the API start before the oracle has ever run.
         upgrade_to_head(settings.database_url)

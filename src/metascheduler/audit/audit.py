@@ -19,14 +19,17 @@ from metascheduler.chain.events import ChainEvent, EventDecoder
 from metascheduler.chain.market import Market
 from metascheduler.chain.rpc import retrying
 from metascheduler.chain.types import ADDRESS_HINT, JobView, is_typed_address
+from metascheduler.errors import MetaschedulerError
 
 T = TypeVar("T")
 _FAIL_JOBS_ITEMS = "(uint256,uint256)[]"
 _FAIL_JOBS = bytes(function_signature_to_4byte_selector(f"failJobs({_FAIL_JOBS_ITEMS})"))
 
 
-class AuditError(Exception):
+class AuditError(MetaschedulerError):
     """The audit could not run (no such job, no contract); the message says what to check."""
+
+    kind = "not-found"
 
 
 class _Source:

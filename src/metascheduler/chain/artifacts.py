@@ -14,12 +14,16 @@ from typing import Any
 
 from eth_utils import keccak
 
+from metascheduler.errors import MetaschedulerError
+
 REPO_ROOT = Path(__file__).resolve().parents[3]
 PACKAGED = Path(__file__).resolve().parent / "contracts"
 
 
-class ArtifactError(RuntimeError):
-    pass
+class ArtifactError(MetaschedulerError, RuntimeError):
+    """The contracts' build artifacts are missing or unreadable; the message says which."""
+
+    kind = "artifacts"
 
 
 @dataclass(frozen=True)

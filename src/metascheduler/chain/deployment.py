@@ -10,6 +10,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from metascheduler.errors import InputError
+
 #: The file's format; a reader refuses another.
 FORMAT = "metascheduler-deployment/1"
 _FIELDS = {
@@ -24,8 +26,10 @@ _FIELDS = {
 }
 
 
-class DeploymentError(ValueError):
+class DeploymentError(InputError, ValueError):
     """A deployment file that cannot be used; the message says which file and why."""
+
+    kind = "deployment"
 
 
 @dataclass(frozen=True)

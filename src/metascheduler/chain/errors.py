@@ -10,18 +10,26 @@ from eth_utils import function_signature_to_4byte_selector, keccak, to_checksum_
 
 from metascheduler import billing
 from metascheduler.chain.types import JobStatus, ProviderStatus
+from metascheduler.errors import EXIT_UNREACHABLE, MetaschedulerError, UnreachableError
 
 
-class ChainError(Exception):
+class ChainError(MetaschedulerError):
     """Something on the chain side failed; the message says what and what to do."""
 
+    kind = "chain"
 
-class RpcUnavailable(ChainError):
+
+class RpcUnavailable(ChainError, UnreachableError):
     """The RPC endpoint did not answer (after retries)."""
+
+    exit_code = EXIT_UNREACHABLE
+    kind = "rpc-unavailable"
 
 
 class RevertError(ChainError):
     """A call or transaction reverted with the contract's error `name`."""
+
+    kind = "revert"
 
     def __init__(self, name: str, args: dict[str, Any], message: str, data: bytes = b""):
         super().__init__(message)

@@ -6,12 +6,12 @@ A new group is a module with its own `typer.Typer` named `app`, added to the lis
 from __future__ import annotations
 
 import logging
-import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from metascheduler import logs
 from metascheduler.cli import admin, audit, credits, deploy, job, provider, services, wallet
 from metascheduler.cli.context import (
     DEFAULT_API,
@@ -104,7 +104,7 @@ def _global(
     ] = DEFAULT_API,
     as_json: JsonOpt = False,
 ) -> None:
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(message)s")
+    logs.setup(logging.WARNING)
     ctx.obj = Settings(
         rpc_url, market, keystore, password_env, key_env, from_block, as_json, deployment, api_url
     )

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 from metascheduler import billing
+from metascheduler.errors import MetaschedulerError
 
 
-class ClientError(Exception):
+class ClientError(MetaschedulerError):
     """A request the SDK refused or could not complete; nothing was sent if it says so."""
+
+    kind = "refused"
 
 
 class InsufficientCredits(ClientError):
     """Not enough credits where the request needs them. Raised before any transaction."""
+
+    kind = "insufficient-credits"
 
     def __init__(self, what: str, where: str, have: int, needed: int, hint: str):
         self.what = what
@@ -27,6 +32,8 @@ class InsufficientCredits(ClientError):
 
 class NotFound(ClientError):
     """No such job, provider or contract."""
+
+    kind = "not-found"
 
 
 class WatchTimeout(ClientError):

@@ -25,6 +25,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import func, select
 from web3 import Web3
 
+from metascheduler import logs
 from metascheduler.billing import funded_seconds
 from metascheduler.chain import Market, RpcUnavailable, Terms
 from metascheduler.chain.errors import ChainError
@@ -37,8 +38,9 @@ from metascheduler.chain.gas import (
 from metascheduler.chain.rpc import connect, retrying
 from metascheduler.chain.types import JobStatus, Placement, ProviderStatus, SkippedItem
 from metascheduler.config import OracleSettings, SettingsError
-from metascheduler.keys import KeyLoadError, load_account, refuse_dev_key_off_devnet
-from metascheduler.oracle import calldata, logs
+from metascheduler.errors import MetaschedulerError, one_line
+from metascheduler.keys import load_account, refuse_dev_key_off_devnet
+from metascheduler.oracle import calldata
 from metascheduler.oracle.actions import ActionLog
 from metascheduler.oracle.inputs import Liveness, pending_job, provider_states
 from metascheduler.placement import (
@@ -643,19 +645,12 @@ def run(settings: OracleSettings, stop: threading.Event | None = None) -> None:
 
 
 def run_oracle_command(config_path: str | None) -> int:
-    """`metascheduler oracle run`: exit code 0 after a clean stop, 2 on a settings problem."""
+    """`metascheduler oracle run`: exit 0 after a clean stop, else the exit code of the error
+    that stopped it (`metascheduler.errors`: 2 settings or key, 3 the RPC does not answer)."""
+    logs.setup("INFO")
     try:
-        settings = OracleSettings.load(config_path)
-    except SettingsError as exc:
-        logs.setup("INFO")
-        log.error("%s", exc)
-        return 2
-    try:
-        run(settings)
-    except (SettingsError, KeyLoadError) as exc:
-        log.error("cannot start the oracle: %s", exc)
-        return 2
-    except RpcUnavailable as exc:
-        log.error("cannot start the oracle: %s", exc)
-        return 1
+        run(OracleSettings.load(config_path))
+    except MetaschedulerError as exc:
+        log.error("oracle stopped: %s", one_line(exc))
+        return exc.exit_code
     return 0

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from metascheduler.errors import MetaschedulerError
 
-class ResultsError(ValueError):
+
+class ResultsError(MetaschedulerError, ValueError):
     """Results could not be sealed, checked or opened; the message says why and what to do."""
+
+    kind = "results"
 
 
 class ChunkRefused(ResultsError):
@@ -20,6 +24,10 @@ class UnsafeArchive(ResultsError):
     """An output archive holds a member that would land outside the destination (or is a link
     or a device); nothing of it is written."""
 
+    kind = "unsafe-archive"
+
 
 class Tampered(ResultsError):
     """Stored results do not match their digest, or their ciphertext does not authenticate."""
+
+    kind = "tampered"

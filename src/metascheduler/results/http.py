@@ -15,6 +15,8 @@ from typing import Any
 import httpx
 from eth_account.signers.local import LocalAccount
 
+from metascheduler.errors import MetaschedulerError, UnreachableError
+
 from . import grant
 from .archive import Packed
 from .logchain import Chunk, Deployment
@@ -25,10 +27,12 @@ PARALLEL_PARTS = 4
 STREAM_BYTES = 1 << 20
 
 
-class ApiRefused(Exception):
+class ApiRefused(MetaschedulerError):
     """The API answered with a 4xx, or 501 (it does not do this at all): sending the request
     again will not help (except 404 and 409 where the message says so). `status` is the HTTP
     code."""
+
+    kind = "refused"
 
     def __init__(self, status: int, detail: str) -> None:
         super().__init__(detail)
@@ -36,8 +40,10 @@ class ApiRefused(Exception):
         self.detail = detail
 
 
-class ApiUnavailable(Exception):
+class ApiUnavailable(UnreachableError):
     """The API (or the object store) did not answer, or answered 5xx: try again later."""
+
+    kind = "api-unavailable"
 
 
 def _detail(resp: httpx.Response) -> str:

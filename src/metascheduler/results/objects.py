@@ -14,11 +14,15 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from metascheduler.errors import MetaschedulerError
+
 from .logchain import Deployment
 
 
-class ObjectStoreError(Exception):
+class ObjectStoreError(MetaschedulerError):
     """The object store refused or did not answer; the message says which call and why."""
+
+    kind = "object-store"
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from metascheduler.errors import InputError
+
 # 0-based SWF field numbers.
 _SUBMIT, _RUN, _ALLOC_PROCS, _REQ_PROCS, _REQ_TIME = 1, 3, 4, 7, 8
 
@@ -27,8 +29,10 @@ class TraceJob:
     estimate: float
 
 
-class TraceError(ValueError):
+class TraceError(InputError, ValueError):
     """The file is not an SWF trace the simulator can replay; the message says where and why."""
+
+    kind = "trace"
 
 
 def read_swf(path: str | Path, limit: int | None = None) -> list[TraceJob]:

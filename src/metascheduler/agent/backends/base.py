@@ -3,7 +3,7 @@
 Small on purpose, in the manner of Parsl's ``ExecutionProvider`` and submitit's executors: submit a
 job, poll many jobs' states in one call, cancel, extend the time limit, find one's jobs again after
 a restart, and report capacity for heartbeats. The agent never sees a backend's native states, only
-``BackendState``; each backend keeps an explicit translation table and reports states it does not
+``BackendStatus``; each backend keeps an explicit translation table and reports states it does not
 know as ``UNKNOWN`` with the raw state, rather than guessing.
 """
 
@@ -16,12 +16,13 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
+from metascheduler.errors import MetaschedulerError
 from metascheduler.spec import JobSpec
 
 JOB_NAME_PREFIX = "ms-"
 
 
-class BackendState(StrEnum):
+class BackendStatus(StrEnum):
     QUEUED = "QUEUED"
     """Accepted, waiting for resources (or being set up)."""
     RUNNING = "RUNNING"
@@ -37,7 +38,7 @@ class BackendState(StrEnum):
     LOST = "LOST"
     """The backend has no record of the job at all (e.g. purged, or never existed)."""
     UNKNOWN = "UNKNOWN"
-    """The backend reported a state we do not translate; see ``BackendStatus.raw_state``."""
+    """The backend reported a state we do not translate; see ``BackendJobInfo.raw_state``."""
 
     @property
     def is_terminal(self) -> bool:
@@ -46,11 +47,11 @@ class BackendState(StrEnum):
 
 TERMINAL_STATES = frozenset(
     {
-        BackendState.COMPLETED,
-        BackendState.FAILED,
-        BackendState.CANCELLED,
-        BackendState.TIMEOUT,
-        BackendState.LOST,
+        BackendStatus.COMPLETED,
+        BackendStatus.FAILED,
+        BackendStatus.CANCELLED,
+        BackendStatus.TIMEOUT,
+        BackendStatus.LOST,
     }
 )
 
@@ -88,12 +89,12 @@ class BackendJob:
 
 
 @dataclass(frozen=True)
-class BackendStatus:
+class BackendJobInfo:
     """What a backend knows of one job. Times are Unix seconds, exit code as the shell reports it
     (128 + N for a job killed by signal N)."""
 
     native_id: str
-    state: BackendState
+    state: BackendStatus
     exit_code: int | None = None
     started_at: float | None = None
     ended_at: float | None = None
@@ -114,9 +115,11 @@ class Capacity:
 
 
 @dataclass
-class BackendError(Exception):
+class BackendError(MetaschedulerError):
     """A backend operation failed. ``message`` says what failed and what to do; where a command was
     run, ``command``, ``stdout``, ``stderr`` and ``returncode`` hold what it did."""
+
+    kind = "backend"
 
     message: str
     command: Sequence[str] | None = None
@@ -162,7 +165,7 @@ class Backend(ABC):
         return out
 
     @abstractmethod
-    def status(self, native_ids: Sequence[str]) -> dict[str, BackendStatus]:
+    def status(self, native_ids: Sequence[str]) -> dict[str, BackendJobInfo]:
         """The status of each given job, in one round trip; every id gets an entry."""
 
     @abstractmethod

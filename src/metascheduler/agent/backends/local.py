@@ -31,7 +31,7 @@ from metascheduler.agent.backends.base import (
     Backend,
     BackendError,
     BackendJob,
-    BackendState,
+    BackendJobInfo,
     BackendStatus,
     Capacity,
     parse_job_name,
@@ -41,7 +41,7 @@ from metascheduler.agent.backends.sandbox import SandboxPolicy
 from metascheduler.agent.backends.script import batch_script
 from metascheduler.agent.envelope.staging import Stager
 
-S = BackendState
+S = BackendStatus
 RUNNER = Path(__file__).with_name("local_runner.py")
 STATE_VERSION = 1
 
@@ -333,16 +333,16 @@ class LocalBackend(Backend):
             dir=str(job_dir),
         )
 
-    def status(self, native_ids: Sequence[str]) -> dict[str, BackendStatus]:
+    def status(self, native_ids: Sequence[str]) -> dict[str, BackendJobInfo]:
         with self._records() as state:
             jobs = self._tick(state)
         out = {}
         for nid in native_ids:
             rec = jobs.get(nid)
             if rec is None:
-                out[nid] = BackendStatus(nid, S.LOST, reason="no record in the local backend")
+                out[nid] = BackendJobInfo(nid, S.LOST, reason="no record in the local backend")
                 continue
-            out[nid] = BackendStatus(
+            out[nid] = BackendJobInfo(
                 native_id=nid,
                 state=S(rec.state),
                 exit_code=rec.exit_code,

@@ -33,7 +33,7 @@ from metascheduler.agent.backends.base import (
     Backend,
     BackendError,
     BackendJob,
-    BackendState,
+    BackendJobInfo,
     BackendStatus,
     Capacity,
     parse_job_name,
@@ -43,10 +43,10 @@ from metascheduler.agent.backends.sandbox import SandboxPolicy
 from metascheduler.agent.backends.script import batch_script
 from metascheduler.agent.envelope.staging import Stager
 
-S = BackendState
+S = BackendStatus
 
 # Slurm job states (squeue %T, sacct State) to ours. Anything else is reported UNKNOWN.
-SLURM_STATES: Mapping[str, BackendState] = {
+SLURM_STATES: Mapping[str, BackendStatus] = {
     "PENDING": S.QUEUED,
     "CONFIGURING": S.QUEUED,  # nodes allocated but booting: the script has not started
     "REQUEUED": S.QUEUED,
@@ -92,7 +92,7 @@ DEFAULT_TIMEOUT_S = 30.0
 _UNSET_TIMES = {"", "N/A", "Unknown", "None", "NONE", "(null)"}
 
 
-def translate_state(raw: str) -> BackendState:
+def translate_state(raw: str) -> BackendStatus:
     """Our state for a Slurm state string (``CANCELLED by 0`` and ``RUNNING+`` included)."""
     base = raw.split()[0].rstrip("+") if raw.strip() else ""
     return SLURM_STATES.get(base, S.UNKNOWN)
@@ -369,7 +369,7 @@ class SlurmBackend(Backend):
             raise self._fail(f"sbatch of job {job.job_id}", args, proc, "no job id in its output")
         return native
 
-    def status(self, native_ids: Sequence[str]) -> dict[str, BackendStatus]:
+    def status(self, native_ids: Sequence[str]) -> dict[str, BackendJobInfo]:
         ids = [str(i) for i in dict.fromkeys(native_ids)]
         if not ids:
             return {}
@@ -378,7 +378,7 @@ class SlurmBackend(Backend):
             i for i in ids if i not in queue or translate_state(queue[i].raw_state).is_terminal
         ]
         acct = {row.native_id: row for row in self._sacct(need_final)} if need_final else {}
-        out: dict[str, BackendStatus] = {}
+        out: dict[str, BackendJobInfo] = {}
         for i in ids:
             q, a = queue.get(i), acct.get(i)
             if a is not None:
@@ -386,7 +386,7 @@ class SlurmBackend(Backend):
             elif q is not None:
                 out[i] = _status_from_queue(q)
             else:
-                out[i] = BackendStatus(
+                out[i] = BackendJobInfo(
                     i, S.LOST, reason="not in squeue nor in the job-completion log (sacct -c)"
                 )
             name = a.name if a is not None else q.name if q is not None else ""
@@ -504,10 +504,10 @@ class SlurmBackend(Backend):
         return list({r.native_id: r for r in rows}.values())
 
 
-def _status_from_queue(q: QueueRow) -> BackendStatus:
+def _status_from_queue(q: QueueRow) -> BackendJobInfo:
     state = translate_state(q.raw_state)
     started = q.start if state is not S.QUEUED else None
-    return BackendStatus(
+    return BackendJobInfo(
         q.native_id,
         state,
         exit_code=None,
@@ -518,9 +518,9 @@ def _status_from_queue(q: QueueRow) -> BackendStatus:
     )
 
 
-def _status_from_acct(a: AcctRow) -> BackendStatus:
+def _status_from_acct(a: AcctRow) -> BackendJobInfo:
     state = translate_state(a.raw_state)
-    return BackendStatus(
+    return BackendJobInfo(
         a.native_id,
         state,
         exit_code=a.exit_code if state.is_terminal else None,

@@ -14,11 +14,15 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from metascheduler.errors import MetaschedulerError
+
 CHUNK = 1 << 16
 
 
-class FetchError(Exception):
+class FetchError(MetaschedulerError):
     """A fetch failed; the message says what, with which URL, in words fit for the chain."""
+
+    kind = "fetch"
 
 
 def fetch(url: str, sha256: str, dest: Path, *, max_bytes: int, timeout_s: float) -> int:

@@ -19,14 +19,18 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from metascheduler.errors import MetaschedulerError
+
 JOB_CGROUP = "@JOB_CGROUP@"
 #: Where the job's own folder, and its output folder, appear inside the container.
 CONTAINER_WORK = "/work"
 CONTAINER_OUTPUTS = "/outputs"
 
 
-class RuntimeFailure(Exception):
+class RuntimeFailure(MetaschedulerError):
     """A runtime operation failed; the message says what, in words."""
+
+    kind = "runtime"
 
 
 @dataclass(frozen=True)

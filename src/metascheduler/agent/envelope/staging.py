@@ -16,11 +16,14 @@ from pathlib import Path
 from metascheduler.agent.envelope.cache import ImageCache
 from metascheduler.agent.envelope.fetch import FetchError, fetch
 from metascheduler.agent.envelope.runtime import ContainerRuntime, RuntimeFailure
+from metascheduler.errors import MetaschedulerError
 from metascheduler.spec import JobSpec
 
 
-class StagingError(Exception):
+class StagingError(MetaschedulerError):
     """The job cannot be staged; the message is the refusal's reason."""
+
+    kind = "staging"
 
 
 @dataclass(frozen=True)
