@@ -51,14 +51,25 @@ def _every_limit_met(proxy: RpcProxy) -> None:
     assert s.refused_ranges and s.rate_limited and s.refused_batches and s.null_receipts, s
 
 
-@pytest.fixture
-def finished(public: Grid, tmp_path: Path) -> tuple[World, list[int]]:
+def _run_jobs(grid: Grid, tmp: Path) -> tuple[World, list[int]]:
     """A local-executor agent through a full job lifecycle, and the jobs it ran."""
-    w = make_world(public, tmp_path)
+    w = make_world(grid, tmp)
     jobs = [w.submit(spec(f"echo {i}")) for i in range(3)]
     for j in jobs:
         assert w.until_status(j, JobStatus.FINISHED).status == JobStatus.FINISHED
     return w, jobs
+
+
+@pytest.fixture
+def finished(public: Grid, tmp_path: Path) -> tuple[World, list[int]]:
+    """Jobs run by an agent that talks to the chain through the proxy."""
+    return _run_jobs(public, tmp_path)
+
+
+@pytest.fixture
+def history(grid: Grid, tmp_path: Path) -> tuple[World, list[int]]:
+    """Jobs run straight on the node: a history for the readers below to read through it."""
+    return _run_jobs(grid, tmp_path)
 
 
 def test_oracle_ingests_and_places_through_a_public_endpoint(
@@ -94,7 +105,7 @@ def test_agent_runs_jobs_through_a_public_endpoint(
 
 
 def test_audit_all_through_a_public_endpoint(
-    finished: tuple[World, list[int]], public: Grid, proxy: RpcProxy
+    history: tuple[World, list[int]], public: Grid, proxy: RpcProxy
 ) -> None:
     base = ["--rpc-url", public.anvil.url, "--market", public.deployment.market]
     out = CliRunner().invoke(app, [*base, "audit", "all", "--json"])
@@ -105,9 +116,9 @@ def test_audit_all_through_a_public_endpoint(
 
 
 def test_cli_lists_jobs_and_history_through_a_public_endpoint(
-    finished: tuple[World, list[int]], public: Grid, proxy: RpcProxy
+    history: tuple[World, list[int]], public: Grid, proxy: RpcProxy
 ) -> None:
-    _, jobs = finished
+    _, jobs = history
     base = ["--rpc-url", public.anvil.url, "--market", public.deployment.market]
     out = CliRunner().invoke(app, [*base, "job", "list", "--all", "--json"])
     assert out.exit_code == 0, out.output
