@@ -117,15 +117,17 @@ def test_the_chain_layer_waits_out_429_then_says_so_in_words(
         w3 = rpc.connect(p.url)
         assert [w3.eth.chain_id for _ in range(3)] == [1, 1, 1]
         assert p.stats.rate_limited >= 2
-    with RpcProxy(fake_node, PublicEndpoint(rate_limit_every=1)) as p:
-        with pytest.raises(RpcUnavailable, match="429 Too Many Requests after 8 tries"):
-            rpc.connect(p.url).eth.block_number
+    with (
+        RpcProxy(fake_node, PublicEndpoint(rate_limit_every=1)) as p,
+        pytest.raises(RpcUnavailable, match="429 Too Many Requests after 8 tries"),
+    ):
+        rpc.connect(p.url).eth.get_block_number()
 
 
 def test_the_chain_layer_sends_single_calls_once_a_batch_was_refused(fake_node: str) -> None:
     with RpcProxy(fake_node, PublicEndpoint(refuse_batches=True)) as p:
         w3 = rpc.connect(p.url)
-        calls = [("eth_chainId", []), ("eth_blockNumber", [])]
+        calls: list[tuple[str, list[Any]]] = [("eth_chainId", []), ("eth_blockNumber", [])]
         assert rpc.raw_batch(w3, calls) == ["0x1", "0x1"]
         assert rpc.raw_batch(w3, calls) == ["0x1", "0x1"]
         assert p.stats.refused_batches == 1  # remembered on that connection
