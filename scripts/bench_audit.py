@@ -30,7 +30,7 @@ from metascheduler.audit import audit_all
 from metascheduler.audit.logs import LogReader
 from metascheduler.chain import Market, Terms
 from metascheduler.chain.rpc import connect
-from metascheduler.chain.types import Hardware, Prices, ProviderAction
+from metascheduler.chain.types import Hardware, Placement, Prices, ProviderAction, ProviderStep
 from metascheduler.devnet.anvil import dev_account, mine_after, start_anvil
 
 PER_TX = 100  # placements, and provider steps, per transaction
@@ -48,16 +48,17 @@ def build_history(market: Market, admin: Market, oracle: Market, prov: Market, n
         part = ids[i : i + PER_TX]
         # Job i was requested with bench_oracle's spec(i - 1): the terms it committed to.
         placements = [
-            (jid, provider, Terms.for_spec(spec(jid - 1), 2, 0, 2048, CREDIT)) for jid in part
+            Placement(jid, provider, Terms.for_spec(spec(jid - 1), 2, 0, 2048, CREDIT))
+            for jid in part
         ]
         oracle.place_jobs(placements)
-        steps = [(j, ProviderAction.ACCEPT, 0) for j in part]
-        steps += [(j, ProviderAction.START, 0) for j in part]
+        steps = [ProviderStep(j, ProviderAction.ACCEPT) for j in part]
+        steps += [ProviderStep(j, ProviderAction.START) for j in part]
         for k in range(0, len(steps), PER_TX):
             prov.provider_batch(steps[k : k + PER_TX])
     mine_after(market.w3, 60)
     for i in range(0, n, PER_TX):
-        prov.provider_batch([(j, ProviderAction.COMPLETE, 0) for j in ids[i : i + PER_TX]])
+        prov.provider_batch([ProviderStep(j, ProviderAction.COMPLETE) for j in ids[i : i + PER_TX]])
 
 
 def main() -> int:

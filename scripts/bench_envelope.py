@@ -164,7 +164,9 @@ def main() -> int:
                         }
                     )
                     data = encode_spec(spec)
-                    job_id = customer.request_job(data, 1, 0, 256, 10_000, CREDIT)
+                    job_id = customer.request_job(
+                        data, 1, 0, 256, max_price_per_minute=10_000, escrow=CREDIT
+                    )
                     oracle.place_job(job_id, prov.address, Terms.for_spec(data, 1, 0, 256, 10_000))
                     deadline = time.monotonic() + 120
                     while reader.get_job(job_id).status not in (

@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from metascheduler.chain import Market, Terms
 from metascheduler.chain.rpc import connect
-from metascheduler.chain.types import Hardware, Prices, ProviderAction
+from metascheduler.chain.types import Hardware, Placement, Prices, ProviderAction, ProviderStep
 from metascheduler.devnet.anvil import dev_account, start_anvil
 
 CREDIT = 10**6
@@ -70,7 +70,9 @@ def main() -> int:
 
         def request(escrow: int = 100 * CREDIT) -> tuple[int, Terms, int]:
             spec = spec_of_size(args.spec_bytes, next(tag))
-            p = cust.send_request_job(spec, CPUS, GPUS, MEM_MB, MAX_PRICE, escrow)
+            p = cust.send_request_job(
+                spec, CPUS, GPUS, MEM_MB, max_price_per_minute=MAX_PRICE, escrow=escrow
+            )
             r = cust.sender_or_fail().wait(p)
             job_id = next(
                 e.args["jobId"] for e in cust.decode_events(r) if e.name == "JobRequested"
@@ -112,17 +114,17 @@ def main() -> int:
         for _ in range(n):
             job_id, terms, gas = request()
             total += gas
-            placements.append((job_id, prov_acct.address, terms))
-        ids = [p[0] for p in placements]
+            placements.append(Placement(job_id, prov_acct.address, terms))
+        ids = [p.job_id for p in placements]
         for receipt in (
             oracle.place_jobs(placements),
-            prov.provider_batch([(i, ProviderAction.ACCEPT, 0) for i in ids]),
-            prov.provider_batch([(i, ProviderAction.START, 0) for i in ids]),
+            prov.provider_batch([ProviderStep(i, ProviderAction.ACCEPT) for i in ids]),
+            prov.provider_batch([ProviderStep(i, ProviderAction.START) for i in ids]),
         ):
             assert not oracle.skipped(receipt), oracle.skipped(receipt)
             total += receipt["gasUsed"]
         advance(600)
-        receipt = prov.provider_batch([(i, ProviderAction.COMPLETE, 0) for i in ids])
+        receipt = prov.provider_batch([ProviderStep(i, ProviderAction.COMPLETE) for i in ids])
         assert not prov.skipped(receipt)
         total += receipt["gasUsed"]
 

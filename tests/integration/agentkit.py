@@ -62,7 +62,9 @@ class World:
     def request_raw(
         self, data: bytes, cpus: int, gpus: int, mem_mb: int, escrow: int, max_price: int
     ) -> int:
-        job_id = self.customer.request_job(data, cpus, gpus, mem_mb, max_price, escrow)
+        job_id = self.customer.request_job(
+            data, cpus, gpus, mem_mb, max_price_per_minute=max_price, escrow=escrow
+        )
         self._terms[job_id] = Terms.for_spec(data, cpus, gpus, mem_mb, max_price)
         return job_id
 

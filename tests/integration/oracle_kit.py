@@ -60,7 +60,7 @@ def request(
     escrow: int = 10 * CREDIT,
 ) -> int:
     spec = spec_bytes(name, cpus, mem_mb, gpus, labels)
-    return cust.request_job(spec, cpus, gpus, mem_mb, max_price, escrow)
+    return cust.request_job(spec, cpus, gpus, mem_mb, max_price_per_minute=max_price, escrow=escrow)
 
 
 def settings(grid: Grid, db_url: str, **kw: object) -> OracleSettings:

@@ -109,7 +109,9 @@ def running_job(grid: Grid, *, start: bool = True) -> RunningJob:
         command=["true"],
     )
     raw = encode_spec(spec)
-    job_id = cust.request_job(raw, spec.cpus, spec.gpus, spec.mem_mb, 10 * PRICE, ESCROW)
+    job_id = cust.request_job(
+        raw, spec.cpus, spec.gpus, spec.mem_mb, max_price_per_minute=10 * PRICE, escrow=ESCROW
+    )
     oracle.place_job(
         job_id, provider.address, Terms.for_spec(raw, spec.cpus, spec.gpus, spec.mem_mb, 10 * PRICE)
     )

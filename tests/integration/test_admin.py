@@ -99,9 +99,9 @@ def test_oracle_fee_timeouts_and_pause(admin: Admin) -> None:
     customer.approve(10**6)
     customer.deposit(10**6)
     with pytest.raises(Exception, match="new job requests are paused by the admin"):
-        customer.request_job(b"x", 1, 0, 256, 1000, 10**6)
+        customer.request_job(b"x", 1, 0, 256, max_price_per_minute=1000, escrow=10**6)
     assert admin.run("admin", "unpause")["paused"] is False
-    assert customer.request_job(b"x", 1, 0, 256, 1000, 10**6) == 1
+    assert customer.request_job(b"x", 1, 0, 256, max_price_per_minute=1000, escrow=10**6) == 1
 
 
 def test_minting_and_fees(admin: Admin) -> None:
@@ -123,7 +123,9 @@ def test_minting_and_fees(admin: Admin) -> None:
     customer.deposit(50 * 10**6)
     spec = load_spec(HELLO)
     data = encode_spec(spec)
-    job = customer.request_job(data, spec.cpus, spec.gpus, spec.mem_mb, 10**6, 10 * 10**6)
+    job = customer.request_job(
+        data, spec.cpus, spec.gpus, spec.mem_mb, max_price_per_minute=10**6, escrow=10 * 10**6
+    )
     terms = Terms.for_spec(data, spec.cpus, spec.gpus, spec.mem_mb, 10**6)
     _market(admin, ORACLE).place_job(job, PROVIDER.address, terms)
     prov.accept_job(job)

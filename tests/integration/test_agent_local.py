@@ -25,7 +25,7 @@ from metascheduler.agent.service import build, run
 from metascheduler.agent.settings import AgentSettings
 from metascheduler.agent.state import JobRecord, StateError, StateStore
 from metascheduler.chain import JobStatus
-from metascheduler.chain.types import ProviderAction, ProviderStatus
+from metascheduler.chain.types import ProviderAction, ProviderStatus, ProviderStep
 from metascheduler.heartbeat import verify
 from metascheduler.spec import parse_spec
 from tests.conftest import ON_ANVIL_AND_HARDHAT, Grid
@@ -142,7 +142,7 @@ def test_refuses_what_it_cannot_run_with_reasons(world: World) -> None:
     assert set(rnd.refused) == {gpu_label, too_big, junk, mismatch + 1}
     # Only the backend can tell that too_big does not fit: it refuses it at submission, which
     # comes after the ACCEPT; the refusal follows in the same round.
-    assert rnd.steps == [(too_big, ProviderAction.ACCEPT, 0)] and rnd.submitted == {}
+    assert rnd.steps == [ProviderStep(too_big, ProviderAction.ACCEPT)] and rnd.submitted == {}
     for job_id in rnd.refused:
         assert w.job(job_id).status is JobStatus.PENDING
     reasons = {j: w.events(j, "JobReturned")[0].args["reason"] for j in rnd.refused}
@@ -250,7 +250,7 @@ def test_skipped_step_of_a_job_cancelled_meanwhile_kills_it(
 
     monkeypatch.setattr(backend, "status", status_after_a_cancel)
     rnd = w.tick()
-    assert (job_id, ProviderAction.START, 0) in rnd.steps
+    assert ProviderStep(job_id, ProviderAction.START) in rnd.steps
     assert [s.job_id for s in rnd.skipped] == [job_id] and "CANCELLED" in rnd.skipped[0].error
     assert rnd.killed == [job_id] and job_id not in w.agent.state.jobs
 
@@ -272,7 +272,7 @@ def test_job_lost_by_the_backend_is_reported_failed(grid: Grid, tmp_path: Path) 
     )
     try:
         rnd = fresh.tick()
-        assert (job_id, ProviderAction.COMPLETE, EXIT_LOST) in rnd.steps
+        assert ProviderStep(job_id, ProviderAction.COMPLETE, EXIT_LOST) in rnd.steps
         (ended,) = fresh.events(job_id, "JobEnded")
         assert (ended.args["to"], ended.args["exitCode"]) == (JobStatus.FAILED, EXIT_LOST)
     finally:
@@ -517,7 +517,7 @@ def test_nothing_runs_until_the_accept_is_mined(grid: Grid, tmp_path: Path) -> N
             w.rpc("evm_setAutomine", True)
         # The ACCEPT went out and was never mined: nothing went to the backend, and the round
         # stopped sending after one receipt timeout (the refusal waits).
-        assert stuck.steps == [(job_id, ACCEPT, 0)]
+        assert stuck.steps == [ProviderStep(job_id, ACCEPT)]
         assert stuck.submitted == {} and stuck.refused == {}
         assert local_backend(w).adopt() == {}
         assert w.job(job_id).status is JobStatus.META_SCHEDULED
@@ -534,7 +534,7 @@ def test_nothing_runs_until_the_accept_is_mined(grid: Grid, tmp_path: Path) -> N
         # Placed here again: ACCEPT mined and the job queued in the same round.
         w.place(job_id)
         rnd = w.tick()
-        assert rnd.steps == [(job_id, ACCEPT, 0)] and list(rnd.submitted) == [job_id]
+        assert rnd.steps == [ProviderStep(job_id, ACCEPT)] and list(rnd.submitted) == [job_id]
         w.customer.cancel_job(job_id)
         assert w.tick().killed == [job_id]
     finally:
@@ -553,7 +553,11 @@ def test_steps_a_reorg_undid_are_sent_again_and_the_job_never_reruns(world: Worl
     assert w.job(job_id).status is JobStatus.META_SCHEDULED
     rnd = w.tick()
     assert rnd.submitted == {}
-    assert rnd.steps == [(job_id, ACCEPT, 0), (job_id, START, 0), (job_id, COMPLETE, 0)]
+    assert rnd.steps == [
+        ProviderStep(job_id, ACCEPT),
+        ProviderStep(job_id, START),
+        ProviderStep(job_id, COMPLETE),
+    ]
     (ended,) = w.events(job_id, "JobEnded")
     assert (ended.args["to"], ended.args["exitCode"]) == (JobStatus.FINISHED, 0)
     assert len(records_for(w, job_id)) == 1  # ran once
@@ -573,7 +577,7 @@ def test_a_reorg_undoing_steps_keeps_the_job_and_undoing_the_placement_kills_it(
     w.revert_chain(placed)  # ACCEPT and START dropped: placed here, META_SCHEDULED again
     rnd = w.tick()
     assert rnd.submitted == {} and rnd.killed == []
-    assert rnd.steps == [(job_id, ACCEPT, 0), (job_id, START, 0)]
+    assert rnd.steps == [ProviderStep(job_id, ACCEPT), ProviderStep(job_id, START)]
     assert w.job(job_id).status is JobStatus.RUNNING
     assert local_backend(w).status([native])[native].state is BackendState.RUNNING
 

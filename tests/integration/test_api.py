@@ -80,7 +80,9 @@ def _spec(name: str, cpus: int, labels: list[str] | None = None) -> tuple[bytes,
 def _request(m: Market, name: str, cpus: int, escrow: int = ESCROW) -> tuple[int, Terms]:
     raw, spec = _spec(name, cpus, ["x86"])
     max_price = 10 * PRICE * cpus
-    jid = m.request_job(raw, spec.cpus, spec.gpus, spec.mem_mb, max_price, escrow)
+    jid = m.request_job(
+        raw, spec.cpus, spec.gpus, spec.mem_mb, max_price_per_minute=max_price, escrow=escrow
+    )
     return jid, Terms.for_spec(raw, spec.cpus, spec.gpus, spec.mem_mb, max_price)
 
 

@@ -45,7 +45,9 @@ class World:
         self.cust.deposit(500 * CREDIT)
 
     def request(self, escrow: int, max_price: int = CREDIT) -> int:
-        return self.cust.request_job(SPEC, CPUS, GPUS, MEM, max_price, escrow)
+        return self.cust.request_job(
+            SPEC, CPUS, GPUS, MEM, max_price_per_minute=max_price, escrow=escrow
+        )
 
     def place(self, job: int, max_price: int = CREDIT) -> None:
         terms = Terms.for_spec(SPEC, CPUS, GPUS, MEM, max_price)

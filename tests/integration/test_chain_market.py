@@ -11,7 +11,14 @@ from metascheduler import billing
 from metascheduler.chain import JobStatus, Market, RevertError, Terms
 from metascheduler.chain.errors import ChainError
 from metascheduler.chain.rpc import raw_batch
-from metascheduler.chain.types import Hardware, Prices, ProviderAction
+from metascheduler.chain.types import (
+    NO_DIGEST,
+    Hardware,
+    Placement,
+    Prices,
+    ProviderAction,
+    ProviderStep,
+)
 from metascheduler.devnet.anvil import dev_account, node_rpc
 from tests.conftest import ON_ANVIL_AND_HARDHAT, Grid
 
@@ -47,11 +54,13 @@ def test_finished_job_is_billed_as_billing_py_says(grid: Grid) -> None:
     admin, prov, cust = _setup(grid)
     admin.set_fee(250)
     oracle = grid.market(grid.oracle)
-    job = cust.request_job(SPEC, 4, 1, 4096, 10 * CREDIT, 100 * CREDIT)
+    job = cust.request_job(SPEC, 4, 1, 4096, max_price_per_minute=10 * CREDIT, escrow=100 * CREDIT)
     oracle.place_job(
         job, prov.sender_or_fail().address, Terms.for_spec(SPEC, 4, 1, 4096, 10 * CREDIT)
     )
-    prov.provider_batch([(job, ProviderAction.ACCEPT, 0), (job, ProviderAction.START, 0)])
+    prov.provider_batch(
+        [ProviderStep(job, ProviderAction.ACCEPT), ProviderStep(job, ProviderAction.START)]
+    )
     started = cust.get_job(job).since
     _advance(cust, 437)
     receipt = prov.complete_job(job, 0)
@@ -70,12 +79,40 @@ def test_finished_job_is_billed_as_billing_py_says(grid: Grid) -> None:
     assert cust.quote(prov.sender_or_fail().address, 4, 1, 4096) == price
 
 
+def test_a_complete_step_commits_to_its_result_digest(grid: Grid) -> None:
+    """A COMPLETE step's digest is what JobEnded emits; a step without one commits to none, and a
+    digest of the wrong length is refused in words before anything is sent."""
+    _, prov, cust = _setup(grid)
+    oracle = grid.market(grid.oracle)
+    terms = Terms.for_spec(SPEC, 1, 0, 1024, CREDIT)
+    jobs = [
+        cust.request_job(SPEC, 1, 0, 1024, max_price_per_minute=CREDIT, escrow=10 * CREDIT)
+        for _ in range(2)
+    ]
+    oracle.place_jobs([Placement(j, prov.sender_or_fail().address, terms) for j in jobs])
+    prov.provider_batch(
+        [ProviderStep(j, a) for j in jobs for a in (ProviderAction.ACCEPT, ProviderAction.START)]
+    )
+    digest = bytes(range(32))
+    with pytest.raises(ValueError, match=f"job {jobs[0]}: a result digest is 32 bytes"):
+        prov.provider_batch([ProviderStep(jobs[0], ProviderAction.COMPLETE, 0, digest[:31])])
+    receipt = prov.provider_batch(
+        [
+            ProviderStep(jobs[0], ProviderAction.COMPLETE, 0, digest),
+            ProviderStep(jobs[1], ProviderAction.COMPLETE, 1),
+        ]
+    )
+    ended = {e.args["jobId"]: e for e in prov.decode_events(receipt) if e.name == "JobEnded"}
+    assert bytes(ended[jobs[0]].args["resultDigest"]) == digest
+    assert bytes(ended[jobs[1]].args["resultDigest"]) == NO_DIGEST
+
+
 @ON_ANVIL_AND_HARDHAT
 def test_out_of_credits_at_exactly_funded_seconds(grid: Grid) -> None:
     _, prov, cust = _setup(grid)
     oracle = grid.market(grid.oracle)
     escrow = 5_000
-    job = cust.request_job(SPEC, 2, 0, 1024, CREDIT, escrow)
+    job = cust.request_job(SPEC, 2, 0, 1024, max_price_per_minute=CREDIT, escrow=escrow)
     oracle.place_job(job, prov.sender_or_fail().address, Terms.for_spec(SPEC, 2, 0, 1024, CREDIT))
     prov.accept_job(job)
     prov.start_job(job)
@@ -86,7 +123,7 @@ def test_out_of_credits_at_exactly_funded_seconds(grid: Grid) -> None:
     skipped = cust.skipped(receipt)
     assert skipped and "still has credits" in skipped[0][2]
     _next_block_at(cust, until - 1)  # one second short: still funded
-    assert "still has credits" in cust.skipped(cust.expire_jobs([job]))[0][2]
+    assert "still has credits" in cust.skipped(cust.expire_jobs([job]))[0].error
     _next_block_at(cust, until)
     receipt = cust.expire_jobs([job])
     assert not cust.skipped(receipt)
@@ -97,7 +134,7 @@ def test_out_of_credits_at_exactly_funded_seconds(grid: Grid) -> None:
 def test_insufficient_balance_is_decoded_with_the_missing_amount(grid: Grid) -> None:
     _, _, cust = _setup(grid)
     with pytest.raises(RevertError) as info:
-        cust.request_job(SPEC, 1, 0, 1024, CREDIT, 600 * CREDIT)
+        cust.request_job(SPEC, 1, 0, 1024, max_price_per_minute=CREDIT, escrow=600 * CREDIT)
     assert info.value.name == "MarketInsufficientBalance"
     assert "deposit 100 credits more" in str(info.value)
 
@@ -151,9 +188,12 @@ def test_get_jobs_reads_in_batches_leaves_out_unknown_ids_and_reads_at_a_block(
     grid: Grid,
 ) -> None:
     _, _, cust = _setup(grid)
-    first = cust.request_job(SPEC, 1, 0, 1024, CREDIT, CREDIT)
+    first = cust.request_job(SPEC, 1, 0, 1024, max_price_per_minute=CREDIT, escrow=CREDIT)
     block = cust.w3.eth.block_number
-    later = [cust.request_job(SPEC, 2, 0, 1024, CREDIT, 2 * CREDIT) for _ in range(3)]
+    later = [
+        cust.request_job(SPEC, 2, 0, 1024, max_price_per_minute=CREDIT, escrow=2 * CREDIT)
+        for _ in range(3)
+    ]
     cust.cancel_job(later[0])
     calls: list[str] = []
 

@@ -26,7 +26,7 @@ def _running_job(grid: Grid) -> tuple[int, Market]:
     customer.faucet()
     customer.approve(10**7)
     customer.deposit(10**7)
-    job = customer.request_job(b"spec", 1, 0, 256, 10**6, 10**6)
+    job = customer.request_job(b"spec", 1, 0, 256, max_price_per_minute=10**6, escrow=10**6)
     terms = Terms.for_spec(b"spec", 1, 0, 256, 10**6)
     grid.market(grid.oracle).place_job(job, dev_account(2).address, terms)
     prov.accept_job(job)

@@ -130,6 +130,10 @@ def test_dashboard_shows_job_states_and_opens_a_timeline(
     timeline = browser.execute_script("return document.getElementById('timeline').innerText")
     assert "RUNNING → FINISHED" in timeline and "paid" in timeline
     assert "FINISHED" in browser.find_element(By.ID, "job-title").text
+    # The job's results: sizes and state only (this world's agent shipped none).
+    wait.until(ec.text_to_be_present_in_element((By.ID, "job-facts"), "outputs"))
+    facts = browser.find_element(By.ID, "job-facts").text
+    assert "log\nnone yet" in facts and "outputs\nnone yet" in facts, facts
 
 
 def test_dashboard_shows_providers_stats_and_filters(

@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy import select, update
 
 from metascheduler.chain import JobStatus, Market
-from metascheduler.chain.types import Hardware, Prices, ProviderAction
+from metascheduler.chain.types import Hardware, Placement, Prices, ProviderAction, ProviderStep
 from metascheduler.devnet.anvil import dev_account, mine_after
 from metascheduler.oracle import service
 from metascheduler.oracle.service import Oracle
@@ -90,8 +90,12 @@ def test_keep_expires_reclaims_and_fails_silent_providers(grid: Grid, tmp_path: 
     oracle.sync_tick()
     m = grid.market()
     assert all(m.get_job(j).status == JobStatus.META_SCHEDULED for j in (poor, idle, lost))
-    prov.provider_batch([(poor, ProviderAction.ACCEPT, 0), (poor, ProviderAction.START, 0)])
-    silent.provider_batch([(lost, ProviderAction.ACCEPT, 0), (lost, ProviderAction.START, 0)])
+    prov.provider_batch(
+        [ProviderStep(poor, ProviderAction.ACCEPT), ProviderStep(poor, ProviderAction.START)]
+    )
+    silent.provider_batch(
+        [ProviderStep(lost, ProviderAction.ACCEPT), ProviderStep(lost, ProviderAction.START)]
+    )
     oracle.ingest_tick()
     oracle.keep_tick()  # nothing due yet
     assert m.get_job(poor).status == JobStatus.RUNNING
@@ -135,7 +139,9 @@ def test_silent_provider_is_billed_to_its_last_heartbeat_and_an_outage_fails_nob
     with oracle.sessions.begin() as s:
         s.execute(update(Provider).values(last_heartbeat_at=now))
     oracle.sync_tick()
-    quiet.provider_batch([(job, ProviderAction.ACCEPT, 0), (job, ProviderAction.START, 0)])
+    quiet.provider_batch(
+        [ProviderStep(job, ProviderAction.ACCEPT), ProviderStep(job, ProviderAction.START)]
+    )
     started_wall = time.time()
     m = grid.market()
     oracle.ingest_tick()
@@ -211,7 +217,10 @@ def test_a_funded_job_is_placed_within_two_blocks_behind_a_flood_of_spam(
     spammer, cust = kit.customer(grid, 4), kit.customer(grid, 3)
     sender = spammer.sender_or_fail()
     spec = kit.spec_bytes("spam", 1, 1024)
-    flood = [spammer.send_request_job(spec, 1, 0, 1024, CREDIT, 1) for _ in range(250)]
+    flood = [
+        spammer.send_request_job(spec, 1, 0, 1024, max_price_per_minute=CREDIT, escrow=1)
+        for _ in range(250)
+    ]
     for pending in flood:
         sender.wait(pending)
     funded = kit.request(cust, "funded", escrow=10 * CREDIT)
@@ -401,7 +410,7 @@ def test_placement_gas_limit_covers_real_use_tightly(grid: Grid) -> None:
     for k in range(sum(sizes)):
         spec = kit.spec_bytes(f"g{k}", 2, 2048)
         jid = kit.request(cust, f"g{k}", cpus=2, mem_mb=2048)
-        triples.append((jid, provs[k % 2], Terms.for_spec(spec, 2, 0, 2048, kit.CREDIT)))
+        triples.append(Placement(jid, provs[k % 2], Terms.for_spec(spec, 2, 0, 2048, kit.CREDIT)))
     oracle = grid.market(grid.oracle)
     start = 0
     for n in sizes:

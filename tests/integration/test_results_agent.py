@@ -55,12 +55,14 @@ def customer_client(w: World, api_url: str) -> Client:
 
 
 def ship_until_done(w: World, job_id: int, deadline_s: float = 60) -> str:
-    """Rounds and shipping passes until the job's results are all acknowledged."""
+    """Rounds (and shipping passes, unless the shipping thread runs) until the job's results
+    are all acknowledged."""
     shipper = w.agent.results
     assert shipper is not None
 
     def done() -> str | None:
-        shipper.step()
+        if not shipper.waiting_is_useful(job_id):
+            shipper.step()
         return shipper.result_digest(job_id)
 
     return w.tick_until(f"the results of job {job_id}", done, deadline_s)
@@ -86,6 +88,8 @@ def test_hello_lines_and_outputs_reach_the_customer(
     grid: Grid, api: Served, tmp_path: Path, backend: str
 ) -> None:
     w = make_world(grid, tmp_path, api_url=api.url, **backend_settings(backend, tmp_path))
+    assert w.agent.results is not None
+    w.agent.results.start()  # as `agent run` does: the COMPLETE then waits for the digest
     job_id = w.submit(
         spec(
             "echo hello from the grid; echo oops >&2; mkdir -p $MS_OUTPUT_DIR/sub; "
@@ -107,6 +111,9 @@ def test_hello_lines_and_outputs_reach_the_customer(
     assert (tmp_path / "got" / "sub" / "result.txt").read_text() == "result 42\n"
     assert got.files == ["sub/result.txt"]
     assert got.digest == digest
+    # The completion committed it on chain, and the CLI checked the archive against it.
+    assert got.committed == digest
+    w.agent.results.stop()
     assert "0x" + result_digest(bytes.fromhex(got.sha256[2:]), got.log_head).hex() == digest
 
 

@@ -220,3 +220,17 @@ def test_outputs_over_the_cap_are_refused(
         assert e.value.status == 413 and "cap" in e.value.detail
     finally:
         served.stop()
+
+
+def test_an_api_without_a_store_refuses_outputs_for_good(
+    grid: Grid, job: RunningJob, object_store: ObjectStore, tmp_path: Path
+) -> None:
+    """501, not 503: the agent then closes the job's log instead of retrying for ever."""
+    served = serve(api_settings(grid, object_store, tmp_path, object_store_endpoint=None))
+    try:
+        packed = archive.Packed(tmp_path / "none", 10, bytes(32), 0, 0)
+        with pytest.raises(ApiRefused) as e:
+            ResultsApi(served.url).upload(job.provider, job.deployment, job.job_id, packed)
+        assert e.value.status == 501 and "no object store" in e.value.detail
+    finally:
+        served.stop()

@@ -11,7 +11,7 @@ wait behind the gap. A send the contract merely refused does not end the round.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from web3.types import TxReceipt
@@ -55,24 +55,22 @@ class Outbox:
         """Transactions of blocks a reorg replaced may be gone: the next nonce is the node's."""
         self._nonce_suspect = True
 
-    def steps(
-        self, steps: Sequence[ProviderStep], digests: Mapping[int, bytes] | None = None
-    ) -> Iterator[SentBatch]:
+    def steps(self, steps: Sequence[ProviderStep]) -> Iterator[SentBatch]:
         """Sends the steps in chunks; yields each chunk once mined (the caller acts on it before
         the next is sent). A chunk that fails is logged and not yielded. A COMPLETE commits to
-        its job's result digest in `digests`, if there is one."""
+        its step's result digest."""
         for i in range(0, len(steps), MAX_STEPS_PER_TX):
             chunk = steps[i : i + MAX_STEPS_PER_TX]
             what = f"reporting {len(chunk)} job steps"
             if not self._can_send(what):
                 return
             try:
-                receipt = self.market.provider_batch(chunk, digests)
+                receipt = self.market.provider_batch(chunk)
             except ChainError as exc:
                 self._failed(what, exc)
                 continue
             self._nonce_suspect = False
-            batch = SentBatch(chunk, receipt, _skipped(self.market, receipt))
+            batch = SentBatch(chunk, receipt, self.market.skipped(receipt))
             for item in batch.skipped:
                 log.warning(
                     "step %s of job %d skipped by the contract: %s",
@@ -114,7 +112,7 @@ class Outbox:
             self._failed(what, exc)
             return None
         self._nonce_suspect = False
-        return _skipped(self.market, receipt)
+        return self.market.skipped(receipt)
 
     def _failed(self, what: str, exc: ChainError) -> None:
         self._nonce_suspect = True
@@ -137,7 +135,3 @@ class Outbox:
         if not self._may_send:
             log.info("%s: left for the next round (an earlier send of this round failed)", what)
         return self._may_send
-
-
-def _skipped(market: Market, receipt: TxReceipt) -> list[SkippedItem]:
-    return [SkippedItem(*item) for item in market.skipped(receipt)]

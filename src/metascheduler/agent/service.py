@@ -144,6 +144,8 @@ class Agent:
         #: Ships each job's log and outputs to the API, encrypted to its customer (see
         #: ``shipping``); None without an API.
         self.results: ResultsShipper | None = None
+        #: Since when each job's COMPLETE waits for its result digest (monotonic seconds).
+        self._digest_wait: dict[int, float] = {}
 
     @property
     def state(self) -> AgentState:
@@ -383,8 +385,35 @@ class Agent:
                     rec.job_id,
                     EXIT_LOST,
                 )
-        rnd.steps.extend(d.steps)
+        for step in d.steps:
+            sent = self._with_result_digest(step)
+            if sent is not None:
+                rnd.steps.append(sent)
         return d.expire
+
+    def _with_result_digest(self, step: ProviderStep) -> ProviderStep | None:
+        """A COMPLETE is to carry the job's result digest, which the shipper knows once the
+        job's outputs are stored and its log closed: until then (at most
+        ``results.complete_wait_s``, and only while the API answers) the COMPLETE waits for a
+        later round. None: not this round."""
+        if step.action is not ProviderAction.COMPLETE or self.results is None:
+            return step
+        digest = self.results.result_digest(step.job_id)
+        if digest is not None:
+            self._digest_wait.pop(step.job_id, None)
+            return step._replace(result_digest=bytes.fromhex(digest.removeprefix("0x")))
+        since = self._digest_wait.setdefault(step.job_id, time.monotonic())
+        patience = self.settings.results.complete_wait_s
+        if self.results.waiting_is_useful(step.job_id) and time.monotonic() - since < patience:
+            return None
+        log.warning(
+            "job %d: completing without a result digest: its results are not all stored (the "
+            "API does not answer, or %g s passed); they keep being shipped",
+            step.job_id,
+            patience,
+        )
+        self._digest_wait.pop(step.job_id, None)
+        return step
 
     def _forget(self, rec: JobRecord) -> None:
         self.state.retire(rec, self._head.number)
@@ -499,24 +528,11 @@ class Agent:
     # ------------------------------------------------------------------ sending
 
     def _send_steps(self, rnd: Round) -> None:
-        for batch in self.outbox.steps(rnd.steps, self._digests(rnd.steps)):
+        for batch in self.outbox.steps(rnd.steps):
             rnd.skipped.extend(batch.skipped)
             accepted = [s.job_id for s in batch.done if s.action is ProviderAction.ACCEPT]
             self._submit_accepted(accepted, batch.receipt, rnd)
             self._recheck({s.job_id for s in batch.skipped}, rnd)
-
-    def _digests(self, steps: list[ProviderStep]) -> dict[int, bytes]:
-        """The result digests of the jobs completed in `steps` whose results are sealed by then
-        (JobEnded's `resultDigest`); the others commit to nothing (a zero digest)."""
-        if self.results is None:
-            return {}
-        out = {}
-        for step in steps:
-            if step.action is ProviderAction.COMPLETE:
-                digest = self.results.result_digest(step.job_id)
-                if digest:
-                    out[step.job_id] = bytes.fromhex(digest[2:])
-        return out
 
     def _submit_accepted(self, job_ids: list[int], receipt: TxReceipt, rnd: Round) -> None:
         """Queues the jobs whose ACCEPT this receipt carries, without waiting for the next

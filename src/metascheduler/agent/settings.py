@@ -109,6 +109,10 @@ class ResultsSettings(_Section):
     max_output_bytes: int = Field(default=10 * 2**30, ge=0)
     #: Seconds between two looks at the jobs' output streams.
     ship_interval_s: float = Field(default=0.1, gt=0)
+    #: Longest a finished job's COMPLETE waits for its outputs to be stored and its log closed,
+    #: so that it carries their digest; the job stays RUNNING, and metered, meanwhile: this bounds
+    #: what the customer pays for time that is not compute (``docs/security.md``).
+    complete_wait_s: float = Field(default=30.0, ge=0)
     #: Most lines in one log chunk (a chatty job's lines go in several).
     max_chunk_lines: int = Field(default=20_000, ge=1)
 

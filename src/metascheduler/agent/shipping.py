@@ -109,6 +109,13 @@ class ResultsShipper:
             return None
         return spool.load().result_digest
 
+    def waiting_is_useful(self, job_id: int) -> bool:
+        """Whether a COMPLETE waiting for this job's digest may get it soon: the shipping
+        thread runs and the API answers it. While the API is down the job completes without a
+        digest rather than being metered for the outage."""
+        running = self._thread is not None and self._thread.is_alive()
+        return running and job_id not in self._failures and job_id not in self._given_up
+
     def busy(self) -> list[int]:
         """Jobs whose results are not all acknowledged yet."""
         with self._lock:

@@ -208,8 +208,10 @@ class Results:
 
     def store(self) -> ObjectStore:
         if self.objects is None:
+            # 501, not 503: a grid without a store will not have one in a minute, and the agent
+            # must close the job's log rather than wait for it.
             raise Problem(
-                503,
+                501,
                 "this API has no object store (object_store_endpoint): outputs cannot be stored",
             )
         return self.objects
@@ -354,7 +356,7 @@ def _upload(res: Results, job_id: int, value: str | None, req: UploadRequest) ->
 
 @router.post(
     "/outputs/upload",
-    responses={400: _P, 401: _P, 403: _P, 404: _P, 409: _P, 413: _P, 502: _P, 503: _P},
+    responses={400: _P, 401: _P, 403: _P, 404: _P, 409: _P, 413: _P, 501: _P, 502: _P, 503: _P},
     summary="Pre-signed URLs to upload a job's encrypted outputs (its placed provider only)",
     description=(
         "One PUT URL, or for more than `multipart_part_bytes` a multipart upload with one URL "
@@ -400,7 +402,7 @@ def _complete(res: Results, job_id: int, value: str | None, req: UploadComplete)
 @router.post(
     "/outputs/complete",
     summary="Record a finished upload of a job's outputs (its placed provider only)",
-    responses={400: _P, 401: _P, 403: _P, 404: _P, 409: _P, 502: _P, 503: _P},
+    responses={400: _P, 401: _P, 403: _P, 404: _P, 409: _P, 501: _P, 502: _P, 503: _P},
 )
 async def complete_upload(
     res: Res, job_id: JobId, req: UploadComplete, x_ms_grant: GrantHeader = None
@@ -424,7 +426,7 @@ def _download(res: Results, job_id: int, value: str | None) -> dict[str, Any]:
 
 @router.get(
     "/outputs",
-    responses={401: _P, 403: _P, 404: _P, 409: _P, 502: _P, 503: _P},
+    responses={401: _P, 403: _P, 404: _P, 409: _P, 501: _P, 502: _P, 503: _P},
     summary="A pre-signed GET of a job's encrypted outputs (its customer only)",
 )
 async def download(res: Res, job_id: JobId, x_ms_grant: GrantHeader = None) -> Any:

@@ -18,6 +18,7 @@ from metascheduler.chain.errors import ErrorDecoder, RevertError
 from metascheduler.chain.events import ChainEvent, EventDecoder
 from metascheduler.chain.rpc import retrying
 from metascheduler.chain.sender import Pending, TxSender
+from metascheduler.chain.types import SkippedItem
 
 
 class Binding:
@@ -100,11 +101,11 @@ class Binding:
                     out.append(ev)
         return out
 
-    def skipped(self, receipt: TxReceipt) -> list[tuple[int, int, str]]:
-        """Batch items the contract skipped: (index, job id, the error in words)."""
+    def skipped(self, receipt: TxReceipt) -> list[SkippedItem]:
+        """Batch items the contract skipped, with its error in words."""
         out = []
         for ev in self.decode_events(receipt):
             if ev.name == "BatchItemSkipped":
                 err = self.decoder.decode(ev.args["error"])
-                out.append((ev.args["index"], ev.args["jobId"], str(err)))
+                out.append(SkippedItem(int(ev.args["index"]), int(ev.args["jobId"]), str(err)))
         return out

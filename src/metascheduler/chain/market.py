@@ -7,7 +7,7 @@ deployment in `chain.deploy`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from web3.types import TxReceipt
@@ -23,22 +23,14 @@ from metascheduler.chain.gas import (
 from metascheduler.chain.reads import Reads
 from metascheduler.chain.sender import Pending
 from metascheduler.chain.types import (
+    NO_DIGEST,
     Hardware,
+    Placement,
     Prices,
-    ProviderAction,
     ProviderStatus,
     ProviderStep,
     Terms,
 )
-
-#: The result digest of a completion that commits to no results.
-NO_DIGEST = bytes(32)
-#: A placement: (job id, provider, terms) or (job id, provider, terms, quoted price or None).
-PlacementItem = tuple[int, str, Terms] | tuple[int, str, Terms, int | None]
-#: A provider step: a ProviderStep, or (job id, action, exit code) as a plain tuple.
-StepItem = ProviderStep | tuple[int, ProviderAction, int]
-#: Result digests of completions, by job id (32 bytes each; a job not in it commits to none).
-Digests = Mapping[int, bytes]
 
 
 class Market(CreditCalls, Reads):
@@ -101,10 +93,27 @@ class Market(CreditCalls, Reads):
     # ------------------------------------------------------------------ customers
 
     def request_job(
-        self, spec: bytes, cpus: int, gpus: int, mem_mb: int, max_price: int, escrow: int
+        self,
+        spec: bytes,
+        cpus: int,
+        gpus: int,
+        mem_mb: int,
+        *,
+        max_price_per_minute: int,
+        escrow: int,
     ) -> int:
-        """Requests a job; returns its id."""
-        r = self._tx("requesting a job", "requestJob", cpus, gpus, mem_mb, max_price, escrow, spec)
+        """Requests a job; returns its id. The two amounts are keyword-only: side by side they
+        are easy to swap, and the contract takes them in another order."""
+        r = self._tx(
+            "requesting a job",
+            "requestJob",
+            cpus,
+            gpus,
+            mem_mb,
+            max_price_per_minute,
+            escrow,
+            spec,
+        )
         for ev in self.decode_events(r):
             if ev.name == "JobRequested":
                 return int(ev.args["jobId"])
@@ -116,12 +125,21 @@ class Market(CreditCalls, Reads):
         cpus: int,
         gpus: int,
         mem_mb: int,
-        max_price: int,
+        *,
+        max_price_per_minute: int,
         escrow: int,
         gas: int | None = None,
     ) -> Pending:
         return self._send(
-            "requesting a job", "requestJob", cpus, gpus, mem_mb, max_price, escrow, spec, gas=gas
+            "requesting a job",
+            "requestJob",
+            cpus,
+            gpus,
+            mem_mb,
+            max_price_per_minute,
+            escrow,
+            spec,
+            gas=gas,
         )
 
     def top_up(self, job_id: int, amount: int) -> TxReceipt:
@@ -132,9 +150,9 @@ class Market(CreditCalls, Reads):
 
     # ------------------------------------------------------------------ oracle
 
-    def send_place_jobs(self, placements: Sequence[PlacementItem]) -> Pending:
-        """Items are (job id, provider, terms) or (job id, provider, terms, quoted price); without
-        a quote, the job's max price is the only bound on a provider raising its prices."""
+    def send_place_jobs(self, placements: Sequence[Placement]) -> Pending:
+        """Without a quote, the job's max price is the only bound on a provider raising its
+        prices."""
         items = [_placement_tuple(p) for p in placements]
         data = self.contract.encode_abi("placeJobs", args=[items])
         gas = place_jobs_gas(
@@ -144,7 +162,7 @@ class Market(CreditCalls, Reads):
             self.contract.address, data, f"placing {len(items)} jobs", gas=gas
         )
 
-    def place_jobs(self, placements: Sequence[PlacementItem]) -> TxReceipt:
+    def place_jobs(self, placements: Sequence[Placement]) -> TxReceipt:
         return self.sender_or_fail().wait(self.send_place_jobs(placements))
 
     def place_job(
@@ -152,7 +170,7 @@ class Market(CreditCalls, Reads):
     ) -> TxReceipt:
         """Places a job at `provider`'s price, which must not exceed `quoted_price` (default:
         the job's max price)."""
-        item = _placement_tuple((job_id, provider, terms, quoted_price))
+        item = _placement_tuple(Placement(job_id, provider, terms, quoted_price=quoted_price))
         return self._tx(f"placing job {job_id}", "placeJob", item)
 
     def reclaim_jobs(self, job_ids: Sequence[int]) -> TxReceipt:
@@ -194,25 +212,19 @@ class Market(CreditCalls, Reads):
     def refuse_job(self, job_id: int, reason: str) -> TxReceipt:
         return self._tx(f"refusing job {job_id}", "refuseJob", job_id, reason)
 
-    def provider_batch(
-        self, steps: Sequence[StepItem], digests: Digests | None = None
-    ) -> TxReceipt:
-        """Steps on the provider's jobs; a COMPLETE commits to the results in `digests` for its
-        job (JobEnded's `resultDigest`), or to none."""
+    def provider_batch(self, steps: Sequence[ProviderStep]) -> TxReceipt:
+        """Steps on the provider's jobs; a COMPLETE commits to its step's result digest (JobEnded's
+        `resultDigest`)."""
         gas = BATCH_GAS_BASE + STEP_GAS_PER_ITEM * len(steps)
-        found = digests or {}
         items = [
-            (jid, int(action), code, _digest(found.get(jid, NO_DIGEST), jid))
-            for jid, action, code in steps
+            (s.job_id, int(s.action), s.exit_code, _digest(s.result_digest, s.job_id))
+            for s in steps
         ]
         return self._tx(f"reporting {len(items)} job steps", "providerBatch", items, gas=gas)
 
 
-def _placement_tuple(p: PlacementItem) -> tuple[int, str, tuple[Any, ...], int]:
-    jid, provider, terms = p[0], p[1], p[2]
-    quoted = p[3] if len(p) > 3 else None
-    price = terms.max_price_per_minute if quoted is None else quoted
-    return (jid, provider, terms.as_tuple(), price)
+def _placement_tuple(p: Placement) -> tuple[int, str, tuple[Any, ...], int]:
+    return (p.job_id, p.provider, p.terms.as_tuple(), p.quote())
 
 
 def _digest(value: bytes, job_id: int) -> bytes:

@@ -56,13 +56,19 @@ class ProviderAction(IntEnum):
     COMPLETE = 2
 
 
+#: The result digest of a completion that commits to no results.
+NO_DIGEST = bytes(32)
+
+
 class ProviderStep(NamedTuple):
-    """One item of a ``providerBatch``: a provider's step on one job (``exit_code`` is read
-    for COMPLETE only)."""
+    """One item of a ``providerBatch``: a provider's step on one job. ``exit_code`` and
+    ``result_digest`` (32 bytes, committing to the job's results in JobEnded) are read for
+    COMPLETE only."""
 
     job_id: int
     action: ProviderAction
     exit_code: int = 0
+    result_digest: bytes = NO_DIGEST
 
 
 class SkippedItem(NamedTuple):

@@ -215,7 +215,12 @@ class Client:
         _positive("the max price per minute", max_price, UINT40_MAX)
         self._need_market("the job's escrow", escrow)
         return self.market.request_job(
-            data, job_spec.cpus, job_spec.gpus, job_spec.mem_mb, max_price, escrow
+            data,
+            job_spec.cpus,
+            job_spec.gpus,
+            job_spec.mem_mb,
+            max_price_per_minute=max_price,
+            escrow=escrow,
         )
 
     def cancel(self, job_id: int) -> JobInfo:
@@ -374,7 +379,9 @@ class Client:
         for ev in self.reader.job_logs(job_id, self.from_block, block):
             if ev.name == "JobEnded" and "resultDigest" in ev.args:
                 value = ev.args["resultDigest"]
-                return value if isinstance(value, str) else "0x" + bytes(value).hex()
+                raw = bytes.fromhex(value[2:]) if isinstance(value, str) else bytes(value)
+                # Zero: ended without one (cancelled, out of credits, or no results shipped).
+                return "0x" + raw.hex() if any(raw) else None
         return None
 
     # ------------------------------------------------------------------ providers

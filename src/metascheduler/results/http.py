@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,13 +19,16 @@ from . import grant
 from .archive import Packed
 from .logchain import Chunk, Deployment
 
+#: Parts of a multipart upload sent at once.
+PARALLEL_PARTS = 4
 #: Bytes per read or write when streaming output archives.
 STREAM_BYTES = 1 << 20
 
 
 class ApiRefused(Exception):
-    """The API answered with a 4xx: the request is wrong and sending it again will not help
-    (except 404 and 409 where the message says so). `status` is the HTTP code."""
+    """The API answered with a 4xx, or 501 (it does not do this at all): sending the request
+    again will not help (except 404 and 409 where the message says so). `status` is the HTTP
+    code."""
 
     def __init__(self, status: int, detail: str) -> None:
         super().__init__(detail)
@@ -60,7 +64,7 @@ class ResultsApi:
             resp = self._http.request(method, path, **kw)
         except httpx.HTTPError as exc:
             raise ApiUnavailable(f"the API at {self.base_url} did not answer: {exc}") from None
-        if resp.status_code >= 500:
+        if resp.status_code >= 500 and resp.status_code != 501:
             raise ApiUnavailable(
                 f"the API at {self.base_url} failed ({resp.status_code}): {_detail(resp)}"
             )
@@ -84,16 +88,22 @@ class ResultsApi:
             "POST", f"/api/jobs/{job_id}/outputs/upload", json={"size": packed.size}, headers=header
         )
         etags: dict[int, str] = {}
-        with open(packed.path, "rb") as f:
-            if plan["url"]:
+        if plan["url"]:
+            with open(packed.path, "rb") as f:
                 _put(plan["url"], _file_chunks(f, packed.size), packed.size)
-            else:
-                part = int(plan["part_bytes"])
-                for p in plan["parts"]:
-                    n = int(p["number"])
+        else:
+            part = int(plan["part_bytes"])
+
+            def put_part(p: dict[str, Any]) -> tuple[int, str]:
+                n = int(p["number"])
+                length = min(part, packed.size - (n - 1) * part)
+                with open(packed.path, "rb") as f:
                     f.seek((n - 1) * part)
-                    length = min(part, packed.size - (n - 1) * part)
-                    etags[n] = _put(p["url"], _file_chunks(f, length), length)
+                    return n, _put(p["url"], _file_chunks(f, length), length)
+
+            # Parts go up side by side: one stream alone leaves the store's bandwidth idle.
+            with ThreadPoolExecutor(PARALLEL_PARTS) as pool:
+                etags = dict(pool.map(put_part, plan["parts"]))
         return self._send(
             "POST",
             f"/api/jobs/{job_id}/outputs/complete",

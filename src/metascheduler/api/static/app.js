@@ -177,6 +177,15 @@ async function selectJob(id) {
   await loadJob();
 }
 
+function bytes(n) {
+  if (n === null || n === undefined) return "–";
+  const units = ["B", "KB", "MB", "GB", "TB"];
+  let i = 0;
+  let v = Number(n);
+  while (v >= 1024 && i < units.length - 1) { v /= 1024; i += 1; }
+  return `${i ? v.toFixed(1) : v} ${units[i]}`;
+}
+
 function fact(k, v) {
   return [el("dt", {}, k), el("dd", {}, v)];
 }
@@ -206,6 +215,16 @@ async function loadJob() {
     ...fact("exit code", j.exit_code === null ? "–" : j.exit_code),
   );
   if (j.unplaceable_reason) facts.append(...fact("unplaceable", j.unplaceable_reason));
+  // Sizes and state only: the content is encrypted to the customer, who reads it with the CLI.
+  try {
+    const r = await getJSON(`/api/jobs/${j.job_id}/results`);
+    const log = r.log.chunks ? `${r.log.chunks} chunks, ${bytes(r.log.bytes)}`
+                             + (r.log.final ? ", ended" : ", streaming") : "none yet";
+    const out = r.outputs ? `${r.outputs.state}, ${bytes(r.outputs.size)}` : "none yet";
+    facts.append(...fact("log", log), ...fact("outputs", out));
+  } catch (e) {
+    facts.append(...fact("results", e.message));
+  }
   facts.hidden = false;
   $("timeline").replaceChildren(...j.timeline.map((t) => {
     const moved = Object.entries(t.credits).map(([k, v]) => `${k} ${credits(v)}`).join(", ");

@@ -88,7 +88,9 @@ class Workload:
                 self.error_samples.append(f"{what}: {type(exc).__name__}: {str(exc)[:300]}")
 
     def _submit(self, market: Market, kind: str, script: str, escrow: int) -> int:
-        job_id = market.request_job(_spec(f"soak-{kind}", script), 1, 0, 256, MAX_PRICE, escrow)
+        job_id = market.request_job(
+            _spec(f"soak-{kind}", script), 1, 0, 256, max_price_per_minute=MAX_PRICE, escrow=escrow
+        )
         with self.lock:
             self.submitted[kind] += 1
         return job_id
