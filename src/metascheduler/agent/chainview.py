@@ -15,7 +15,7 @@ from typing import Any
 from web3.types import FilterParams, LogReceipt
 
 from metascheduler.chain import Market
-from metascheduler.chain.rpc import retrying
+from metascheduler.chain.rpc import in_ranges, retrying
 from metascheduler.chain.types import JobView
 
 log = logging.getLogger(__name__)
@@ -91,21 +91,18 @@ class ChainView:
     def _logs(
         self, what: str, topics: list[Any], from_block: int, to_block: int
     ) -> list[LogReceipt]:
-        out: list[LogReceipt] = []
-        lo = from_block
-        while lo <= to_block:
-            hi = min(to_block, lo + self.max_range - 1)
+        def read(lo: int, hi: int) -> list[LogReceipt]:
             params: FilterParams = {
                 "address": self.market.address,
                 "topics": topics,
                 "fromBlock": lo,
                 "toBlock": hi,
             }
-            out.extend(
-                self._rpc(f"{what} (blocks {lo}-{hi})", lambda p=params: self.w3.eth.get_logs(p))
+            return list(
+                self._rpc(f"{what} (blocks {lo}-{hi})", lambda: self.w3.eth.get_logs(params))
             )
-            lo = hi + 1
-        return out
+
+        return in_ranges(read, from_block, to_block, self.max_range)
 
     def placements(self, from_block: int, to_block: int) -> list[tuple[int, int]]:
         """(job id, block) of every ``JobPlaced`` on this provider in the range, in order."""

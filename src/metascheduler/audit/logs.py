@@ -13,7 +13,7 @@ from web3.exceptions import Web3RPCError
 
 from metascheduler.chain.events import ChainEvent, EventDecoder
 from metascheduler.chain.rawlogs import RawLogDecoder, get_logs
-from metascheduler.chain.rpc import get_blocks, retrying
+from metascheduler.chain.rpc import get_blocks, in_ranges, retrying
 
 #: Events that carry a job id as their first indexed argument (topic 1).
 JOB_EVENTS = (
@@ -67,27 +67,16 @@ class LogReader:
         """Every log of the contract matching `topics` in [from_block, to_block], in chain order.
 
         Splits the range into chunks, and halves a chunk the node refuses as too large."""
-        out: list[ChainEvent] = []
-        start = from_block
-        size = self.chunk
-        while start <= to_block:
-            end = min(to_block, start + size - 1)
-            try:
-                raw = retrying(
-                    f"reading logs of {self.address} in blocks {start}-{end}",
-                    partial(get_logs, self.w3, self.address, start, end, topics),
-                    rpc_url=self._url,
-                )
-            except Web3RPCError as exc:
-                if size > 1 and _too_large(exc):
-                    size = max(1, size // 2)
-                    continue
-                raise
-            for log in raw:
-                ev = self.decoder.decode(log)
-                if ev is not None:
-                    out.append(ev)
-            start = end + 1
+
+        def read(start: int, end: int) -> list[dict[str, Any]]:
+            return retrying(
+                f"reading logs of {self.address} in blocks {start}-{end}",
+                partial(get_logs, self.w3, self.address, start, end, topics),
+                rpc_url=self._url,
+            )
+
+        raw = in_ranges(read, from_block, to_block, self.chunk)
+        out = [ev for ev in map(self.decoder.decode, raw) if ev is not None]
         out.sort(key=lambda e: (e.block_number, e.log_index))
         return out
 
@@ -113,11 +102,6 @@ class LogReader:
             )
             for n, b in blocks.items():
                 self._times[n] = b["timestamp"]
-
-
-def _too_large(exc: Web3RPCError) -> bool:
-    msg = str(exc).lower()
-    return any(w in msg for w in ("range", "too many", "limit", "too large", "exceed"))
 
 
 def deployment_block(w3: Web3, address: str) -> int:

@@ -4,6 +4,7 @@ skip web3's result formatters where they would be the slow part."""
 from __future__ import annotations
 
 import logging
+import random
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
@@ -37,9 +38,46 @@ def connect(rpc_url: str, timeout_s: float = 10.0) -> Web3:
     return Web3(provider)
 
 
+#: HTTP 429 answers retried in the provider itself before the call fails in words; the waits
+#: double from RATE_LIMIT_FIRST_DELAY_S (with jitter, so that services sharing an endpoint do
+#: not come back in step): about half a minute in all.
+RATE_LIMIT_TRIES = 8
+RATE_LIMIT_FIRST_DELAY_S = 0.1
+
+
 class NodeNeutralProvider(HTTPProvider):
     """web3's HTTP provider, with the answers in which EVM nodes differ put in one shape, so
-    that nothing above this layer needs to know which node it talks to."""
+    that nothing above this layer needs to know which node it talks to.
+
+    Public endpoints differ from a devnet too: an HTTP 429 is waited out here (every call
+    passes through, including those with no retry of their own), and a batch the endpoint
+    refused once is sent as single calls from then on."""
+
+    batches_refused = False
+
+    def make_request(self, method: RPCEndpoint, params: Any) -> RPCResponse:
+        return _rate_limited(
+            self.endpoint_uri, lambda: super(NodeNeutralProvider, self).make_request(method, params)
+        )
+
+    def make_batch_request(
+        self, batch_requests: list[tuple[RPCEndpoint, Any]]
+    ) -> list[RPCResponse] | RPCResponse:
+        if not self.batches_refused:
+            response = _rate_limited(
+                self.endpoint_uri,
+                lambda: super(NodeNeutralProvider, self).make_batch_request(batch_requests),
+            )
+            if isinstance(response, list):
+                return response
+            # One error object for the whole batch: the endpoint does not take batches.
+            log.info(
+                "RPC %s refused a JSON-RPC batch (%s); sending single calls from now on",
+                self.endpoint_uri,
+                response.get("error"),
+            )
+            self.batches_refused = True
+        return [self.make_request(method, params) for method, params in batch_requests]
 
     @staticmethod
     def decode_rpc_response(raw_response: bytes) -> RPCResponse:
@@ -47,6 +85,27 @@ class NodeNeutralProvider(HTTPProvider):
         if isinstance(response, list):
             return [_one_shape(r) for r in response]  # type: ignore[return-value]
         return _one_shape(response)
+
+
+def _rate_limited(url: Any, send: Callable[[], T]) -> T:
+    """`send()`, again after a growing, jittered wait while the endpoint answers HTTP 429."""
+    delay = RATE_LIMIT_FIRST_DELAY_S
+    for attempt in range(1, RATE_LIMIT_TRIES + 1):
+        try:
+            return send()
+        except requests.HTTPError as exc:
+            status = exc.response.status_code if exc.response is not None else 0
+            if status != 429:
+                raise
+            if attempt == RATE_LIMIT_TRIES:
+                raise RpcUnavailable(
+                    f"the RPC endpoint {url} still answers 429 Too Many Requests after "
+                    f"{attempt} tries: lower the request rate (poll intervals), or use an "
+                    "endpoint with a higher rate limit"
+                ) from exc
+            time.sleep(delay * random.uniform(0.5, 1.5))
+            delay *= 2
+    raise AssertionError("unreachable")
 
 
 def _one_shape(response: Any) -> Any:
@@ -59,6 +118,52 @@ def _one_shape(response: Any) -> Any:
         if isinstance(data, str) and data.startswith("0x"):
             return {**response, "error": {**error, "data": data}}
     return response
+
+
+#: What endpoints say when an eth_getLogs asks for too many blocks or too many logs (geth,
+#: Infura, Alchemy, QuickNode, public nodes), or takes too long for the same reason.
+_TOO_MUCH = (
+    "block range",
+    "range too large",
+    "query returned more than",
+    "limit exceeded",
+    "too many",
+    "limit",
+    "exceed",
+    "range",
+    "timeout",
+    "timed out",
+    "response size",
+)
+#: JSON-RPC "limit exceeded", the code public endpoints give such refusals.
+_LIMIT_EXCEEDED = -32005
+
+
+def is_too_much(exc: Web3RPCError) -> bool:
+    """Whether the node refused a read for its size (a range to split), not for its content."""
+    error = (exc.rpc_response or {}).get("error")
+    if isinstance(error, dict) and error.get("code") == _LIMIT_EXCEEDED:
+        return True
+    msg = str(exc).lower()
+    return str(_LIMIT_EXCEEDED) in msg or any(w in msg for w in _TOO_MUCH)
+
+
+def in_ranges(read: Callable[[int, int], list[T]], start: int, end: int, size: int) -> list[T]:
+    """`read(lo, hi)` over start..end in ranges of `size` blocks, a range halved each time the
+    node refuses it as too much (see is_too_much)."""
+    out: list[T] = []
+    while start <= end:
+        hi = min(end, start + size - 1)
+        try:
+            part = read(start, hi)
+        except Web3RPCError as exc:
+            if hi > start and is_too_much(exc):
+                size = max(1, (hi - start + 1) // 2)
+                continue
+            raise
+        out.extend(part)
+        start = hi + 1
+    return out
 
 
 def is_transient(exc: BaseException) -> bool:

@@ -29,6 +29,10 @@ log = logging.getLogger(__name__)
 
 #: Seconds an unmined transaction whose nonce is next may wait before it is rebroadcast.
 NEXT_IN_LINE_GRACE_S = 3.0
+#: How long a sent transaction whose nonce the node counts as used may still have no receipt
+#: before it counts as replaced: public endpoints answer a receipt null for a while after the
+#: block that holds it (their nodes behind one URL are not all at the same height).
+RECEIPT_LAG_S = 30.0
 
 
 class ActionLog:
@@ -259,6 +263,9 @@ class ActionLog:
                     receipt = None
                 if receipt is not None:
                     self.mark_receipt(a.id, receipt)
+                    continue
+                if time.time() - a.sent_at < RECEIPT_LAG_S:
+                    still += 1  # a public endpoint's receipts can lag its nonces: ask again
                     continue
                 # Its nonce was used by another transaction: this one will never be mined.
                 log.warning(

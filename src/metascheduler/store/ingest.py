@@ -31,7 +31,7 @@ from web3.exceptions import Web3RPCError
 from metascheduler.chain import rawlogs
 from metascheduler.chain.artifacts import load_artifact
 from metascheduler.chain.events import ChainEvent
-from metascheduler.chain.rpc import get_block, get_blocks, is_transient, retrying
+from metascheduler.chain.rpc import get_block, get_blocks, is_too_much, is_transient, retrying
 from metascheduler.store.codec import args_to_json
 from metascheduler.store.models import Block, ChainCursor, Event, Job, Provider
 from metascheduler.store.projection import (
@@ -50,7 +50,6 @@ log = logging.getLogger(__name__)
 CURSOR = "market"
 _JOB_COLUMNS = frozenset(c.name for c in Job.__table__.columns)
 _PROVIDER_COLUMNS = frozenset(c.name for c in Provider.__table__.columns)
-_TOO_MUCH = ("too many", "limit", "exceed", "range", "timeout", "timed out", "response size")
 
 
 @dataclass
@@ -272,7 +271,7 @@ class Ingester:
             try:
                 raw = rawlogs.get_logs(self.w3, self.address, start, end)
             except Web3RPCError as exc:
-                if any(m in str(exc).lower() for m in _TOO_MUCH) and end > start:
+                if is_too_much(exc) and end > start:
                     self.range = max(1, (end - start + 1) // 2)
                     log.info(
                         "eth_getLogs %d..%d refused (%s); range now %d", start, end, exc, self.range
