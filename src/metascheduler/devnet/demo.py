@@ -105,8 +105,10 @@ def demo_jobs() -> list[DemoJob]:
             ALICE,
             on_running=_cancel_after_a_while,
         ),
-        # 250 units of escrow at 1,000 units/minute: 15 s of compute, then OUT_OF_CREDITS.
-        DemoJob("runs-dry", _spec("runs-dry", "sleep 600"), JobStatus.OUT_OF_CREDITS, 250, BOB),
+        # 1,250 units of escrow at 1,000 units/minute: 75 s of compute, then OUT_OF_CREDITS.
+        # The oracle offers no job whose escrow pays less than a minimum run (60 s) on the
+        # cheapest able provider, so a smaller escrow would stay PENDING, never run dry.
+        DemoJob("runs-dry", _spec("runs-dry", "sleep 600"), JobStatus.OUT_OF_CREDITS, 1_250, BOB),
     ]
 
 
