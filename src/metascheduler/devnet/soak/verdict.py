@@ -11,14 +11,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from web3 import Web3
-
 from metascheduler.agent.backends.base import parse_job_name
 from metascheduler.agent.backends.slurm import SACCT_FIELDS, parse_sacct
 from metascheduler.chain import JobStatus, Market
 from metascheduler.chain.events import ChainEvent
 from metascheduler.chain.rpc import connect
-from metascheduler.devnet.anvil import dev_account
 from metascheduler.devnet.soak.common import (
     SoakOptions,
     say,
@@ -188,24 +185,13 @@ def judge(grid: SoakGrid, inj: Injector, work: Workload, opts: SoakOptions) -> V
     v.doubled_ids = sorted(doubles)
     v.doubled = len(doubles)
 
-    # Credit conservation at one block: token held == balances + live escrows + fees.
-    accounts = {dev_account(i).address for i in range(20)}
-    for ev in events:
-        for key in ("account", "provider", "customer"):
-            if key in ev.args:
-                accounts.add(Web3.to_checksum_address(ev.args[key]))
-    balances = sum(int(fns.balanceOf(a).call(block_identifier=head)) for a in accounts)
-    live = 0
-    for j in range(1, count + 1):
-        view = fns.getJob(j).call(block_identifier=head)
-        if not JobStatus(view[2]).terminal:
-            live += int(view[5])
-    fees = int(fns.accruedFees().call(block_identifier=head))
-    held = int(m.credit.functions.balanceOf(m.address).call(block_identifier=head))
-    v.credit_drift = held - balances - live - fees
-
+    # Credit conservation at the audit's head block, from the audit's own reading of it: the
+    # token the market holds == balances + escrows of every job not ended (PENDING ones too)
+    # + accrued fees (request fees among them) + the unswept surplus of plain transfers.
     grid_audit = audit_all(m, from_block=grid.deployment.block)
     found = grid_audit.all_discrepancies
+    owed = grid_audit.balances_total + grid_audit.live_escrow + grid_audit.accrued_fees
+    v.credit_drift = grid_audit.token_held - owed - grid_audit.surplus
     v.audit_ok = bool(grid_audit.ok)
     v.audit_discrepancies = len(found)
     v.api_5xx = len(inj.api_5xx)
@@ -227,8 +213,10 @@ def judge(grid: SoakGrid, inj: Injector, work: Workload, opts: SoakOptions) -> V
         say(f"DOUBLED job {j}: {doubles[j]}")
     if v.credit_drift:
         say(
-            f"CREDIT DRIFT at block {head}: token held {held} - balances {balances} - live "
-            f"escrows {live} - fees {fees} = {v.credit_drift}"
+            f"CREDIT DRIFT at block {grid_audit.block}: token held "
+            f"{grid_audit.token_held} - balances {grid_audit.balances_total} - live escrows "
+            f"{grid_audit.live_escrow} - fees {grid_audit.accrued_fees} - surplus "
+            f"{grid_audit.surplus} = {v.credit_drift}"
         )
     for d in found[:40]:
         say(f"AUDIT job {d.job_id} block {d.block}: [{d.check}] {d.message}")

@@ -10,14 +10,17 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+from metascheduler.billing import SECONDS_PER_MINUTE
 from metascheduler.chain import Market
 from metascheduler.devnet.soak.common import (
     CREDIT,
     CUSTOMERS,
     MAX_PRICE,
+    PRICE_CPU,
     SoakOptions,
 )
 from metascheduler.devnet.soak.grid import SoakGrid
+from metascheduler.oracle.service import MIN_RUN_S
 from metascheduler.spec import encode_spec, parse_spec
 
 
@@ -32,6 +35,9 @@ def _spec(name: str, script: str, minutes: int = 10) -> bytes:
     )
     return encode_spec(parse_spec(text))
 
+
+#: The least escrow the oracle offers a 1-CPU job at `PRICE_CPU`: a minimum run's worth.
+MIN_RUN_ESCROW = -(-PRICE_CPU * MIN_RUN_S // SECONDS_PER_MINUTE)
 
 #: kind -> weight in the stream
 JOB_KINDS = {"finish": 35, "fail": 15, "cancel": 20, "dry": 15, "topup": 15}
@@ -107,10 +113,13 @@ class Workload:
             self.stop.wait(rng.uniform(0, 25))  # when the soak stops, cancel at once
             self._act(market, job_id, "cancel", lambda: market.cancel_job(job_id))
         elif kind == "dry":
-            # 150-400 units at 1,000 units/minute: 9-24 s of compute, then OUT_OF_CREDITS.
-            self._submit(market, kind, "sleep 600", rng.randint(150, 400))
+            # 1,000-1,250 units at 1,000 units/minute: 60-75 s of compute, then OUT_OF_CREDITS.
+            # Never less than `MIN_RUN_ESCROW`: the oracle offers no job that cannot pay a
+            # minimum run, and the verdict counts a job left PENDING as lost.
+            self._submit(market, kind, "sleep 600", rng.randint(MIN_RUN_ESCROW, 1_250))
         elif kind == "topup":
-            job_id = self._submit(market, kind, "sleep 600", 300)
+            # Funded for 66 s, so the top-up lands while it runs and extends its run.
+            job_id = self._submit(market, kind, "sleep 600", 1_100)
             self.stop.wait(rng.uniform(1, 15))
             amount = rng.randint(100, 300)
             self._act(market, job_id, "top-up", lambda: market.top_up(job_id, amount))
