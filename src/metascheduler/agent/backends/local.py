@@ -4,7 +4,9 @@ For small providers and the devnet. Each job gets a folder ``<workdir>/jobs/<nat
 with its script, ``job.out``, ``job.err`` and, when it ends, ``result.json``. A small supervisor
 process per job (``local_runner.py``) runs it in its own process group, enforces its time limit and
 records its exit code, independently of the agent: jobs survive an agent restart, and jobs that
-end while the agent is down still have their result on disk.
+end while the agent is down still have their result on disk. Supervisors are forked from one
+process the backend starts once (the zygote), not started as new interpreters: that was most of
+a short job's CPU.
 
 Scheduling happens whenever the backend is called (the agent polls ``status`` every few seconds):
 jobs that do not fit wait ``QUEUED`` in submission order, and a later, smaller job that fits starts
@@ -13,9 +15,11 @@ first (backfill). The backend's own records live in ``<workdir>/state.json``; on
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -123,7 +127,10 @@ class LocalBackend(Backend):
         self.kill_grace_s = kill_grace_s
         self.retention_s = retention_s
         self._env = env if env is not None else minimal_env()
-        self._children: dict[str, subprocess.Popen[bytes]] = {}
+        self._zygote: subprocess.Popen[bytes] | None = None
+        #: A pidfd per supervisor this backend started and has not seen end: readable once
+        #: it ends (``news``).
+        self._watched: dict[str, int] = {}
         (self.workdir / "jobs").mkdir(parents=True, exist_ok=True)
         self._state_file = self.workdir / "state.json"
         self._lock_file = self.workdir / "state.lock"
@@ -171,9 +178,8 @@ class LocalBackend(Backend):
 
     def _tick(self, state: dict[str, Any]) -> dict[str, _Record]:
         """Bring records up to date: reap, collect results, start what fits, forget old jobs."""
-        for nid, child in list(self._children.items()):
-            if child.poll() is not None:  # reap our finished supervisors: no zombies of ours
-                del self._children[nid]
+        for nid in self._ended_supervisors():
+            os.close(self._watched.pop(nid))
         jobs = self._jobs(state)
         now = time.time()
         for rec in jobs.values():
@@ -235,34 +241,80 @@ class LocalBackend(Backend):
     def _start(self, rec: _Record) -> None:
         job_dir = Path(rec.dir)
         (job_dir / "limit").write_text(str(rec.time_limit_s))
-        log = open(job_dir / "runner.log", "ab")  # noqa: SIM115 - handed to the child
         try:
-            child = subprocess.Popen(
-                [sys.executable, "-I", str(RUNNER), str(job_dir), str(self.kill_grace_s)],
-                cwd=job_dir,
-                env=self._env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=log,
-                start_new_session=True,  # not in the agent's group: a ^C to the agent spares jobs
-            )
+            pid = self._fork_supervisor(job_dir)
         except OSError as exc:
             rec.state, rec.ended_at = S.FAILED.value, time.time()
             rec.reason = f"could not start its supervisor: {exc}"
             return
-        finally:
-            log.close()
-        self._children[rec.native_id] = child
         rec.state = S.RUNNING.value
-        rec.runner_pid = child.pid
-        rec.runner_start_ticks = _proc_start_ticks(child.pid)
+        rec.runner_pid = pid
+        rec.runner_start_ticks = _proc_start_ticks(pid)
         rec.started_at = time.time()
+        # (One that ended already has its result on disk: the next call reads it.)
+        with contextlib.suppress(ProcessLookupError):
+            self._watched[rec.native_id] = os.pidfd_open(pid)
+
+    def _fork_supervisor(self, job_dir: Path) -> int:
+        """A supervisor for the job, forked by the zygote (started again if it died)."""
+        request = json.dumps([str(job_dir), self.kill_grace_s]).encode() + b"\n"
+        for _ in range(2):
+            zygote = self._zygote_process()
+            assert zygote.stdin is not None and zygote.stdout is not None
+            try:
+                zygote.stdin.write(request)
+                zygote.stdin.flush()
+                answer = zygote.stdout.readline()
+            except OSError:
+                answer = b""
+            if answer.strip().isdigit():
+                return int(answer)
+            self.close()
+        raise OSError(f"{RUNNER.name} --zygote ended; see {self.workdir / 'zygote.log'}")
+
+    def _zygote_process(self) -> subprocess.Popen[bytes]:
+        if self._zygote is None or self._zygote.poll() is not None:
+            with open(self.workdir / "zygote.log", "ab") as log:
+                self._zygote = subprocess.Popen(
+                    [sys.executable, "-I", str(RUNNER), "--zygote"],
+                    cwd=self.workdir,
+                    env=self._env,
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    stderr=log,
+                    # Not in the agent's group: a ^C to the agent spares it and the jobs.
+                    start_new_session=True,
+                )
+        return self._zygote
+
+    def close(self) -> None:
+        """Ends the zygote (it ends by itself when this process does); jobs keep running."""
+        zygote, self._zygote = self._zygote, None
+        if zygote is None:
+            return
+        for pipe in (zygote.stdin, zygote.stdout):
+            if pipe is not None:
+                pipe.close()
+        try:
+            zygote.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            zygote.kill()
+            zygote.wait()
+
+    def _ended_supervisors(self) -> list[str]:
+        if not self._watched:
+            return []
+        by_fd = {fd: nid for nid, fd in self._watched.items()}
+        poller = select.poll()
+        for fd in by_fd:
+            poller.register(fd, select.POLLIN)
+        return [by_fd[fd] for fd, _ in poller.poll(0)]
 
     # -- Backend ----------------------------------------------------------------------------
 
     def news(self) -> int:
-        # A supervisor exits when its job ends (results on disk): a cheap waitpid per child.
-        return sum(1 for child in self._children.values() if child.poll() is not None)
+        # A supervisor ends when its job ends (results on disk): one poll over their pidfds.
+        return len(self._ended_supervisors())
 
     def submit(self, job: BackendJob) -> str:
         native = self.submit_many([job])[0]
