@@ -23,8 +23,9 @@ process). The last line is one JSON object:
                            runner_cpu_ms_per_job), and anvil_cpu_ms_per_job
   bottleneck               in words, from the stage that slowed down and the CPU figures of the
                            first step that fell behind
-`--profile` runs the oracle and the agents under cProfile and prints where the oracle and the
-busiest agent spent their time. `--quick` is a short run (rates 10, 50; 15-second steps). A
+`--profile` runs the oracle and the agents under cProfile (on their CPU clock) and prints where
+the oracle and the busiest agent spent their CPU, and per step the busiest processes of the
+machine (from /proc). `--quick` is a short run (rates 10, 50; 15-second steps). A
 full run stays under 10 minutes.
 Usage: .venv/bin/python scripts/bench_grid.py [--quick] [--profile] [--rates 10,25,50,...]
 """
@@ -32,11 +33,13 @@ Usage: .venv/bin/python scripts/bench_grid.py [--quick] [--profile] [--rates 10,
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import multiprocessing as mp
 import os
 import pstats
 import shutil
+import signal
 import statistics
 import sys
 import tempfile
@@ -68,6 +71,28 @@ REQUEST_GAS = 400_000  # the limit each request carries; what it uses is measure
 FULL_RATES = "5,10,25,50,75,100,150,200,300"
 QUICK_RATES = "10,50"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+#: ``python -c CPU_PROFILED <out.prof> -m <module> <args...>``: the module under cProfile, each
+#: thread on its own CPU clock (``-m cProfile`` counts wall time in the main thread only: a wait
+#: for a block looks busy, and the oracle's work, in its scheduler's threads, is not seen).
+CPU_PROFILED = """
+import cProfile, pstats, runpy, sys, threading, time
+out, module = sys.argv[1], sys.argv[3]
+sys.argv = [module, *sys.argv[4:]]
+profiles = [cProfile.Profile(time.thread_time)]
+thread_run = threading.Thread.run
+def profiled_run(self):
+    profile = cProfile.Profile(time.thread_time)
+    profiles.append(profile)
+    profile.runcall(thread_run, self)
+threading.Thread.run = profiled_run
+try:
+    profiles[0].runcall(runpy.run_module, module, run_name="__main__", alter_sys=True)
+finally:
+    stats = pstats.Stats(profiles[0])
+    for profile in profiles[1:]:
+        stats.add(profile)
+    stats.dump_stats(out)
+"""
 
 
 def job_spec(i: int) -> bytes:
@@ -145,8 +170,19 @@ class BenchGrid(Devnet):
             svc.stop()
             self.services.pop()
             out = self.root / "logs" / f"{name}.prof"
-            args = [sys.executable, "-m", "cProfile", "-o", str(out), *svc.args[1:]]
+            args = [sys.executable, "-c", CPU_PROFILED, str(out), *svc.args[1:]]
             self.services.append(Service(name, args, svc.log_path, svc.env).start())
+
+    def down(self) -> None:
+        if self.profile:
+            # A busy agent finishes its round, then writes its profile: more than the 10 s
+            # ``stop`` waits by default before it kills, on a loaded machine.
+            for svc in self.services:
+                if svc.alive and svc.process is not None:
+                    svc.process.send_signal(signal.SIGTERM)
+            for svc in self.services:
+                svc.stop(timeout_s=120.0)
+        super().down()
 
     def pid(self, name: str) -> int:
         svc = self.by_name[name]
@@ -262,6 +298,10 @@ def processes() -> dict[int, tuple[str, int, float, float]]:
         except OSError:
             continue  # ended meanwhile
         name = text[text.index("(") + 1 : text.rindex(")")]
+        with contextlib.suppress(OSError):
+            # "python -m metascheduler.agent --config agent-1.toml" says more than "python".
+            args = (stat.parent / "cmdline").read_bytes().split(b"\0")
+            name = " ".join(Path(a.decode(errors="replace")).name for a in args if a)[-56:]
         fields = text.rsplit(")", 1)[1].split()
         own = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
         children = (int(fields[13]) + int(fields[14])) / CLOCK_TICKS
@@ -279,9 +319,9 @@ def busiest_processes(
         _, _, own0, children0 = before.get(pid, (name, 0, 0.0, 0.0))
         rows.append((own - own0, children - children0, pid, name))
     rows.sort(reverse=True)
-    lines = [f"#   {'pid':>7} {'process':<16} {'own':>6} {'reaped':>7}  (cores)"]
+    lines = [f"#   {'pid':>7} {'own':>6} {'reaped':>7}  (cores)  process"]
     for own, children, pid, name in rows[:top]:
-        lines.append(f"#   {pid:>7} {name:<16} {own / seconds:6.2f} {children / seconds:7.2f}")
+        lines.append(f"#   {pid:>7} {own / seconds:6.2f} {children / seconds:7.2f}  {name}")
     return "\n".join(lines)
 
 
