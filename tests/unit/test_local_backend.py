@@ -215,6 +215,30 @@ def test_a_dead_zygote_is_started_again_and_its_jobs_keep_running(
     assert wait_for(backend, backend.submit(job(3, "exit 0")), ended).state is S.COMPLETED
 
 
+def test_a_call_that_changes_nothing_leaves_the_state_file_alone(
+    backend: LocalBackend,
+) -> None:
+    native = backend.submit(job(1, "true"))
+    wait_for(backend, native, ended)
+    state = backend.workdir / "state.json"
+    before = state.stat()
+    backend.status([native])
+    backend.capacity()
+    after = state.stat()
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+
+
+def test_a_state_file_written_by_another_process_is_read_again(tmp_path: Path) -> None:
+    workdir = tmp_path / "local"
+    ours = LocalBackend(workdir, cpus=2, mem_mb=1000)
+    first = ours.submit(job(1, "true"))
+    assert wait_for(ours, first, ended).state is S.COMPLETED
+    theirs = LocalBackend(workdir, cpus=2, mem_mb=1000)
+    second = theirs.submit(job(2, "exit 3"))
+    assert wait_for(ours, second, ended).exit_code == 3
+    assert int(ours.submit(job(3, "true"))) == int(second) + 1
+
+
 def test_make_backend() -> None:
     with pytest.raises(BackendError, match="unknown backend kind 'pbs'"):
         make_backend("pbs")

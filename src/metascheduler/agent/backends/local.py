@@ -46,6 +46,8 @@ from metascheduler.agent.backends.script import batch_script
 from metascheduler.agent.envelope.staging import Stager
 
 S = BackendStatus
+#: (Enum member values looked up once: thousands of records are scanned at every call.)
+RUNNING, QUEUED = S.RUNNING.value, S.QUEUED.value
 RUNNER = Path(__file__).with_name("local_runner.py")
 STATE_VERSION = 1
 
@@ -68,6 +70,15 @@ class _Record:
     ended_at: float | None = None
     exit_code: int | None = None
     reason: str | None = None
+
+
+@dataclass
+class _Records:
+    """The state file's content: every job's record, by native id."""
+
+    version: int
+    next_id: int
+    jobs: dict[str, _Record]
 
 
 def _proc_start_ticks(pid: int) -> int | None:
@@ -134,28 +145,43 @@ class LocalBackend(Backend):
         (self.workdir / "jobs").mkdir(parents=True, exist_ok=True)
         self._state_file = self.workdir / "state.json"
         self._lock_file = self.workdir / "state.lock"
+        # The state file as last read or written here (see ``_load`` and ``_save``).
+        self._cache: _Records | None = None
+        self._cache_key: tuple[int, int, int] | None = None
+        self._fragments: dict[str, tuple[tuple[Any, ...], str]] = {}
+        self._written = ""
 
     # -- persistence ------------------------------------------------------------------------
 
     @contextmanager
-    def _records(self) -> Iterator[dict[str, Any]]:
-        """The state file, locked for one read-modify-write; saved when the block ends."""
+    def _records(self) -> Iterator[_Records]:
+        """Every job's record, locked for one read-modify-write; saved when the block ends."""
         with open(self._lock_file, "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
-                state = self._load()
-                yield state
-                tmp = self._state_file.with_suffix(".tmp")
-                # One line, no indent: json's C encoder takes no indent, and this file is read
-                # and written at every call, thousands of records long on a busy provider.
-                tmp.write_text(json.dumps(state, sort_keys=True))
-                os.replace(tmp, self._state_file)
+                records = self._load()
+                yield records
+                self._save(records)
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
-    def _load(self) -> dict[str, Any]:
-        if not self._state_file.exists():
-            return {"version": STATE_VERSION, "next_id": 1, "jobs": {}}
+    def _file_key(self) -> tuple[int, int, int] | None:
+        try:
+            st = self._state_file.stat()
+        except FileNotFoundError:
+            return None
+        return st.st_ino, st.st_mtime_ns, st.st_size
+
+    def _load(self) -> _Records:
+        """The records in memory, read again only when the file is not the one last written
+        here: a busy provider's file holds thousands of records, called for every round."""
+        key = self._file_key()
+        if self._cache is not None and key is not None and key == self._cache_key:
+            return self._cache
+        self._cache_key, self._fragments = key, {}
+        if key is None:
+            self._cache = _Records(STATE_VERSION, 1, {})
+            return self._cache
         try:
             state: dict[str, Any] = json.loads(self._state_file.read_text())
         except ValueError as exc:
@@ -163,35 +189,56 @@ class LocalBackend(Backend):
                 f"local backend state {self._state_file} is not valid JSON ({exc}); "
                 "move it aside to start afresh (jobs it tracked will be reported LOST)"
             ) from None
-        return state
+        jobs = {k: _Record(**v) for k, v in state["jobs"].items()}
+        self._cache = _Records(state["version"], state["next_id"], jobs)
+        return self._cache
 
-    @staticmethod
-    def _jobs(state: dict[str, Any]) -> dict[str, _Record]:
-        return {k: _Record(**v) for k, v in state["jobs"].items()}
-
-    @staticmethod
-    def _store(state: dict[str, Any], jobs: dict[str, _Record]) -> None:
-        # (a record holds plain values only: its fields, without asdict's deep copy)
-        state["jobs"] = {k: dict(vars(r)) for k, r in jobs.items()}
+    def _save(self, records: _Records) -> None:
+        """Writes the file when a record changed, each record's JSON encoded again only then."""
+        fragments: dict[str, tuple[tuple[Any, ...], str]] = {}
+        parts = []
+        for nid, rec in records.jobs.items():
+            values = tuple(vars(rec).values())
+            known = self._fragments.get(nid)
+            if known is None or known[0] != values:
+                known = (values, f"{json.dumps(nid)}: {json.dumps(vars(rec), sort_keys=True)}")
+            fragments[nid] = known
+            parts.append(known[1])
+        self._fragments = fragments
+        # One line, no indent: the file is read and written at every call.
+        text = (
+            '{"jobs": {' + ", ".join(parts) + "}, "
+            f'"next_id": {records.next_id}, "version": {records.version}}}'
+        )
+        if text == self._written and self._cache_key == self._file_key():
+            return
+        tmp = self._state_file.with_suffix(".tmp")
+        tmp.write_text(text)
+        os.replace(tmp, self._state_file)
+        self._written, self._cache_key = text, self._file_key()
 
     # -- scheduling -------------------------------------------------------------------------
 
-    def _tick(self, state: dict[str, Any]) -> dict[str, _Record]:
+    def _tick(self, records: _Records) -> dict[str, _Record]:
         """Bring records up to date: reap, collect results, start what fits, forget old jobs."""
         for nid in self._ended_supervisors():
             os.close(self._watched.pop(nid))
-        jobs = self._jobs(state)
+        jobs = records.jobs
         now = time.time()
+        used_cpus = used_mem = used_gpus = 0
+        queued = []
         for rec in jobs.values():
-            if rec.state == S.RUNNING.value:
+            if rec.state == RUNNING:
                 self._refresh_running(rec)
-        used_cpus = sum(r.cpus for r in jobs.values() if r.state == S.RUNNING.value)
-        used_mem = sum(r.mem_mb for r in jobs.values() if r.state == S.RUNNING.value)
-        used_gpus = sum(r.gpus for r in jobs.values() if r.state == S.RUNNING.value)
-        queued = sorted(
-            (r for r in jobs.values() if r.state == S.QUEUED.value),
-            key=lambda r: (r.submitted_at, int(r.native_id)),
-        )
+                if rec.state == RUNNING:
+                    used_cpus, used_mem, used_gpus = (
+                        used_cpus + rec.cpus,
+                        used_mem + rec.mem_mb,
+                        used_gpus + rec.gpus,
+                    )
+            elif rec.state == QUEUED:
+                queued.append(rec)
+        queued.sort(key=lambda r: (r.submitted_at, int(r.native_id)))
         for rec in queued:
             fits = (
                 used_cpus + rec.cpus <= self.total.total_cpus
@@ -205,10 +252,13 @@ class LocalBackend(Backend):
                     used_mem + rec.mem_mb,
                     used_gpus + rec.gpus,
                 )
-        for nid, rec in list(jobs.items()):
-            if rec.ended_at is not None and now - rec.ended_at > self.retention_s:
-                del jobs[nid]
-        self._store(state, jobs)
+        old = [
+            nid
+            for nid, rec in jobs.items()
+            if rec.ended_at is not None and now - rec.ended_at > self.retention_s
+        ]
+        for nid in old:
+            del jobs[nid]
         return jobs
 
     def _refresh_running(self, rec: _Record) -> None:
@@ -327,21 +377,20 @@ class LocalBackend(Backend):
         # both cost as much for one job as for a hundred.
         out: list[str | BackendError] = []
         with self._records() as state:
-            records = self._jobs(state)
+            records = state.jobs
             for job in jobs:
                 refusal = self._never_fits(job)
                 if refusal is not None:
                     out.append(refusal)
                     continue
-                native = str(state["next_id"])
-                state["next_id"] += 1
+                native = str(state.next_id)
+                state.next_id += 1
                 try:
                     records[native] = self._prepare(job, native)
                 except BackendError as exc:  # its sandbox cannot take it
                     out.append(exc)
                     continue
                 out.append(native)
-            self._store(state, records)
             self._tick(state)
         return out
 
@@ -386,23 +435,23 @@ class LocalBackend(Backend):
         )
 
     def status(self, native_ids: Sequence[str]) -> dict[str, BackendJobInfo]:
+        out = {}
         with self._records() as state:
             jobs = self._tick(state)
-        out = {}
-        for nid in native_ids:
-            rec = jobs.get(nid)
-            if rec is None:
-                out[nid] = BackendJobInfo(nid, S.LOST, reason="no record in the local backend")
-                continue
-            out[nid] = BackendJobInfo(
-                native_id=nid,
-                state=S(rec.state),
-                exit_code=rec.exit_code,
-                started_at=rec.started_at,
-                ended_at=rec.ended_at,
-                reason=rec.reason,
-                raw_state=rec.state,
-            )
+            for nid in native_ids:
+                rec = jobs.get(nid)
+                if rec is None:
+                    out[nid] = BackendJobInfo(nid, S.LOST, reason="no record in the local backend")
+                    continue
+                out[nid] = BackendJobInfo(
+                    native_id=nid,
+                    state=S(rec.state),
+                    exit_code=rec.exit_code,
+                    started_at=rec.started_at,
+                    ended_at=rec.ended_at,
+                    reason=rec.reason,
+                    raw_state=rec.state,
+                )
         return out
 
     def cancel(self, native_id: str) -> None:
@@ -411,7 +460,7 @@ class LocalBackend(Backend):
             rec = jobs.get(native_id)
             if rec is None or S(rec.state).is_terminal:
                 return
-            if rec.state == S.QUEUED.value:
+            if rec.state == QUEUED:
                 rec.state, rec.ended_at, rec.reason = S.CANCELLED.value, time.time(), "cancelled"
             else:
                 # The supervisor kills the job's group and records CANCELLED. It polls the file
@@ -421,7 +470,6 @@ class LocalBackend(Backend):
                 started = (Path(rec.dir) / "started.json").exists()
                 if started and self._runner_alive(rec) and rec.runner_pid is not None:
                     os.kill(rec.runner_pid, signal.SIGTERM)
-            self._store(state, jobs)
 
     def extend(self, native_id: str, time_limit_s: int) -> None:
         with self._records() as state:
@@ -434,13 +482,12 @@ class LocalBackend(Backend):
             tmp = Path(rec.dir) / "limit.tmp"
             tmp.write_text(str(time_limit_s))
             os.replace(tmp, Path(rec.dir) / "limit")
-            self._store(state, jobs)
 
     def adopt(self) -> dict[int, str]:
         with self._records() as state:
-            jobs = self._tick(state)
+            records = list(self._tick(state).values())
         best: dict[int, tuple[bool, int]] = {}
-        for rec in jobs.values():
+        for rec in records:
             if self.name_prefix is not None:
                 chain_id = parse_job_name(rec.name, self.name_prefix)
                 if chain_id is None:
@@ -455,15 +502,14 @@ class LocalBackend(Backend):
 
     def log_paths(self, job_id: int, native_id: str) -> tuple[Path, Path] | None:
         with self._records() as state:
-            rec = self._jobs(state).get(native_id)
+            rec = state.jobs.get(native_id)
         if rec is None:
             return None
         return Path(rec.dir) / "job.out", Path(rec.dir) / "job.err"
 
     def capacity(self) -> Capacity:
         with self._records() as state:
-            jobs = self._tick(state)
-        running = [r for r in jobs.values() if r.state == S.RUNNING.value]
+            running = [r for r in self._tick(state).values() if r.state == RUNNING]
         t = self.total
         return Capacity(
             total_cpus=t.total_cpus,
