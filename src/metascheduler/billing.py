@@ -27,8 +27,9 @@ def price_per_minute(
     return cpus * cpu_price + gpus * gpu_price + (mem_mb * gb_price) // MB_PER_GB
 
 
-def cost(price: int, elapsed_s: int, escrow: int) -> int:
-    """What a run of ``elapsed_s`` seconds at ``price`` per minute costs, capped by the escrow."""
+def cost(*, price: int, elapsed_s: int, escrow: int) -> int:
+    """What a run of ``elapsed_s`` seconds at ``price`` per minute costs, capped by the escrow.
+    Keyword-only, as every function taking two amounts: a swap would not be caught otherwise."""
     if elapsed_s <= 0:
         return 0
     return min(escrow, (price * elapsed_s) // SECONDS_PER_MINUTE)
@@ -39,7 +40,7 @@ def fee(amount: int, fee_bps: int) -> int:
     return (amount * fee_bps) // BPS_DENOMINATOR
 
 
-def funded_seconds(escrow: int, price: int) -> int:
+def funded_seconds(*, escrow: int, price: int) -> int:
     """Seconds of running after which the escrow is spent (OUT_OF_CREDITS may be called).
 
     The contract allows OUT_OF_CREDITS once ``price * elapsed >= escrow * 60``, i.e. at

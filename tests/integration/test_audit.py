@@ -94,7 +94,7 @@ def test_audit_passes_on_an_honest_history(grid: Grid) -> None:
 
     dry = w.request(50_000)  # 0.05 credits at 0.022/min: about 137 s of running
     w.run(dry)
-    w.advance(billing.funded_seconds(50_000, w.cust.get_job(dry).price_per_minute))
+    w.advance(billing.funded_seconds(escrow=50_000, price=w.cust.get_job(dry).price_per_minute))
     assert not w.cust.skipped(w.cust.expire_jobs([dry]))
 
     topped = w.request(20_000)
