@@ -58,9 +58,9 @@ from web3.types import RPCEndpoint
 from metascheduler.chain import Market
 from metascheduler.chain.rpc import connect
 from metascheduler.chain.types import Hardware, Prices
-from metascheduler.config import OracleSettings
 from metascheduler.devnet.anvil import dev_account, start_anvil
-from metascheduler.oracle.service import Oracle, freeze_startup_heap
+from metascheduler.oracle.service import Oracle, build, freeze_startup_heap
+from metascheduler.oracle.settings import OracleSettings
 from metascheduler.store.models import OracleAction
 
 CREDIT = 10**6
@@ -409,7 +409,7 @@ def main() -> int:
                 getlogs_initial_range=10_000,
                 log_level="WARNING",
             )
-            oracle = Oracle(settings)
+            oracle = build(settings)
             freeze_startup_heap()  # as `oracle run` does once the oracle is built
             clock = BlockClock(chain.url)
             loop, drain = drain_once(oracle, clock, market, args.jobs)

@@ -11,10 +11,11 @@ import pytest
 
 from metascheduler.agent.settings import AgentSettings
 from metascheduler.api.settings import ApiSettings
-from metascheduler.config import OracleSettings, ServiceSettings
+from metascheduler.config import ChainSettings
+from metascheduler.oracle.settings import OracleSettings
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-SERVICES: dict[str, type[ServiceSettings]] = {
+SERVICES: dict[str, type[ChainSettings]] = {
     "oracle.toml": OracleSettings,
     "api.toml": ApiSettings,
     "agent-local.toml": AgentSettings,

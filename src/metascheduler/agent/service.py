@@ -60,7 +60,7 @@ from metascheduler.agent.settings import AgentSettings
 from metascheduler.agent.shipping import ResultsShipper
 from metascheduler.agent.state import AgentState, JobRecord, StateStore
 from metascheduler.chain import ChainError, Market
-from metascheduler.chain.rpc import connect, retrying
+from metascheduler.chain.rpc import retrying
 from metascheduler.chain.types import (
     Hardware,
     JobStatus,
@@ -71,7 +71,7 @@ from metascheduler.chain.types import (
     SkippedItem,
 )
 from metascheduler.errors import MetaschedulerError, one_line
-from metascheduler.keys import load_account, refuse_dev_key_off_devnet
+from metascheduler.keys import refuse_dev_key_off_devnet
 from metascheduler.signals import stop_on_signals
 from metascheduler.spec import JobSpec
 
@@ -650,12 +650,8 @@ def _short(exc: BackendError) -> str:
 def build(settings: AgentSettings) -> Agent:
     """An agent wired from its settings: RPC, key, market and backend."""
     address = settings.require_market()
-    account = load_account(
-        keystore=settings.keystore,
-        password=settings.keystore_password,
-        private_key=settings.private_key,
-    )
-    w3 = connect(settings.rpc_url, timeout_s=settings.rpc_timeout_s)
+    account = settings.account()
+    w3 = settings.web3()
     market = Market(
         w3,
         address,

@@ -216,13 +216,10 @@ class Devnet:
         self.admin = self.market(ADMIN)
 
         db = f"sqlite:///{self.root / 'grid.db'}"
-        base = {
-            "rpc_url": self.anvil.url,
-            "market_address": dep.market,
-            "confirmations": 0,
-        }
+        base = {"rpc_url": self.anvil.url, "market_address": dep.market}
         oracle_cfg = {
             **base,
+            "confirmations": 0,
             "database_url": db,
             "start_block": dep.block,
             "heartbeat_source": "api",
@@ -258,6 +255,7 @@ class Devnet:
         api_url = f"http://127.0.0.1:{self.api_port}"
         agent_base = {
             **base,
+            "confirmations": 0,
             "start_block": dep.block,
             "api_url": api_url,
             "poll_interval_s": 1.0,
