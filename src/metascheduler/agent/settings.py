@@ -223,24 +223,11 @@ class AgentSettings(HistorySettings, SignerSettings):
         )
 
     def backend_options(self, name_prefix: str) -> dict[str, Any]:
-        """Keyword arguments of ``make_backend(self.backend, ...)``."""
-        if self.backend == "slurm":
-            s = self.slurm
-            return {
-                "partition": s.partition,
-                "output_dir": s.output_dir,
-                "slurm_conf": s.slurm_conf,
-                "command_timeout_s": s.command_timeout_s,
-                "name_prefix": name_prefix,
-                "sandbox": self.sandbox_policy(),
-                "stager": self.stager(),
-            }
-        loc = self.local
+        """Keyword arguments of ``make_backend(self.backend, ...)``: the fields of the backend's
+        own section (named as its constructor's arguments), and what every backend takes."""
+        section: _Section = self.slurm if self.backend == "slurm" else self.local
         return {
-            "workdir": loc.workdir,
-            "cpus": loc.cpus,
-            "mem_mb": loc.mem_mb,
-            "gpus": loc.gpus,
+            **section.model_dump(),
             "name_prefix": name_prefix,
             "sandbox": self.sandbox_policy(),
             "stager": self.stager(),

@@ -182,9 +182,11 @@ def _toml(values: dict[str, Any]) -> str:
 
 
 class Devnet:
-    def __init__(self, root: Path, api_port: int | None = None):
+    def __init__(self, root: Path, api_port: int | None = None, *, profile: bool = False):
         self.root = root
         self.api_port = api_port or _port_or_free(8000)
+        #: Each service runs under cProfile, which writes ``logs/<name>.prof`` when it stops.
+        self.profile = profile
         self.services: list[Service] = []
         self.anvil: Any = None
         self._closing = contextlib.ExitStack()
@@ -323,11 +325,12 @@ class Devnet:
     ) -> None:
         path = self.root / f"{name}.toml"
         path.write_text(_toml(cfg))
-        args = (
-            python_module(module, str(path))
-            if positional
-            else python_module(module, "--config", str(path))
-        )
+        args = [str(path)] if positional else ["--config", str(path)]
+        if self.profile:
+            prof = self.root / "logs" / f"{name}.prof"
+            args = python_module("cProfile", "-o", str(prof), "-m", module, *args)
+        else:
+            args = python_module(module, *args)
         # Keys travel in the environment, never in files or on command lines.
         keys = {"MS_PRIVATE_KEY": "0x" + bytes(dev_account(key_index).key).hex(), **(env or {})}
         svc = Service(name, args, self.root / "logs" / f"{name}.log", keys).start()
