@@ -1,8 +1,11 @@
 """Prices, units and the billing arithmetic, written once for Python.
 
-This module mirrors the contract's arithmetic exactly (``contracts/src/JobMarket.sol``:
-``_pricePerMinute``, ``_bill`` and ``_fee``); ``tests/integration/test_billing_parity.py`` checks
-the two agree. It is a pure leaf: it imports nothing of ours, so placement may use it.
+This module mirrors the contract's arithmetic exactly, function for function: the ``Billing``
+library (``contracts/src/libraries/Billing.sol``: ``pricePerMinute``, ``cost``, ``fee``,
+``fundedSeconds``). ``contracts/test/Billing.fuzz.t.sol`` checks the contract bills by it, and
+``tests/integration/test_chain_market.py`` and ``test_audit.py`` check this module agrees with
+the contract's quotes and bills. It is a pure leaf: it imports nothing of ours, so placement may
+use it.
 
 Units: credits have 6 decimals (1 credit = 1_000_000 units). Prices are credit units per minute
 per CPU, per GPU and per GB of memory (1 GB = 1024 MB). Time is metered in whole seconds of
