@@ -245,7 +245,11 @@ def _extension(rec: JobRecord, view: JobView, st: BackendJobInfo | None, ctx: Co
     if view.status is JobStatus.RUNNING and rec.lag_s is None and st.started_at is not None:
         lag = new_lag = int(min(MAX_LAG_S, max(0.0, view.since - st.started_at)))
     want = time_limit_s(
-        view.escrow, view.price_per_minute, ctx.grace_s, lag or 0, ctx.max_time_limit_s
+        escrow=view.escrow,
+        price_per_minute=view.price_per_minute,
+        grace_s=ctx.grace_s,
+        lag_s=lag or 0,
+        cap_s=ctx.max_time_limit_s,
     )
     current = rec.time_limit_s
     if current is not None:

@@ -443,7 +443,11 @@ class Agent:
                 rec.job_id,
                 spec,
                 time_limit_s(
-                    view.escrow, view.price_per_minute, s.time_limit_grace_s, 0, s.max_time_limit_s
+                    escrow=view.escrow,
+                    price_per_minute=view.price_per_minute,
+                    grace_s=s.time_limit_grace_s,
+                    lag_s=0,
+                    cap_s=s.max_time_limit_s,
                 ),
                 name=job_name(rec.job_id, self.prefix),
                 output_dir=self.results.output_dir(rec.job_id) if self.results else None,
