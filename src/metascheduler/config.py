@@ -9,7 +9,7 @@ Each service's settings class is built from the shared parts below, taking only 
 ``ChainSettings`` (where the market is), ``HistorySettings`` (following the market's events),
 ``SignerSettings`` (the key transactions are signed with) and ``StoreSettings`` (the database).
 The services' classes live with them: ``oracle.settings``, ``agent.settings``, ``api.settings``.
-The CLI takes the same names as flags and ``MS_`` variables (``cli.app``).
+The CLI's options (``cli.app``) read the chain part's ``MS_`` variables too.
 """
 
 from __future__ import annotations
