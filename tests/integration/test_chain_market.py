@@ -68,7 +68,7 @@ def test_finished_job_is_billed_as_billing_py_says(grid: Grid) -> None:
     elapsed = cust.w3.eth.get_block(receipt["blockNumber"])["timestamp"] - started
 
     price = billing.price_per_minute(4, 1, 4096, 1_000, 50_000, 100)
-    cost = billing.cost(price, elapsed, 100 * CREDIT)
+    cost = billing.cost(price=price, elapsed_s=elapsed, escrow=100 * CREDIT)
     fee = billing.fee(cost, 250)
     assert ended.args["to"] == JobStatus.FINISHED
     assert (ended.args["paid"], ended.args["fee"], ended.args["refunded"]) == (
@@ -118,7 +118,7 @@ def test_out_of_credits_at_exactly_funded_seconds(grid: Grid) -> None:
     prov.start_job(job)
     view = cust.get_job(job)
     until = cust.funded_until(job)
-    assert until == view.since + billing.funded_seconds(escrow, view.price_per_minute)
+    assert until == view.since + billing.funded_seconds(escrow=escrow, price=view.price_per_minute)
     receipt = cust.expire_jobs([job])
     skipped = cust.skipped(receipt)
     assert skipped and "still has credits" in skipped[0][2]

@@ -610,9 +610,9 @@ class Agent:
             view = views.get(job_id)
             if st is None or view is None or view.status.terminal:
                 continue
-            if st.state is BackendStatus.RUNNING:
+            if st.status is BackendStatus.RUNNING:
                 running.append(job_id)
-            elif st.state is BackendStatus.QUEUED:
+            elif st.status is BackendStatus.QUEUED:
                 queued.append(job_id)
         try:
             capacity = self.backend.capacity()

@@ -244,7 +244,7 @@ def _check_bill(
         cost = 0
     else:
         assert a.started_at is not None
-        cost = billing.cost(price, billed_until - a.started_at, escrow)
+        cost = billing.cost(price=price, elapsed_s=billed_until - a.started_at, escrow=escrow)
     fee = billing.fee(cost, fee_bps)
     a.expected = Bill(cost, fee, cost - fee, escrow - cost)
     act = a.actual
@@ -288,7 +288,7 @@ def _check_bill(
             "refund", f"refunded {_c(act.refunded)}, the rules give {_c(escrow - cost)}", blk, tx
         )
     if to == JobStatus.OUT_OF_CREDITS:
-        funded = billing.funded_seconds(escrow, price)
+        funded = billing.funded_seconds(escrow=escrow, price=price)
         if not ran or a.ended_at < (a.started_at or 0) + funded:
             a.flag(
                 "early-expiry",

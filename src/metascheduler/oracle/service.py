@@ -495,7 +495,8 @@ class Oracle:
                     elif (
                         j.started_at is not None
                         and j.price_per_minute
-                        and now >= j.started_at + funded_seconds(j.escrow, j.price_per_minute)
+                        and now
+                        >= j.started_at + funded_seconds(escrow=j.escrow, price=j.price_per_minute)
                     ):
                         expire.append(j.job_id)
                 elif JobStatus(j.status).placed and j.provider in banned:
@@ -585,7 +586,7 @@ def _funded_for_a_minimum_run(
     for job in jobs:
         escrow = by_id[job.job_id].escrow
         cheapest = min((job_price(job, p) for p in providers if could_run(job, p)), default=0)
-        if cheapest and funded_seconds(escrow, cheapest) < MIN_RUN_S:
+        if cheapest and funded_seconds(escrow=escrow, price=cheapest) < MIN_RUN_S:
             refused.append(
                 Unplaceable(
                     job.job_id,

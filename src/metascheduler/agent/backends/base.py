@@ -97,7 +97,7 @@ class BackendJobInfo:
     (128 + N for a job killed by signal N)."""
 
     native_id: str
-    state: BackendStatus
+    status: BackendStatus
     exit_code: int | None = None
     started_at: float | None = None
     ended_at: float | None = None

@@ -348,7 +348,7 @@ class LocalBackend(Backend):
                 continue
             out[nid] = BackendJobInfo(
                 native_id=nid,
-                state=S(rec.state),
+                status=S(rec.state),
                 exit_code=rec.exit_code,
                 started_at=rec.started_at,
                 ended_at=rec.ended_at,
