@@ -161,7 +161,7 @@ def test_an_unforeseen_failure_preparing_one_job_refuses_that_job_alone(
     assert isinstance(got[0], str) and isinstance(got[2], str)
     assert isinstance(got[1], BackendError)
     assert str(got[1]) == "job 2 could not be prepared here (OSError: File name too long)"
-    assert wait_for(backend, got[2], ended).state is S.COMPLETED
+    assert wait_for(backend, got[2], ended).status is S.COMPLETED
 
 
 def test_news_counts_the_jobs_that_ended(backend: LocalBackend) -> None:
