@@ -48,17 +48,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from eth_account import Account
-from eth_account.signers.local import LocalAccount
-from eth_utils import keccak
-from web3 import Web3
-from web3.types import RPCEndpoint
-
 from metascheduler.chain import JobStatus, Market
 from metascheduler.chain.rpc import connect
 from metascheduler.devnet.anvil import dev_account, start_anvil
 from metascheduler.devnet.demo import Devnet
 from metascheduler.devnet.procs import Service
+from metascheduler.devnet.wallets import Request, Wallets, send_steady
 from metascheduler.spec import encode_spec, parse_spec
 
 CREDIT = 10**6
@@ -71,28 +66,6 @@ REQUEST_GAS = 400_000  # the limit each request carries; what it uses is measure
 FULL_RATES = "5,10,25,50,75,100,150,200,300"
 QUICK_RATES = "10,50"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-#: ``python -c CPU_PROFILED <out.prof> -m <module> <args...>``: the module under cProfile, each
-#: thread on its own CPU clock (``-m cProfile`` counts wall time in the main thread only: a wait
-#: for a block looks busy, and the oracle's work, in its scheduler's threads, is not seen).
-CPU_PROFILED = """
-import cProfile, pstats, runpy, sys, threading, time
-out, module = sys.argv[1], sys.argv[3]
-sys.argv = [module, *sys.argv[4:]]
-profiles = [cProfile.Profile(time.thread_time)]
-thread_run = threading.Thread.run
-def profiled_run(self):
-    profile = cProfile.Profile(time.thread_time)
-    profiles.append(profile)
-    profile.runcall(thread_run, self)
-threading.Thread.run = profiled_run
-try:
-    profiles[0].runcall(runpy.run_module, module, run_name="__main__", alter_sys=True)
-finally:
-    stats = pstats.Stats(profiles[0])
-    for profile in profiles[1:]:
-        stats.add(profile)
-    stats.dump_stats(out)
-"""
 
 
 def job_spec(i: int) -> bytes:
@@ -112,10 +85,9 @@ class BenchGrid(Devnet):
     """anvil, the oracle and the agents as child processes, each with its own log."""
 
     def __init__(self, root: Path, agents: int, cpus: int, profile: bool) -> None:
-        super().__init__(root, api_port=0)
+        super().__init__(root, api_port=0, profile=profile)
         self.n_agents = agents
         self.cpus = cpus
-        self.profile = profile
         self.providers = [FIRST_PROVIDER + n for n in range(agents)]
         self.log_level = "WARNING"
 
@@ -154,25 +126,6 @@ class BenchGrid(Devnet):
             self._service(name, "metascheduler.agent", cfg, key)
         self._approve_providers({dev_account(k).address for k in self.providers}, 120.0)
 
-    def _service(
-        self,
-        name: str,
-        module: str,
-        cfg: dict[str, Any],
-        key_index: int,
-        positional: bool = False,
-        env: dict[str, str] | None = None,
-    ) -> None:
-        super()._service(name, module, cfg, key_index, positional, env)
-        svc = self.services[-1]
-        if self.profile:
-            # The same process under cProfile: it writes its profile when it stops (SIGTERM).
-            svc.stop()
-            self.services.pop()
-            out = self.root / "logs" / f"{name}.prof"
-            args = [sys.executable, "-c", CPU_PROFILED, str(out), *svc.args[1:]]
-            self.services.append(Service(name, args, svc.log_path, svc.env).start())
-
     def down(self) -> None:
         if self.profile:
             # A busy agent finishes its round, then writes its profile: more than the 10 s
@@ -194,81 +147,9 @@ class BenchGrid(Devnet):
         return {s.name: s for s in self.services}
 
 
-class Wallets:
-    """Customer wallets that sign locally and keep their own nonces."""
-
-    def __init__(self, w3: Web3, market: Market, n: int) -> None:
-        self.w3 = w3
-        self.market = market
-        self.accounts: list[LocalAccount] = [
-            Account.from_key(keccak(f"grid-wallet-{i}".encode())) for i in range(n)
-        ]
-        self.nonces = [0] * n
-        self.chain_id = w3.eth.chain_id
-        self.next_job = 0
-
-    def sign(self, i: int, to: str, data: Any, gas: int) -> bytes:
-        tx = {
-            "to": to,
-            "data": data,
-            "gas": gas,
-            "maxFeePerGas": 50 * GWEI,
-            "maxPriorityFeePerGas": GWEI,
-            "nonce": self.nonces[i],
-            "chainId": self.chain_id,
-            "value": 0,
-            "type": 2,
-        }
-        self.nonces[i] += 1
-        return bytes(self.accounts[i].sign_transaction(tx).raw_transaction)
-
-    def fund(self, admin: Market, credits_each: int) -> None:
-        for a in self.accounts:
-            self.w3.provider.make_request(RPCEndpoint("anvil_setBalance"), [a.address, hex(10**21)])
-        credit = admin.credit
-        sender = admin.sender_or_fail()
-        minted = [
-            sender.send(
-                credit.address,
-                credit.encode_abi("mint", args=[a.address, credits_each * CREDIT]),
-                "minting",
-                gas=100_000,
-            )
-            for a in self.accounts
-        ]
-        sender.wait_all(minted)
-        raws = []
-        for i in range(len(self.accounts)):
-            approve = credit.encode_abi("approve", args=[self.market.address, 2**256 - 1])
-            deposit = self.market.contract.encode_abi("deposit", args=[credits_each * CREDIT])
-            raws.append(self.sign(i, credit.address, approve, 80_000))
-            raws.append(self.sign(i, self.market.address, deposit, 120_000))
-        hashes = [self.w3.eth.send_raw_transaction(r) for r in raws]
-        for h in hashes:
-            self.w3.eth.wait_for_transaction_receipt(h, timeout=120)
-
-    def requests(self, n: int) -> list[bytes]:
-        """n signed requestJob transactions, round-robin over the wallets."""
-        out = []
-        for _ in range(n):
-            i = self.next_job % len(self.accounts)
-            data = self.market.contract.encode_abi(
-                "requestJob", args=[1, 0, 64, MAX_PRICE, ESCROW, job_spec(self.next_job)]
-            )
-            self.next_job += 1
-            out.append(self.sign(i, self.market.address, data, REQUEST_GAS))
-        return out
-
-
-def send_steady(url: str, raws: list[bytes], rate: float) -> None:
-    """Child process: sends the raw transactions at `rate` per second."""
-    w3 = connect(url)
-    start = time.monotonic()
-    for k, raw in enumerate(raws):
-        delay = start + k / rate - time.monotonic()
-        if delay > 0:
-            time.sleep(delay)
-        w3.eth.send_raw_transaction(raw)
+def request(i: int) -> Request:
+    """The i-th job the benchmark requests: one CPU, half of them a no-op."""
+    return Request(job_spec(i), 1, 0, 64, max_price_per_minute=MAX_PRICE, escrow=ESCROW)
 
 
 def cpu_s(pid: int) -> tuple[float, float]:
@@ -430,7 +311,7 @@ def run_step(
 ) -> Step:
     w3 = market.w3
     n = max(1, round(rate * step_s))
-    raws = wallets.requests(n)  # signed before the clock starts
+    raws = wallets.requests(n, request, REQUEST_GAS)  # signed before the clock starts
     names = ["oracle", *(f"agent-{k + 1}" for k in range(grid.n_agents))]
     before = {name: cpu_s(grid.pid(name)) for name in names}
     runners_before = {name: runner_cpu_s(grid.pid(name)) for name in names[1:]}
@@ -541,7 +422,7 @@ def main() -> int:
     try:
         grid.up()
         market = Market(connect(grid.anvil.url), grid.deployment.market)
-        wallets = Wallets(market.w3, market, args.wallets)
+        wallets = Wallets(market, args.wallets, seed="grid-wallet")
         total = sum(round(r * step_s) for r in rates)
         wallets.fund(grid.admin, total * ESCROW // CREDIT // args.wallets + 10)
         print(f"# grid up in {root}: {args.agents} agents, {args.wallets} wallets", file=sys.stderr)

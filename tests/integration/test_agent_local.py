@@ -120,7 +120,7 @@ def test_finished_and_failed_jobs_are_reported_and_billed(world: World) -> None:
     price = w.job(ok).price_per_minute
     assert price == CPU_PRICE
     paid = ended_ok.args["paid"] + ended_ok.args["fee"]
-    assert paid == billing.cost(price, end - start, CREDIT) > 0
+    assert paid == billing.cost(price=price, elapsed_s=end - start, escrow=CREDIT) > 0
     assert ended_ok.args["refunded"] == CREDIT - paid
     out = Path(records_for(w, ok)[0]["dir"]) / "job.out"
     assert out.read_text() == "done\n"
@@ -171,13 +171,15 @@ def test_cancel_while_running_kills_it_and_stops_billing(world: World) -> None:
     native = records_for(w, job_id)[0]["native_id"]
     st = w.tick_until(
         "the local job to end",
-        lambda: s if (s := local_backend(w).status([native])[native]).state.is_terminal else None,
+        lambda: s if (s := local_backend(w).status([native])[native]).status.is_terminal else None,
     )
-    assert st.state is BackendStatus.CANCELLED
+    assert st.status is BackendStatus.CANCELLED
     start, end = w.run_window(job_id)
     (ended,) = w.events(job_id, "JobEnded")
     assert ended.args["to"] == JobStatus.CANCELLED
-    assert ended.args["paid"] + ended.args["fee"] == billing.cost(CPU_PRICE, end - start, CREDIT)
+    assert ended.args["paid"] + ended.args["fee"] == billing.cost(
+        price=CPU_PRICE, elapsed_s=end - start, escrow=CREDIT
+    )
     earned = w.reader.balance_of(w.provider.address)
     w.tick()
     assert w.reader.balance_of(w.provider.address) == earned
@@ -201,9 +203,9 @@ def test_out_of_credits_is_expired_and_killed(world: World) -> None:
     assert ended.args["paid"] + ended.args["fee"] == escrow
     st = w.tick_until(
         "the local job to be killed",
-        lambda: s if (s := local_backend(w).status([native])[native]).state.is_terminal else None,
+        lambda: s if (s := local_backend(w).status([native])[native]).status.is_terminal else None,
     )
-    assert st.state is BackendStatus.CANCELLED
+    assert st.status is BackendStatus.CANCELLED
 
 
 @ON_ANVIL_AND_HARDHAT
@@ -234,7 +236,7 @@ def test_skipped_step_of_a_job_cancelled_meanwhile_kills_it(
     native = rnd.submitted[job_id]
     backend = local_backend(w)
     deadline = time.monotonic() + 30
-    while backend.status([native])[native].state is not BackendStatus.RUNNING:
+    while backend.status([native])[native].status is not BackendStatus.RUNNING:
         assert time.monotonic() < deadline, "the backend never ran the job"
         time.sleep(0.1)
     assert w.job(job_id).status is JobStatus.SCHEDULED
@@ -382,7 +384,7 @@ def test_sigterm_stops_the_agent_cleanly(grid: Grid, tmp_path: Path) -> None:
     # The job outlives the agent, on the backend and on chain.
     assert w.job(job_id).status is JobStatus.RUNNING
     native = records_for(w, job_id)[0]["native_id"]
-    assert local_backend(w).status([native])[native].state is BackendStatus.RUNNING
+    assert local_backend(w).status([native])[native].status is BackendStatus.RUNNING
     local_backend(w).cancel(native)
 
 
@@ -579,16 +581,16 @@ def test_a_reorg_undoing_steps_keeps_the_job_and_undoing_the_placement_kills_it(
     assert rnd.submitted == {} and rnd.killed == []
     assert rnd.steps == [ProviderStep(job_id, ACCEPT), ProviderStep(job_id, START)]
     assert w.job(job_id).status is JobStatus.RUNNING
-    assert local_backend(w).status([native])[native].state is BackendStatus.RUNNING
+    assert local_backend(w).status([native])[native].status is BackendStatus.RUNNING
 
     w.revert_chain(requested)  # the placement dropped: PENDING, not ours any more
     rnd = w.tick()
     assert rnd.killed == [job_id] and rnd.dropped == [job_id]
     st = w.tick_until(
         "the local job to be killed",
-        lambda: s if (s := local_backend(w).status([native])[native]).state.is_terminal else None,
+        lambda: s if (s := local_backend(w).status([native])[native]).status.is_terminal else None,
     )
-    assert st.state is BackendStatus.CANCELLED
+    assert st.status is BackendStatus.CANCELLED
     assert len(records_for(w, job_id)) == 1
 
 

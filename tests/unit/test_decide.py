@@ -27,7 +27,7 @@ SINCE = 1_000_000
 PRICE = 60_000  # units per minute: 1,000 a second
 ESCROW = 100_000  # 100 s at PRICE
 GRACE, CAP = 30, 86_400
-LIMIT = time_limit_s(ESCROW, PRICE, GRACE, 0, CAP)
+LIMIT = time_limit_s(escrow=ESCROW, price_per_minute=PRICE, grace_s=GRACE, lag_s=0, cap_s=CAP)
 FUNDED_NOW, SPENT_NOW = SINCE + 50, SINCE + 100
 
 BACKEND_COLUMNS = (
@@ -280,7 +280,10 @@ def test_an_expiry_waiting_to_be_retried_is_not_sent(column: str) -> None:
 def test_a_top_up_raises_the_time_limit() -> None:
     topped = view(S.RUNNING, escrow=ESCROW + 200_000)
     got = decide(record("RUNNING"), topped, backend("RUNNING"), ctx())
-    assert got.extend_to == time_limit_s(ESCROW + 200_000, PRICE, GRACE, 0, CAP) > LIMIT
+    want = time_limit_s(
+        escrow=ESCROW + 200_000, price_per_minute=PRICE, grace_s=GRACE, lag_s=0, cap_s=CAP
+    )
+    assert got.extend_to == want > LIMIT
 
 
 def test_a_limit_never_given_is_given() -> None:
@@ -295,7 +298,11 @@ def test_the_start_lag_is_measured_once_and_added_when_it_matters(lag: int, exte
     st = dataclasses.replace(status("RUNNING"), started_at=float(SINCE - lag))
     got = decide(record("RUNNING"), view(S.RUNNING), st, ctx())
     assert got.lag_s == lag
-    assert got.extend_to == (time_limit_s(ESCROW, PRICE, GRACE, lag, CAP) if extended else None)
+    assert got.extend_to == (
+        time_limit_s(escrow=ESCROW, price_per_minute=PRICE, grace_s=GRACE, lag_s=lag, cap_s=CAP)
+        if extended
+        else None
+    )
     again = decide(record("RUNNING", lag_s=lag), view(S.RUNNING), st, ctx())
     assert again.lag_s is None
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from web3.types import FilterParams, LogReceipt
 
@@ -26,6 +26,13 @@ class Head:
     number: int
     hash: str
     timestamp: int
+
+
+class Placed(NamedTuple):
+    """A ``JobPlaced`` on this provider: the job and the block it was placed in."""
+
+    job_id: int
+    block: int
 
 
 @dataclass(frozen=True)
@@ -104,14 +111,14 @@ class ChainView:
 
         return in_ranges(read, from_block, to_block, self.max_range)
 
-    def placements(self, from_block: int, to_block: int) -> list[tuple[int, int]]:
-        """(job id, block) of every ``JobPlaced`` on this provider in the range, in order."""
+    def placements(self, from_block: int, to_block: int) -> list[Placed]:
+        """Every ``JobPlaced`` on this provider in the range, in order."""
         topics = [self.market.events.topic("JobPlaced"), None, address_topic(self.provider)]
         out = []
         for raw in self._logs("reading placements", topics, from_block, to_block):
             ev = self.market.events.decode(raw)
             if ev is not None and ev.name == "JobPlaced":
-                out.append((int(ev.args["jobId"]), ev.block_number))
+                out.append(Placed(int(ev.args["jobId"]), ev.block_number))
         return out
 
     def request(self, job_id: int, before_block: int) -> JobRequest | None:

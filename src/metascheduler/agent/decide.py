@@ -158,13 +158,13 @@ def decide(
 
 
 def _retire(rec: JobRecord, st: BackendJobInfo | None, why: str) -> Decision:
-    alive = rec.native_id is not None and st is not None and not st.state.is_terminal
+    alive = rec.native_id is not None and st is not None and not st.status.is_terminal
     return Decision(kill=f"it is {why}" if alive else None, forget=True)
 
 
 def _placed(rec: JobRecord, view: JobView, st: BackendJobInfo | None, ctx: Context) -> Decision:
     accept = (ProviderStep(view.job_id, ProviderAction.ACCEPT),)
-    never_ran = st is not None and st.state is B.CANCELLED and st.started_at is None
+    never_ran = st is not None and st.status is B.CANCELLED and st.started_at is None
     if rec.native_id is not None and rec.killed and never_ran:
         return Decision(rerun=True, admit=True, steps=accept)
     if rec.native_id is None:
@@ -172,8 +172,8 @@ def _placed(rec: JobRecord, view: JobView, st: BackendJobInfo | None, ctx: Conte
         return Decision(admit=True, steps=accept)
     # Known to the backend already (a reorg undid the ACCEPT, or an adopted job): never
     # submitted again; the chain catches up with the backend.
-    if st is not None and st.state in (B.CANCELLED, B.LOST):
-        return Decision(refuse=f"its backend job {rec.native_id} was {st.state.value.lower()}")
+    if st is not None and st.status in (B.CANCELLED, B.LOST):
+        return Decision(refuse=f"its backend job {rec.native_id} was {st.status.value.lower()}")
     progress = _progress(rec, view, st, ctx)
     return Decision(
         steps=accept + progress.steps, lag_s=progress.lag_s, extend_to=progress.extend_to
@@ -194,20 +194,19 @@ def _scheduled(
         return Decision(admit=True, submit=True)
     if st is None:
         return Decision(refuse="the backend has no job for it (lost before it started)")
-    if st.state in (B.CANCELLED, B.LOST):
-        return Decision(
-            refuse=f"its backend job {rec.native_id} was {st.state.value.lower()} before it started"
-        )
+    if st.status in (B.CANCELLED, B.LOST):
+        ended = st.status.value.lower()
+        return Decision(refuse=f"its backend job {rec.native_id} was {ended} before it started")
     return _progress(rec, view, st, ctx)
 
 
 def _progress(rec: JobRecord, view: JobView, st: BackendJobInfo | None, ctx: Context) -> Decision:
     """START when the backend runs the job; START and COMPLETE if it already ended (it ran
     between two rounds: the chain meters nothing for it)."""
-    if st is None or st.state in (B.QUEUED, B.UNKNOWN):
+    if st is None or st.status in (B.QUEUED, B.UNKNOWN):
         return _extension(rec, view, st, ctx)
     start = ProviderStep(view.job_id, ProviderAction.START)
-    if st.state.is_terminal:
+    if st.status.is_terminal:
         return Decision(
             steps=(start, ProviderStep(view.job_id, ProviderAction.COMPLETE, exit_code(st)))
         )
@@ -218,7 +217,7 @@ def _progress(rec: JobRecord, view: JobView, st: BackendJobInfo | None, ctx: Con
 def _running(
     rec: JobRecord, view: JobView, st: BackendJobInfo | None, ctx: Context, may_expire: bool
 ) -> Decision:
-    spent = ctx.now >= view.since + funded_seconds(view.escrow, view.price_per_minute)
+    spent = ctx.now >= view.since + funded_seconds(escrow=view.escrow, price=view.price_per_minute)
     expire = Decision(expire=True) if may_expire else WAIT
     if rec.native_id is None or st is None:
         if spent:
@@ -226,10 +225,10 @@ def _running(
             # say): the chain's ending, not the provider's report.
             return expire
         return Decision(steps=(ProviderStep(view.job_id, ProviderAction.COMPLETE, EXIT_LOST),))
-    if st.state.is_terminal:
+    if st.status.is_terminal:
         # Killed at its time limit, or by the agent at its expiry (which a reorg undid): out
         # of credits, not the provider's report.
-        if spent and (st.state is B.TIMEOUT or rec.killed):
+        if spent and (st.status is B.TIMEOUT or rec.killed):
             return expire
         return Decision(steps=(ProviderStep(view.job_id, ProviderAction.COMPLETE, exit_code(st)),))
     if spent:
@@ -240,13 +239,17 @@ def _running(
 def _extension(rec: JobRecord, view: JobView, st: BackendJobInfo | None, ctx: Context) -> Decision:
     """The backend's time limit raised to what the escrow now pays for (after a top-up), plus
     the lag of the chain's start behind the backend's once it is known."""
-    if rec.native_id is None or st is None or st.state.is_terminal:
+    if rec.native_id is None or st is None or st.status.is_terminal:
         return WAIT
     lag, new_lag = rec.lag_s, None
     if view.status is JobStatus.RUNNING and rec.lag_s is None and st.started_at is not None:
         lag = new_lag = int(min(MAX_LAG_S, max(0.0, view.since - st.started_at)))
     want = time_limit_s(
-        view.escrow, view.price_per_minute, ctx.grace_s, lag or 0, ctx.max_time_limit_s
+        escrow=view.escrow,
+        price_per_minute=view.price_per_minute,
+        grace_s=ctx.grace_s,
+        lag_s=lag or 0,
+        cap_s=ctx.max_time_limit_s,
     )
     current = rec.time_limit_s
     if current is not None:

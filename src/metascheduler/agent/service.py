@@ -60,7 +60,7 @@ from metascheduler.agent.settings import AgentSettings
 from metascheduler.agent.shipping import ResultsShipper
 from metascheduler.agent.state import AgentState, JobRecord, StateStore
 from metascheduler.chain import ChainError, Market
-from metascheduler.chain.rpc import connect, retrying
+from metascheduler.chain.rpc import retrying
 from metascheduler.chain.types import (
     Hardware,
     JobStatus,
@@ -71,7 +71,7 @@ from metascheduler.chain.types import (
     SkippedItem,
 )
 from metascheduler.errors import MetaschedulerError, one_line
-from metascheduler.keys import load_account, refuse_dev_key_off_devnet
+from metascheduler.keys import refuse_dev_key_off_devnet
 from metascheduler.signals import stop_on_signals
 from metascheduler.spec import JobSpec
 
@@ -443,7 +443,11 @@ class Agent:
                 rec.job_id,
                 spec,
                 time_limit_s(
-                    view.escrow, view.price_per_minute, s.time_limit_grace_s, 0, s.max_time_limit_s
+                    escrow=view.escrow,
+                    price_per_minute=view.price_per_minute,
+                    grace_s=s.time_limit_grace_s,
+                    lag_s=0,
+                    cap_s=s.max_time_limit_s,
                 ),
                 name=job_name(rec.job_id, self.prefix),
                 output_dir=self.results.output_dir(rec.job_id) if self.results else None,
@@ -610,9 +614,9 @@ class Agent:
             view = views.get(job_id)
             if st is None or view is None or view.status.terminal:
                 continue
-            if st.state is BackendStatus.RUNNING:
+            if st.status is BackendStatus.RUNNING:
                 running.append(job_id)
-            elif st.state is BackendStatus.QUEUED:
+            elif st.status is BackendStatus.QUEUED:
                 queued.append(job_id)
         try:
             capacity = self.backend.capacity()
@@ -650,12 +654,8 @@ def _short(exc: BackendError) -> str:
 def build(settings: AgentSettings) -> Agent:
     """An agent wired from its settings: RPC, key, market and backend."""
     address = settings.require_market()
-    account = load_account(
-        keystore=settings.keystore,
-        password=settings.keystore_password,
-        private_key=settings.private_key,
-    )
-    w3 = connect(settings.rpc_url, timeout_s=settings.rpc_timeout_s)
+    account = settings.account()
+    w3 = settings.web3()
     market = Market(
         w3,
         address,

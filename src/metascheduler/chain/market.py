@@ -104,16 +104,10 @@ class Market(CreditCalls, Reads):
     ) -> int:
         """Requests a job; returns its id. The two amounts are keyword-only: side by side they
         are easy to swap, and the contract takes them in another order."""
-        r = self._tx(
-            "requesting a job",
-            "requestJob",
-            cpus,
-            gpus,
-            mem_mb,
-            max_price_per_minute,
-            escrow,
-            spec,
+        pending = self.send_request_job(
+            spec, cpus, gpus, mem_mb, max_price_per_minute=max_price_per_minute, escrow=escrow
         )
+        r = self.sender_or_fail().wait(pending)
         for ev in self.decode_events(r):
             if ev.name == "JobRequested":
                 return int(ev.args["jobId"])

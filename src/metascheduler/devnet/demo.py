@@ -39,7 +39,7 @@ from metascheduler.chain.types import ProviderStatus
 from metascheduler.devnet.anvil import dev_account, free_port, start_anvil
 from metascheduler.devnet.images import FileServer, busybox_archive, file_server, missing, sha256
 from metascheduler.devnet.objectstore import ObjectStore, start_object_store
-from metascheduler.devnet.procs import Service, python_module
+from metascheduler.devnet.procs import Service, python_module, python_module_profiled
 from metascheduler.spec import JobSpec, encode_spec, parse_spec
 
 CREDIT = billing.UNITS_PER_CREDIT
@@ -182,9 +182,12 @@ def _toml(values: dict[str, Any]) -> str:
 
 
 class Devnet:
-    def __init__(self, root: Path, api_port: int | None = None):
+    def __init__(self, root: Path, api_port: int | None = None, *, profile: bool = False):
         self.root = root
         self.api_port = api_port or _port_or_free(8000)
+        #: Each service runs under cProfile (each thread on its CPU clock), which writes
+        #: ``logs/<name>.prof`` when it stops.
+        self.profile = profile
         self.services: list[Service] = []
         self.anvil: Any = None
         self._closing = contextlib.ExitStack()
@@ -216,13 +219,10 @@ class Devnet:
         self.admin = self.market(ADMIN)
 
         db = f"sqlite:///{self.root / 'grid.db'}"
-        base = {
-            "rpc_url": self.anvil.url,
-            "market_address": dep.market,
-            "confirmations": 0,
-        }
+        base = {"rpc_url": self.anvil.url, "market_address": dep.market}
         oracle_cfg = {
             **base,
+            "confirmations": 0,
             "database_url": db,
             "start_block": dep.block,
             "heartbeat_source": "api",
@@ -258,6 +258,7 @@ class Devnet:
         api_url = f"http://127.0.0.1:{self.api_port}"
         agent_base = {
             **base,
+            "confirmations": 0,
             "start_block": dep.block,
             "api_url": api_url,
             "poll_interval_s": 1.0,
@@ -325,11 +326,12 @@ class Devnet:
     ) -> None:
         path = self.root / f"{name}.toml"
         path.write_text(_toml(cfg))
-        args = (
-            python_module(module, str(path))
-            if positional
-            else python_module(module, "--config", str(path))
-        )
+        args = [str(path)] if positional else ["--config", str(path)]
+        if self.profile:
+            prof = self.root / "logs" / f"{name}.prof"
+            args = python_module_profiled(prof, module, *args)
+        else:
+            args = python_module(module, *args)
         # Keys travel in the environment, never in files or on command lines.
         keys = {"MS_PRIVATE_KEY": "0x" + bytes(dev_account(key_index).key).hex(), **(env or {})}
         svc = Service(name, args, self.root / "logs" / f"{name}.log", keys).start()

@@ -39,6 +39,7 @@ from metascheduler.agent.backends.base import (
     BackendStatus,
     Capacity,
     parse_job_name,
+    unforeseen,
 )
 from metascheduler.agent.backends.host import minimal_env, resolve_workdir
 from metascheduler.agent.backends.sandbox import SandboxPolicy
@@ -390,6 +391,9 @@ class LocalBackend(Backend):
                 except BackendError as exc:  # its sandbox cannot take it
                     out.append(exc)
                     continue
+                except Exception as exc:
+                    out.append(unforeseen(job, exc))
+                    continue
                 out.append(native)
             self._tick(state)
         return out
@@ -445,7 +449,7 @@ class LocalBackend(Backend):
                     continue
                 out[nid] = BackendJobInfo(
                     native_id=nid,
-                    state=S(rec.state),
+                    status=S(rec.state),
                     exit_code=rec.exit_code,
                     started_at=rec.started_at,
                     ended_at=rec.ended_at,
