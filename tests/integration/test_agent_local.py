@@ -160,6 +160,31 @@ def test_refuses_what_it_cannot_run_with_reasons(world: World) -> None:
 
 
 @ON_ANVIL_AND_HARDHAT
+def test_a_job_that_ran_between_two_rounds_is_billed_its_run(world: World) -> None:
+    """The agent's round comes only after the job ended on the backend: START and COMPLETE go
+    out in one transaction, and the job is billed the backend's run, not the zero seconds
+    between them."""
+    w = world
+    job_id = w.submit(spec("sleep 4"))
+    assert list(w.tick().submitted) == [job_id]
+    native = records_for(w, job_id)[0]["native_id"]
+    deadline = time.monotonic() + 60
+    while not (st := local_backend(w).status([native])[native]).state.is_terminal:
+        assert time.monotonic() < deadline, "the local job did not end"
+        time.sleep(0.2)
+    assert st.state is BackendStatus.COMPLETED
+    w.tick()
+    (started,) = [
+        e for e in w.events(job_id, "JobStatusChanged") if e.args["to"] == JobStatus.RUNNING
+    ]
+    (ended,) = w.events(job_id, "JobEnded")
+    assert started.tx_hash == ended.tx_hash  # reported in one go
+    start, end = w.run_window(job_id)
+    assert 3 <= end - start <= 5  # it slept 4 s (the start rounded up, the end down)
+    paid = ended.args["paid"] + ended.args["fee"]
+    assert paid == billing.cost(CPU_PRICE, end - start, CREDIT) > 0
+
+
 def test_cancel_while_running_kills_it_and_stops_billing(world: World) -> None:
     w = world
     job_id = w.submit(spec("sleep 300"))
