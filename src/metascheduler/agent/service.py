@@ -244,17 +244,15 @@ class Agent:
         jobs = self.state.jobs
         views = self.chain.jobs(jobs) if jobs else {}
         statuses = self._backend_statuses(jobs.values())
-        # The contract compares with its block time; a quiet devnet's head lags the wall clock.
-        # The backend's times are this host's: they are reported in the chain's clock.
+        # The contract compares with its block time; a quiet devnet's head lags it, so the
+        # chain's time is this host's shifted by the chain's clock offset (never before the
+        # head). The backend's times are this host's: they are reported in the chain's clock.
         wall = time.time()
-        now = max(head.timestamp, int(wall))
+        offset = self._clock.read(head, wall)
+        now = max(head.timestamp, int(wall + offset))
         s = self.settings
         self._ctx = Context(
-            self.address,
-            now,
-            s.time_limit_grace_s,
-            s.max_time_limit_s,
-            clock_offset=self._clock.read(head, wall),
+            self.address, now, s.time_limit_grace_s, s.max_time_limit_s, clock_offset=offset
         )
         confirmed = self._confirmed_views(views, head)
 
