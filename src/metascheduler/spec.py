@@ -44,6 +44,8 @@ MAX_URL = 2048
 #: The label of providers that run container jobs.
 CONTAINER_LABEL = "container"
 MAX_INPUTS = 64
+#: Longest name of one file or folder, in UTF-8 bytes (Linux file systems' NAME_MAX).
+MAX_NAME_BYTES = 255
 MAX_SPEC_BYTES = 16 * 1024
 """Largest encoded spec: it travels in calldata and in an event, paid for in gas."""
 MAX_SOURCE_BYTES = 64 * 1024
@@ -159,6 +161,12 @@ class Input(_Strict):
             raise ValueError(
                 f"{v!r} must be a plain relative path under the job's folder (like data/in.csv): "
                 "no leading /, no . or .. parts, no empty parts, no control characters"
+            )
+        longest = max(len(p.encode("utf-8", "surrogatepass")) for p in parts)
+        if longest > MAX_NAME_BYTES:
+            raise ValueError(
+                f"a part of {v[:40]!r}... is {longest} bytes in UTF-8, more than the "
+                f"{MAX_NAME_BYTES} any file system takes for one name: shorten it"
             )
         return v
 

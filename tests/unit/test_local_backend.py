@@ -9,7 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from metascheduler.agent.backends import BackendError, BackendJob, BackendStatus, make_backend
+from metascheduler.agent.backends import (
+    BackendError,
+    BackendJob,
+    BackendStatus,
+    local,
+    make_backend,
+)
 from metascheduler.agent.backends.local import LocalBackend
 from metascheduler.spec import parse_spec
 
@@ -136,6 +142,26 @@ def test_a_batch_is_queued_in_order_with_refusals_in_place(backend: LocalBackend
     assert wait_for(backend, first, ended).status is S.COMPLETED
     assert backend.status([third])[third].status is S.RUNNING
     backend.cancel(third)
+
+
+def test_an_unforeseen_failure_preparing_one_job_refuses_that_job_alone(
+    backend: LocalBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Any failure while preparing one job (here an OSError injected into writing its script)
+    # is that job's refusal in words, never an exception out of the batch.
+    real = local.batch_script
+
+    def failing(j: BackendJob, workdir: Path | None = None) -> str:
+        if j.job_id == 2:
+            raise OSError(36, "File name too long", "/somewhere/x")
+        return real(j, workdir)
+
+    monkeypatch.setattr(local, "batch_script", failing)
+    got = backend.submit_many([job(1, "true"), job(2, "true"), job(3, "true")])
+    assert isinstance(got[0], str) and isinstance(got[2], str)
+    assert isinstance(got[1], BackendError)
+    assert str(got[1]) == "job 2 could not be prepared here (OSError: File name too long)"
+    assert wait_for(backend, got[2], ended).status is S.COMPLETED
 
 
 def test_news_counts_the_jobs_that_ended(backend: LocalBackend) -> None:

@@ -170,3 +170,48 @@ def test_result_digest_binds_archive_and_log_head() -> None:
         check(d, b"\x01" * 32, h)
     with pytest.raises(Tampered):
         check(d, a, "0x" + "23" * 32)
+
+
+def test_size_bound_is_never_below_the_archive(tmp_path: Path) -> None:
+    """The upload's parts are planned on the bound: an archive past it could not be stored."""
+    shapes = tmp_path / "shapes"
+    deep = shapes / ("ü" * 60) / ("n" * 200)
+    deep.mkdir(parents=True)
+    for i in range(300):
+        (deep / f"{'long-name-' * 12}{i}.txt").write_bytes(os.urandom(i))
+    (shapes / "empty").mkdir()
+    (shapes / "big.bin").write_bytes(os.urandom(2 * archive.SEGMENT_BYTES + 1))
+    incompressible = tmp_path / "random"
+    incompressible.mkdir()
+    (incompressible / "r.bin").write_bytes(os.urandom(archive.SEGMENT_BYTES * 3))
+    for src in (shapes, incompressible, tmp_path / "missing"):
+        packed = _pack(src, tmp_path / "o.enc")
+        assert packed.size <= archive.size_bound(src), src
+
+
+def test_a_failed_part_stops_the_packing_with_the_upload_error(tmp_path: Path) -> None:
+    """Parts go up while the archive is packed: the first that fails ends it, in words."""
+    from metascheduler.devnet.anvil import free_port
+    from metascheduler.results.http import ApiUnavailable, _PartSender
+
+    nowhere = f"http://127.0.0.1:{free_port()}/part"
+    sender = _PartSender([{"number": n, "url": nowhere} for n in (1, 2, 3)], 5 << 20)
+    src = tmp_path / "out"
+    src.mkdir()
+    (src / "r.bin").write_bytes(os.urandom(12 << 20))
+    key = new_job_key()
+    pub = keys.PrivateKey(CUSTOMER.key).public_key.to_bytes()
+    try:
+        with pytest.raises(ApiUnavailable, match="upload to the object store failed"):
+            archive.pack(
+                src,
+                tmp_path / "o.enc",
+                deployment=DEP,
+                job_id=JOB,
+                job_key=key,
+                wrapped_key=wrap(pub, key),
+                sink=sender.feed,
+            )
+            sender.finish()
+    finally:
+        sender.close()

@@ -198,6 +198,7 @@ def test_v1_spec_encodes_without_v2_fields() -> None:
         ((f"sha256: '{DIGEST}'", "sha256: 'abc'"), "64 lowercase hex digits"),
         (("path: data/in.txt", "path: ../etc/passwd"), "plain relative path"),
         (("path: data/in.txt", "path: /etc/passwd"), "plain relative path"),
+        (("path: data/in.txt", "path: data/" + "\u202e" * 90), "more than the 255 any file"),
         (("url: 'https://files.example/in.txt'", "url: 'file:///etc/passwd'"), "not an http"),
         (("container: {image", "container: {img"), "allowed here: image"),
     ],

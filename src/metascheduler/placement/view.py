@@ -65,6 +65,11 @@ class ProviderView:
     def price(self, job: PendingJob) -> int:
         return job_price(job, self.state)
 
+    @property
+    def starts_now(self) -> bool:
+        """Could a job start here now? Not while a job queued here is still waiting (FCFS)."""
+        return self._t <= self.now
+
     def fits_now(self, job: PendingJob) -> bool:
         """Would the job start now? Never while an earlier queued job still waits (FCFS)."""
         return (

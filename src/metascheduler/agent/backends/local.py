@@ -35,6 +35,7 @@ from metascheduler.agent.backends.base import (
     BackendStatus,
     Capacity,
     parse_job_name,
+    unforeseen,
 )
 from metascheduler.agent.backends.host import minimal_env, resolve_workdir
 from metascheduler.agent.backends.sandbox import SandboxPolicy
@@ -287,6 +288,9 @@ class LocalBackend(Backend):
                     records[native] = self._prepare(job, native)
                 except BackendError as exc:  # its sandbox cannot take it
                     out.append(exc)
+                    continue
+                except Exception as exc:
+                    out.append(unforeseen(job, exc))
                     continue
                 out.append(native)
             self._store(state, records)
