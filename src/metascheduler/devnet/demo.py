@@ -26,11 +26,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from pydantic import SecretStr
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from metascheduler import billing
+from metascheduler.api.settings import ApiSettings
+from metascheduler.audit.results import StoredResults
 from metascheduler.chain import JobStatus, Market
 from metascheduler.chain.artifacts import REPO_ROOT
 from metascheduler.chain.deployment import write_deployment
@@ -193,6 +196,8 @@ class Devnet:
         #: Serves the container demo's image and input; None where podman cannot run here.
         self.files: FileServer | None = None
         self.objects: ObjectStore | None = None
+        #: The API's stored results, as the operator's audit reads them.
+        self.stored: StoredResults | None = None
 
     # ------------------------------------------------------------------ bring-up
 
@@ -244,6 +249,13 @@ class Devnet:
             "MS_OBJECT_STORE_SECRET_KEY": self.objects.secret_key,
         }
         self._service("api", "metascheduler.api", api_cfg, ORACLE, positional=True, env=store_keys)
+        self.stored = StoredResults.from_settings(
+            ApiSettings(
+                **api_cfg,
+                object_store_access_key=SecretStr(self.objects.access_key),
+                object_store_secret_key=SecretStr(self.objects.secret_key),
+            )
+        )
         self._service("oracle", "metascheduler.oracle", oracle_cfg, ORACLE)
 
         # Jobs run sandboxed, which needs root; elsewhere the demo runs them unconfined, and
@@ -441,9 +453,15 @@ class Devnet:
         for j in jobs:
             result = audit_job(m, j.job_id, from_block=self.deployment.block)
             console.print(_timeline_table(result, j.label))
-        grid = audit_all(m, from_block=self.deployment.block)
+        grid = audit_all(m, from_block=self.deployment.block, results=self.stored)
         verdict = "[green]clean[/]" if grid.ok else "[red]DISCREPANCIES[/]"
         console.print(f"\naudit of the whole grid: {verdict}")
+        mismatched = grid.to_json()["results_mismatched"]
+        checked = grid.results_checked or 0
+        console.print(
+            f"  stored results of {checked} job{'' if checked == 1 else 's'} "
+            + ("match the digests committed on chain" if not mismatched else f"{mismatched} differ")
+        )
         for d in grid.all_discrepancies[:20]:
             console.print(f"  [red]job {d.job_id} block {d.block}: {d.message}[/]")
         return bool(grid.ok)
