@@ -434,7 +434,7 @@ class Agent:
         if req is None:
             self._refusals[rec.job_id] = "no JobRequested event found for it"
             return None
-        verdict = admit(req, view, self.hardware, self.settings.labels)
+        verdict = admit(req, view, self.hardware, self.settings.labels, self.settings.min_run_s)
         if isinstance(verdict, Refusal):
             self._refusals[rec.job_id] = verdict.reason
             return None
