@@ -12,7 +12,14 @@ import random
 
 import pytest
 
-from metascheduler.placement import PendingJob, ProviderState, RunningJob, get_policy
+from metascheduler.placement import (
+    PendingJob,
+    ProviderState,
+    RunningJob,
+    get_policy,
+    late_binding_arrays,
+)
+from metascheduler.placement.late_binding import ARRAYS_FROM, LateBinding, decide_plain
 
 from .placement_reference import reference_decide
 
@@ -95,10 +102,12 @@ def random_grid(
 
 
 def decisions_match(pending: list[PendingJob], providers: list[ProviderState], now: float) -> int:
-    got = get_policy("late_binding").decide(pending, providers, now)
+    """Both forms of the policy (plain, for small calls; arrays, for large ones) decide as the
+    reference does."""
     want = reference_decide(pending, providers, now)
-    assert got == want
-    return len(got.placements)
+    assert decide_plain(pending, providers, now) == want, "plain form"
+    assert late_binding_arrays.decide(pending, providers, now) == want, "array form"
+    return len(want.placements)
 
 
 @pytest.mark.parametrize("block", range(10))
@@ -118,6 +127,19 @@ def test_lateBinding_decidesAsThePlainAlgorithm_onModerateGrids(seed: int) -> No
     pending, providers, now = random_grid(10_000 + seed, providers=(20, 60), jobs=(1_000, 2_500))
     placed = decisions_match(pending, providers, now)
     assert 0 < placed < len(pending)  # some start now, the rest are held or unplaceable
+
+
+def test_lateBinding_takesTheArrayFormForLargeCalls(monkeypatch: pytest.MonkeyPatch) -> None:
+    forms = []
+    monkeypatch.setattr(late_binding_arrays, "decide", lambda *a: forms.append("arrays"))
+    monkeypatch.setattr(
+        "metascheduler.placement.late_binding.decide_plain", lambda *a: forms.append("plain")
+    )
+    pending, providers, now = random_grid(1, providers=(20, 20), jobs=(100, 100))
+    LateBinding().decide(pending, providers, now)
+    many = pending * (ARRAYS_FROM // len(pending) // len(providers) + 1)
+    LateBinding().decide(many, providers, now)
+    assert forms == ["plain", "arrays"]
 
 
 def test_randomGrids_coverRefusalsAndIntegersBeyondInt64() -> None:
