@@ -156,3 +156,10 @@ def test_randomGrids_coverRefusalsAndIntegersBeyondInt64() -> None:
         )
     assert refused_everywhere > 0
     assert huge > 0
+
+
+def test_bothForms_withNoProvider_sayItInWords() -> None:
+    pending, _, now = random_grid(3)
+    assert decisions_match(pending, [], now) == 0
+    reasons = {u.reason for u in late_binding_arrays.decide(pending, [], now).unplaceable}
+    assert reasons == {"no approved provider"}

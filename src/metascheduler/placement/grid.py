@@ -16,7 +16,14 @@ import numpy as np
 
 from metascheduler.billing import MB_PER_GB, price_per_minute
 
-from .eligibility import could_run, unplaceable_reason
+from .eligibility import (
+    NO_PROVIDER,
+    could_run,
+    missing_labels,
+    too_dear,
+    too_large,
+    unplaceable_reason,
+)
 from .model import PendingJob, ProviderState
 from .view import ProviderView
 
@@ -147,7 +154,7 @@ class GridArrays:
         if found is None:
             found = self._alive_that_could_run(job)
             if not len(found):  # held (a silent provider could run it) or unplaceable
-                found = unplaceable_reason(job, self._grid.providers) or found
+                found = self._unplaceable_reason(job) or found
             elif job.refused_by:
                 providers = self._grid.providers
                 left = [
@@ -179,6 +186,23 @@ class GridArrays:
         if price_per_minute(job.cpus, job.gpus, job.mem_mb, *self._grid.dearest) <= most:
             return found
         return found[self.prices(job, found) <= most]
+
+    def _unplaceable_reason(self, job: PendingJob) -> str | None:
+        """``eligibility.unplaceable_reason``, over the arrays."""
+        if not len(self.cpus):
+            return NO_PROVIDER
+        labelled = np.flatnonzero(self._carries(job.labels))
+        if not len(labelled):
+            return missing_labels(job)
+        cpus, gpus, mem = self.cpus[labelled], self.gpus[labelled], self.mem[labelled]
+        big_enough = labelled[(cpus >= job.cpus) & (gpus >= job.gpus) & (mem >= job.mem_mb)]
+        if not len(big_enough):
+            largest = np.lexsort((mem, gpus, cpus))[-1]
+            return too_large(job, int(cpus[largest]), int(gpus[largest]), int(mem[largest]))
+        cheapest = int(self.prices(job, big_enough).min())
+        if cheapest > job.max_price_per_minute:
+            return too_dear(job, cheapest)
+        return None
 
     def _carries(self, labels: frozenset[str]) -> np.ndarray:
         """Which providers carry all these labels."""

@@ -138,8 +138,11 @@ class _Queue:
         submitted = np.fromiter(map(attrgetter("submitted_at"), pending), np.float64, n)
         estimate = np.fromiter(map(attrgetter("est_runtime_s"), pending), np.float64, n)
         ids = int_array(map(attrgetter("job_id"), pending))
-        fcfs = np.lexsort((ids, submitted, shape))
-        sjbf = np.lexsort((ids, submitted, estimate, shape))
+        # First come first served over all jobs, then by shape (a stable sort keeps the order
+        # within each); shortest estimate first within each shape, again stable.
+        fcfs = np.lexsort((ids, submitted))
+        fcfs = fcfs[np.argsort(shape[fcfs], kind="stable")]
+        sjbf = fcfs[np.lexsort((estimate[fcfs], shape[fcfs]))]
         starts = np.searchsorted(shape[fcfs], np.arange(self.shapes + 1))
         # Each job's place in its shape's first-come-first-served order.
         self._fcfs_rank = np.empty(n, np.intp)
