@@ -44,7 +44,12 @@ def main(argv: list[str] | None = None) -> int:
         help="jobs whose logs and outputs are read back (default 400; 0: all)",
     )
     p.add_argument("--fault-interval", type=float, default=None, help="mean s between faults")
-    p.add_argument("--drain-timeout", type=float, default=240.0, help="s to wait for the drain")
+    p.add_argument(
+        "--drain-timeout",
+        type=float,
+        default=None,
+        help="s to wait for the drain (default 240, or 1.5 x the load time if longer)",
+    )
     p.add_argument("--no-slurm", action="store_true", help="no Slurm agent even if Slurm answers")
     a = p.parse_args(argv)
     if not 1 <= a.customers <= 10:

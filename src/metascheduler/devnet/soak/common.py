@@ -62,10 +62,19 @@ class SoakOptions:
     #: Mean seconds between two faults (default: about 40 faults over the run, at least every 8 s
     #: in short runs so that each kind happens once).
     fault_interval_s: float | None = None
-    drain_timeout_s: float = 240.0
+    #: Seconds to wait for every job to end after the load (None: 240 s, or 1.5 s per second
+    #: of load if longer: on 2 cores the grid ends the default rate's jobs more slowly than
+    #: they come, and the backlog drains here).
+    drain_timeout_s: float | None = None
     heartbeat_timeout_s: float = 20.0
     slurm: bool = True
     progress_s: float = 10.0
+
+    @property
+    def drain_s(self) -> float:
+        if self.drain_timeout_s is not None:
+            return self.drain_timeout_s
+        return max(240.0, 1.5 * self.minutes * 60)
 
     @property
     def burst_jobs(self) -> int:

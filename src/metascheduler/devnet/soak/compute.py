@@ -2,17 +2,19 @@
 bill the chain's events give (read by the audit), never the numbers an agent reports.
 
 Per job that ran once on a backend, `delivered` is the backend's run (start to end) and `billed`
-the seconds its cost pays at the job's price. The rules (docs/security.md) let some delivered
-compute go unbilled, each within a bound, and bill some time after the run's end:
-  - the start: the backend runs the job before the agent's START is mined (one agent round plus
-    its delay), `ROUND_S` here plus any time the job's agent was down meanwhile;
-  - a silent provider (failed by the oracle): paid up to its last heartbeat, so it loses at most
-    the heartbeat timeout, one keep interval and one block;
-  - a cancel or an expiry: the backend runs until the agent's next round kills it;
-  - the end: a COMPLETE waits up to `RESULTS_WAIT_S` for the result digest, billed.
-`free_compute_s` sums delivered minus billed; `provider_underpaid` the credits of compute beyond
-those bounds that no bill paid; `customer_overbilled` the credits billed beyond the delivered run,
-the end's bounds and its agent's downtime, or above the job's price cap.
+the seconds its cost pays at the job's price.
+  - `provider_underpaid`: the rules owe the provider the job's price for every second its backend
+    ran while the chain said RUNNING (START to the end's block), up to the escrow, except, for a
+    job the oracle failed as silent, the time after the provider's last heartbeat (at most the
+    heartbeat timeout, one keep interval and one block). Credits of that compute not paid.
+  - `customer_overbilled`: credits billed beyond the delivered run plus what the rules let run on
+    after it (a COMPLETE waiting up to `RESULTS_WAIT_S` for the result digest, one agent round,
+    and any time the job's agent was down), or billed for a job no backend ran.
+  - `free_compute_s`: delivered minus billed, summed. docs/security.md bounds it per job by one
+    agent round plus its delay (the backend runs before the START is mined), plus a round and
+    the agent's confirmations after a cancel or an expiry, plus the silent provider's loss;
+    `free_compute_bound_s` sums that bound with `ROUND_S` for a round and the job's agent's
+    downtime for its delay. Jobs over their own bound are counted, with the figures.
 """
 
 from __future__ import annotations
@@ -22,9 +24,9 @@ from dataclasses import dataclass, field
 
 from metascheduler.audit.model import JobAudit
 
-#: One agent round (1 s poll) and the block that mines its START (1 s blocks), with a round's
-#: worth of slack for a loaded machine: what the timing rule leaves unbilled at a job's start.
-ROUND_S = 4.0
+#: One agent round and its delay: a 1 s poll, a 1 s block to mine what it sends, and the round's
+#: own work, several seconds when the soak's 2 cores run the whole grid at load.
+ROUND_S = 10.0
 #: How long an agent holds a finished job's COMPLETE for its result digest (billed; the agent
 #: setting `results.complete_wait_s`).
 RESULTS_WAIT_S = 30.0
@@ -104,13 +106,18 @@ def compare(
                 f"job {j} ({a.status}) on {run.where}: {free:.1f} s unbilled, over its bound "
                 f"of {bound:.1f} s (delivered {delivered:.1f} s, billed {billed:.1f} s)"
             )
-        owed = min(a.escrow, math.floor(price_s * max(0.0, delivered - bound)))
-        if owed > cost:
-            r.provider_underpaid += owed - cost
-            r.details.append(
-                f"job {j} ({a.status}) on {run.where}: delivered {delivered:.1f} s, billed "
-                f"{billed:.1f} s, unbilled bound {bound:.1f} s: provider owed {owed - cost} more"
-            )
+        if a.started_at is not None:
+            # Delivered while the chain said RUNNING, less the silent provider's allowance.
+            paid_window = _overlap(run.start, run.end, [(float(a.started_at), chain_end)])
+            if a.status == "FAILED" and a.exit_code in (None, -1):
+                paid_window -= silent_bound_s
+            owed = min(a.escrow, math.floor(price_s * max(0.0, paid_window - CLOCK_S)))
+            if owed > cost:
+                r.provider_underpaid += owed - cost
+                r.details.append(
+                    f"job {j} ({a.status}) on {run.where}: ran {paid_window:.1f} s while RUNNING "
+                    f"on chain, billed {billed:.1f} s: provider owed {owed - cost} more"
+                )
         allowed = min(a.escrow, math.ceil(price_s * (delivered + RESULTS_WAIT_S + bound)))
         if cost > allowed:
             r.customer_overbilled += cost - allowed

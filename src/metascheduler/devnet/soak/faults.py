@@ -59,9 +59,12 @@ RECURRING = (
     "api_down",
     "hostile_specs",
 )
-#: Faults that happen once a run (a ban is for good; one burst and one price rise say enough).
-ONCE = ("ban", "burst", "price_raise")
-FAULT_KINDS = RECURRING + ONCE
+#: Faults that happen once a run, in the first round (a ban is for good; one price rise says
+#: enough).
+ONCE = ("ban", "price_raise")
+#: The spam burst comes at a fifth of the run, whatever the order of the others.
+BURST_AT = 0.2
+FAULT_KINDS = (*RECURRING, *ONCE, "burst")
 
 
 def _json_spec(name: str, **fields: Any) -> dict[str, Any]:
@@ -109,6 +112,9 @@ class Injector:
         self._burst_thread: threading.Thread | None = None
         #: Agents found dead that the injector had not killed (a crash, e.g. on a hostile spec).
         self.crashed: list[str] = []
+        #: The banned provider's agent once banned: it stops itself at its next start (a banned
+        #: provider cannot register), which is no crash.
+        self.banned = ""
         #: service name -> (down since, back at) wall-clock windows, for the verdict's bounds
         self.downtime: dict[str, list[tuple[float, float]]] = {}
         self.thread = threading.Thread(target=self._loop, name="injector", daemon=True)
@@ -167,11 +173,15 @@ class Injector:
 
     def _loop(self) -> None:
         # Every kind once first, in a seeded order, so a short run covers them all.
-        queue = list(FAULT_KINDS)
+        queue = [*RECURRING, *ONCE]
         self.rng.shuffle(queue)
-        next_at = time.monotonic() + self.rng.uniform(2, self.interval)
+        started = time.monotonic()
+        burst_at = started + BURST_AT * self.opts.minutes * 60
+        next_at = started + self.rng.uniform(2, self.interval)
         while not self.stop.wait(0.25):
             now = time.monotonic()
+            if now >= burst_at and self._burst():
+                self.faults["burst"] += 1
             for r in [r for r in self._restores if r[0] <= now]:
                 self._restores.remove(r)
                 self._run_restore(r[1], r[2])
@@ -191,6 +201,11 @@ class Injector:
     def _look_for_crashes(self) -> None:
         for svc in self.grid.services:
             if svc.name in self._down or svc.alive or svc.process is None:
+                continue
+            if svc.name == self.banned:
+                self._down.add(svc.name)
+                self._note(f"{svc.name} stopped itself: its provider is banned")
+                self.downtime.setdefault(svc.name, []).append((time.time(), float("inf")))
                 continue
             code = svc.process.returncode
             self.crashed.append(f"{svc.name} (exit {code})")
@@ -230,7 +245,10 @@ class Injector:
         return self._kill("oracle", self.rng.uniform(0.5, 6))
 
     def _agent_kill(self) -> bool:
-        name = self.rng.choice(sorted(self.grid.providers))
+        # Not the banned provider's agent: once banned it refuses to start again (registration
+        # fails), which would leave its running jobs to the oracle's silence rule and their
+        # results on its disk; the ban's own rule is that those jobs run on, reported as usual.
+        name = self.rng.choice(sorted(set(self.grid.providers) - {self.banned}))
         self._agent_kills += 1
         # Every third kill (the second, fifth, ...) outlives the heartbeat timeout, so that even
         # a short run sees the oracle fail a silent provider's jobs.
@@ -249,6 +267,8 @@ class Injector:
     def _ban(self) -> bool:
         """The admin bans a provider while it runs jobs; they must run on and be billed."""
         name = self.grid.ban_victim
+        if name in self._down:
+            return False
         state = self.grid.agents[name] / "state.json"
         running = [
             r
@@ -260,6 +280,7 @@ class Injector:
         if not running:
             return False
         self.grid.admin.ban_provider(dev_account(self.grid.providers[name]).address)
+        self.banned = name
         self._note(f"banned {name} with {len(running)} jobs running on its backend")
         return True
 

@@ -87,7 +87,7 @@ def run_soak(opts: SoakOptions) -> int:
                 code = svc.process.returncode if svc.process else None
                 say(f"{svc.name} is down after the faults (exit {code}): restarting it")
                 svc.start()
-        drain_end = time.monotonic() + opts.drain_timeout_s
+        drain_end = time.monotonic() + opts.drain_s
         m = Market(connect(grid.anvil.url), grid.deployment.market)
         while time.monotonic() < drain_end:
             states = job_states(m, m.job_count())

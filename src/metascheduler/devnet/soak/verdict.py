@@ -17,6 +17,7 @@ from metascheduler.chain import JobStatus, Market
 from metascheduler.chain.events import ChainEvent
 from metascheduler.chain.rpc import connect
 from metascheduler.chain.types import JobView
+from metascheduler.devnet.anvil import dev_account
 from metascheduler.devnet.soak.common import (
     MAX_REORG_DEPTH,
     SoakOptions,
@@ -42,6 +43,10 @@ class Verdict:
     lost_ids: list[int] = field(default_factory=list)
     doubled: int = 0
     doubled_ids: list[int] = field(default_factory=list)
+    #: jobs the banned provider's backend ran whose START the ban then refused: the oracle
+    #: reclaimed them (reason "provider banned") and they ran again elsewhere, the first run
+    #: unpaid. Not in `doubled`: the ban's rule stops placed jobs, and these were placed.
+    rerun_after_ban: int = 0
     credit_drift: int = 0
     audit_ok: bool = False
     audit_discrepancies: int = 0
@@ -227,8 +232,22 @@ def judge(grid: SoakGrid, inj: Injector, work: Workload, opts: SoakOptions) -> V
     events = reader.fetch(grid.deployment.block, head)
     doubles = chain_doubles(events)
     runs, notes = backend_runs(grid)
+    victim = grid.ban_victim
+    victim_addr = dev_account(grid.providers[victim]).address.lower() if victim else ""
+    banned_returns = {
+        int(ev.args["jobId"])
+        for ev in events
+        if ev.name == "JobReturned"
+        and str(ev.args["provider"]).lower() == victim_addr
+        and "banned" in str(ev.args["reason"])
+    }
     for j, where in runs.items():
         if len(where) > 1:
+            elsewhere = [r for r in where if not r.where.startswith(f"{victim}:")]
+            if j in banned_returns and len(elsewhere) == 1 and j not in doubles:
+                v.rerun_after_ban += 1
+                runs[j] = elsewhere  # the run the chain billed
+                continue
             doubles.setdefault(j, f"ran {len(where)} times: {', '.join(r.where for r in where)}")
     v.doubled_ids = sorted(doubles)
     v.doubled = len(doubles)
