@@ -23,8 +23,9 @@ process). The last line is one JSON object:
                            runner_cpu_ms_per_job), and anvil_cpu_ms_per_job
   bottleneck               in words, from the stage that slowed down and the CPU figures of the
                            first step that fell behind
-`--profile` runs the oracle and the agents under cProfile and prints where the oracle and the
-busiest agent spent their time. `--quick` is a short run (rates 10, 50; 15-second steps). A
+`--profile` runs the oracle and the agents under cProfile (on their CPU clock) and prints where
+the oracle and the busiest agent spent their CPU, and per step the busiest processes of the
+machine (from /proc). `--quick` is a short run (rates 10, 50; 15-second steps). A
 full run stays under 10 minutes.
 Usage: .venv/bin/python scripts/bench_grid.py [--quick] [--profile] [--rates 10,25,50,...]
 """
@@ -32,6 +33,7 @@ Usage: .venv/bin/python scripts/bench_grid.py [--quick] [--profile] [--rates 10,
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import multiprocessing as mp
 import os
@@ -146,6 +148,52 @@ def cpu_s(pid: int) -> tuple[float, float]:
     return own / CLOCK_TICKS, children / CLOCK_TICKS
 
 
+def runner_cpu_s(agent_pid: int) -> float:
+    """CPU seconds of an agent's child processes: its job supervisors' zygote (own, and its
+    supervisors' once reaped: every job's sandbox and job), and whatever it reaped itself."""
+    total = cpu_s(agent_pid)[1]
+    for _, ppid, own, children in processes().values():
+        if ppid == agent_pid:
+            total += own + children
+    return total
+
+
+def processes() -> dict[int, tuple[str, int, float, float]]:
+    """Every live process: (name, parent pid, own CPU s, waited-for children's CPU s)."""
+    out = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue  # ended meanwhile
+        name = text[text.index("(") + 1 : text.rindex(")")]
+        with contextlib.suppress(OSError):
+            # "python -m metascheduler.agent --config agent-1.toml" says more than "python".
+            args = (stat.parent / "cmdline").read_bytes().split(b"\0")
+            name = " ".join(Path(a.decode(errors="replace")).name for a in args if a)[-56:]
+        fields = text.rsplit(")", 1)[1].split()
+        own = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+        children = (int(fields[13]) + int(fields[14])) / CLOCK_TICKS
+        out[int(stat.parent.name)] = (name, int(fields[1]), own, children)
+    return out
+
+
+def busiest_processes(
+    before: dict[int, tuple[str, int, float, float]], seconds: float, top: int = 12
+) -> str:
+    """The processes that used the most CPU since ``before``, as a table in cores (a process
+    started meanwhile counts from zero; one that ended shows in its parent's reaped column)."""
+    rows = []
+    for pid, (name, _, own, children) in processes().items():
+        _, _, own0, children0 = before.get(pid, (name, 0, 0.0, 0.0))
+        rows.append((own - own0, children - children0, pid, name))
+    rows.sort(reverse=True)
+    lines = [f"#   {'pid':>7} {'own':>6} {'reaped':>7}  (cores)  process"]
+    for own, children, pid, name in rows[:top]:
+        lines.append(f"#   {pid:>7} {own / seconds:6.2f} {children / seconds:7.2f}  {name}")
+    return "\n".join(lines)
+
+
 def machine_busy_s() -> tuple[float, float]:
     """(busy, total) CPU seconds of the whole machine since boot, from /proc/stat."""
     values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
@@ -254,6 +302,8 @@ def run_step(
     raws = wallets.requests(n, request, REQUEST_GAS)  # signed before the clock starts
     names = ["oracle", *(f"agent-{k + 1}" for k in range(grid.n_agents))]
     before = {name: cpu_s(grid.pid(name)) for name in names}
+    runners_before = {name: runner_cpu_s(grid.pid(name)) for name in names[1:]}
+    procs_before = processes()
     anvil_before = cpu_s(grid.anvil.process.pid)[0]
     machine_before = machine_busy_s()
     step = Step(rate, first_block=w3.eth.block_number + 1)
@@ -282,11 +332,16 @@ def run_step(
     step.cpu_ms = {
         "oracle": (after["oracle"][0] - before["oracle"][0]) * 1000 / jobs,
         "agent": sum(after[a][0] - before[a][0] for a in names[1:]) * 1000 / jobs,
-        "runner": sum(after[a][1] - before[a][1] for a in names[1:]) * 1000 / jobs,
+        "runner": sum(runner_cpu_s(grid.pid(a)) - runners_before[a] for a in names[1:])
+        * 1000
+        / jobs,
         "anvil": (cpu_s(grid.anvil.process.pid)[0] - anvil_before) * 1000 / jobs,
     }
     busy, total = machine_busy_s()
     step.machine_busy = (busy - machine_before[0]) / max(1e-9, total - machine_before[1])
+    if grid.profile:
+        print(f"# {rate:g} jobs/s, CPU by process:", file=sys.stderr)
+        print(busiest_processes(procs_before, step.wall_s), file=sys.stderr)
     return step
 
 

@@ -174,10 +174,10 @@ def test_a_job_that_ran_between_two_rounds_is_billed_its_run(world: World) -> No
     assert list(w.tick().submitted) == [job_id]
     native = records_for(w, job_id)[0]["native_id"]
     deadline = time.monotonic() + 60
-    while not (st := local_backend(w).status([native])[native]).state.is_terminal:
+    while not (st := local_backend(w).status([native])[native]).status.is_terminal:
         assert time.monotonic() < deadline, "the local job did not end"
         time.sleep(0.2)
-    assert st.state is BackendStatus.COMPLETED
+    assert st.status is BackendStatus.COMPLETED
     w.tick()
     (started,) = [
         e for e in w.events(job_id, "JobStatusChanged") if e.args["to"] == JobStatus.RUNNING
@@ -187,7 +187,7 @@ def test_a_job_that_ran_between_two_rounds_is_billed_its_run(world: World) -> No
     start, end = w.run_window(job_id)
     assert 3 <= end - start <= 5  # it slept 4 s (the start rounded up, the end down)
     paid = ended.args["paid"] + ended.args["fee"]
-    assert paid == billing.cost(CPU_PRICE, end - start, CREDIT) > 0
+    assert paid == billing.cost(price=CPU_PRICE, elapsed_s=end - start, escrow=CREDIT) > 0
 
 
 def test_cancel_while_running_kills_it_and_stops_billing(world: World) -> None:

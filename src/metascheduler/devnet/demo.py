@@ -340,7 +340,7 @@ class Devnet:
         args = [str(path)] if positional else ["--config", str(path)]
         if self.profile:
             prof = self.root / "logs" / f"{name}.prof"
-            args = python_module("cProfile", "-o", str(prof), "-m", module, *args)
+            args = python_module("metascheduler.devnet.cpuprofile", str(prof), module, *args)
         else:
             args = python_module(module, *args)
         # Keys travel in the environment, never in files or on command lines.
@@ -514,6 +514,14 @@ class Devnet:
         return any(r.line == "hello from the grid" for r in lines)
 
     def down(self) -> None:
+        if self.profile:
+            # A busy service finishes its round, then writes its profile: more than the 10 s
+            # ``stop`` waits by default before it kills, on a loaded machine.
+            for svc in self.services:
+                if svc.alive and svc.process is not None:
+                    svc.process.send_signal(signal.SIGTERM)
+            for svc in reversed(self.services):
+                svc.stop(timeout_s=120.0)
         for svc in reversed(self.services):
             svc.stop()
         if self.objects is not None:
