@@ -39,7 +39,6 @@ import multiprocessing as mp
 import os
 import pstats
 import shutil
-import signal
 import statistics
 import sys
 import tempfile
@@ -125,17 +124,6 @@ class BenchGrid(Devnet):
             }
             self._service(name, "metascheduler.agent", cfg, key)
         self._approve_providers({dev_account(k).address for k in self.providers}, 120.0)
-
-    def down(self) -> None:
-        if self.profile:
-            # A busy agent finishes its round, then writes its profile: more than the 10 s
-            # ``stop`` waits by default before it kills, on a loaded machine.
-            for svc in self.services:
-                if svc.alive and svc.process is not None:
-                    svc.process.send_signal(signal.SIGTERM)
-            for svc in self.services:
-                svc.stop(timeout_s=120.0)
-        super().down()
 
     def pid(self, name: str) -> int:
         svc = self.by_name[name]

@@ -20,20 +20,15 @@ from metascheduler.audit import audit_all, audit_job
 from metascheduler.audit.results import StoredResults
 from metascheduler.cli import app
 from metascheduler.devnet.objectstore import ObjectStore
-from metascheduler.results import archive
-from metascheduler.results.digest import result_digest
-from metascheduler.results.http import ResultsApi
-from metascheduler.results.keys import new_job_key, wrap
-from metascheduler.results.logchain import ChunkSealer, LogRecord
 from metascheduler.results.objects import output_key
 from tests.conftest import Grid
 from tests.integration.results_kit import (
-    RunningJob,
     Served,
     api_settings,
     object_store,
     running_job,
     serve,
+    ship_and_complete,
 )
 
 pytestmark = [pytest.mark.chain, pytest.mark.results]
@@ -68,31 +63,6 @@ def settings_file(settings: ApiSettings, path: Path) -> Path:
     return path
 
 
-def finished_with_results(job: RunningJob, api: Served, tmp_path: Path) -> str:
-    """The placed provider ships a log and outputs, then completes with their digest."""
-    key = new_job_key()
-    sealer = ChunkSealer(job.provider, job.deployment, job.job_id, key, wrap(job.customer_pub, key))
-    client = ResultsApi(api.url)
-    client.append(job.job_id, sealer.seal([LogRecord(1.0, "stdout", "hello from the grid")]))
-    final = sealer.seal([LogRecord(2.0, "stdout", "bye")], final=True, exit_code=0)
-    client.append(job.job_id, final)
-    src = tmp_path / "out"
-    src.mkdir()
-    (src / "result.txt").write_text("42\n")
-    packed = archive.pack(
-        src,
-        tmp_path / "o.enc",
-        deployment=job.deployment,
-        job_id=job.job_id,
-        job_key=key,
-        wrapped_key=wrap(job.customer_pub, key),
-    )
-    client.upload(job.provider, job.deployment, job.job_id, packed)
-    digest = result_digest(packed.sha256, final.digest_hex())
-    job.provider_market.complete_job(job.job_id, 0, digest)
-    return "0x" + digest.hex()
-
-
 def test_the_audit_checks_stored_results_against_their_digest(
     grid: Grid,
     settings: ApiSettings,
@@ -101,7 +71,7 @@ def test_the_audit_checks_stored_results_against_their_digest(
     tmp_path: Path,
 ) -> None:
     job = running_job(grid)
-    committed = finished_with_results(job, api, tmp_path)
+    committed = ship_and_complete(job, api.url, tmp_path)
     market = grid.market(grid.admin)
     stored = StoredResults.from_settings(settings)
 

@@ -12,7 +12,14 @@ import random
 
 import pytest
 
-from metascheduler.placement import PendingJob, ProviderState, RunningJob, get_policy
+from metascheduler.placement import (
+    PendingJob,
+    ProviderState,
+    RunningJob,
+    get_policy,
+    late_binding_arrays,
+)
+from metascheduler.placement.late_binding import ARRAYS_FROM, LateBinding, decide_plain
 
 from .placement_reference import reference_decide
 
@@ -95,10 +102,12 @@ def random_grid(
 
 
 def decisions_match(pending: list[PendingJob], providers: list[ProviderState], now: float) -> int:
-    got = get_policy("late_binding").decide(pending, providers, now)
+    """Both forms of the policy (plain, for small calls; arrays, for large ones) decide as the
+    reference does."""
     want = reference_decide(pending, providers, now)
-    assert got == want
-    return len(got.placements)
+    assert decide_plain(pending, providers, now) == want, "plain form"
+    assert late_binding_arrays.decide(pending, providers, now) == want, "array form"
+    return len(want.placements)
 
 
 @pytest.mark.parametrize("block", range(10))
@@ -120,6 +129,19 @@ def test_lateBinding_decidesAsThePlainAlgorithm_onModerateGrids(seed: int) -> No
     assert 0 < placed < len(pending)  # some start now, the rest are held or unplaceable
 
 
+def test_lateBinding_takesTheArrayFormForLargeCalls(monkeypatch: pytest.MonkeyPatch) -> None:
+    forms = []
+    monkeypatch.setattr(late_binding_arrays, "decide", lambda *a: forms.append("arrays"))
+    monkeypatch.setattr(
+        "metascheduler.placement.late_binding.decide_plain", lambda *a: forms.append("plain")
+    )
+    pending, providers, now = random_grid(1, providers=(20, 20), jobs=(100, 100))
+    LateBinding().decide(pending, providers, now)
+    many = pending * (ARRAYS_FROM // len(pending) // len(providers) + 1)
+    LateBinding().decide(many, providers, now)
+    assert forms == ["plain", "arrays"]
+
+
 def test_randomGrids_coverRefusalsAndIntegersBeyondInt64() -> None:
     """The generator reaches the cases the fast path treats apart (else the tests above would
     pass without trying them)."""
@@ -134,3 +156,10 @@ def test_randomGrids_coverRefusalsAndIntegersBeyondInt64() -> None:
         )
     assert refused_everywhere > 0
     assert huge > 0
+
+
+def test_bothForms_withNoProvider_sayItInWords() -> None:
+    pending, _, now = random_grid(3)
+    assert decisions_match(pending, [], now) == 0
+    reasons = {u.reason for u in late_binding_arrays.decide(pending, [], now).unplaceable}
+    assert reasons == {"no approved provider"}

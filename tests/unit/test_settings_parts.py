@@ -98,3 +98,15 @@ def test_the_oracle_reads_every_part(tmp_path: Path) -> None:
     s = OracleSettings.load(cfg, private_key=f"0x{'22' * 32}")
     assert (s.confirmations, s.start_block, s.receipt_timeout_s) == (5, 9, 7.5)
     assert s.database_url.endswith("o.db") and s.account().address.startswith("0x")
+
+
+def test_a_variable_of_a_part_a_service_does_not_read_is_left_alone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """One environment for every service (the demo gives the API the oracle's key): each takes
+    the variables it reads."""
+    monkeypatch.setenv("MS_PRIVATE_KEY", f"0x{'33' * 32}")
+    monkeypatch.setenv("MS_CONFIRMATIONS", "4")
+    monkeypatch.setenv("MS_DATABASE_URL", "sqlite:///var/other.db")
+    assert ApiSettings.load(None).database_url == "sqlite:///var/other.db"
+    assert AgentSettings.load(None).confirmations == 4

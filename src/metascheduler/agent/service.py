@@ -51,7 +51,7 @@ from metascheduler.agent.backends import (
     job_name,
     make_backend,
 )
-from metascheduler.agent.chainview import ChainView, Head
+from metascheduler.agent.chainview import ChainView, ClockOffset, Head
 from metascheduler.agent.decide import Context, Decision, decide
 from metascheduler.agent.outbox import Outbox
 from metascheduler.agent.outcomes import EXIT_LOST
@@ -138,6 +138,7 @@ class Agent:
         # Per round: the head, what every decision shares, the jobs admitted whose ACCEPT goes
         # out now (spec and view, to queue them once it is mined), and the refusals to send.
         self._head = Head(0, "", 0)
+        self._clock = ClockOffset()
         self._ctx = Context(self.address, 0, settings.time_limit_grace_s, settings.max_time_limit_s)
         self._accepting: dict[int, tuple[JobSpec, JobView]] = {}
         self._refusals: dict[int, str] = {}
@@ -243,10 +244,16 @@ class Agent:
         jobs = self.state.jobs
         views = self.chain.jobs(jobs) if jobs else {}
         statuses = self._backend_statuses(jobs.values())
-        # The contract compares with its block time; a quiet devnet's head lags the wall clock.
-        now = max(head.timestamp, int(time.time()))
+        # The contract compares with its block time; a quiet devnet's head lags it, so the
+        # chain's time is this host's shifted by the chain's clock offset (never before the
+        # head). The backend's times are this host's: they are reported in the chain's clock.
+        wall = time.time()
+        offset = self._clock.read(head, wall)
+        now = max(head.timestamp, int(wall + offset))
         s = self.settings
-        self._ctx = Context(self.address, now, s.time_limit_grace_s, s.max_time_limit_s)
+        self._ctx = Context(
+            self.address, now, s.time_limit_grace_s, s.max_time_limit_s, clock_offset=offset
+        )
         confirmed = self._confirmed_views(views, head)
 
         expire: list[int] = []
@@ -427,7 +434,7 @@ class Agent:
         if req is None:
             self._refusals[rec.job_id] = "no JobRequested event found for it"
             return None
-        verdict = admit(req, view, self.hardware, self.settings.labels)
+        verdict = admit(req, view, self.hardware, self.settings.labels, self.settings.min_run_s)
         if isinstance(verdict, Refusal):
             self._refusals[rec.job_id] = verdict.reason
             return None

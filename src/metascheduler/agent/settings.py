@@ -175,6 +175,10 @@ class AgentSettings(HistorySettings, SignerSettings):
     time_limit_grace_s: int = Field(default=120, ge=0)
     #: Longest time limit ever given to the backend (a free job is "funded" for ever).
     max_time_limit_s: int = Field(default=30 * 24 * 3600, ge=60)
+    #: A placed job whose escrow pays less than this many seconds at its price is refused: its
+    #: ACCEPT, START and COMPLETE would cost the provider more gas than it pays (the oracle
+    #: offers no such job; this guards against one placed all the same). 0: take any.
+    min_run_s: int = Field(default=60, ge=0)
 
     #: How far back the cursor rewinds when the chain reorganised under it.
     reorg_rewind_blocks: int = Field(default=64, ge=1)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from eth_utils import to_checksum_address
 
@@ -80,6 +81,7 @@ def replay_job(
     status: JobStatus | None = None
     cpus = gpus = mem_mb = 0
     placed_at: Position | None = None
+    accepted_at: int | None = None
     for ev in events:
         pos = (ev.block_number, ev.log_index)
         t = history.block_time(ev.block_number)
@@ -122,13 +124,20 @@ def replay_job(
             placed_at = pos
             a.fee_bps = history.fee_at(pos)
             a.started_at = None
+            accepted_at = None
             note = f"placed on {a.provider} at {_c(a.price_per_minute)}/min, fee {a.fee_bps} bps"
             _check_price(a, history, pos, ev, cpus, gpus, mem_mb)
         elif ev.name == "JobStatusChanged":
             status = JobStatus(args["to"])
+            if status == JobStatus.SCHEDULED:
+                accepted_at = t
             if status == JobStatus.RUNNING:
-                a.started_at = t
-                note = "started: metering from here"
+                a.started_at = _start(a, args, accepted_at, t, ev)
+                note = (
+                    "started: metering from here"
+                    if a.started_at == t
+                    else f"started: metering from the backend's start, {t - a.started_at} s earlier"
+                )
         elif ev.name == "JobReturned":
             status = JobStatus(args["to"])
             note = f"returned by {to_checksum_address(args['provider'])}: {args['reason']}"
@@ -220,6 +229,27 @@ def _check_price(
         )
 
 
+def _start(
+    a: JobAudit, args: dict[str, Any], accepted_at: int | None, t: int, ev: ChainEvent
+) -> int:
+    """Where metering started: the provider's reported start as the contract recorded it
+    (`since`), which the contract bounds between the acceptance and the START's block."""
+    since = args.get("since")
+    if since is None:  # a market from before starts carried the backend's time
+        return t
+    start = int(since)
+    earliest = accepted_at if accepted_at is not None else t
+    if not earliest <= start <= t:
+        a.flag(
+            "start",
+            f"metering starts at {start}, outside the acceptance ({earliest}) and the start's "
+            f"block ({t}) that bound it",
+            ev.block_number,
+            ev.tx_hash,
+        )
+    return start
+
+
 def _check_bill(
     a: JobAudit, frm: JobStatus | None, to: JobStatus, ev: ChainEvent, history: History
 ) -> None:
@@ -237,9 +267,29 @@ def _check_bill(
     )
     by_oracle = last_seen is not None
     billed_until = a.ended_at
+    reported = ev.args.get("billedUntil")
     if last_seen is not None:
         # Billed up to the provider's last sign of life, clamped between the start and the end.
         billed_until = min(max(last_seen, a.started_at or 0), a.ended_at)
+    elif ran and to in (JobStatus.FINISHED, JobStatus.FAILED) and reported is not None:
+        # The provider's completion: billed up to the backend's end it reported, which the
+        # contract bounds between the start and the completion's block.
+        billed_until = int(reported)
+        if not (a.started_at or 0) <= billed_until <= a.ended_at:
+            a.flag(
+                "bill",
+                f"billed up to {billed_until}, outside the start ({a.started_at}) and the "
+                f"completion's block ({a.ended_at}) that bound it",
+                blk,
+                tx,
+            )
+    if ran and reported is not None and int(reported) != billed_until:
+        a.flag(
+            "bill",
+            f"billed up to {reported}, but the rules give {billed_until}",
+            blk,
+            tx,
+        )
     if not ran:
         cost = 0
     else:
@@ -264,7 +314,7 @@ def _check_bill(
         f"{billed_until - (a.started_at or 0)} s to its last sign of life, capped by the escrow "
         f"{_c(escrow)}"
         if by_oracle
-        else f"{_c(price)}/min x {a.ended_at - (a.started_at or 0)} s, capped by the escrow "
+        else f"{_c(price)}/min x {billed_until - (a.started_at or 0)} s, capped by the escrow "
         f"{_c(escrow)}"
     )
     if act.cost != cost:

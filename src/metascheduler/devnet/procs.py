@@ -58,32 +58,3 @@ class Service:
 
 def python_module(module: str, *args: str) -> list[str]:
     return [sys.executable, "-m", module, *args]
-
-
-#: ``python -c CPU_PROFILED <out.prof> <module> <args...>``: the module under cProfile, each
-#: thread on its own CPU clock. ``-m cProfile`` counts wall time in the main thread only: a
-#: wait for a block looks busy, and work in other threads (the oracle's scheduler) is not seen.
-CPU_PROFILED = """
-import cProfile, pstats, runpy, sys, threading, time
-out, module = sys.argv[1], sys.argv[2]
-sys.argv = [module, *sys.argv[3:]]
-profiles = [cProfile.Profile(time.thread_time)]
-thread_run = threading.Thread.run
-def profiled_run(self):
-    profile = cProfile.Profile(time.thread_time)
-    profiles.append(profile)
-    profile.runcall(thread_run, self)
-threading.Thread.run = profiled_run
-try:
-    profiles[0].runcall(runpy.run_module, module, run_name="__main__", alter_sys=True)
-finally:
-    stats = pstats.Stats(profiles[0])
-    for profile in profiles[1:]:
-        stats.add(profile)
-    stats.dump_stats(out)
-"""
-
-
-def python_module_profiled(out: Path, module: str, *args: str) -> list[str]:
-    """``python_module(module, *args)`` writing its CPU profile to ``out`` when it ends."""
-    return [sys.executable, "-c", CPU_PROFILED, str(out), module, *args]

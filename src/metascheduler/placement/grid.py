@@ -1,7 +1,8 @@
 """The grid as one ``decide()`` call sees it: provider views, and which of them suit each job.
 
-The providers' capacities and prices are held as arrays, so that which providers suit a job, and
-at what price, is one vector expression over the whole grid rather than a loop per provider.
+For a large grid the providers' capacities and prices are also held as arrays (built on first
+use, so small calls never pay for them): which providers suit a job, and at what price, is then
+one vector expression over the whole grid rather than a loop per provider.
 """
 
 from __future__ import annotations
@@ -15,7 +16,14 @@ import numpy as np
 
 from metascheduler.billing import MB_PER_GB, price_per_minute
 
-from .eligibility import unplaceable_reason
+from .eligibility import (
+    NO_PROVIDER,
+    could_run,
+    missing_labels,
+    too_dear,
+    too_large,
+    unplaceable_reason,
+)
 from .model import PendingJob, ProviderState
 from .view import ProviderView
 
@@ -26,6 +34,7 @@ Shape = tuple[int, int, int, int, frozenset[str], frozenset[str]]
 shape_of: attrgetter[Shape] = attrgetter(
     "cpus", "gpus", "mem_mb", "max_price_per_minute", "labels", "refused_by"
 )
+_Row = tuple[ProviderView, int, int, int]  # a view and its capacity: CPUs, GPUs, memory
 
 # Prices and sizes below this multiply and add up in int64 without overflow (three products
 # under 2**60); larger ones, which the chain allows, are computed with Python's integers.
@@ -46,6 +55,78 @@ class Grid:
         self.now = now
         self.providers = providers
         self.views = [ProviderView(p, i, now) for i, p in enumerate(providers)]
+        self._suitable: dict[Shape, list[ProviderView] | str] = {}
+        # The alive views by label set, each with its capacity unpacked: a shape's providers are
+        # found by one tight filter over the groups that carry its labels.
+        self._groups: dict[frozenset[str], list[_Row]] = {}
+        for v in self.views:
+            s = v.state
+            if s.alive:
+                self._groups.setdefault(s.labels, []).append((v, s.cpus, s.gpus, s.mem_mb))
+        # The dearest prices anywhere: a shape whose max price covers them needs no price check.
+        self.dearest = tuple(
+            max((getattr(p, name) for p in providers), default=0)
+            for name in ("cpu_price", "gpu_price", "gb_price")
+        )
+        self._arrays: GridArrays | None = None
+
+    @property
+    def arrays(self) -> GridArrays:
+        if self._arrays is None:
+            self._arrays = GridArrays(self)
+        return self._arrays
+
+    def suitable(self, job: PendingJob) -> list[ProviderView] | str:
+        """The alive providers that could run the job, or why no provider ever could.
+
+        An empty list means the job is held: some provider could run it but none is alive.
+        """
+        shape = self.shape(job)
+        found = self._suitable.get(shape)
+        if found is None:
+            found = self._alive_that_could_run(job)
+            if not found:  # held (a silent provider could run it) or unplaceable
+                found = unplaceable_reason(job, self.providers) or found
+            elif job.refused_by:
+                left = [v for v in found if v.provider.lower() not in job.refused_by]
+                found = left or f"refused by every provider able to run it ({len(found)})"
+            self._suitable[shape] = found
+        return found
+
+    @staticmethod
+    def shape(job: PendingJob) -> Shape:
+        return shape_of(job)
+
+    def suits(self, job: PendingJob, view: ProviderView) -> bool:
+        """Is ``view`` among ``suitable(job)``?"""
+        return (
+            view.state.alive
+            and could_run(job, view.state)
+            and view.provider.lower() not in job.refused_by
+        )
+
+    def max_free_cpus(self) -> int:
+        return max((v.free_cpus for v in self.views if v.state.alive), default=0)
+
+    def _alive_that_could_run(self, job: PendingJob) -> list[ProviderView]:
+        c, g, m, labels = job.cpus, job.gpus, job.mem_mb, job.labels
+        found = []
+        for carried, rows in self._groups.items():
+            if labels <= carried:
+                found += [v for v, pc, pg, pm in rows if c <= pc and g <= pg and m <= pm]
+        most = job.max_price_per_minute
+        if price_per_minute(c, g, m, *self.dearest) > most:
+            found = [v for v in found if price_per_minute(c, g, m, *v.prices) <= most]
+        return found
+
+
+class GridArrays:
+    """The grid's capacities and prices as arrays, and the suitable providers of each shape as
+    an array of their indices."""
+
+    def __init__(self, grid: Grid) -> None:
+        providers = grid.providers
+        self._grid = grid
         self.cpus = int_array(p.cpus for p in providers)
         self.gpus = int_array(p.gpus for p in providers)
         self.mem = int_array(p.mem_mb for p in providers)
@@ -57,8 +138,6 @@ class Grid:
             int_array(()),
         )
         self._small_prices = all(0 <= x < _SMALL for row in prices for x in row)
-        # The dearest prices anywhere: a shape whose max price covers them needs no price check.
-        self._dearest = tuple(max(col, default=0) for col in zip(*prices, strict=True)) or (0, 0, 0)
         # Providers by label set: a job's labels are checked once per distinct set carried.
         carried: dict[frozenset[str], int] = {}
         self._label_set = np.array(
@@ -67,25 +146,19 @@ class Grid:
         self._carried = list(carried)
         self._carrying: dict[frozenset[str], np.ndarray] = {}
         self._suitable: dict[Shape, np.ndarray | str] = {}
-        self._suitable_views: dict[Shape, list[ProviderView] | str] = {}
 
-    def suitable_indices(self, job: PendingJob) -> np.ndarray | str:
-        """The alive providers that could run the job (their indices, ascending), or why no
-        provider ever could.
-
-        An empty array means the job is held: some provider could run it but none is alive.
-        """
+    def suitable(self, job: PendingJob) -> np.ndarray | str:
+        """``Grid.suitable``, as the providers' indices (ascending)."""
         shape = shape_of(job)
         found = self._suitable.get(shape)
         if found is None:
             found = self._alive_that_could_run(job)
             if not len(found):  # held (a silent provider could run it) or unplaceable
-                found = unplaceable_reason(job, self.providers) or found
+                found = self._unplaceable_reason(job) or found
             elif job.refused_by:
+                providers = self._grid.providers
                 left = [
-                    i
-                    for i in found.tolist()
-                    if self.providers[i].provider.lower() not in job.refused_by
+                    i for i in found.tolist() if providers[i].provider.lower() not in job.refused_by
                 ]
                 found = (
                     np.array(left, dtype=np.intp)
@@ -93,17 +166,6 @@ class Grid:
                     else f"refused by every provider able to run it ({len(found)})"
                 )
             self._suitable[shape] = found
-        return found
-
-    def suitable(self, job: PendingJob) -> list[ProviderView] | str:
-        """``suitable_indices`` as the providers' views."""
-        shape = shape_of(job)
-        found = self._suitable_views.get(shape)
-        if found is None:
-            indices = self.suitable_indices(job)
-            views = self.views
-            found = indices if isinstance(indices, str) else [views[i] for i in indices.tolist()]
-            self._suitable_views[shape] = found
         return found
 
     def prices(self, job: PendingJob, indices: np.ndarray) -> np.ndarray:
@@ -121,9 +183,26 @@ class Grid:
         able &= self.mem >= job.mem_mb
         found = np.flatnonzero(able)
         most = job.max_price_per_minute
-        if price_per_minute(job.cpus, job.gpus, job.mem_mb, *self._dearest) <= most:
+        if price_per_minute(job.cpus, job.gpus, job.mem_mb, *self._grid.dearest) <= most:
             return found
         return found[self.prices(job, found) <= most]
+
+    def _unplaceable_reason(self, job: PendingJob) -> str | None:
+        """``eligibility.unplaceable_reason``, over the arrays."""
+        if not len(self.cpus):
+            return NO_PROVIDER
+        labelled = np.flatnonzero(self._carries(job.labels))
+        if not len(labelled):
+            return missing_labels(job)
+        cpus, gpus, mem = self.cpus[labelled], self.gpus[labelled], self.mem[labelled]
+        big_enough = labelled[(cpus >= job.cpus) & (gpus >= job.gpus) & (mem >= job.mem_mb)]
+        if not len(big_enough):
+            largest = np.lexsort((mem, gpus, cpus))[-1]
+            return too_large(job, int(cpus[largest]), int(gpus[largest]), int(mem[largest]))
+        cheapest = int(self.prices(job, big_enough).min())
+        if cheapest > job.max_price_per_minute:
+            return too_dear(job, cheapest)
+        return None
 
     def _carries(self, labels: frozenset[str]) -> np.ndarray:
         """Which providers carry all these labels."""

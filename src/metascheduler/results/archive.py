@@ -19,6 +19,7 @@ regular files and folders, every path inside the destination.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -69,7 +70,8 @@ class ArchiveHeader:
 class Packed:
     """An encrypted archive on disk: its size, and the SHA-256 of its bytes (what is stored)."""
 
-    path: Path
+    #: None when the archive was only handed to a sink (its parts uploaded as it was packed).
+    path: Path | None
     size: int
     sha256: bytes
     files: int
@@ -85,7 +87,7 @@ class _EncryptingWriter(io.RawIOBase):
 
     def __init__(
         self,
-        out: IO[bytes],
+        out: IO[bytes] | None,
         header: ArchiveHeader,
         job_key: bytes,
         sink: Callable[[bytes], None] | None = None,
@@ -107,7 +109,8 @@ class _EncryptingWriter(io.RawIOBase):
         return True
 
     def _emit(self, data: bytes) -> None:
-        self._out.write(data)
+        if self._out is not None:
+            self._out.write(data)
         if self._sink is not None:
             self._sink(data)
         self.sha.update(data)
@@ -186,7 +189,7 @@ def size_bound(src: Path) -> int:
 
 def pack(
     src: Path,
-    dest: Path,
+    dest: Path | None,
     *,
     deployment: Deployment,
     job_id: int,
@@ -196,9 +199,11 @@ def pack(
     sink: Callable[[bytes], None] | None = None,
 ) -> Packed:
     """Packs the regular files and folders under `src` (a missing `src` packs nothing) into the
-    encrypted archive `dest`, handing every byte written to `sink` too when given. Symbolic
-    links and special files are left out: a link could point anywhere on the provider's
-    machine."""
+    encrypted archive `dest`, handing every byte written to `sink` too when given (with no
+    `dest`, to `sink` alone: the uploader keeps no copy). Symbolic links and special files are
+    left out: a link could point anywhere on the provider's machine."""
+    if dest is None and sink is None:
+        raise ValueError("pack needs a dest file, a sink, or both")
     src = Path(src)
     plain = check_size(src, job_id, max_bytes)
     header = ArchiveHeader(
@@ -210,9 +215,11 @@ def pack(
         nonce_prefix=os.urandom(8).hex(),
     )
     files = 0
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(dest.name + ".part")
-    with open(tmp, "wb") as out:
+    tmp = None
+    if dest is not None:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(dest.name + ".part")
+    with open(tmp, "wb") if tmp is not None else contextlib.nullcontext() as out:
         enc = _EncryptingWriter(out, header, job_key, sink)
         zw = zstandard.ZstdCompressor(level=ZSTD_LEVEL).stream_writer(
             cast(IO[bytes], enc), closefd=False
@@ -223,9 +230,11 @@ def pack(
                 files += is_file
         zw.flush(zstandard.FLUSH_FRAME)
         enc.finish()
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(tmp, dest)
+        if out is not None:
+            out.flush()
+            os.fsync(out.fileno())
+    if dest is not None and tmp is not None:
+        os.replace(tmp, dest)
     return Packed(dest, enc.size, enc.sha.digest(), files, plain)
 
 

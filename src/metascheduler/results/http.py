@@ -98,11 +98,12 @@ class ResultsApi:
         wrapped_key: bytes,
         max_bytes: int | None = None,
     ) -> Packed:
-        """Packs the outputs under `src` into the encrypted archive `dest` (`archive.pack`) and
-        uploads it. Parts of a multipart upload go up while the packing goes on, so the two
-        overlap; the upload is planned on `archive.size_bound`, and the parts past the archive's
-        end are left unused. Raises ResultsError (over the cap), ApiRefused, or ApiUnavailable
-        (call again: the outputs are packed anew)."""
+        """Packs the outputs under `src` (`archive.pack`) and uploads them. A small archive is
+        written to `dest` and put in one request; a larger one goes up in parts while the
+        packing goes on, so the two overlap, and is kept nowhere else (its `path` is None). The
+        upload is planned on `archive.size_bound`; the parts past the archive's end go unused.
+        Raises ResultsError (over the cap), ApiRefused, or ApiUnavailable (call again: the
+        outputs are packed anew)."""
         archive.check_size(src, job_id, max_bytes)
         header = {grant.HEADER: grant.sign(account, grant.PUT_OUTPUTS, deployment, job_id)}
         plan = self._send(
@@ -112,10 +113,10 @@ class ResultsApi:
             headers=header,
         )
 
-        def pack(sink: Any = None) -> Packed:
+        def pack(to: Path | None, sink: Any = None) -> Packed:
             return archive.pack(
                 src,
-                dest,
+                to,
                 deployment=deployment,
                 job_id=job_id,
                 job_key=job_key,
@@ -126,13 +127,14 @@ class ResultsApi:
 
         etags: dict[int, str] = {}
         if plan["url"]:
-            packed = pack()
-            with open(packed.path, "rb") as f:
+            packed = pack(dest)
+            with open(dest, "rb") as f:
                 _put(plan["url"], _file_chunks(f, packed.size), packed.size)
         else:
             sender = _PartSender(plan["parts"], int(plan["part_bytes"]))
             try:
-                packed = pack(sender.feed)
+                # No copy on disk: a retry packs anew.
+                packed = pack(None, sender.feed)
                 etags = sender.finish()
             finally:
                 sender.close()
@@ -144,13 +146,16 @@ class ResultsApi:
     ) -> dict[str, Any]:
         """Uploads an encrypted archive through the URLs the API issues (multipart when large)
         and records it. Raises ApiUnavailable on any transfer failure: call again to retry."""
+        path = packed.path
+        if path is None:
+            raise ValueError("this archive was packed to no file: upload it with pack_and_upload")
         header = {grant.HEADER: grant.sign(account, grant.PUT_OUTPUTS, deployment, job_id)}
         plan = self._send(
             "POST", f"/api/jobs/{job_id}/outputs/upload", json={"size": packed.size}, headers=header
         )
         etags: dict[int, str] = {}
         if plan["url"]:
-            with open(packed.path, "rb") as f:
+            with open(path, "rb") as f:
                 _put(plan["url"], _file_chunks(f, packed.size), packed.size)
         else:
             part = int(plan["part_bytes"])
@@ -158,7 +163,7 @@ class ResultsApi:
             def put_part(p: dict[str, Any]) -> tuple[int, str]:
                 n = int(p["number"])
                 length = min(part, packed.size - (n - 1) * part)
-                with open(packed.path, "rb") as f:
+                with open(path, "rb") as f:
                     f.seek((n - 1) * part)
                     return n, _put(p["url"], _file_chunks(f, length), length)
 
