@@ -4,7 +4,6 @@ Plain data in, decisions out, no I/O and no state between calls. The oracle and 
 call the same code. Imports nothing of ours but the pure :mod:`metascheduler.billing` leaf.
 """
 
-from .grid import cheapest_prices
 from .model import (
     Decisions,
     PendingJob,
@@ -26,6 +25,5 @@ __all__ = [
     "ProviderState",
     "RunningJob",
     "Unplaceable",
-    "cheapest_prices",
     "get_policy",
 ]
