@@ -64,7 +64,7 @@ class Grid:
             if s.alive:
                 self._groups.setdefault(s.labels, []).append((v, s.cpus, s.gpus, s.mem_mb))
         # The dearest prices anywhere: a shape whose max price covers them needs no price check.
-        self.dearest = tuple(
+        self._dearest = tuple(
             max((getattr(p, name) for p in providers), default=0)
             for name in ("cpu_price", "gpu_price", "gb_price")
         )
@@ -73,7 +73,7 @@ class Grid:
     @property
     def arrays(self) -> GridArrays:
         if self._arrays is None:
-            self._arrays = GridArrays(self)
+            self._arrays = GridArrays(self.providers)
         return self._arrays
 
     def suitable(self, job: PendingJob) -> list[ProviderView] | str:
@@ -115,7 +115,7 @@ class Grid:
             if labels <= carried:
                 found += [v for v, pc, pg, pm in rows if c <= pc and g <= pg and m <= pm]
         most = job.max_price_per_minute
-        if price_per_minute(c, g, m, *self.dearest) > most:
+        if price_per_minute(c, g, m, *self._dearest) > most:
             found = [v for v in found if price_per_minute(c, g, m, *v.prices) <= most]
         return found
 
@@ -124,9 +124,8 @@ class GridArrays:
     """The grid's capacities and prices as arrays, and the suitable providers of each shape as
     an array of their indices."""
 
-    def __init__(self, grid: Grid) -> None:
-        providers = grid.providers
-        self._grid = grid
+    def __init__(self, providers: Sequence[ProviderState]) -> None:
+        self.providers = providers
         self.cpus = int_array(p.cpus for p in providers)
         self.gpus = int_array(p.gpus for p in providers)
         self.mem = int_array(p.mem_mb for p in providers)
@@ -138,6 +137,7 @@ class GridArrays:
             int_array(()),
         )
         self._small_prices = all(0 <= x < _SMALL for row in prices for x in row)
+        self._dearest = tuple(max(col, default=0) for col in zip(*prices, strict=True)) or (0, 0, 0)
         # Providers by label set: a job's labels are checked once per distinct set carried.
         carried: dict[frozenset[str], int] = {}
         self._label_set = np.array(
@@ -156,7 +156,7 @@ class GridArrays:
             if not len(found):  # held (a silent provider could run it) or unplaceable
                 found = self._unplaceable_reason(job) or found
             elif job.refused_by:
-                providers = self._grid.providers
+                providers = self.providers
                 left = [
                     i for i in found.tolist() if providers[i].provider.lower() not in job.refused_by
                 ]
@@ -183,7 +183,7 @@ class GridArrays:
         able &= self.mem >= job.mem_mb
         found = np.flatnonzero(able)
         most = job.max_price_per_minute
-        if price_per_minute(job.cpus, job.gpus, job.mem_mb, *self._grid.dearest) <= most:
+        if price_per_minute(job.cpus, job.gpus, job.mem_mb, *self._dearest) <= most:
             return found
         return found[self.prices(job, found) <= most]
 
