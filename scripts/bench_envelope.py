@@ -64,7 +64,7 @@ def noop_seconds(backend: LocalBackend, job_id: int) -> float:
     job = BackendJob(job_id, validate_spec({"name": "noop", "command": ["true"]}), 60)
     t = time.perf_counter()
     native = backend.submit(job)
-    while not backend.status([native])[native].state.is_terminal:
+    while not backend.status([native])[native].status.is_terminal:
         time.sleep(0.005)
     return time.perf_counter() - t
 

@@ -1,10 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 pragma solidity ^0.8.26;
 
-import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
 import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
-import {IERC20Permit} from "@openzeppelin/contracts/token/ERC20/extensions/IERC20Permit.sol";
-import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
 
 import {
     IJobMarket,
@@ -19,21 +16,21 @@ import {
     ProviderStep,
     JobView
 } from "./interfaces/IJobMarket.sol";
+import {Billing} from "./libraries/Billing.sol";
+import {CreditLedger} from "./base/CreditLedger.sol";
+import {ProviderRegistry} from "./base/ProviderRegistry.sol";
 
 /// @title JobMarket
-/// @notice Credits, the provider registry and the job state machine of metascheduler.
-/// @dev Credits live inside this contract as balances: a job's lifecycle moves numbers between
-/// balances and escrows and never transfers tokens, which keeps it cheap. Invariant (tested):
-/// `credit.balanceOf(this) == sum(balances) + sum(escrow of live jobs) + accruedFees`.
-///
-/// Billing: a running job costs `pricePerMinute * elapsedSeconds / 60` (rounded down, in the
-/// customer's favour), capped by its escrow. `metascheduler/billing.py` mirrors this arithmetic.
-/// Credits that reach the contract outside `deposit` (a plain transfer) are a surplus above the
-/// invariant, which only the admin's `sweepSurplus` moves.
-contract JobMarket is IJobMarket, AccessControl {
-    using SafeERC20 for IERC20;
-
+/// @notice The job state machine of metascheduler, over its credit ledger (`CreditLedger`) and
+/// provider registry (`ProviderRegistry`).
+/// @dev Billing: a running job costs `pricePerMinute * elapsedSeconds / 60` (rounded down, in the
+/// customer's favour), capped by its escrow (`Billing`, which `metascheduler/billing.py` mirrors).
+/// Credits that reach the contract outside `deposit` (a plain transfer) are a surplus above what
+/// the market owes, which only the admin's `sweepSurplus` moves.
+contract JobMarket is CreditLedger, ProviderRegistry {
+    /// @inheritdoc IJobMarket
     uint256 public constant MAX_FEE_BPS = 2_000;
+    /// @inheritdoc IJobMarket
     uint256 public constant MAX_SPEC_BYTES = 16_384;
     int256 private constant NO_EXIT_CODE = -1;
 
@@ -63,19 +60,6 @@ contract JobMarket is IJobMarket, AccessControl {
         uint96 escrow;
     }
 
-    /// @dev Provider record, one slot: status (8) | nodes (16) | cpus (32) | gpus (24) | memMb (40)
-    /// | cpuPrice (40) | gpuPrice (40) | gbPrice (40).
-    struct Provider {
-        ProviderStatus status;
-        uint16 nodes;
-        uint32 cpus;
-        uint24 gpus;
-        uint40 memMb;
-        uint40 cpuPrice;
-        uint40 gpuPrice;
-        uint40 gbPrice;
-    }
-
     /// @dev Settings read on the hot paths, one slot: oracle (160) | jobCount (48) | rulesId (16) |
     /// paused (8) | requestFee (24). A request reads it for `paused`, the next id and the fee, a
     /// placement for the oracle's address and the rules in force: one cold read each.
@@ -96,37 +80,18 @@ contract JobMarket is IJobMarket, AccessControl {
         uint32 startTimeout;
     }
 
-    /// @dev A provider's number and ban, one slot read by every provider step: id (32) | banned (8).
-    struct ProviderKey {
-        uint32 id;
-        bool banned;
-    }
-
-    IERC20 public immutable credit;
-
     Config private _config;
     mapping(uint16 rulesId => Rules) private _rules;
-    uint256 public accruedFees;
-    mapping(address account => uint256) private _balances;
-    mapping(address provider => Provider) private _providers;
-    /// @dev A provider's number, given at its first registration and kept for good (also across
-    /// removal), so that a job stores 32 bits for its provider instead of an address; and its ban,
-    /// beside it so that a provider step reads both at once.
-    mapping(address provider => ProviderKey) private _keys;
-    mapping(uint32 providerId => address) private _providerAddrs;
-    uint32 private _providerCount;
     mapping(uint256 jobId => Job) private _jobs;
-    /// @dev Credits the contract owes: sum of balances + live escrows + accrued fees, moved only
-    /// by deposits and withdrawals. The token it holds above this is the sweepable surplus.
-    uint256 private _owed;
 
     /// @param credit_ The ERC-20 (with permit) that credits are paid in.
     /// @param admin Holder of DEFAULT_ADMIN_ROLE: approves providers, sets fees and timeouts, pauses.
     /// @param oracle_ The oracle: places jobs, reclaims stale placements, fails silent providers' jobs.
     /// @param acceptTimeout Seconds a provider has to accept a placement before the oracle may reclaim it.
     /// @param startTimeout Seconds a queued (SCHEDULED) job may wait to start before it may be reclaimed.
-    constructor(IERC20 credit_, address admin, address oracle_, uint32 acceptTimeout, uint32 startTimeout) {
-        credit = credit_;
+    constructor(IERC20 credit_, address admin, address oracle_, uint32 acceptTimeout, uint32 startTimeout)
+        CreditLedger(credit_)
+    {
         _grantRole(DEFAULT_ADMIN_ROLE, admin);
         _config = Config({oracle: oracle_, jobCount: 0, rulesId: 0, paused: false, requestFee: 0});
         _rules[0] = Rules(0, acceptTimeout, startTimeout);
@@ -138,137 +103,6 @@ contract JobMarket is IJobMarket, AccessControl {
     function _onlyOracle() private view returns (Config memory cfg) {
         cfg = _config;
         if (msg.sender != cfg.oracle) revert MarketNotOracle(msg.sender, cfg.oracle);
-    }
-
-    // ================================================================ credits
-
-    /// @inheritdoc IJobMarket
-    function deposit(uint256 amount) external {
-        _deposit(amount);
-    }
-
-    /// @inheritdoc IJobMarket
-    function depositWithPermit(uint256 amount, uint256 deadline, uint8 v, bytes32 r, bytes32 s) external {
-        // A permit seen in the mempool can be front-run by anyone; the allowance it set still
-        // serves this deposit, so a failed permit is not fatal (OpenZeppelin's advice).
-        try IERC20Permit(address(credit)).permit(msg.sender, address(this), amount, deadline, v, r, s) {} catch {}
-        _deposit(amount);
-    }
-
-    /// @inheritdoc IJobMarket
-    function withdraw(uint256 amount) external {
-        if (amount == 0) revert MarketZeroAmount();
-        uint256 balance = _balances[msg.sender];
-        if (balance < amount) revert MarketInsufficientBalance(msg.sender, balance, amount);
-        unchecked {
-            _balances[msg.sender] = balance - amount;
-            _owed -= amount; // the balance was part of it
-        }
-        emit Withdrawn(msg.sender, amount);
-        credit.safeTransfer(msg.sender, amount);
-    }
-
-    /// @inheritdoc IJobMarket
-    function balanceOf(address account) external view returns (uint256) {
-        return _balances[account];
-    }
-
-    /// @notice Admin: moves `amount` of accrued fees to `to`'s wallet.
-    function withdrawFees(address to, uint256 amount) external onlyRole(DEFAULT_ADMIN_ROLE) {
-        if (amount == 0) revert MarketZeroAmount();
-        uint256 fees = accruedFees;
-        if (fees < amount) revert MarketInsufficientBalance(address(this), fees, amount);
-        accruedFees = fees - amount;
-        unchecked {
-            _owed -= amount; // the fees were part of it
-        }
-        emit FeesWithdrawn(to, amount);
-        credit.safeTransfer(to, amount);
-    }
-
-    /// @notice Admin: moves the credits the market holds above what it owes (balances, live
-    /// escrows and accrued fees), which only a plain ERC-20 transfer to the market can create,
-    /// to `to`'s wallet: a sender who transferred by mistake can be given them back.
-    function sweepSurplus(address to) external onlyRole(DEFAULT_ADMIN_ROLE) {
-        uint256 surplus = credit.balanceOf(address(this)) - _owed;
-        // Nothing to sweep. A transfer that lands before this call only adds to what is swept,
-        // whole, so no one can make a sweep fail or take less by moving the balance.
-        // slither-disable-next-line incorrect-equality
-        if (surplus == 0) revert MarketZeroAmount();
-        emit SurplusSwept(to, surplus);
-        credit.safeTransfer(to, surplus);
-    }
-
-    function _deposit(uint256 amount) private {
-        if (amount == 0) revert MarketZeroAmount();
-        _balances[msg.sender] += amount;
-        _owed += amount;
-        emit Deposited(msg.sender, amount);
-        credit.safeTransferFrom(msg.sender, address(this), amount);
-    }
-
-    // ================================================================ providers
-
-    /// @inheritdoc IJobMarket
-    function registerProvider(Hardware calldata hardware, Prices calldata prices, string[] calldata labels) external {
-        if (hardware.nodes == 0 || hardware.cpus == 0) revert ProviderInvalidHardware();
-        Provider storage p = _providers[msg.sender];
-        ProviderStatus status = p.status;
-        if (status == ProviderStatus.BANNED) revert ProviderBanned(msg.sender);
-        if (status == ProviderStatus.NONE) status = ProviderStatus.REGISTERED;
-        if (_keys[msg.sender].id == 0) {
-            uint32 id = ++_providerCount; // 2^32 registrations will not happen
-            _keys[msg.sender].id = id;
-            _providerAddrs[id] = msg.sender;
-        }
-        _providers[msg.sender] = Provider({
-            status: status,
-            nodes: hardware.nodes,
-            cpus: hardware.cpus,
-            gpus: hardware.gpus,
-            memMb: hardware.memMb,
-            cpuPrice: prices.cpu,
-            gpuPrice: prices.gpu,
-            gbPrice: prices.gb
-        });
-        emit ProviderRegistered(msg.sender, hardware, prices, labels);
-    }
-
-    /// @inheritdoc IJobMarket
-    function approveProvider(address provider) external onlyRole(DEFAULT_ADMIN_ROLE) {
-        ProviderStatus from = _providers[provider].status;
-        if (from != ProviderStatus.REGISTERED) revert ProviderNotFound(provider);
-        _providers[provider].status = ProviderStatus.APPROVED;
-        emit ProviderStatusChanged(provider, from, ProviderStatus.APPROVED);
-    }
-
-    /// @inheritdoc IJobMarket
-    function banProvider(address provider) external onlyRole(DEFAULT_ADMIN_ROLE) {
-        ProviderStatus from = _providers[provider].status;
-        if (from == ProviderStatus.NONE || from == ProviderStatus.BANNED) revert ProviderNotFound(provider);
-        _providers[provider].status = ProviderStatus.BANNED;
-        _keys[provider].banned = true;
-        emit ProviderStatusChanged(provider, from, ProviderStatus.BANNED);
-    }
-
-    /// @inheritdoc IJobMarket
-    function removeProvider(address provider) external onlyRole(DEFAULT_ADMIN_ROLE) {
-        ProviderStatus from = _providers[provider].status;
-        if (from == ProviderStatus.NONE) revert ProviderNotFound(provider);
-        // A ban is for good: removing the record would let the provider register afresh.
-        if (from == ProviderStatus.BANNED) revert ProviderBanned(provider);
-        delete _providers[provider];
-        emit ProviderStatusChanged(provider, from, ProviderStatus.NONE);
-    }
-
-    /// @notice A provider's record: standing, hardware and prices.
-    function getProvider(address provider)
-        external
-        view
-        returns (ProviderStatus status, Hardware memory hardware, Prices memory prices)
-    {
-        Provider memory p = _providers[provider];
-        return (p.status, Hardware(p.nodes, p.cpus, p.gpus, p.memMb), Prices(p.cpuPrice, p.gpuPrice, p.gbPrice));
     }
 
     // ================================================================ customers
@@ -344,14 +178,14 @@ contract JobMarket is IJobMarket, AccessControl {
 
     /// @inheritdoc IJobMarket
     function placeJob(Placement calldata placement) external {
-        _orRevert(_place(placement, _onlyOracle().rulesId));
+        _orRevert(_tryPlace(placement, _onlyOracle().rulesId));
     }
 
     /// @inheritdoc IJobMarket
     function placeJobs(Placement[] calldata placements) external returns (uint256 done) {
         uint16 rulesId = _onlyOracle().rulesId;
         for (uint256 i; i < placements.length; ++i) {
-            done += _report(i, placements[i].jobId, _place(placements[i], rulesId));
+            done += _report(i, placements[i].jobId, _tryPlace(placements[i], rulesId));
         }
     }
 
@@ -359,7 +193,7 @@ contract JobMarket is IJobMarket, AccessControl {
     function reclaimJobs(uint256[] calldata jobIds) external returns (uint256 done) {
         _onlyOracle();
         for (uint256 i; i < jobIds.length; ++i) {
-            done += _report(i, jobIds[i], _reclaim(jobIds[i]));
+            done += _report(i, jobIds[i], _tryReclaim(jobIds[i]));
         }
     }
 
@@ -367,7 +201,7 @@ contract JobMarket is IJobMarket, AccessControl {
     function failJobs(SilentJob[] calldata jobs) external returns (uint256 done) {
         _onlyOracle();
         for (uint256 i; i < jobs.length; ++i) {
-            done += _report(i, jobs[i].jobId, _failSilent(jobs[i].jobId, jobs[i].lastSeen));
+            done += _report(i, jobs[i].jobId, _tryFailSilent(jobs[i].jobId, jobs[i].lastSeen));
         }
     }
 
@@ -375,24 +209,24 @@ contract JobMarket is IJobMarket, AccessControl {
 
     /// @inheritdoc IJobMarket
     function acceptJob(uint256 jobId) external {
-        _orRevert(_step(jobId, ProviderAction.ACCEPT, 0, 0));
+        _orRevert(_tryStep(jobId, ProviderAction.ACCEPT, 0, 0, 0));
     }
 
     /// @inheritdoc IJobMarket
-    function startJob(uint256 jobId) external {
-        _orRevert(_step(jobId, ProviderAction.START, 0, 0));
+    function startJob(uint256 jobId, uint256 startedAt) external {
+        _orRevert(_tryStep(jobId, ProviderAction.START, 0, 0, startedAt));
     }
 
     /// @inheritdoc IJobMarket
-    function completeJob(uint256 jobId, int32 exitCode, bytes32 resultDigest) external {
-        _orRevert(_step(jobId, ProviderAction.COMPLETE, exitCode, resultDigest));
+    function completeJob(uint256 jobId, int32 exitCode, bytes32 resultDigest, uint256 endedAt) external {
+        _orRevert(_tryStep(jobId, ProviderAction.COMPLETE, exitCode, resultDigest, endedAt));
     }
 
     /// @inheritdoc IJobMarket
     function providerBatch(ProviderStep[] calldata steps) external returns (uint256 done) {
         for (uint256 i; i < steps.length; ++i) {
             ProviderStep calldata s = steps[i];
-            done += _report(i, s.jobId, _step(s.jobId, s.action, s.exitCode, s.resultDigest));
+            done += _report(i, s.jobId, _tryStep(s.jobId, s.action, s.exitCode, s.resultDigest, s.at));
         }
     }
 
@@ -409,20 +243,19 @@ contract JobMarket is IJobMarket, AccessControl {
     /// @inheritdoc IJobMarket
     function expireJobs(uint256[] calldata jobIds) external returns (uint256 done) {
         for (uint256 i; i < jobIds.length; ++i) {
-            done += _report(i, jobIds[i], _expire(jobIds[i]));
+            done += _report(i, jobIds[i], _tryExpire(jobIds[i]));
         }
     }
 
     // ================================================================ admin
 
-    /// @notice Admin: hands the oracle's role to `newOracle`.
+    /// @inheritdoc IJobMarket
     function setOracle(address newOracle) external onlyRole(DEFAULT_ADMIN_ROLE) {
         emit OracleChanged(_config.oracle, newOracle);
         _config.oracle = newOracle;
     }
 
-    /// @notice Admin: sets the platform fee, taken from what providers earn (at most MAX_FEE_BPS).
-    /// It applies to jobs placed from now on; placed jobs keep the fee they were placed with.
+    /// @inheritdoc IJobMarket
     function setFee(uint16 bps) external onlyRole(DEFAULT_ADMIN_ROLE) {
         if (bps > MAX_FEE_BPS) revert MarketFeeTooHigh(bps, MAX_FEE_BPS);
         Rules memory r = _rules[_config.rulesId];
@@ -431,8 +264,7 @@ contract JobMarket is IJobMarket, AccessControl {
         _newRules(r);
     }
 
-    /// @notice Admin: sets how long placements may wait to be accepted and to start. Like the
-    /// fee, they apply to jobs placed from now on; placed jobs keep the deadlines they were placed with.
+    /// @inheritdoc IJobMarket
     function setTimeouts(uint32 acceptTimeout, uint32 startTimeout) external onlyRole(DEFAULT_ADMIN_ROLE) {
         Rules memory r = _rules[_config.rulesId];
         r.acceptTimeout = acceptTimeout;
@@ -441,8 +273,7 @@ contract JobMarket is IJobMarket, AccessControl {
         emit TimeoutsChanged(acceptTimeout, startTimeout);
     }
 
-    /// @notice Admin: sets the fee, in credit units, that each new request pays to the platform
-    /// (not refunded, even on cancel): what a flood of requests costs its sender.
+    /// @inheritdoc IJobMarket
     function setRequestFee(uint256 fee) external onlyRole(DEFAULT_ADMIN_ROLE) {
         if (fee > type(uint24).max) revert MarketRequestFeeTooHigh(fee, type(uint24).max);
         emit RequestFeeChanged(_config.requestFee, fee);
@@ -459,13 +290,13 @@ contract JobMarket is IJobMarket, AccessControl {
         _config.rulesId = id;
     }
 
-    /// @notice Admin: stops new job requests. Everything else (ending, cancelling, withdrawing) goes on.
+    /// @inheritdoc IJobMarket
     function pause() external onlyRole(DEFAULT_ADMIN_ROLE) {
         _config.paused = true;
         emit RequestsPaused(msg.sender);
     }
 
-    /// @notice Admin: accepts new job requests again.
+    /// @inheritdoc IJobMarket
     function unpause() external onlyRole(DEFAULT_ADMIN_ROLE) {
         _config.paused = false;
         emit RequestsUnpaused(msg.sender);
@@ -497,7 +328,7 @@ contract JobMarket is IJobMarket, AccessControl {
         return _config.jobCount;
     }
 
-    /// @notice The oracle, fee (basis points), paused flag and placement timeouts.
+    /// @inheritdoc IJobMarket
     function config()
         external
         view
@@ -514,11 +345,6 @@ contract JobMarket is IJobMarket, AccessControl {
     }
 
     /// @inheritdoc IJobMarket
-    function quote(address provider, uint32 cpus, uint32 gpus, uint32 memMb) external view returns (uint256) {
-        return _pricePerMinute(_providers[provider], cpus, gpus, memMb);
-    }
-
-    /// @inheritdoc IJobMarket
     function fundedUntil(uint256 jobId) external view returns (uint256) {
         Job memory j = _jobs[jobId];
         // An existence check on a keccak256 hash, not a balance or a time (see getJob).
@@ -529,13 +355,16 @@ contract JobMarket is IJobMarket, AccessControl {
     }
 
     // ================================================================ state machine internals
-    // Each step returns the custom error it would revert with (ABI-encoded), or empty bytes on
-    // success: single calls revert with it, batches skip the item and report it.
+    // Each `_try` step returns the custom error it would revert with (ABI-encoded), or empty
+    // bytes on success: single calls revert with it, batches skip the item and report it.
 
-    bytes32 private constant _LIVE = bytes32(uint256(0x0f)); // PENDING..RUNNING
-    bytes32 private constant _PLACED = bytes32(uint256(0x06)); // META_SCHEDULED, SCHEDULED
+    /// @dev Sets of statuses as `JobUnexpectedStatus` reports them (bit i = JobStatus i), from
+    /// the enum: the live ones (PENDING up to RUNNING) and the placed ones.
+    bytes32 private constant _LIVE = bytes32((uint256(1) << (uint8(JobStatus.RUNNING) + 1)) - 1);
+    bytes32 private constant _PLACED =
+        bytes32((uint256(1) << uint8(JobStatus.META_SCHEDULED)) | (uint256(1) << uint8(JobStatus.SCHEDULED)));
 
-    function _place(Placement calldata pl, uint16 rulesId) private returns (bytes memory) {
+    function _tryPlace(Placement calldata pl, uint16 rulesId) private returns (bytes memory) {
         uint256 jobId = pl.jobId;
         Job storage job = _jobs[jobId];
         JobStatus status = job.status;
@@ -553,7 +382,7 @@ contract JobMarket is IJobMarket, AccessControl {
         if (t.cpus > p.cpus || t.gpus > p.gpus || t.memMb > p.memMb) {
             return abi.encodeWithSelector(JobDoesNotFit.selector, jobId, pl.provider);
         }
-        uint256 price = _pricePerMinute(p, t.cpus, t.gpus, t.memMb);
+        uint256 price = Billing.pricePerMinute(t.cpus, t.gpus, t.memMb, p.cpuPrice, p.gpuPrice, p.gbPrice);
         if (price > t.maxPricePerMinute) {
             return abi.encodeWithSelector(JobPriceAboveMax.selector, jobId, pl.provider, price, t.maxPricePerMinute);
         }
@@ -573,7 +402,9 @@ contract JobMarket is IJobMarket, AccessControl {
         return "";
     }
 
-    function _step(uint256 jobId, ProviderAction action, int32 exitCode, bytes32 resultDigest)
+    /// @dev `at` is the backend's time of a START or COMPLETE (see `startJob`, `completeJob`).
+    /// While SCHEDULED, `since` is the acceptance; while RUNNING, the start: each bounds `at`.
+    function _tryStep(uint256 jobId, ProviderAction action, int32 exitCode, bytes32 resultDigest, uint256 at)
         private
         returns (bytes memory err)
     {
@@ -583,18 +414,18 @@ contract JobMarket is IJobMarket, AccessControl {
         if (action == ProviderAction.ACCEPT) {
             (status, banned, err) = _providerOwns(jobId, job, _bit(JobStatus.META_SCHEDULED));
             if (err.length == 0) err = _notBanned(banned);
-            if (err.length == 0) _move(jobId, job, status, JobStatus.SCHEDULED);
+            if (err.length == 0) _move(jobId, job, status, JobStatus.SCHEDULED, block.timestamp);
         } else if (action == ProviderAction.START) {
             (status, banned, err) = _providerOwns(jobId, job, _bit(JobStatus.SCHEDULED));
             if (err.length == 0) err = _notBanned(banned);
-            if (err.length == 0) _move(jobId, job, status, JobStatus.RUNNING);
+            if (err.length == 0) _move(jobId, job, status, JobStatus.RUNNING, _within(at, job.since));
         } else {
             // A ban does not stop a running job: the compute delivered before and after it is
             // billed as usual.
             (status,, err) = _providerOwns(jobId, job, _bit(JobStatus.RUNNING));
             if (err.length == 0) {
                 JobStatus to = exitCode == 0 ? JobStatus.FINISHED : JobStatus.FAILED;
-                _end(jobId, job, status, to, msg.sender, block.timestamp, exitCode, resultDigest);
+                _end(jobId, job, status, to, msg.sender, _within(at, job.since), exitCode, resultDigest);
             }
         }
     }
@@ -604,7 +435,7 @@ contract JobMarket is IJobMarket, AccessControl {
         return "";
     }
 
-    function _reclaim(uint256 jobId) private returns (bytes memory) {
+    function _tryReclaim(uint256 jobId) private returns (bytes memory) {
         Job storage job = _jobs[jobId];
         JobStatus status = job.status;
         if (status != JobStatus.META_SCHEDULED && status != JobStatus.SCHEDULED) {
@@ -627,7 +458,7 @@ contract JobMarket is IJobMarket, AccessControl {
         return "";
     }
 
-    function _failSilent(uint256 jobId, uint256 lastSeen) private returns (bytes memory) {
+    function _tryFailSilent(uint256 jobId, uint256 lastSeen) private returns (bytes memory) {
         Job storage job = _jobs[jobId];
         JobStatus status = job.status;
         if (status != JobStatus.RUNNING) {
@@ -636,14 +467,11 @@ contract JobMarket is IJobMarket, AccessControl {
         // The provider stopped reporting. Its last sign of life is the evidence of compute
         // delivered: the job is billed up to it (never past now, never before the start), and
         // the customer gets the rest back.
-        uint256 since = job.since;
-        uint256 until = lastSeen < block.timestamp ? lastSeen : block.timestamp;
-        if (until < since) until = since;
-        _end(jobId, job, status, JobStatus.FAILED, _providerOf(job), until, NO_EXIT_CODE, 0);
+        _end(jobId, job, status, JobStatus.FAILED, _providerOf(job), _within(lastSeen, job.since), NO_EXIT_CODE, 0);
         return "";
     }
 
-    function _expire(uint256 jobId) private returns (bytes memory) {
+    function _tryExpire(uint256 jobId) private returns (bytes memory) {
         Job storage job = _jobs[jobId];
         JobStatus status = job.status;
         if (status != JobStatus.RUNNING) {
@@ -702,11 +530,19 @@ contract JobMarket is IJobMarket, AccessControl {
         return _providerAddrs[job.providerId];
     }
 
-    /// @dev A status change that moves no credits.
-    function _move(uint256 jobId, Job storage job, JobStatus from, JobStatus to) private {
+    /// @dev A status change that moves no credits; the job is in `to` since `since`.
+    function _move(uint256 jobId, Job storage job, JobStatus from, JobStatus to, uint256 since) private {
         job.status = to;
-        job.since = uint32(block.timestamp);
-        emit JobStatusChanged(jobId, from, to);
+        job.since = uint32(since); // at most the block's time
+        emit JobStatusChanged(jobId, from, to, since);
+    }
+
+    /// @dev A time a party reported, clamped between `earliest` and the block's time: a clock
+    /// running ahead of the chain's, or a report older than what it may claim, is bounded rather
+    /// than refused (refusing would strand the job). `earliest` is never after the block.
+    function _within(uint256 t, uint256 earliest) private view returns (uint256) {
+        if (t > block.timestamp) return block.timestamp;
+        return t < earliest ? earliest : t;
     }
 
     function _returnToPending(uint256 jobId, Job storage job, JobStatus from, string memory reason) private {
@@ -723,7 +559,8 @@ contract JobMarket is IJobMarket, AccessControl {
     /// @dev Ends a job: bills the running time up to `until` to `payee` (the job's provider;
     /// address(0) bills nothing), takes the fee from it, refunds the rest. The caller passes the
     /// provider because it often has it at hand (a completion is sent by it), which saves a cold
-    /// read. `until` is now, except for a silent provider's job (`_failSilent`).
+    /// read. `until` is now, except for a completion (the backend's end) and a silent provider's
+    /// job (its last sign of life), each clamped by `_within`.
     function _end(
         uint256 jobId,
         Job storage job,
@@ -736,29 +573,32 @@ contract JobMarket is IJobMarket, AccessControl {
     ) private {
         uint256 escrow = job.escrow;
         uint256 cost;
-        if (payee != address(0)) cost = _cost(job.pricePerMinute, until - job.since, escrow);
-        address customer = job.customer;
-        uint16 rulesId = job.rulesId;
+        if (payee != address(0)) cost = Billing.cost(job.pricePerMinute, until - job.since, escrow);
+        uint256 feeBps;
+        {
+            // Scoped: the stack holds every argument of JobEnded below.
+            address customer = job.customer;
+            if (cost != 0) feeBps = _rules[job.rulesId].feeBps;
 
-        job.status = to;
-        job.since = uint32(block.timestamp);
-        job.customer = address(0);
-        job.escrow = 0;
+            job.status = to;
+            job.since = uint32(block.timestamp);
+            job.customer = address(0);
+            job.escrow = 0;
 
+            if (escrow != cost) _balances[customer] += escrow - cost;
+        }
         uint256 fee;
         if (cost != 0) {
-            uint256 feeBps = _rules[rulesId].feeBps;
             if (feeBps != 0) {
-                fee = (cost * feeBps) / 10_000;
+                fee = Billing.fee(cost, feeBps);
                 accruedFees += fee;
             }
             _balances[payee] += cost - fee;
         }
-        uint256 refund = escrow - cost;
-        if (refund != 0) _balances[customer] += refund;
-        emit JobEnded(jobId, from, to, cost - fee, fee, refund, exitCode, resultDigest);
+        emit JobEnded(jobId, from, to, cost - fee, fee, escrow - cost, exitCode, resultDigest, until);
     }
 
+    /// @dev Takes `amount` from `account`'s balance (into an escrow or a fee), or reverts.
     function _debit(address account, uint256 amount) private {
         uint256 balance = _balances[account];
         if (balance < amount) revert MarketInsufficientBalance(account, balance, amount);
@@ -767,27 +607,13 @@ contract JobMarket is IJobMarket, AccessControl {
         }
     }
 
-    // ================================================================ arithmetic (mirrored in billing.py)
-
-    function _pricePerMinute(Provider memory p, uint256 cpus, uint256 gpus, uint256 memMb)
-        private
-        pure
-        returns (uint256)
-    {
-        return cpus * p.cpuPrice + gpus * p.gpuPrice + (memMb * p.gbPrice) / 1024;
-    }
-
-    function _cost(uint256 pricePerMinute, uint256 elapsed, uint256 escrow) private pure returns (uint256) {
-        uint256 full = (pricePerMinute * elapsed) / 60;
-        return full < escrow ? full : escrow;
-    }
-
-    /// @dev The first second at which `price * elapsed >= escrow * 60`; a free job never runs dry.
+    /// @dev The first second at which a job running since `since` has spent its escrow; a free
+    /// job never runs dry.
     function _fundedUntil(uint256 since, uint256 price, uint256 escrow) private pure returns (uint256) {
-        // A zero price (a free provider) is exact: it only guards the division below.
+        // A zero price (a free provider) is exact: it only guards the division in fundedSeconds.
         // slither-disable-next-line incorrect-equality
         if (price == 0) return type(uint256).max;
-        return since + (escrow * 60 + price - 1) / price;
+        return since + Billing.fundedSeconds(escrow, price);
     }
 
     // ================================================================ helpers

@@ -1,8 +1,11 @@
 """Prices, units and the billing arithmetic, written once for Python.
 
-This module mirrors the contract's arithmetic exactly (``contracts/src/JobMarket.sol``:
-``_pricePerMinute``, ``_bill`` and ``_fee``); ``tests/integration/test_billing_parity.py`` checks
-the two agree. It is a pure leaf: it imports nothing of ours, so placement may use it.
+This module mirrors the contract's arithmetic exactly, function for function: the ``Billing``
+library (``contracts/src/libraries/Billing.sol``: ``pricePerMinute``, ``cost``, ``fee``,
+``fundedSeconds``). ``contracts/test/Billing.fuzz.t.sol`` checks the contract bills by it, and
+``tests/integration/test_chain_market.py`` and ``test_audit.py`` check this module agrees with
+the contract's quotes and bills. It is a pure leaf: it imports nothing of ours, so placement may
+use it.
 
 Units: credits have 6 decimals (1 credit = 1_000_000 units). Prices are credit units per minute
 per CPU, per GPU and per GB of memory (1 GB = 1024 MB). Time is metered in whole seconds of
@@ -27,8 +30,9 @@ def price_per_minute(
     return cpus * cpu_price + gpus * gpu_price + (mem_mb * gb_price) // MB_PER_GB
 
 
-def cost(price: int, elapsed_s: int, escrow: int) -> int:
-    """What a run of ``elapsed_s`` seconds at ``price`` per minute costs, capped by the escrow."""
+def cost(*, price: int, elapsed_s: int, escrow: int) -> int:
+    """What a run of ``elapsed_s`` seconds at ``price`` per minute costs, capped by the escrow.
+    Keyword-only, as every function taking two amounts: a swap would not be caught otherwise."""
     if elapsed_s <= 0:
         return 0
     return min(escrow, (price * elapsed_s) // SECONDS_PER_MINUTE)
@@ -39,7 +43,7 @@ def fee(amount: int, fee_bps: int) -> int:
     return (amount * fee_bps) // BPS_DENOMINATOR
 
 
-def funded_seconds(escrow: int, price: int) -> int:
+def funded_seconds(*, escrow: int, price: int) -> int:
     """Seconds of running after which the escrow is spent (OUT_OF_CREDITS may be called).
 
     The contract allows OUT_OF_CREDITS once ``price * elapsed >= escrow * 60``, i.e. at

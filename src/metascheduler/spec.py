@@ -44,10 +44,16 @@ MAX_URL = 2048
 #: The label of providers that run container jobs.
 CONTAINER_LABEL = "container"
 MAX_INPUTS = 64
+#: Longest name of one file or folder, in UTF-8 bytes (Linux file systems' NAME_MAX).
+MAX_NAME_BYTES = 255
 MAX_SPEC_BYTES = 16 * 1024
 """Largest encoded spec: it travels in calldata and in an event, paid for in gas."""
 MAX_SOURCE_BYTES = 64 * 1024
 """Largest YAML/JSON file accepted before parsing (comments and whitespace allowed)."""
+MAX_SPEC_DEPTH = 8
+"""Deepest nesting of mappings and lists read: a valid spec nests 3 levels (``inputs[0].url``).
+Checked before anything recursive reads the spec, so that a few kB of ``[[[[`` are refused in
+words whatever Python's recursion limit is, not by a ``RecursionError`` far from the input."""
 DOCS = "docs/job-spec.md"
 
 # Variables the backends set for every job; a spec may not override them.
@@ -155,6 +161,12 @@ class Input(_Strict):
             raise ValueError(
                 f"{v!r} must be a plain relative path under the job's folder (like data/in.csv): "
                 "no leading /, no . or .. parts, no empty parts, no control characters"
+            )
+        longest = max(len(p.encode("utf-8", "surrogatepass")) for p in parts)
+        if longest > MAX_NAME_BYTES:
+            raise ValueError(
+                f"a part of {v[:40]!r}... is {longest} bytes in UTF-8, more than the "
+                f"{MAX_NAME_BYTES} any file system takes for one name: shorten it"
             )
         return v
 
@@ -377,6 +389,8 @@ def _errors(exc: ValidationError) -> list[str]:
 
 def validate_spec(data: object, source: str | None = None) -> JobSpec:
     """A ``JobSpec`` from already-parsed data (a dict), or ``SpecError``."""
+    if _object_depth(data) > MAX_SPEC_DEPTH:
+        raise SpecError([_too_deep(f"more than {MAX_SPEC_DEPTH} levels")], source)
     if not isinstance(data, dict):
         kind = "empty" if data is None else f"a {type(data).__name__}"
         raise SpecError(
@@ -409,7 +423,9 @@ def parse_spec(text: str, source: str | None = None) -> JobSpec:
     if len(text.encode("utf-8", "surrogatepass")) > MAX_SOURCE_BYTES:
         raise SpecError([f"file is larger than {MAX_SOURCE_BYTES} bytes; a spec is small"], source)
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_ShallowLoader)  # a SafeLoader, bounded in depth
+    except _TooDeep as exc:
+        raise SpecError([str(exc)], source) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -432,6 +448,82 @@ def load_spec(path: str | Path) -> JobSpec:
     except UnicodeDecodeError as exc:
         raise SpecError([f"not UTF-8 text (byte {exc.start}); save it as UTF-8"], str(p)) from None
     return parse_spec(text, str(p))
+
+
+# ---------------------------------------------------------------------------------------------
+# Nesting, bounded before any recursive reader sees it
+
+
+def _too_deep(found: str) -> str:
+    return (
+        f"nested {found}, deeper than the limit of {MAX_SPEC_DEPTH}; a spec nests at most 3 "
+        f"levels (like inputs[0].url): remove the extra lists and mappings (see {DOCS})"
+    )
+
+
+class _TooDeep(yaml.YAMLError):
+    pass
+
+
+class _ShallowLoader(yaml.SafeLoader):
+    """YAML's safe loader with a bound on nesting: its composer recurses once per level."""
+
+    _depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        self._depth += 1
+        try:
+            if self._depth > MAX_SPEC_DEPTH:
+                mark = self.peek_event().start_mark
+                raise _TooDeep(
+                    _too_deep(
+                        f"more than {MAX_SPEC_DEPTH} levels at line {mark.line + 1}, "
+                        f"column {mark.column + 1}"
+                    )
+                )
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+def _json_too_deep_at(data: bytes) -> int | None:
+    """The offset of the first ``[`` or ``{`` opening a level deeper than ``MAX_SPEC_DEPTH`` in
+    JSON bytes (outside strings), or None: one pass, no recursion."""
+    depth = 0
+    in_string = escaped = False
+    for i, byte in enumerate(data):
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):  # [ {
+            depth += 1
+            if depth > MAX_SPEC_DEPTH:
+                return i
+        elif byte in (0x5D, 0x7D):  # ] }
+            depth -= 1
+    return None
+
+
+def _object_depth(value: object) -> int:
+    """How deep lists and mappings nest in already-parsed data, without recursion (and without
+    walking more than one level past the limit)."""
+    deepest = 0
+    stack: list[tuple[object, int]] = [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict | list | tuple):
+            deepest = max(deepest, level)
+            if level > MAX_SPEC_DEPTH:
+                continue
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, level + 1) for child in children)
+    return deepest
 
 
 def encode_spec(spec: JobSpec) -> bytes:
@@ -464,6 +556,9 @@ def decode_spec(
     src = source or "spec bytes"
     if len(data) > MAX_SPEC_BYTES:
         raise SpecError([f"{len(data)} bytes, more than the limit of {MAX_SPEC_BYTES}"], src)
+    deep_at = _json_too_deep_at(data)
+    if deep_at is not None:
+        raise SpecError([_too_deep(f"more than {MAX_SPEC_DEPTH} levels at byte {deep_at}")], src)
     try:
         text = data.decode("utf-8")
         obj = json.loads(text, object_pairs_hook=_no_duplicate_keys, parse_constant=_no_constants)

@@ -101,7 +101,11 @@ def test_exit_0_is_finished_and_billed_exit_3_is_failed(world: World, conf: str)
     start, end = w.run_window(ok)
     assert end - start >= 1
     paid = ended_ok.args["paid"] + ended_ok.args["fee"]
-    assert paid == billing.cost(w.job(ok).price_per_minute, end - start, CREDIT) > 0
+    assert (
+        paid
+        == billing.cost(price=w.job(ok).price_per_minute, elapsed_s=end - start, escrow=CREDIT)
+        > 0
+    )
     out = slurm_backend(w).output_dir / f"job-{ok}.out"
     assert out.read_text() == "done\n"
 
@@ -115,14 +119,14 @@ def test_cancel_while_running_removes_the_slurm_job(world: World, conf: str) -> 
     assert w.tick().killed == [job_id]
     st = w.tick_until(
         "Slurm to cancel the job",
-        lambda: s if (s := slurm_backend(w).status([native])[native]).state.is_terminal else None,
+        lambda: s if (s := slurm_backend(w).status([native])[native]).status.is_terminal else None,
     )
-    assert st.state is BackendStatus.CANCELLED
+    assert st.status is BackendStatus.CANCELLED
     assert slurm(conf, "squeue", "--noheader", "--states=PD,R", f"--jobs={native}").strip() == ""
     start, end = w.run_window(job_id)
     (ended,) = w.events(job_id, "JobEnded")
     assert ended.args["paid"] + ended.args["fee"] == billing.cost(
-        w.job(job_id).price_per_minute, end - start, CREDIT
+        price=w.job(job_id).price_per_minute, elapsed_s=end - start, escrow=CREDIT
     )
     earned = w.reader.balance_of(w.provider.address)
     w.tick()
@@ -143,9 +147,9 @@ def test_out_of_credits_kills_the_slurm_job(world: World) -> None:
     assert ended.args["paid"] + ended.args["fee"] == escrow
     st = w.tick_until(
         "Slurm to kill the job",
-        lambda: s if (s := slurm_backend(w).status([native])[native]).state.is_terminal else None,
+        lambda: s if (s := slurm_backend(w).status([native])[native]).status.is_terminal else None,
     )
-    assert st.state is BackendStatus.CANCELLED
+    assert st.status is BackendStatus.CANCELLED
 
 
 def _time_limit_minutes(conf: str, native: str) -> int:

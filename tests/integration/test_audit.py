@@ -94,7 +94,7 @@ def test_audit_passes_on_an_honest_history(grid: Grid) -> None:
 
     dry = w.request(50_000)  # 0.05 credits at 0.022/min: about 137 s of running
     w.run(dry)
-    w.advance(billing.funded_seconds(50_000, w.cust.get_job(dry).price_per_minute))
+    w.advance(billing.funded_seconds(escrow=50_000, price=w.cust.get_job(dry).price_per_minute))
     assert not w.cust.skipped(w.cust.expire_jobs([dry]))
 
     topped = w.request(20_000)
@@ -193,7 +193,7 @@ def test_audit_passes_on_an_honest_history(grid: Grid) -> None:
 #: storageLayout`): the `_jobs` mapping is slot 9; a job's first word packs termsTag (128 bits) |
 #: providerId (32) | status (8) | since (32) | pricePerMinute (40) | rulesId (16), from the low
 #: bits up.
-JOBS_SLOT = 9
+JOBS_SLOT = 10
 PRICE_SHIFT, PRICE_BITS = 128 + 32 + 8 + 32, 40
 
 

@@ -151,8 +151,10 @@ def test_wallet_credits_and_a_job_lifecycle(grid: Grid, user: User) -> None:
     st = user.json("job", "status", str(job))
     price = st["price_per_minute"]
     assert st["status"] == "RUNNING" and price == 60_000 + 6_000 * 256 // 1024
-    assert st["spent"] == billing.cost(price, 90, 12_500_000)
-    assert st["funded_until"] == st["since"] + billing.funded_seconds(12_500_000, price)
+    assert st["spent"] == billing.cost(price=price, elapsed_s=90, escrow=12_500_000)
+    assert st["funded_until"] == st["since"] + billing.funded_seconds(
+        escrow=12_500_000, price=price
+    )
     assert "RUNNING" in user.run("job", "status", str(job)).output
 
     prov.complete_job(job, 0)

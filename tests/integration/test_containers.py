@@ -90,7 +90,7 @@ class Host:
         deadline = time.time() + timeout
         while True:
             st = self.backend.status([native])[native]
-            if st.state.is_terminal or time.time() > deadline:
+            if st.status.is_terminal or time.time() > deadline:
                 return st
             time.sleep(0.2)
 
@@ -156,7 +156,7 @@ def test_job_reads_a_staged_input_and_writes_a_file_in_its_container(
     job, native = host.submit(1, v2_spec(served, ["sh", "-c", script]), outputs)
     st = host.wait(native)
     out = host.output(job, native)
-    assert st.state is S.COMPLETED, (st, out)
+    assert st.status is S.COMPLETED, (st, out)
     assert INPUT.decode() in out and "uid=0" not in out and "uid=" in out, out
     assert "agent state" not in out, f"the container reached the host's files:\n{out}"
     assert (host.folder(job, native) / "work" / "out.txt").read_bytes() == INPUT
@@ -170,7 +170,7 @@ def test_second_job_with_the_same_image_starts_from_the_cache(
     for job_id in (2, 3):
         job, native = host.submit(job_id, v2_spec(served, ["echo", "ran"], inputs=None))
         st = host.wait(native)
-        assert st.state is S.COMPLETED, (st, host.output(job, native))
+        assert st.status is S.COMPLETED, (st, host.output(job, native))
     assert served.hits.get("/busybox.tar", 0) - before == 1, "the image was fetched twice"
 
 

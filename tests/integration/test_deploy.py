@@ -21,8 +21,9 @@ from metascheduler.chain import Market
 from metascheduler.chain.deployment import load_deployment
 from metascheduler.chain.rpc import connect
 from metascheduler.cli import EXIT_USAGE, app
-from metascheduler.config import OracleSettings, SettingsError
+from metascheduler.config import SettingsError
 from metascheduler.devnet.anvil import dev_account, start_anvil
+from metascheduler.oracle.settings import OracleSettings
 
 pytestmark = pytest.mark.chain
 KEY_VAR = "MS_TEST_DEPLOYER_KEY"
@@ -63,12 +64,39 @@ def test_deploy_writes_the_file_and_sets_roles(evm_node: Any, tmp_path: Path) ->
     admin = dev_account(0).address
     assert dep.admin == admin and dep.oracle == oracle
     assert market.config()["oracle"] == oracle and market.config()["fee_bps"] == 250
+    # A fresh market makes spam cost its sender: 0.01 credit a request unless told otherwise.
+    assert res["request_fee"] == market.request_fee() == 10_000
     assert market.contract.functions.hasRole(bytes(32), admin).call()
     minter = keccak(b"MINTER_ROLE")
     assert market.credit.functions.hasRole(minter, admin).call()
     assert market.credit.address == dep.credit
     # The CLI refuses a fee above the contract's maximum before deploying anything.
     assert market.contract.functions.MAX_FEE_BPS().call() == billing.MAX_FEE_BPS
+
+
+def test_deploy_sets_the_request_fee_asked_and_refuses_one_the_contract_cannot_hold(
+    evm_node: Any, tmp_path: Path
+) -> None:
+    free = _deploy(evm_node.url, tmp_path / "free.json", "--request-fee", "0")
+    assert free["request_fee"] == 0
+    assert Market(connect(evm_node.url), free["market"]).request_fee() == 0
+    env = {KEY_VAR: dev_account(0).key.hex()}
+    too_high = tmp_path / "too-high.json"
+    err = _cli(
+        "deploy",
+        "--rpc-url",
+        evm_node.url,
+        "--key-env",
+        KEY_VAR,
+        "--out",
+        str(too_high),
+        "--request-fee",
+        "17",
+        env=env,
+        code=2,
+    )
+    assert "above the contract's limit of 16.777215 credits" in err["error"]
+    assert not too_high.exists()  # refused before anything was deployed
 
 
 def test_every_command_accepts_the_deployment_file(evm_node: Any, tmp_path: Path) -> None:

@@ -21,7 +21,7 @@ from metascheduler.cli import app
 from metascheduler.devnet.anvil import LocalNode
 from metascheduler.devnet.objectstore import ObjectStore
 from metascheduler.devnet.rpcproxy import PublicEndpoint, RpcProxy
-from metascheduler.oracle.service import Oracle
+from metascheduler.oracle.service import build
 from tests.conftest import Grid
 from tests.integration import oracle_kit as kit
 from tests.integration.agentkit import World, make_world, spec
@@ -88,7 +88,7 @@ def test_oracle_ingests_and_places_through_a_public_endpoint(
     prov = kit.provider(grid, 2, Hardware(1, 16, 0, 32_768), Prices(1_000, 0, 10), ["x86_64"])
     cust = kit.customer(grid, 3)
     jobs = [kit.request(cust, f"j{i}") for i in range(12)]
-    oracle = Oracle(kit.settings(public, f"sqlite:///{tmp_path / 'oracle.db'}"))
+    oracle = build(kit.settings(public, f"sqlite:///{tmp_path / 'oracle.db'}"))
     oracle.start()
     for _ in range(3):
         oracle.sync_tick()

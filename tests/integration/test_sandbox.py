@@ -84,7 +84,7 @@ class Host:
         deadline = time.time() + timeout
         while True:
             st = self.backend.status([native])[native]
-            if done(st.state) or time.time() > deadline:
+            if done(st.status) or time.time() > deadline:
                 return st
             time.sleep(0.2)
 
@@ -157,7 +157,7 @@ ls -la {host.state_dir} {host.base}
 exit 0
 """
     _, out, st = host.run(host.job(1, script))
-    assert st.state is S.COMPLETED, (st, out)
+    assert st.status is S.COMPLETED, (st, out)
     assert "uid=" in out and "uid=0\n" not in out, f"the job ran as root:\n{out}"
     assert f"uid={os.getuid()}\n" not in out, "the job ran as the agent's user"
     assert SECRET not in out, f"the job read a secret of the agent:\n{out}"
@@ -166,7 +166,7 @@ exit 0
 
 def test_job_sees_only_the_specs_env_and_its_job_variables(host: Host) -> None:
     _, out, st = host.run(host.job(2, "env -0 | tr '\\0' '\\n' | cut -d= -f1 | sort"))
-    assert st.state is S.COMPLETED, (st, out)
+    assert st.status is S.COMPLETED, (st, out)
     names = set(out.split())
     allowed_basics = {
         "PATH",
@@ -193,7 +193,7 @@ kill -KILL {host.agent.pid}
 exit 0
 """
     _, out, st = host.run(host.job(3, script))
-    assert st.state is S.COMPLETED, (st, out)
+    assert st.status is S.COMPLETED, (st, out)
     assert "reached" not in out and "signalled" not in out, out
     host.assert_agent_unharmed(before)
 
@@ -207,7 +207,7 @@ def test_job_cannot_read_or_signal_another_running_job(host: Host) -> None:
         limit_s=120,
     )
     native = host.backend.submit(victim)
-    assert host.wait(native, lambda s: s is S.RUNNING).state is S.RUNNING
+    assert host.wait(native, lambda s: s is S.RUNNING).status is S.RUNNING
     deadline = time.time() + 20
     while "/" not in host.output(victim, native) and time.time() < deadline:
         time.sleep(0.2)
@@ -220,10 +220,10 @@ exit 0
 """
     try:
         _, out, st = host.run(host.job(5, script))
-        assert st.state is S.COMPLETED, (st, out)
+        assert st.status is S.COMPLETED, (st, out)
         assert SECRET not in out, f"the job read another job's files:\n{out}"
         assert "killed" not in out and "sees it" not in out, out
-        assert host.backend.status([native])[native].state is S.RUNNING
+        assert host.backend.status([native])[native].status is S.RUNNING
     finally:
         host.backend.cancel(native)
 
@@ -232,7 +232,7 @@ def test_job_over_its_memory_is_killed_and_fails_saying_why(host: Host) -> None:
     # Paid for 64 MB; writes 400 MB.
     script = "python3 -c 'b = b\"x\" * (400 << 20); print(len(b))'"
     _, out, st = host.run(host.job(6, script, mem_mb=64))
-    assert st.state is S.FAILED, (st, out)
+    assert st.status is S.FAILED, (st, out)
     assert str(400 << 20) not in out, "the job held 400 MB after paying for 64 MB"
     assert st.reason and "memory" in st.reason, st
 
@@ -251,7 +251,7 @@ m = [float(a) * 60 + float(b) for a, b in re.findall(r'(\\d+)m([\\d.]+)s', sys.s
 print('cpu', m[0] + m[1], 'wall', $now - $start)"
 """
     _, out, st = host.run(host.job(7, script, cpus=1))
-    assert st.state is S.COMPLETED, (st, out)
+    assert st.status is S.COMPLETED, (st, out)
     words = out.split()
     cpu, wall = float(words[words.index("cpu") + 1]), float(words[words.index("wall") + 1])
     assert cpu <= wall * 1.15 + 0.2, f"one paid CPU, {cpu:.2f} s of CPU in {wall:.2f} s"
@@ -268,7 +268,7 @@ exit 0
 """
     _, out, st = host.run(host.job(8, script, mem_mb=1000, limit_s=60), timeout=120)
     assert "started 10000" not in out
-    assert st.state is S.FAILED and st.reason and "process limit" in st.reason, st
+    assert st.status is S.FAILED and st.reason and "process limit" in st.reason, st
     host.assert_agent_unharmed(before)
 
 
@@ -278,7 +278,7 @@ def test_job_leaves_no_process_behind(host: Host) -> None:
         f"setsid bash -c 'exec -a {marker} sleep 300' </dev/null >/dev/null 2>&1 & sleep 1; exit 0"
     )
     _, out, st = host.run(host.job(9, script))
-    assert st.state is S.COMPLETED, (st, out)
+    assert st.status is S.COMPLETED, (st, out)
     time.sleep(1.0)
     left = subprocess.run(["pgrep", "-f", marker], capture_output=True, text=True)
     if left.stdout.strip():
@@ -302,10 +302,10 @@ def test_agent_that_cannot_sandbox_refuses_unless_its_operator_allows_unconfined
     )
     native = lenient.submit(job)
     deadline = time.time() + 30
-    while not (st := lenient.status([native])[native]).state.is_terminal:
+    while not (st := lenient.status([native])[native]).status.is_terminal:
         assert time.time() < deadline
         time.sleep(0.1)
-    assert st.state is S.COMPLETED
+    assert st.status is S.COMPLETED
     out = next((tmp_path / "b" / "jobs").glob(f"{native}-*")) / "job.out"
     assert out.read_text() == f"{os.getuid()}\n"  # unconfined: the agent's own user
 
@@ -327,7 +327,7 @@ def test_a_valid_spec_never_raises_anything_but_a_refusal(host: Host, odd: dict[
     except BackendError as exc:
         assert str(exc)  # refused, in words
         return
-    assert host.wait(native, lambda s: s.is_terminal).state.is_terminal
+    assert host.wait(native, lambda s: s.is_terminal).status.is_terminal
 
 
 def test_a_rerun_gets_a_fresh_work_folder_not_links_an_earlier_run_planted(
@@ -363,6 +363,6 @@ def test_job_writes_its_output_folder_and_nothing_else_of_the_agents(host: Host)
     native = host.backend.submit(job)
     st = host.wait(native, lambda s: s.is_terminal)
     out = host.output(job, native)
-    assert st.state is S.COMPLETED, (st, out)
+    assert st.status is S.COMPLETED, (st, out)
     assert (outputs / "r.txt").read_text() == "result\n"
     assert SECRET not in out

@@ -43,7 +43,7 @@ def wait(backend: SlurmBackend, native: str, until: set[BackendStatus], timeout:
     deadline = time.time() + timeout
     while True:
         st = backend.status([native])[native]
-        if st.state in until or time.time() > deadline:
+        if st.status in until or time.time() > deadline:
             return st
         time.sleep(0.2)
 
@@ -54,8 +54,8 @@ def test_exit_0_and_exit_3(backend: SlurmBackend) -> None:
     bad = backend.submit(job(2, "exit 3", prefix=p))
     st_ok = wait(backend, ok, {S.COMPLETED, S.FAILED})
     st_bad = wait(backend, bad, {S.COMPLETED, S.FAILED})
-    assert (st_ok.state, st_ok.exit_code) == (S.COMPLETED, 0)
-    assert (st_bad.state, st_bad.exit_code) == (S.FAILED, 3)
+    assert (st_ok.status, st_ok.exit_code) == (S.COMPLETED, 0)
+    assert (st_bad.status, st_bad.exit_code) == (S.FAILED, 3)
     assert (backend.output_dir / "job-1.out").read_text() == "hi 1\n"
     assert st_ok.started_at is not None and st_ok.ended_at is not None
 
@@ -63,7 +63,7 @@ def test_exit_0_and_exit_3(backend: SlurmBackend) -> None:
 def test_cancel_extend_and_adopt(backend: SlurmBackend, conf: str) -> None:
     p = backend.name_prefix
     native = backend.submit(job(3, "sleep 300", limit_s=120, prefix=p))
-    assert wait(backend, native, {S.RUNNING}).state is S.RUNNING
+    assert wait(backend, native, {S.RUNNING}).status is S.RUNNING
 
     backend.extend(native, 600)
     show = subprocess.run(
@@ -81,7 +81,7 @@ def test_cancel_extend_and_adopt(backend: SlurmBackend, conf: str) -> None:
 
     restarted.cancel(native)
     st = wait(restarted, native, {S.CANCELLED})
-    assert st.state is S.CANCELLED
+    assert st.status is S.CANCELLED
     restarted.cancel(native)  # again: harmless
     with pytest.raises(BackendError) as info:
         restarted.extend(native, 900)
@@ -101,7 +101,7 @@ def test_refused_sbatch_carries_stderr(backend: SlurmBackend, conf: str, tmp_pat
 
 
 def test_unknown_job_is_lost_and_capacity_reads(backend: SlurmBackend) -> None:
-    assert backend.status(["99999999"])["99999999"].state is S.LOST
+    assert backend.status(["99999999"])["99999999"].status is S.LOST
     cap = backend.capacity()
     assert cap.total_cpus >= 1 and 0 <= cap.free_cpus <= cap.total_cpus
     assert cap.total_mem_mb > 0

@@ -3,6 +3,8 @@ words, and the time limit follows the escrow."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from metascheduler.agent.admission import MAX_REFUSAL_REASON, Refusal, admit, time_limit_s
@@ -106,4 +108,26 @@ def test_a_long_reason_is_cut_to_what_the_chain_is_sent() -> None:
 def test_the_time_limit_is_what_the_escrow_pays_for_plus_grace_and_lag_capped(
     escrow: int, price: int, grace: int, lag: int, cap: int, want: int
 ) -> None:
-    assert time_limit_s(escrow, price, grace, lag, cap) == want
+    assert (
+        time_limit_s(escrow=escrow, price_per_minute=price, grace_s=grace, lag_s=lag, cap_s=cap)
+        == want
+    )
+
+
+def test_an_escrow_that_pays_less_than_the_minimum_run_is_refused() -> None:
+    # 1,000 units a minute: 100,000 units pay 6,000 s; 999 units pay 60 s (rounded up), 900 54 s.
+    req = request(spec_bytes())
+    view = view_for(req)
+    priced = dataclasses.replace(view, price_per_minute=1_000)
+    assert isinstance(admit(req, priced, HARDWARE, [], min_run_s=60), JobSpec)
+    assert isinstance(
+        admit(req, dataclasses.replace(priced, escrow=999), HARDWARE, [], 60), JobSpec
+    )
+    poor = admit(req, dataclasses.replace(priced, escrow=900), HARDWARE, [], min_run_s=60)
+    assert poor == Refusal(
+        "its escrow of 900 units pays 54 s at 1000 units/min, less than this provider's "
+        "minimum run of 60 s: top it up"
+    )
+    # 0 takes any job, and a free job (price 0) is funded for ever.
+    assert isinstance(admit(req, dataclasses.replace(priced, escrow=1), HARDWARE, [], 0), JobSpec)
+    assert isinstance(admit(req, dataclasses.replace(view, escrow=1), HARDWARE, [], 60), JobSpec)

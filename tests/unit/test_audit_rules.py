@@ -77,7 +77,7 @@ def checks(c: Chain, fee_bps: int = 0) -> list[tuple[str, int | None]]:
 def test_an_honest_finish_with_a_fee_passes() -> None:
     c = Chain()
     c.run(10_000, start=T0 + 100)
-    cost = billing.cost(2_000, 150, 10_000)  # 5,000
+    cost = billing.cost(price=2_000, elapsed_s=150, escrow=10_000)  # 5,000
     fee = billing.fee(cost, 300)
     c.end(S.FINISHED, T0 + 250, cost - fee, fee, 10_000 - cost, 0)
     a = replay_job(1, c.events, c.history(300))

@@ -20,7 +20,7 @@ def test_price_per_minute_rounds_memory_down() -> None:
     bps=st.integers(0, 2_000),
 )
 def test_cost_and_fee_never_exceed_escrow(price: int, elapsed: int, escrow: int, bps: int) -> None:
-    c = billing.cost(price, elapsed, escrow)
+    c = billing.cost(price=price, elapsed_s=elapsed, escrow=escrow)
     f = billing.fee(c, bps)
     assert 0 <= f <= c <= escrow
     assert c <= price * elapsed // 60
@@ -30,7 +30,7 @@ def test_cost_and_fee_never_exceed_escrow(price: int, elapsed: int, escrow: int,
 
 @given(price=st.integers(1, 2**40 - 1), escrow=st.integers(1, 2**96 - 1))
 def test_funded_seconds_is_the_first_second_the_escrow_is_spent(price: int, escrow: int) -> None:
-    t = billing.funded_seconds(escrow, price)
+    t = billing.funded_seconds(escrow=escrow, price=price)
     assert price * t >= escrow * 60
     assert price * (t - 1) < escrow * 60
 

@@ -34,7 +34,12 @@ def test_fetch_checks_digest_size_and_reachability(tmp_path: Path) -> None:
                 fetch(url, digest, out, max_bytes=cap, timeout_s=10)
             assert words in str(info.value)
             # Nothing half-written or unchecked is left where the file would go.
-            assert not out.exists() and not out.with_name("bad.part").exists()
+            assert sorted(p.name for p in tmp_path.iterdir()) == ["sub"]
+        # A name as long as a file system takes: the file being written must not be longer.
+        longest = tmp_path / "sub" / ("a" * 255)
+        assert fetch(server.url("/f"), sha256(body), longest, max_bytes=4000, timeout_s=10) == 3000
+        with pytest.raises(FetchError, match="could not be fetched"):
+            fetch("http://127.0.0.1:9/f", sha256(body), longest, max_bytes=4000, timeout_s=10)
 
 
 def test_cache_reuses_by_digest_and_evicts_the_least_recently_used(tmp_path: Path) -> None:

@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from metascheduler.agent.backends import BackendError, BackendJob, BackendStatus, make_backend
+from metascheduler.agent.backends import (
+    BackendError,
+    BackendJob,
+    BackendStatus,
+    local,
+    make_backend,
+)
 from metascheduler.agent.backends.local import LocalBackend
 from metascheduler.spec import parse_spec
 
@@ -37,7 +45,7 @@ def wait_for(
     deadline = time.time() + timeout
     while True:
         st = backend.status([native])[native]
-        if done(st.state) or time.time() > deadline:
+        if done(st.status) or time.time() > deadline:
             return st
         time.sleep(0.05)
 
@@ -51,7 +59,7 @@ def test_exit_0_completes_with_output_and_env(backend: LocalBackend) -> None:
         job(1, 'echo "hello $GREETING $MS_JOB_ID $MS_CPUS"', env="env: {GREETING: there}\n")
     )
     st = wait_for(backend, native, ended)
-    assert (st.state, st.exit_code) == (S.COMPLETED, 0)
+    assert (st.status, st.exit_code) == (S.COMPLETED, 0)
     assert st.started_at is not None and st.ended_at is not None and st.ended_at >= st.started_at
     out = next((backend.workdir / "jobs").glob(f"{native}-ms-1")) / "job.out"
     assert out.read_text() == "hello there 1 1\n"
@@ -63,14 +71,14 @@ def test_agent_environment_does_not_leak(
     monkeypatch.setenv("PROVIDER_PRIVATE_KEY", "0xsecret")
     fresh = LocalBackend(backend.workdir, cpus=2, mem_mb=1000)
     native = fresh.submit(job(1, 'echo "[${PROVIDER_PRIVATE_KEY:-}]"'))
-    assert wait_for(fresh, native, ended).state is S.COMPLETED
+    assert wait_for(fresh, native, ended).status is S.COMPLETED
     assert (next((fresh.workdir / "jobs").glob(f"{native}-*")) / "job.out").read_text() == "[]\n"
 
 
 def test_exit_3_fails_with_its_code(backend: LocalBackend) -> None:
     native = backend.submit(job(2, "echo oops >&2; exit 3"))
     st = wait_for(backend, native, ended)
-    assert (st.state, st.exit_code) == (S.FAILED, 3)
+    assert (st.status, st.exit_code) == (S.FAILED, 3)
 
 
 def test_cancel_kills_the_whole_tree(backend: LocalBackend, tmp_path: Path) -> None:
@@ -80,7 +88,7 @@ def test_cancel_kills_the_whole_tree(backend: LocalBackend, tmp_path: Path) -> N
     child = int(pids.read_text())
     backend.cancel(native)
     st = wait_for(backend, native, ended)
-    assert st.state is S.CANCELLED
+    assert st.status is S.CANCELLED
     assert not _alive(child), "the background child of the job must die with it"
     backend.cancel(native)  # cancelling an ended job is harmless
 
@@ -88,7 +96,7 @@ def test_cancel_kills_the_whole_tree(backend: LocalBackend, tmp_path: Path) -> N
 def test_time_limit_gives_timeout(backend: LocalBackend) -> None:
     native = backend.submit(job(4, "sleep 30", limit_s=1))
     st = wait_for(backend, native, ended)
-    assert st.state is S.TIMEOUT
+    assert st.status is S.TIMEOUT
     assert st.ended_at is not None and st.started_at is not None
     assert 0.9 <= st.ended_at - st.started_at < 5
 
@@ -97,7 +105,7 @@ def test_extend_lets_the_job_finish(backend: LocalBackend) -> None:
     native = backend.submit(job(5, "sleep 2", limit_s=1))
     backend.extend(native, 20)
     st = wait_for(backend, native, ended)
-    assert (st.state, st.exit_code) == (S.COMPLETED, 0)
+    assert (st.status, st.exit_code) == (S.COMPLETED, 0)
     with pytest.raises(BackendError, match="already ended"):
         backend.extend(native, 30)
 
@@ -107,9 +115,9 @@ def test_jobs_wait_for_capacity_with_backfill(backend: LocalBackend) -> None:
     big = backend.submit(job(7, "true", cpus=2))  # needs the whole machine: waits
     small = backend.submit(job(8, "sleep 1", cpus=1))  # fits beside the first: backfills
     states = backend.status([first, big, small])
-    assert [states[n].state for n in (first, big, small)] == [S.RUNNING, S.QUEUED, S.RUNNING]
+    assert [states[n].status for n in (first, big, small)] == [S.RUNNING, S.QUEUED, S.RUNNING]
     assert backend.capacity().free_cpus == 0
-    assert wait_for(backend, big, ended).state is S.COMPLETED
+    assert wait_for(backend, big, ended).status is S.COMPLETED
     cap = backend.capacity()
     assert (cap.free_cpus, cap.free_mem_mb) == (2, 1000)
 
@@ -118,9 +126,9 @@ def test_queued_job_can_be_cancelled(backend: LocalBackend) -> None:
     blocker = backend.submit(job(9, "sleep 5", cpus=2))
     waiting = backend.submit(job(10, "true", cpus=1))
     backend.cancel(waiting)
-    assert backend.status([waiting])[waiting].state is S.CANCELLED
+    assert backend.status([waiting])[waiting].status is S.CANCELLED
     backend.cancel(blocker)
-    assert wait_for(backend, blocker, ended).state is S.CANCELLED
+    assert wait_for(backend, blocker, ended).status is S.CANCELLED
 
 
 def test_job_larger_than_capacity_is_refused(backend: LocalBackend) -> None:
@@ -133,9 +141,29 @@ def test_a_batch_is_queued_in_order_with_refusals_in_place(backend: LocalBackend
     assert isinstance(got[1], BackendError) and "can never run here" in str(got[1])
     first, third = got[0], got[2]
     assert isinstance(first, str) and isinstance(third, str) and int(first) < int(third)
-    assert wait_for(backend, first, ended).state is S.COMPLETED
-    assert backend.status([third])[third].state is S.RUNNING
+    assert wait_for(backend, first, ended).status is S.COMPLETED
+    assert backend.status([third])[third].status is S.RUNNING
     backend.cancel(third)
+
+
+def test_an_unforeseen_failure_preparing_one_job_refuses_that_job_alone(
+    backend: LocalBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Any failure while preparing one job (here an OSError injected into writing its script)
+    # is that job's refusal in words, never an exception out of the batch.
+    real = local.batch_script
+
+    def failing(j: BackendJob, workdir: Path | None = None) -> str:
+        if j.job_id == 2:
+            raise OSError(36, "File name too long", "/somewhere/x")
+        return real(j, workdir)
+
+    monkeypatch.setattr(local, "batch_script", failing)
+    got = backend.submit_many([job(1, "true"), job(2, "true"), job(3, "true")])
+    assert isinstance(got[0], str) and isinstance(got[2], str)
+    assert isinstance(got[1], BackendError)
+    assert str(got[1]) == "job 2 could not be prepared here (OSError: File name too long)"
+    assert wait_for(backend, got[2], ended).status is S.COMPLETED
 
 
 def test_news_counts_the_jobs_that_ended(backend: LocalBackend) -> None:
@@ -145,7 +173,7 @@ def test_news_counts_the_jobs_that_ended(backend: LocalBackend) -> None:
     while backend.news() == before:
         assert time.time() < deadline, "a job's end is not news"
         time.sleep(0.05)
-    assert backend.status([native])[native].state is S.COMPLETED
+    assert backend.status([native])[native].status is S.COMPLETED
 
 
 def test_restarted_backend_adopts_running_and_ended_jobs(tmp_path: Path) -> None:
@@ -158,10 +186,10 @@ def test_restarted_backend_adopts_running_and_ended_jobs(tmp_path: Path) -> None
 
     after = LocalBackend(workdir, cpus=2, mem_mb=1000)
     assert after.adopt() == {12: running, 13: quick}
-    assert after.status([running])[running].state is S.RUNNING
+    assert after.status([running])[running].status is S.RUNNING
     st = wait_for(after, running, ended)
-    assert (st.state, st.exit_code) == (S.FAILED, 7)
-    assert after.status(["999"])["999"].state is S.LOST
+    assert (st.status, st.exit_code) == (S.FAILED, 7)
+    assert after.status(["999"])["999"].status is S.LOST
 
 
 def test_job_ending_while_agent_is_down_keeps_its_exit_code(tmp_path: Path) -> None:
@@ -169,7 +197,72 @@ def test_job_ending_while_agent_is_down_keeps_its_exit_code(tmp_path: Path) -> N
     native = LocalBackend(workdir, cpus=1, mem_mb=1000).submit(job(14, "exit 5"))
     time.sleep(1.0)  # ends with no backend object alive to watch it
     st = LocalBackend(workdir, cpus=1, mem_mb=1000).status([native])[native]
-    assert (st.state, st.exit_code) == (S.FAILED, 5)
+    assert (st.status, st.exit_code) == (S.FAILED, 5)
+
+
+def _supervisor_pid(backend: LocalBackend, native: str) -> int:
+    state = json.loads((backend.workdir / "state.json").read_text())
+    pid: int = state["jobs"][native]["runner_pid"]
+    return pid
+
+
+def _parent_and_command(pid: int) -> tuple[int, bytes]:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    parent = int(stat[stat.rindex(")") + 2 :].split()[1])
+    return parent, Path(f"/proc/{pid}/cmdline").read_bytes()
+
+
+def test_supervisors_are_forks_of_one_process_not_new_interpreters(
+    backend: LocalBackend,
+) -> None:
+    natives = [backend.submit(job(n, "sleep 5")) for n in (1, 2)]
+    seen = [_parent_and_command(_supervisor_pid(backend, native)) for native in natives]
+    (parent, command), other = seen
+    assert other[0] == parent and parent != os.getpid(), "one zygote forks every supervisor"
+    assert command == other[1] == Path(f"/proc/{parent}/cmdline").read_bytes()
+    assert command.split(b"\0")[-2] == b"--zygote", "a fork of the zygote, no exec since"
+    for native in natives:
+        backend.cancel(native)
+        assert wait_for(backend, native, ended).state is S.CANCELLED
+
+
+def test_a_dead_zygote_is_started_again_and_its_jobs_keep_running(
+    backend: LocalBackend,
+) -> None:
+    first = backend.submit(job(1, "sleep 1; exit 4"))
+    zygote = _parent_and_command(_supervisor_pid(backend, first))[0]
+    assert zygote != os.getpid(), "the supervisor is a child of the backend's own process"
+    os.kill(zygote, signal.SIGKILL)
+    second = backend.submit(job(2, "exit 6"))
+    assert _parent_and_command(_supervisor_pid(backend, second))[0] != zygote
+    assert wait_for(backend, second, ended).exit_code == 6
+    assert wait_for(backend, first, ended).exit_code == 4
+    backend.close()  # the agent stops: what runs goes on, and a later call starts a new zygote
+    assert wait_for(backend, backend.submit(job(3, "exit 0")), ended).state is S.COMPLETED
+
+
+def test_a_call_that_changes_nothing_leaves_the_state_file_alone(
+    backend: LocalBackend,
+) -> None:
+    native = backend.submit(job(1, "true"))
+    wait_for(backend, native, ended)
+    state = backend.workdir / "state.json"
+    before = state.stat()
+    backend.status([native])
+    backend.capacity()
+    after = state.stat()
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+
+
+def test_a_state_file_written_by_another_process_is_read_again(tmp_path: Path) -> None:
+    workdir = tmp_path / "local"
+    ours = LocalBackend(workdir, cpus=2, mem_mb=1000)
+    first = ours.submit(job(1, "true"))
+    assert wait_for(ours, first, ended).state is S.COMPLETED
+    theirs = LocalBackend(workdir, cpus=2, mem_mb=1000)
+    second = theirs.submit(job(2, "exit 3"))
+    assert wait_for(ours, second, ended).exit_code == 3
+    assert int(ours.submit(job(3, "true"))) == int(second) + 1
 
 
 def test_make_backend() -> None:

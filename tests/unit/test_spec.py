@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import json
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from metascheduler.spec import (
     MAX_SPEC_BYTES,
+    MAX_SPEC_DEPTH,
     JobSpec,
     SpecError,
     decode_spec,
     encode_spec,
     load_spec,
     parse_spec,
+    validate_spec,
 )
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "specs"
@@ -194,6 +198,7 @@ def test_v1_spec_encodes_without_v2_fields() -> None:
         ((f"sha256: '{DIGEST}'", "sha256: 'abc'"), "64 lowercase hex digits"),
         (("path: data/in.txt", "path: ../etc/passwd"), "plain relative path"),
         (("path: data/in.txt", "path: /etc/passwd"), "plain relative path"),
+        (("path: data/in.txt", "path: data/" + "\u202e" * 90), "more than the 255 any file"),
         (("url: 'https://files.example/in.txt'", "url: 'file:///etc/passwd'"), "not an http"),
         (("container: {image", "container: {img"), "allowed here: image"),
     ],
@@ -218,3 +223,60 @@ def test_lone_surrogate_from_chain_bytes_is_refused_in_words() -> None:
     with pytest.raises(SpecError) as info:
         decode_spec(data)
     assert "env.A: holds a lone surrogate" in str(info.value)
+
+
+@pytest.fixture
+def default_recursion_limit() -> Iterator[None]:
+    # Some dependency raises the limit on import; the bound must hold at Python's default.
+    before = sys.getrecursionlimit()
+    sys.setrecursionlimit(1_000)
+    try:
+        yield
+    finally:
+        sys.setrecursionlimit(before)
+
+
+DEEP = 1_200  # a 2.4 kB spec of [[[...]]]: past the recursive JSON and YAML readers' limit
+
+
+@pytest.mark.usefixtures("default_recursion_limit")
+def test_deep_nesting_is_refused_in_words_by_every_reader(tmp_path: Path) -> None:
+    nested = "[" * DEEP + "]" * DEEP
+    prefix = b'{"command":["true"],"name":"deep","note":'
+    chain_bytes = prefix + nested.encode() + b"}"
+    with pytest.raises(SpecError) as chain:  # the agent's and the oracle's ingestion's reader
+        decode_spec(chain_bytes)
+    assert f"deeper than the limit of {MAX_SPEC_DEPTH}" in str(chain.value)
+    # The first [ past the limit: the mapping is level 1, the note's first [ level 2.
+    assert f"at byte {len(prefix) + MAX_SPEC_DEPTH - 1}" in str(chain.value)
+    with pytest.raises(SpecError, match="deeper than the limit") as flow:
+        parse_spec(f"name: deep\ncommand: [true]\nnote: {nested}\n")
+    assert "at line 3" in str(flow.value)
+    block = "name: deep\ncommand: [true]\nnote:\n" + "".join(
+        " " * (2 * k) + "-\n" for k in range(50)
+    )
+    with pytest.raises(SpecError, match="deeper than the limit"):
+        parse_spec(block)
+    path = tmp_path / "deep.json"
+    path.write_bytes(chain_bytes)
+    with pytest.raises(SpecError, match="deeper than the limit") as cli:  # the CLI's reader
+        load_spec(path)
+    assert cli.value.source == str(path)
+    deep_obj: list[object] = []
+    for _ in range(DEEP):
+        deep_obj = [deep_obj]
+    with pytest.raises(SpecError, match="deeper than the limit"):  # already-parsed data (SDK)
+        validate_spec({"name": "deep", "command": ["true"], "note": deep_obj})
+
+
+def test_nesting_up_to_the_limit_is_read_and_judged_on_its_fields() -> None:
+    # At the limit the reader goes on, and the unknown field is what is refused; one more
+    # level is refused for its depth.
+    at_limit = "[" * (MAX_SPEC_DEPTH - 1) + "]" * (MAX_SPEC_DEPTH - 1)
+    with pytest.raises(SpecError, match="unknown field"):
+        decode_spec(f'{{"command":"a","name":"x","note":{at_limit}}}'.encode())
+    with pytest.raises(SpecError, match="deeper than the limit"):
+        decode_spec(f'{{"command":"a","name":"x","note":[{at_limit}]}}'.encode())
+    # Brackets inside strings, escaped quotes included, are text, not nesting.
+    text = json.dumps({"command": "a", "name": "x", "env": {"A": '\\"' + "[" * DEEP}})
+    assert decode_spec(text.encode()).env["A"].endswith("[[[")

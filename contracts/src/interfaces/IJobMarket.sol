@@ -1,6 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 pragma solidity ^0.8.26;
 
+import {IAccessControl} from "@openzeppelin/contracts/access/IAccessControl.sol";
+import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
+
 /// @notice A job's place in the on-chain state machine. The numeric values are part of the ABI
 /// and mirrored by `metascheduler.chain.types.JobStatus` (a test proves they agree).
 enum JobStatus {
@@ -78,12 +81,15 @@ enum ProviderAction {
 
 /// @notice One item of a provider's batch. `exitCode` and `resultDigest` are read by COMPLETE
 /// only: exit code 0 ends the job FINISHED, anything else FAILED; the digest is emitted in
-/// `JobEnded`.
+/// `JobEnded`. `at` is the backend's time of the step (Unix seconds, in the chain's clock), read
+/// by START (the job's start: metering starts there) and COMPLETE (its end: billed up to there);
+/// see `startJob` and `completeJob` for how it is bounded.
 struct ProviderStep {
     uint256 jobId;
     ProviderAction action;
     int32 exitCode;
     bytes32 resultDigest;
+    uint256 at;
 }
 
 /// @notice A job as stored, widened for reading. `customer` and `escrow` read zero once the job
@@ -101,8 +107,9 @@ struct JobView {
 
 /// @title The job market: credits, providers and the job state machine of metascheduler.
 /// @notice Every credit movement and every status change emits exactly one event, so that a job's
-/// history and every credit's path can be rebuilt from logs alone.
-interface IJobMarket {
+/// history and every credit's path can be rebuilt from logs alone. Roles are OpenZeppelin's
+/// `AccessControl`: the admin is the holder of `DEFAULT_ADMIN_ROLE`.
+interface IJobMarket is IAccessControl {
     // ---------------------------------------------------------------- events: credits
 
     /// @notice `amount` credits moved from `account`'s wallet into its balance here.
@@ -143,7 +150,9 @@ interface IJobMarket {
         uint256 indexed jobId, address indexed provider, JobStatus from, JobStatus to, uint256 pricePerMinute
     );
     /// @notice A status change that moves no credits (META_SCHEDULED -> SCHEDULED -> RUNNING).
-    event JobStatusChanged(uint256 indexed jobId, JobStatus from, JobStatus to);
+    /// `since` is the time the job entered `to` as the contract records it: the block's time for
+    /// an acceptance, the backend's start (as bounded) for a start, where metering begins.
+    event JobStatusChanged(uint256 indexed jobId, JobStatus from, JobStatus to, uint256 since);
     /// @notice A placed job went back to PENDING: refused by its provider, reclaimed after a
     /// timeout, or reclaimed because its provider was banned. Nothing was billed.
     event JobReturned(uint256 indexed jobId, address indexed provider, JobStatus from, JobStatus to, string reason);
@@ -151,7 +160,10 @@ interface IJobMarket {
     /// balance, `fee` to the platform, `refunded` to the customer's balance (they sum to the escrow).
     /// `exitCode` is the provider's report for FINISHED/FAILED, else -1. `resultDigest` is what
     /// the provider's completion committed to (the hash of the job's encrypted outputs and final
-    /// log chain), zero for any other ending; it is not stored.
+    /// log chain), zero for any other ending; it is not stored. `billedUntil` is the time the run
+    /// was billed up to (from the start in the RUNNING `JobStatusChanged`): the backend's end (as
+    /// bounded) for a completion, the last sign of life for a silent provider's job, else the
+    /// block's time.
     event JobEnded(
         uint256 indexed jobId,
         JobStatus from,
@@ -160,7 +172,8 @@ interface IJobMarket {
         uint256 fee,
         uint256 refunded,
         int256 exitCode,
-        bytes32 resultDigest
+        bytes32 resultDigest,
+        uint256 billedUntil
     );
     /// @notice The customer added `amount` to a live job's escrow, now `escrow`.
     event JobToppedUp(uint256 indexed jobId, uint256 amount, uint256 escrow);
@@ -170,12 +183,19 @@ interface IJobMarket {
 
     // ---------------------------------------------------------------- events: admin
 
+    /// @notice The oracle's role moved from `from` to `to` (from address(0) at deployment).
     event OracleChanged(address indexed from, address indexed to);
+    /// @notice The admin set the platform fee, in basis points of what providers earn, for jobs
+    /// placed from now on (placed jobs keep theirs).
     event FeeChanged(uint256 oldBps, uint256 newBps);
+    /// @notice The placement timeouts (seconds to accept, seconds from acceptance to start) for
+    /// jobs placed from now on; also emitted at deployment.
     event TimeoutsChanged(uint256 acceptTimeout, uint256 startTimeout);
     /// @notice The admin set the fee every new request pays to the platform (not refundable).
     event RequestFeeChanged(uint256 oldFee, uint256 newFee);
+    /// @notice The admin `by` stopped new job requests; everything else goes on.
     event RequestsPaused(address by);
+    /// @notice The admin `by` let new job requests in again.
     event RequestsUnpaused(address by);
 
     // ---------------------------------------------------------------- errors
@@ -239,6 +259,12 @@ interface IJobMarket {
     function withdraw(uint256 amount) external;
     /// @notice Credits `account` holds here, free to lock in jobs or withdraw.
     function balanceOf(address account) external view returns (uint256);
+    /// @notice Admin: moves `amount` of accrued fees to `to`'s wallet.
+    function withdrawFees(address to, uint256 amount) external;
+    /// @notice Admin: moves the credits the market holds above what it owes (balances, live
+    /// escrows and accrued fees), which only a plain ERC-20 transfer to the market can create,
+    /// to `to`'s wallet: a sender who transferred by mistake can be given them back.
+    function sweepSurplus(address to) external;
 
     // ---------------------------------------------------------------- providers
 
@@ -254,6 +280,11 @@ interface IJobMarket {
     /// @notice Admin: deletes a registered or approved provider's record (it may register again).
     /// A banned provider stays banned.
     function removeProvider(address provider) external;
+    /// @notice A provider's record: standing, hardware and prices.
+    function getProvider(address provider)
+        external
+        view
+        returns (ProviderStatus status, Hardware memory hardware, Prices memory prices);
 
     // ---------------------------------------------------------------- customers
 
@@ -287,11 +318,16 @@ interface IJobMarket {
 
     /// @notice Provider: the job is queued on its cluster (META_SCHEDULED -> SCHEDULED).
     function acceptJob(uint256 jobId) external;
-    /// @notice Provider: the job started (SCHEDULED -> RUNNING); metering starts now.
-    function startJob(uint256 jobId) external;
-    /// @notice Provider: the job ended with `exitCode` (0: FINISHED, else FAILED); billed and
-    /// refunded. `resultDigest` commits to the job's results and is emitted in `JobEnded`.
-    function completeJob(uint256 jobId, int32 exitCode, bytes32 resultDigest) external;
+    /// @notice Provider: the job started on the backend at `startedAt` (SCHEDULED -> RUNNING);
+    /// metering starts there. It is clamped, never refused: no earlier than the acceptance (the
+    /// job was not this provider's to run before), no later than the block (a provider whose
+    /// clock runs ahead of the chain's is metered from the block).
+    function startJob(uint256 jobId, uint256 startedAt) external;
+    /// @notice Provider: the job ended on the backend at `endedAt` with `exitCode` (0: FINISHED,
+    /// else FAILED); billed from its start up to `endedAt`, clamped between the start and the
+    /// block, and the rest refunded. `resultDigest` commits to the job's results and is emitted
+    /// in `JobEnded`.
+    function completeJob(uint256 jobId, int32 exitCode, bytes32 resultDigest, uint256 endedAt) external;
     /// @notice Provider: gives a placed job back (META_SCHEDULED or SCHEDULED -> PENDING), with a reason.
     function refuseJob(uint256 jobId, string calldata reason) external;
     /// @notice Provider: many steps on its own jobs in one transaction; a failing item is skipped
@@ -304,8 +340,39 @@ interface IJobMarket {
     /// the escrow. Items that fail are skipped with `BatchItemSkipped`.
     function expireJobs(uint256[] calldata jobIds) external returns (uint256 done);
 
+    // ---------------------------------------------------------------- admin
+
+    /// @notice Admin: hands the oracle's role to `newOracle`.
+    function setOracle(address newOracle) external;
+    /// @notice Admin: sets the platform fee, taken from what providers earn (at most MAX_FEE_BPS).
+    /// It applies to jobs placed from now on; placed jobs keep the fee they were placed with.
+    function setFee(uint16 bps) external;
+    /// @notice Admin: sets how long placements may wait to be accepted and to start. Like the
+    /// fee, they apply to jobs placed from now on; placed jobs keep the deadlines they were placed with.
+    function setTimeouts(uint32 acceptTimeout, uint32 startTimeout) external;
+    /// @notice Admin: sets the fee, in credit units, that each new request pays to the platform
+    /// (not refunded, even on cancel): what a flood of requests costs its sender.
+    function setRequestFee(uint256 fee) external;
+    /// @notice Admin: stops new job requests. Everything else (ending, cancelling, withdrawing) goes on.
+    function pause() external;
+    /// @notice Admin: accepts new job requests again.
+    function unpause() external;
+
     // ---------------------------------------------------------------- reading
 
+    /// @notice The Credit token (ERC-20 with permit) that credits are paid in.
+    function credit() external view returns (IERC20);
+    /// @notice The highest platform fee, in basis points, the admin may set.
+    function MAX_FEE_BPS() external view returns (uint256);
+    /// @notice The largest job spec, in bytes, a request may carry.
+    function MAX_SPEC_BYTES() external view returns (uint256);
+    /// @notice Platform fees accrued and not yet withdrawn.
+    function accruedFees() external view returns (uint256);
+    /// @notice The oracle, fee (basis points), paused flag and placement timeouts.
+    function config()
+        external
+        view
+        returns (address oracle, uint256 feeBps, bool paused, uint256 acceptTimeout, uint256 startTimeout);
     /// @notice The job's stored record.
     function getJob(uint256 jobId) external view returns (JobView memory);
     /// @notice How many jobs were ever requested (the last id).

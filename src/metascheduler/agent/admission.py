@@ -2,7 +2,8 @@
 
 A job is refused (``refuseJob``, back to PENDING for another provider) with a reason in words
 when its spec is invalid, does not match the resources the customer paid for, asks for labels
-this provider lacks, or is larger than what the provider declared.
+this provider lacks, is larger than what the provider declared, or its escrow pays less than the
+provider's minimum run (its ACCEPT, START and COMPLETE would cost more gas than it pays).
 """
 
 from __future__ import annotations
@@ -29,7 +30,11 @@ class Refusal:
 
 
 def admit(
-    req: JobRequest, view: JobView, hardware: Hardware, labels: Sequence[str]
+    req: JobRequest,
+    view: JobView,
+    hardware: Hardware,
+    labels: Sequence[str],
+    min_run_s: int = 0,
 ) -> JobSpec | Refusal:
     """The job's spec if this provider can run it, else why not."""
     terms = Terms.for_spec(req.spec, req.cpus, req.gpus, req.mem_mb, req.max_price_per_minute)
@@ -56,11 +61,19 @@ def admit(
             f"too big: asks for {spec.cpus} CPUs, {spec.gpus} GPUs, {spec.mem_mb} MB; this "
             f"provider has {hardware.cpus} CPUs, {hardware.gpus} GPUs, {hardware.mem_mb} MB"
         )
+    funded = billing.funded_seconds(escrow=view.escrow, price=view.price_per_minute)
+    if funded < min_run_s:
+        return Refusal(
+            f"its escrow of {view.escrow} units pays {funded} s at {view.price_per_minute} "
+            f"units/min, less than this provider's minimum run of {min_run_s} s: top it up"
+        )
     return spec
 
 
-def time_limit_s(escrow: int, price_per_minute: int, grace_s: int, lag_s: int, cap_s: int) -> int:
+def time_limit_s(
+    *, escrow: int, price_per_minute: int, grace_s: int, lag_s: int, cap_s: int
+) -> int:
     """The backend time limit for a job: what its escrow pays for at its price, plus a grace
     and the lag of the chain's start behind the backend's, capped."""
-    funded = billing.funded_seconds(escrow, price_per_minute)
+    funded = billing.funded_seconds(escrow=escrow, price=price_per_minute)
     return max(1, min(cap_s, funded + grace_s + lag_s))

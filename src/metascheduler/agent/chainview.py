@@ -8,9 +8,10 @@ Read-only, and nothing here decides anything: the service does.
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from web3.types import FilterParams, LogReceipt
 
@@ -26,6 +27,27 @@ class Head:
     number: int
     hash: str
     timestamp: int
+
+
+class Placed(NamedTuple):
+    """A ``JobPlaced`` on this provider: the job and the block it was placed in."""
+
+    job_id: int
+    block: int
+
+
+class ClockOffset:
+    """How far the chain's clock runs ahead of this host's (negative: behind), from the heads
+    the agent reads. Each reading, the head's time minus the host's time when read, is late by
+    the head's age (a quiet devnet mines nothing for minutes), so the estimate is the highest
+    of the last ``window`` readings: the freshest head seen lately."""
+
+    def __init__(self, window: int = 32) -> None:
+        self._readings: deque[float] = deque(maxlen=window)
+
+    def read(self, head: Head, wall: float) -> float:
+        self._readings.append(head.timestamp - wall)
+        return max(self._readings)
 
 
 @dataclass(frozen=True)
@@ -104,14 +126,14 @@ class ChainView:
 
         return in_ranges(read, from_block, to_block, self.max_range)
 
-    def placements(self, from_block: int, to_block: int) -> list[tuple[int, int]]:
-        """(job id, block) of every ``JobPlaced`` on this provider in the range, in order."""
+    def placements(self, from_block: int, to_block: int) -> list[Placed]:
+        """Every ``JobPlaced`` on this provider in the range, in order."""
         topics = [self.market.events.topic("JobPlaced"), None, address_topic(self.provider)]
         out = []
         for raw in self._logs("reading placements", topics, from_block, to_block):
             ev = self.market.events.decode(raw)
             if ev is not None and ev.name == "JobPlaced":
-                out.append((int(ev.args["jobId"]), ev.block_number))
+                out.append(Placed(int(ev.args["jobId"]), ev.block_number))
         return out
 
     def request(self, job_id: int, before_block: int) -> JobRequest | None:

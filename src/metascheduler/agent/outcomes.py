@@ -33,18 +33,18 @@ EXIT_NO_CODE = -5
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 
 
-def exit_code(status: BackendJobInfo) -> int:
+def exit_code(info: BackendJobInfo) -> int:
     """The code to report for a job whose backend state is terminal (TIMEOUT included: the
     caller first checks whether the escrow ran out, which is not the provider's report)."""
-    s = status.state
+    s = info.status
     if s is BackendStatus.COMPLETED:
-        return 0 if status.exit_code is None else _int32(status.exit_code)
+        return 0 if info.exit_code is None else _int32(info.exit_code)
     if s is BackendStatus.FAILED:
         # A failure must never read as success: a backend saying FAILED with code 0 (Slurm's
         # NODE_FAIL can) is reported without a code.
-        if not status.exit_code:
+        if not info.exit_code:
             return EXIT_NO_CODE
-        return _int32(status.exit_code)
+        return _int32(info.exit_code)
     if s is BackendStatus.TIMEOUT:
         return EXIT_TIMEOUT
     if s is BackendStatus.CANCELLED:

@@ -196,9 +196,9 @@ class ResultsShipper:
         except BackendError as exc:
             log.warning("cannot read the backend's job states for shipping results: %s", exc)
             return
-        for native, status in statuses.items():
-            if status.state.is_terminal:
-                self.ended(running[native], status.exit_code)
+        for native, info in statuses.items():
+            if info.status.is_terminal:
+                self.ended(running[native], info.exit_code)
 
     # -- one job ------------------------------------------------------------------------------
 

@@ -22,10 +22,12 @@ def deploy_contracts(
     start_timeout_s: int = 3600,
     admin: str | None = None,
     fee_bps: int = 0,
+    request_fee: int = 0,
 ) -> Deployment:
     """Deploys a Credit token and a JobMarket. The admin (the deployer unless told) holds the
     market's admin role and the token's admin and minter roles; `oracle` the oracle's role.
-    A fee above zero is set at once (by the deployer, who must then be the admin)."""
+    A fee or a request fee (in units) above zero is set at once (by the deployer, who must then
+    be the admin)."""
     admin = admin or deployer.address
     credit_art = load_artifact("Credit")
     market_art = load_artifact("JobMarket")
@@ -47,6 +49,9 @@ def deploy_contracts(
     if fee_bps:
         fee_data = w3.eth.contract(abi=market_art.abi).encode_abi("setFee", args=[fee_bps])
         sender.transact(market_addr, fee_data, f"setting the fee to {fee_bps} bps")
+    if request_fee:
+        data = w3.eth.contract(abi=market_art.abi).encode_abi("setRequestFee", args=[request_fee])
+        sender.transact(market_addr, data, f"setting the request fee to {request_fee} units")
     return Deployment(
         market=market_addr,
         credit=credit_addr,

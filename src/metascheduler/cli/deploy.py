@@ -13,8 +13,14 @@ from metascheduler import billing
 from metascheduler.cli import connect, inputs
 from metascheduler.cli.context import JsonOpt, handled, out, settings
 from metascheduler.cli.errors import UsageError
+from metascheduler.cli.output import as_credits
 
 DEFAULT_OUT = Path("deployment.json")
+#: What each request pays, not refunded: a fresh market without it lets a flood of requests
+#: cost its sender nothing but gas (100,000 requests at 0.01 credit cost 1,000 credits).
+DEFAULT_REQUEST_FEE = "0.01"
+#: The contract keeps the request fee in 24 bits.
+MAX_REQUEST_FEE_UNITS = 2**24 - 1
 
 
 @handled
@@ -50,6 +56,14 @@ def deploy(
             max=billing.MAX_FEE_BPS,
         ),
     ] = 0,
+    request_fee: Annotated[
+        str,
+        typer.Option(
+            "--request-fee",
+            help="Credits each job request pays to the platform, not refunded even on cancel "
+            "(what spam costs its sender; 0 for none).",
+        ),
+    ] = DEFAULT_REQUEST_FEE,
     accept_timeout: Annotated[
         int,
         typer.Option(
@@ -82,6 +96,12 @@ def deploy(
         s, rpc_url=rpc_url or s.rpc_url, password_env=password_env or s.password_env
     )
     oracle = inputs.optional_address(oracle, "--oracle")
+    request_fee_units = inputs.credit_units(request_fee, "--request-fee", allow_zero=True)
+    if request_fee_units > MAX_REQUEST_FEE_UNITS:
+        raise UsageError(
+            f"--request-fee {request_fee} is above the contract's limit of "
+            f"{as_credits(MAX_REQUEST_FEE_UNITS)} credits: give a smaller fee"
+        )
     if out_file.exists():
         raise UsageError(
             f"deployment file {out_file} exists; refusing to overwrite another deployment's "
@@ -99,14 +119,22 @@ def deploy(
         accept_timeout_s=accept_timeout,
         start_timeout_s=start_timeout,
         fee_bps=fee_bps,
+        request_fee=request_fee_units,
     )
     write_deployment(dep, out_file)
     out(ctx, as_json).emit(
-        {"ok": True, **dep.to_json(), "fee_bps": fee_bps, "file": str(out_file)},
+        {
+            "ok": True,
+            **dep.to_json(),
+            "fee_bps": fee_bps,
+            "request_fee": request_fee_units,
+            "file": str(out_file),
+        },
         lambda c: c.print(
             f"deployed JobMarket [bold]{dep.market}[/] and Credit {dep.credit} on chain "
             f"{dep.chain_id} at block {dep.block}; admin and minter {dep.admin}, oracle "
-            f"{dep.oracle}, fee {fee_bps} bps.\nwrote {out_file}: use it with "
+            f"{dep.oracle}, fee {fee_bps} bps, request fee {as_credits(request_fee_units)} "
+            f"credits.\nwrote {out_file}: use it with "
             f"`metascheduler --deployment {out_file} ...` or MS_DEPLOYMENT={out_file}"
         ),
     )

@@ -432,8 +432,8 @@ def _live_info(v: JobView, block: int, now: int) -> JobInfo:
     spent = 0
     until = None
     if v.status == JobStatus.RUNNING:
-        spent = billing.cost(v.price_per_minute, now - v.since, v.escrow)
-        until = v.since + billing.funded_seconds(v.escrow, v.price_per_minute)
+        spent = billing.cost(price=v.price_per_minute, elapsed_s=now - v.since, escrow=v.escrow)
+        until = v.since + billing.funded_seconds(escrow=v.escrow, price=v.price_per_minute)
     return JobInfo(
         v.job_id,
         v.status,

@@ -185,9 +185,11 @@ def _toml(values: dict[str, Any]) -> str:
 
 
 class Devnet:
-    def __init__(self, root: Path, api_port: int | None = None):
+    def __init__(self, root: Path, api_port: int | None = None, *, profile: bool = False):
         self.root = root
         self.api_port = api_port or _port_or_free(8000)
+        #: Each service runs under cProfile, which writes ``logs/<name>.prof`` when it stops.
+        self.profile = profile
         self.services: list[Service] = []
         self.anvil: Any = None
         self._closing = contextlib.ExitStack()
@@ -221,13 +223,10 @@ class Devnet:
         self.admin = self.market(ADMIN)
 
         db = f"sqlite:///{self.root / 'grid.db'}"
-        base = {
-            "rpc_url": self.anvil.url,
-            "market_address": dep.market,
-            "confirmations": 0,
-        }
+        base = {"rpc_url": self.anvil.url, "market_address": dep.market}
         oracle_cfg = {
             **base,
+            "confirmations": 0,
             "database_url": db,
             "start_block": dep.block,
             "heartbeat_source": "api",
@@ -270,6 +269,7 @@ class Devnet:
         api_url = f"http://127.0.0.1:{self.api_port}"
         agent_base = {
             **base,
+            "confirmations": 0,
             "start_block": dep.block,
             "api_url": api_url,
             "poll_interval_s": 1.0,
@@ -337,11 +337,12 @@ class Devnet:
     ) -> None:
         path = self.root / f"{name}.toml"
         path.write_text(_toml(cfg))
-        args = (
-            python_module(module, str(path))
-            if positional
-            else python_module(module, "--config", str(path))
-        )
+        args = [str(path)] if positional else ["--config", str(path)]
+        if self.profile:
+            prof = self.root / "logs" / f"{name}.prof"
+            args = python_module("metascheduler.devnet.cpuprofile", str(prof), module, *args)
+        else:
+            args = python_module(module, *args)
         # Keys travel in the environment, never in files or on command lines.
         keys = {"MS_PRIVATE_KEY": "0x" + bytes(dev_account(key_index).key).hex(), **(env or {})}
         svc = Service(name, args, self.root / "logs" / f"{name}.log", keys).start()
@@ -513,6 +514,14 @@ class Devnet:
         return any(r.line == "hello from the grid" for r in lines)
 
     def down(self) -> None:
+        if self.profile:
+            # A busy service finishes its round, then writes its profile: more than the 10 s
+            # ``stop`` waits by default before it kills, on a loaded machine.
+            for svc in self.services:
+                if svc.alive and svc.process is not None:
+                    svc.process.send_signal(signal.SIGTERM)
+            for svc in reversed(self.services):
+                svc.stop(timeout_s=120.0)
         for svc in reversed(self.services):
             svc.stop()
         if self.objects is not None:

@@ -49,7 +49,9 @@ def estimate_runtime_s(job: JobFields) -> float:
     """The time limit if the spec gives one, else what the escrow funds at the max price."""
     if job.time_limit_minutes:
         return float(job.time_limit_minutes * 60)
-    return float(min(MAX_ESTIMATE_S, funded_seconds(job.escrow, job.max_price_per_minute)))
+    return float(
+        min(MAX_ESTIMATE_S, funded_seconds(escrow=job.escrow, price=job.max_price_per_minute))
+    )
 
 
 def pending_job(job: JobFields, refused_by: frozenset[str] = frozenset()) -> PendingJob:

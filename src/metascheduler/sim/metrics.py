@@ -45,7 +45,9 @@ def summarise(result: SimResult, too_wide: Sequence[TraceJob] = ()) -> dict[str,
     credits = 0
     for o in outcomes:
         per_cluster_work[o.cluster] += o.job.procs * o.job.runtime
-        credits += cost(o.price_per_minute, round(o.job.runtime), _UNLIMITED_ESCROW)
+        credits += cost(
+            price=o.price_per_minute, elapsed_s=round(o.job.runtime), escrow=_UNLIMITED_ESCROW
+        )
     total_procs = sum(c.procs for c in result.clusters)
     by_width: dict[str, dict[str, float]] = {}
     for label, lo, hi in WIDTHS:

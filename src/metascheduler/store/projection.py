@@ -53,10 +53,9 @@ def event_parties(name: str, args: dict[str, Any]) -> tuple[str | None, str | No
 def _spec_fields(spec: bytes) -> tuple[list[str], int | None]:
     try:
         parsed = decode_spec(spec)
-    except (SpecError, RecursionError):
-        # A spec the grid cannot read is kept raw, wanting no labels. A few kB of nested arrays
-        # overflow the recursive JSON decoder at Python's default limit: that must not stop the
-        # ingestion of every later event.
+    except SpecError:
+        # A spec the grid cannot read (nested too deep included) is kept raw, wanting no
+        # labels: it must not stop the ingestion of every later event.
         return [], None
     return parsed.required_labels, parsed.time_limit_minutes
 
@@ -122,7 +121,8 @@ def apply_job_event(row: Row | None, ev: EventRecord) -> Row | None:
         if to == JobStatus.SCHEDULED:
             out["accepted_at"] = ev.block_time
         elif to == JobStatus.RUNNING:
-            out["started_at"] = ev.block_time
+            # Metering starts at the backend's start as the contract recorded it.
+            out["started_at"] = as_int(a["since"]) if "since" in a else ev.block_time
     elif ev.name == "JobReturned":
         out.update(
             status=as_int(a["to"]),

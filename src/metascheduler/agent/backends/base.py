@@ -9,6 +9,7 @@ know as ``UNKNOWN`` with the raw state, rather than guessing.
 
 from __future__ import annotations
 
+import logging
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -20,6 +21,8 @@ from metascheduler.errors import MetaschedulerError
 from metascheduler.spec import JobSpec
 
 JOB_NAME_PREFIX = "ms-"
+
+log = logging.getLogger(__name__)
 
 
 class BackendStatus(StrEnum):
@@ -94,7 +97,7 @@ class BackendJobInfo:
     (128 + N for a job killed by signal N)."""
 
     native_id: str
-    state: BackendStatus
+    status: BackendStatus
     exit_code: int | None = None
     started_at: float | None = None
     ended_at: float | None = None
@@ -144,6 +147,17 @@ class BackendError(MetaschedulerError):
         return "\n  ".join(parts)
 
 
+def unforeseen(job: BackendJob, exc: Exception) -> BackendError:
+    """A failure no backend foresaw while preparing one job (a file name the file system
+    refuses, say), as that job's refusal in words: contained to the job, never the agent's
+    end. The traceback goes to the operator's log, since it shows a check to add."""
+    log.error("job %d: unforeseen failure while preparing it", job.job_id, exc_info=exc)
+    why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    return BackendError(
+        f"job {job.job_id} could not be prepared here ({type(exc).__name__}: {why or 'no message'})"
+    )
+
+
 class Backend(ABC):
     """Runs jobs on one cluster (or one machine) for one provider agent."""
 
@@ -162,6 +176,8 @@ class Backend(ABC):
                 out.append(self.submit(job))
             except BackendError as exc:
                 out.append(exc)
+            except Exception as exc:
+                out.append(unforeseen(job, exc))
         return out
 
     @abstractmethod

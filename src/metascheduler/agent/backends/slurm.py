@@ -391,7 +391,7 @@ class SlurmBackend(Backend):
                 )
             name = a.name if a is not None else q.name if q is not None else ""
             chain_id = parse_job_name(name, self.name_prefix)
-            if out[i].state is S.FAILED and chain_id is not None:
+            if out[i].status is S.FAILED and chain_id is not None:
                 why = sandbox.reason_from_report(self._folder(chain_id))
                 if why:
                     out[i] = replace(out[i], reason=why)

@@ -31,7 +31,9 @@ def fetch(url: str, sha256: str, dest: Path, *, max_bytes: int, timeout_s: float
     or any network or HTTP failure."""
     deadline = time.monotonic() + timeout_s
     dest.parent.mkdir(parents=True, exist_ok=True)
-    part = dest.with_name(dest.name + ".part")
+    # A name of fixed length: the destination's own name plus a suffix could pass the file
+    # system's limit on one name (255 bytes) where the destination does not.
+    part = dest.with_name(f".{hashlib.sha256(dest.name.encode()).hexdigest()[:16]}.part")
     digest = hashlib.sha256()
     size = 0
     try:
@@ -57,7 +59,7 @@ def fetch(url: str, sha256: str, dest: Path, *, max_bytes: int, timeout_s: float
         raise FetchError(f"{url} could not be fetched: {why}") from None
     finally:
         if digest.hexdigest() != sha256:
-            with contextlib.suppress(FileNotFoundError):
+            with contextlib.suppress(OSError):  # never made: the failure above says why
                 part.unlink()
     got = digest.hexdigest()
     if got != sha256:
