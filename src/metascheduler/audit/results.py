@@ -28,7 +28,7 @@ from metascheduler.results import store as rstore
 from metascheduler.results.digest import result_digest
 from metascheduler.results.errors import ChunkRefused
 from metascheduler.results.logchain import ZERO_DIGEST, Chunk, ChunkHeader, Deployment, check_chunk
-from metascheduler.results.objects import ObjectStore
+from metascheduler.results.objects import ObjectStore, store_from_settings
 from metascheduler.store.db import make_engine, session_factory
 
 if TYPE_CHECKING:
@@ -62,21 +62,7 @@ class StoredResults:
     def from_settings(cls, settings: ApiSettings) -> StoredResults:
         """From the API's settings: `results_database_url` (or its default beside the store)
         and the `object_store_*` fields."""
-        objects = None
-        if settings.object_store_endpoint:
-            access, secret = settings.object_store_access_key, settings.object_store_secret_key
-            if access is None or secret is None:
-                raise ResultsSourceError(
-                    "object_store_endpoint is set but its access or secret key is not: set "
-                    "object_store_access_key and object_store_secret_key"
-                )
-            objects = ObjectStore(
-                settings.object_store_endpoint,
-                settings.object_store_bucket,
-                access.get_secret_value(),
-                secret.get_secret_value(),
-                settings.object_store_region,
-            )
+        objects = store_from_settings(settings, ResultsSourceError)
         return cls(session_factory(make_engine(settings.results_url())), objects)
 
     def chunks(self, job_id: int) -> list[tuple[Chunk, str]]:
