@@ -14,7 +14,7 @@ import math
 import threading
 import time
 from dataclasses import dataclass, field, replace
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.responses import JSONResponse
@@ -31,7 +31,12 @@ from metascheduler.results import store as rstore
 from metascheduler.results.customer import find_request
 from metascheduler.results.errors import ChunkRefused
 from metascheduler.results.logchain import Chunk, Deployment
-from metascheduler.results.objects import ObjectStore, ObjectStoreError, output_key
+from metascheduler.results.objects import (
+    ObjectStore,
+    ObjectStoreError,
+    output_key,
+    store_from_settings,
+)
 from metascheduler.store.db import RESULTS, make_engine, session_factory, upgrade_to_head
 from metascheduler.store.models import Job
 
@@ -47,6 +52,13 @@ GrantHeader = Annotated[str | None, Header(alias=grant.HEADER)]
 #: A running job's record is re-read from the chain after this long; an ended one never.
 VIEW_CACHE_S = 1.0
 _P: dict[str, Any] = {"model": ProblemBody}
+#: Why a grant signed by anyone but the job's party a route serves is refused.
+_ONLY = {
+    "customer": "{who} is not the customer of job {job_id}: only {expected} may read its results "
+    "(they are encrypted to that wallet anyway)",
+    "provider": "{who} is not the placed provider of job {job_id} (that is {expected}): only it "
+    "may upload the job's outputs",
+}
 _CHUNK_STATUS = {
     "malformed": 400,
     "forged": 401,
@@ -100,22 +112,7 @@ class Results:
     def build(cls, settings: ApiSettings, chain_index: sessionmaker[Session]) -> Results:
         upgrade_to_head(settings.results_url(), RESULTS)
         engine = make_engine(settings.results_url())
-        objects = None
-        if settings.object_store_endpoint:
-            access = settings.object_store_access_key
-            secret = settings.object_store_secret_key
-            if access is None or secret is None:
-                raise ValueError(
-                    "object_store_endpoint is set but its access or secret key is not: set "
-                    "object_store_access_key and object_store_secret_key"
-                )
-            objects = ObjectStore(
-                settings.object_store_endpoint,
-                settings.object_store_bucket,
-                access.get_secret_value(),
-                secret.get_secret_value(),
-                settings.object_store_region,
-            )
+        objects = store_from_settings(settings)
         return cls(settings, session_factory(engine), chain_index, objects, _views={})
 
     # -- the chain's word on a job ------------------------------------------------------------
@@ -184,26 +181,16 @@ class Results:
         except grant.GrantRefused as exc:
             raise Problem(exc.status, exc.detail) from None
 
-    def customer_only(self, value: str | None, action: str, job_id: int) -> JobView:
+    def signed_by(
+        self, party: Literal["customer", "provider"], value: str | None, action: str, job_id: int
+    ) -> JobView:
+        """The job's record once the grant `value` is shown to be signed by the job's `party`
+        (its customer, or its placed provider); 403 otherwise, naming who may."""
         who = self.signer(value, action, job_id)
         view = self.job(job_id)
-        if who.lower() != view.customer.lower():
-            raise Problem(
-                403,
-                f"{who} is not the customer of job {job_id}: only {view.customer} may read its "
-                "results (they are encrypted to that wallet anyway)",
-            )
-        return view
-
-    def provider_only(self, value: str | None, job_id: int) -> JobView:
-        who = self.signer(value, grant.PUT_OUTPUTS, job_id)
-        view = self.job(job_id)
-        if who.lower() != view.provider.lower():
-            raise Problem(
-                403,
-                f"{who} is not the placed provider of job {job_id} (that is {view.provider}): "
-                "only it may upload the job's outputs",
-            )
+        expected = view.customer if party == "customer" else view.provider
+        if who.lower() != expected.lower():
+            raise Problem(403, _ONLY[party].format(who=who, job_id=job_id, expected=expected))
         return view
 
     def store(self) -> ObjectStore:
@@ -274,7 +261,7 @@ async def append_log(res: Res, job_id: JobId, body: ChunkBody) -> Any:
 
 
 def _read(res: Results, job_id: int, value: str | None, after: int, limit: int) -> dict[str, Any]:
-    view = res.customer_only(value, grant.READ_LOGS, job_id)
+    view = res.signed_by("customer", value, grant.READ_LOGS, job_id)
     with res.sessions() as s:
         chunks = rstore.read_chunks(s, job_id, after=after, limit=limit)
     return {
@@ -315,7 +302,7 @@ async def read_log(
 
 
 def _upload(res: Results, job_id: int, value: str | None, req: UploadRequest) -> dict[str, Any]:
-    res.provider_only(value, job_id)
+    res.signed_by("provider", value, grant.PUT_OUTPUTS, job_id)
     cap = res.settings.max_output_bytes
     if req.size > cap:
         raise Problem(
@@ -370,7 +357,7 @@ async def start_upload(
 
 
 def _complete(res: Results, job_id: int, value: str | None, req: UploadComplete) -> dict[str, Any]:
-    res.provider_only(value, job_id)
+    res.signed_by("provider", value, grant.PUT_OUTPUTS, job_id)
     objects = res.store()
     with res.sessions() as s:
         row = s.get(rstore.OutputRow, job_id)
@@ -411,7 +398,7 @@ async def complete_upload(
 
 
 def _download(res: Results, job_id: int, value: str | None) -> dict[str, Any]:
-    res.customer_only(value, grant.READ_OUTPUTS, job_id)
+    res.signed_by("customer", value, grant.READ_OUTPUTS, job_id)
     with res.sessions() as s:
         row = s.get(rstore.OutputRow, job_id)
         if row is None or row.state != "stored":

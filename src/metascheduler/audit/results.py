@@ -17,28 +17,29 @@ is the chain's alone.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from metascheduler.errors import MetaschedulerError
+from metascheduler.errors import UnreachableError
 from metascheduler.results import store as rstore
 from metascheduler.results.digest import result_digest
 from metascheduler.results.errors import ChunkRefused
 from metascheduler.results.logchain import ZERO_DIGEST, Chunk, ChunkHeader, Deployment, check_chunk
-from metascheduler.results.objects import ObjectStore
+from metascheduler.results.objects import ObjectStore, store_from_settings
 from metascheduler.store.db import make_engine, session_factory
+
+if TYPE_CHECKING:
+    from metascheduler.api.settings import ApiSettings
 
 #: Differences named per job at most (a broken chain can break at every chunk after the first).
 MAX_DIFFERENCES = 10
 
 
-class ResultsSourceError(MetaschedulerError):
+class ResultsSourceError(UnreachableError):
     """The API's results database or object store cannot be read; the message says which."""
-
-    kind = "unreachable"
 
 
 @dataclass(frozen=True)
@@ -58,24 +59,10 @@ class StoredResults:
         self.objects = objects
 
     @classmethod
-    def from_settings(cls, settings: Any) -> StoredResults:
-        """From the API's settings (`ApiSettings`): `results_database_url` (or its default
-        beside the store) and the `object_store_*` fields."""
-        objects = None
-        if settings.object_store_endpoint:
-            access, secret = settings.object_store_access_key, settings.object_store_secret_key
-            if access is None or secret is None:
-                raise ResultsSourceError(
-                    "object_store_endpoint is set but its access or secret key is not: set "
-                    "object_store_access_key and object_store_secret_key"
-                )
-            objects = ObjectStore(
-                settings.object_store_endpoint,
-                settings.object_store_bucket,
-                access.get_secret_value(),
-                secret.get_secret_value(),
-                settings.object_store_region,
-            )
+    def from_settings(cls, settings: ApiSettings) -> StoredResults:
+        """From the API's settings: `results_database_url` (or its default beside the store)
+        and the `object_store_*` fields."""
+        objects = store_from_settings(settings, ResultsSourceError)
         return cls(session_factory(make_engine(settings.results_url())), objects)
 
     def chunks(self, job_id: int) -> list[tuple[Chunk, str]]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import boto3
 from botocore.config import Config
@@ -18,6 +18,9 @@ from botocore.exceptions import BotoCoreError, ClientError
 from metascheduler.errors import MetaschedulerError
 
 from .logchain import Deployment
+
+if TYPE_CHECKING:
+    from metascheduler.api.settings import ApiSettings
 
 
 class ObjectStoreError(MetaschedulerError):
@@ -34,6 +37,29 @@ class PartUrl:
 
 def output_key(deployment: Deployment, job_id: int) -> str:
     return f"outputs/{deployment.chain_id}/{deployment.market.lower()}/{job_id}.enc"
+
+
+def store_from_settings(
+    settings: ApiSettings, refused: type[Exception] = ValueError
+) -> ObjectStore | None:
+    """The API's object store from its `object_store_*` settings, None when no endpoint is set.
+    An endpoint without both keys raises `refused`, the kind of error the caller ends with (the
+    API at start-up, the audit of results)."""
+    if not settings.object_store_endpoint:
+        return None
+    access, secret = settings.object_store_access_key, settings.object_store_secret_key
+    if access is None or secret is None:
+        raise refused(
+            "object_store_endpoint is set but its access or secret key is not: set "
+            "object_store_access_key and object_store_secret_key"
+        )
+    return ObjectStore(
+        settings.object_store_endpoint,
+        settings.object_store_bucket,
+        access.get_secret_value(),
+        secret.get_secret_value(),
+        settings.object_store_region,
+    )
 
 
 class ObjectStore:
@@ -140,28 +166,29 @@ class ObjectStore:
             MultipartUpload={"Parts": parts},
         )
 
-    def size(self, key: str) -> int | None:
+    def _if_present(self, key: str, fn: Any) -> Any:
+        """`fn`'s answer for the object `key`, or None when there is no such object (a missing
+        object is an answer here, not a refusal)."""
         try:
-            out = self._s3.head_object(Bucket=self.bucket, Key=key)
+            return fn(Bucket=self.bucket, Key=key)
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
                 return None
             raise ObjectStoreError(f"the object store refused reading {key}: {exc}") from None
         except BotoCoreError as exc:
             raise ObjectStoreError(f"the object store did not answer: {exc}") from None
-        return int(out["ContentLength"])
+
+    def size(self, key: str) -> int | None:
+        out = self._if_present(key, self._s3.head_object)
+        return None if out is None else int(out["ContentLength"])
 
     def sha256(self, key: str) -> tuple[int, bytes] | None:
         """The size and SHA-256 of the object's bytes as stored (streamed, never held whole), or
         None when there is no such object."""
-        try:
-            body = self._s3.get_object(Bucket=self.bucket, Key=key)["Body"]
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
-                return None
-            raise ObjectStoreError(f"the object store refused reading {key}: {exc}") from None
-        except BotoCoreError as exc:
-            raise ObjectStoreError(f"the object store did not answer: {exc}") from None
+        out = self._if_present(key, self._s3.get_object)
+        if out is None:
+            return None
+        body = out["Body"]
         h, size = hashlib.sha256(), 0
         try:
             for block in body.iter_chunks(1 << 20):
