@@ -27,6 +27,7 @@ import argparse
 import http.client
 import json
 import logging
+import shutil
 import statistics
 import sys
 import tempfile
@@ -244,6 +245,7 @@ def main() -> int:
         spam_placed = sum(1 for lg in placements if int(lg["topics"][1].hex(), 16) != funded)
         fees = int(market.contract.functions.accruedFees().call()) - fees_before - args.fee
         oracle.close()
+        shutil.rmtree(tmp, ignore_errors=True)  # the store of 100,000 jobs: hundreds of MB
 
     result = {
         "spam_jobs": total,
