@@ -25,21 +25,22 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_oracle import BLOCK_GAS, CREDIT, Wallets, spec, wait_jobs
+from bench_oracle import BLOCK_GAS, CREDIT, REQUEST_GAS, WALLET_SEED, request, spec, wait_jobs
 from metascheduler.audit import audit_all
 from metascheduler.audit.logs import LogReader
 from metascheduler.chain import Market, Terms
 from metascheduler.chain.rpc import connect
 from metascheduler.chain.types import Hardware, Placement, Prices, ProviderAction, ProviderStep
 from metascheduler.devnet.anvil import dev_account, mine_after, start_anvil
+from metascheduler.devnet.wallets import Wallets
 
 PER_TX = 100  # placements, and provider steps, per transaction
 
 
 def build_history(market: Market, admin: Market, oracle: Market, prov: Market, n: int) -> None:
-    wallets = Wallets(market.w3, market, 100)
+    wallets = Wallets(market, 100, seed=WALLET_SEED)
     wallets.fund(admin, n // 100 * 5 + 10)
-    for raw in wallets.requests(n):
+    for raw in wallets.requests(n, request, REQUEST_GAS):
         market.w3.eth.send_raw_transaction(raw)
     wait_jobs(market, n)
     provider = prov.sender_or_fail().address

@@ -23,8 +23,9 @@ process). The last line is one JSON object:
                            runner_cpu_ms_per_job), and anvil_cpu_ms_per_job
   bottleneck               in words, from the stage that slowed down and the CPU figures of the
                            first step that fell behind
-`--profile` runs the oracle and the agents under cProfile and prints where the oracle and the
-busiest agent spent their time. `--quick` is a short run (rates 10, 50; 15-second steps). A
+`--profile` runs the oracle and the agents under cProfile (on their CPU clock) and prints where
+the oracle and the busiest agent spent their CPU, and per step the busiest processes of the
+machine (from /proc). `--quick` is a short run (rates 10, 50; 15-second steps). A
 full run stays under 10 minutes.
 Usage: .venv/bin/python scripts/bench_grid.py [--quick] [--profile] [--rates 10,25,50,...]
 """
@@ -32,6 +33,7 @@ Usage: .venv/bin/python scripts/bench_grid.py [--quick] [--profile] [--rates 10,
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import multiprocessing as mp
 import os
@@ -45,17 +47,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from eth_account import Account
-from eth_account.signers.local import LocalAccount
-from eth_utils import keccak
-from web3 import Web3
-from web3.types import RPCEndpoint
-
 from metascheduler.chain import JobStatus, Market
 from metascheduler.chain.rpc import connect
 from metascheduler.devnet.anvil import dev_account, start_anvil
 from metascheduler.devnet.demo import Devnet
 from metascheduler.devnet.procs import Service
+from metascheduler.devnet.wallets import Request, Wallets, send_steady
 from metascheduler.spec import encode_spec, parse_spec
 
 CREDIT = 10**6
@@ -87,10 +84,9 @@ class BenchGrid(Devnet):
     """anvil, the oracle and the agents as child processes, each with its own log."""
 
     def __init__(self, root: Path, agents: int, cpus: int, profile: bool) -> None:
-        super().__init__(root, api_port=0)
+        super().__init__(root, api_port=0, profile=profile)
         self.n_agents = agents
         self.cpus = cpus
-        self.profile = profile
         self.providers = [FIRST_PROVIDER + n for n in range(agents)]
         self.log_level = "WARNING"
 
@@ -129,25 +125,6 @@ class BenchGrid(Devnet):
             self._service(name, "metascheduler.agent", cfg, key)
         self._approve_providers({dev_account(k).address for k in self.providers}, 120.0)
 
-    def _service(
-        self,
-        name: str,
-        module: str,
-        cfg: dict[str, Any],
-        key_index: int,
-        positional: bool = False,
-        env: dict[str, str] | None = None,
-    ) -> None:
-        super()._service(name, module, cfg, key_index, positional, env)
-        svc = self.services[-1]
-        if self.profile:
-            # The same process under cProfile: it writes its profile when it stops (SIGTERM).
-            svc.stop()
-            self.services.pop()
-            out = self.root / "logs" / f"{name}.prof"
-            args = [sys.executable, "-m", "cProfile", "-o", str(out), *svc.args[1:]]
-            self.services.append(Service(name, args, svc.log_path, svc.env).start())
-
     def pid(self, name: str) -> int:
         svc = self.by_name[name]
         assert svc.process is not None
@@ -158,81 +135,9 @@ class BenchGrid(Devnet):
         return {s.name: s for s in self.services}
 
 
-class Wallets:
-    """Customer wallets that sign locally and keep their own nonces."""
-
-    def __init__(self, w3: Web3, market: Market, n: int) -> None:
-        self.w3 = w3
-        self.market = market
-        self.accounts: list[LocalAccount] = [
-            Account.from_key(keccak(f"grid-wallet-{i}".encode())) for i in range(n)
-        ]
-        self.nonces = [0] * n
-        self.chain_id = w3.eth.chain_id
-        self.next_job = 0
-
-    def sign(self, i: int, to: str, data: Any, gas: int) -> bytes:
-        tx = {
-            "to": to,
-            "data": data,
-            "gas": gas,
-            "maxFeePerGas": 50 * GWEI,
-            "maxPriorityFeePerGas": GWEI,
-            "nonce": self.nonces[i],
-            "chainId": self.chain_id,
-            "value": 0,
-            "type": 2,
-        }
-        self.nonces[i] += 1
-        return bytes(self.accounts[i].sign_transaction(tx).raw_transaction)
-
-    def fund(self, admin: Market, credits_each: int) -> None:
-        for a in self.accounts:
-            self.w3.provider.make_request(RPCEndpoint("anvil_setBalance"), [a.address, hex(10**21)])
-        credit = admin.credit
-        sender = admin.sender_or_fail()
-        minted = [
-            sender.send(
-                credit.address,
-                credit.encode_abi("mint", args=[a.address, credits_each * CREDIT]),
-                "minting",
-                gas=100_000,
-            )
-            for a in self.accounts
-        ]
-        sender.wait_all(minted)
-        raws = []
-        for i in range(len(self.accounts)):
-            approve = credit.encode_abi("approve", args=[self.market.address, 2**256 - 1])
-            deposit = self.market.contract.encode_abi("deposit", args=[credits_each * CREDIT])
-            raws.append(self.sign(i, credit.address, approve, 80_000))
-            raws.append(self.sign(i, self.market.address, deposit, 120_000))
-        hashes = [self.w3.eth.send_raw_transaction(r) for r in raws]
-        for h in hashes:
-            self.w3.eth.wait_for_transaction_receipt(h, timeout=120)
-
-    def requests(self, n: int) -> list[bytes]:
-        """n signed requestJob transactions, round-robin over the wallets."""
-        out = []
-        for _ in range(n):
-            i = self.next_job % len(self.accounts)
-            data = self.market.contract.encode_abi(
-                "requestJob", args=[1, 0, 64, MAX_PRICE, ESCROW, job_spec(self.next_job)]
-            )
-            self.next_job += 1
-            out.append(self.sign(i, self.market.address, data, REQUEST_GAS))
-        return out
-
-
-def send_steady(url: str, raws: list[bytes], rate: float) -> None:
-    """Child process: sends the raw transactions at `rate` per second."""
-    w3 = connect(url)
-    start = time.monotonic()
-    for k, raw in enumerate(raws):
-        delay = start + k / rate - time.monotonic()
-        if delay > 0:
-            time.sleep(delay)
-        w3.eth.send_raw_transaction(raw)
+def request(i: int) -> Request:
+    """The i-th job the benchmark requests: one CPU, half of them a no-op."""
+    return Request(job_spec(i), 1, 0, 64, max_price_per_minute=MAX_PRICE, escrow=ESCROW)
 
 
 def cpu_s(pid: int) -> tuple[float, float]:
@@ -241,6 +146,52 @@ def cpu_s(pid: int) -> tuple[float, float]:
     own = int(fields[11]) + int(fields[12])
     children = int(fields[13]) + int(fields[14])
     return own / CLOCK_TICKS, children / CLOCK_TICKS
+
+
+def runner_cpu_s(agent_pid: int) -> float:
+    """CPU seconds of an agent's child processes: its job supervisors' zygote (own, and its
+    supervisors' once reaped: every job's sandbox and job), and whatever it reaped itself."""
+    total = cpu_s(agent_pid)[1]
+    for _, ppid, own, children in processes().values():
+        if ppid == agent_pid:
+            total += own + children
+    return total
+
+
+def processes() -> dict[int, tuple[str, int, float, float]]:
+    """Every live process: (name, parent pid, own CPU s, waited-for children's CPU s)."""
+    out = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue  # ended meanwhile
+        name = text[text.index("(") + 1 : text.rindex(")")]
+        with contextlib.suppress(OSError):
+            # "python -m metascheduler.agent --config agent-1.toml" says more than "python".
+            args = (stat.parent / "cmdline").read_bytes().split(b"\0")
+            name = " ".join(Path(a.decode(errors="replace")).name for a in args if a)[-56:]
+        fields = text.rsplit(")", 1)[1].split()
+        own = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+        children = (int(fields[13]) + int(fields[14])) / CLOCK_TICKS
+        out[int(stat.parent.name)] = (name, int(fields[1]), own, children)
+    return out
+
+
+def busiest_processes(
+    before: dict[int, tuple[str, int, float, float]], seconds: float, top: int = 12
+) -> str:
+    """The processes that used the most CPU since ``before``, as a table in cores (a process
+    started meanwhile counts from zero; one that ended shows in its parent's reaped column)."""
+    rows = []
+    for pid, (name, _, own, children) in processes().items():
+        _, _, own0, children0 = before.get(pid, (name, 0, 0.0, 0.0))
+        rows.append((own - own0, children - children0, pid, name))
+    rows.sort(reverse=True)
+    lines = [f"#   {'pid':>7} {'own':>6} {'reaped':>7}  (cores)  process"]
+    for own, children, pid, name in rows[:top]:
+        lines.append(f"#   {pid:>7} {own / seconds:6.2f} {children / seconds:7.2f}  {name}")
+    return "\n".join(lines)
 
 
 def machine_busy_s() -> tuple[float, float]:
@@ -348,9 +299,11 @@ def run_step(
 ) -> Step:
     w3 = market.w3
     n = max(1, round(rate * step_s))
-    raws = wallets.requests(n)  # signed before the clock starts
+    raws = wallets.requests(n, request, REQUEST_GAS)  # signed before the clock starts
     names = ["oracle", *(f"agent-{k + 1}" for k in range(grid.n_agents))]
     before = {name: cpu_s(grid.pid(name)) for name in names}
+    runners_before = {name: runner_cpu_s(grid.pid(name)) for name in names[1:]}
+    procs_before = processes()
     anvil_before = cpu_s(grid.anvil.process.pid)[0]
     machine_before = machine_busy_s()
     step = Step(rate, first_block=w3.eth.block_number + 1)
@@ -379,11 +332,16 @@ def run_step(
     step.cpu_ms = {
         "oracle": (after["oracle"][0] - before["oracle"][0]) * 1000 / jobs,
         "agent": sum(after[a][0] - before[a][0] for a in names[1:]) * 1000 / jobs,
-        "runner": sum(after[a][1] - before[a][1] for a in names[1:]) * 1000 / jobs,
+        "runner": sum(runner_cpu_s(grid.pid(a)) - runners_before[a] for a in names[1:])
+        * 1000
+        / jobs,
         "anvil": (cpu_s(grid.anvil.process.pid)[0] - anvil_before) * 1000 / jobs,
     }
     busy, total = machine_busy_s()
     step.machine_busy = (busy - machine_before[0]) / max(1e-9, total - machine_before[1])
+    if grid.profile:
+        print(f"# {rate:g} jobs/s, CPU by process:", file=sys.stderr)
+        print(busiest_processes(procs_before, step.wall_s), file=sys.stderr)
     return step
 
 
@@ -452,7 +410,7 @@ def main() -> int:
     try:
         grid.up()
         market = Market(connect(grid.anvil.url), grid.deployment.market)
-        wallets = Wallets(market.w3, market, args.wallets)
+        wallets = Wallets(market, args.wallets, seed="grid-wallet")
         total = sum(round(r * step_s) for r in rates)
         wallets.fund(grid.admin, total * ESCROW // CREDIT // args.wallets + 10)
         print(f"# grid up in {root}: {args.agents} agents, {args.wallets} wallets", file=sys.stderr)

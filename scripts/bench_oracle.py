@@ -47,9 +47,6 @@ from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from eth_account import Account
-from eth_account.signers.local import LocalAccount
-from eth_utils import keccak
 from pydantic import SecretStr
 from sqlalchemy import select
 from web3 import Web3
@@ -58,15 +55,17 @@ from web3.types import RPCEndpoint
 from metascheduler.chain import Market
 from metascheduler.chain.rpc import connect
 from metascheduler.chain.types import Hardware, Prices
-from metascheduler.config import OracleSettings
 from metascheduler.devnet.anvil import dev_account, start_anvil
-from metascheduler.oracle.service import Oracle, freeze_startup_heap
+from metascheduler.devnet.wallets import Request, Wallets, send_steady
+from metascheduler.oracle.service import Oracle, build, freeze_startup_heap
+from metascheduler.oracle.settings import OracleSettings
 from metascheduler.store.models import OracleAction
 
 CREDIT = 10**6
 GWEI = 10**9
 BLOCK_GAS = 30_000_000
 REQUEST_GAS = 160_000  # a requestJob of this spec uses ~120k; the limit is what packing counts
+WALLET_SEED = "bench-wallet"
 
 
 def spec(i: int) -> bytes:
@@ -77,94 +76,9 @@ def spec(i: int) -> bytes:
     ).encode()
 
 
-class Wallets:
-    """Many customer wallets that sign locally and track their own nonces."""
-
-    def __init__(self, w3: Web3, market: Market, n: int):
-        self.w3 = w3
-        self.market = market
-        self.accounts: list[LocalAccount] = [
-            Account.from_key(keccak(f"bench-wallet-{i}".encode())) for i in range(n)
-        ]
-        self.nonces = [0] * n
-        self.chain_id = w3.eth.chain_id
-        self.next_job = 0
-
-    def sign(self, i: int, to: str, data: Any, gas: int, tip: int = GWEI) -> bytes:
-        tx = {
-            "to": to,
-            "data": data,
-            "gas": gas,
-            "maxFeePerGas": 50 * GWEI,
-            "maxPriorityFeePerGas": tip,
-            "nonce": self.nonces[i],
-            "chainId": self.chain_id,
-            "value": 0,
-            "type": 2,
-        }
-        self.nonces[i] += 1
-        return bytes(self.accounts[i].sign_transaction(tx).raw_transaction)
-
-    def fund(self, admin: Market, credits_each: int) -> None:
-        for a in self.accounts:
-            self.w3.provider.make_request(RPCEndpoint("anvil_setBalance"), [a.address, hex(10**21)])
-        credit = admin.credit
-        pend = [
-            admin.sender_or_fail().send(
-                credit.address,
-                credit.encode_abi("mint", args=[a.address, credits_each * CREDIT]),
-                "minting",
-                gas=100_000,
-            )
-            for a in self.accounts
-        ]
-        admin.sender_or_fail().wait_all(pend)
-        raws = []
-        for i, _ in enumerate(self.accounts):
-            raws.append(
-                self.sign(
-                    i,
-                    credit.address,
-                    credit.encode_abi("approve", args=[self.market.address, 2**256 - 1]),
-                    80_000,
-                )
-            )
-            raws.append(
-                self.sign(
-                    i,
-                    self.market.address,
-                    self.market.contract.encode_abi("deposit", args=[credits_each * CREDIT]),
-                    120_000,
-                )
-            )
-        hashes = [self.w3.eth.send_raw_transaction(r) for r in raws]
-        for h in hashes[-len(self.accounts) :]:
-            self.w3.eth.wait_for_transaction_receipt(h, timeout=120)
-
-    def requests(self, n: int) -> list[bytes]:
-        """n signed requestJob transactions, round-robin over the wallets."""
-        out = []
-        for _ in range(n):
-            i = self.next_job % len(self.accounts)
-            s = spec(self.next_job)
-            self.next_job += 1
-            data = self.market.contract.encode_abi(
-                "requestJob", args=[2, 0, 2048, CREDIT, 5 * CREDIT, s]
-            )
-            out.append(self.sign(i, self.market.address, data, REQUEST_GAS))
-        return out
-
-
-def send_steady(url: str, raws: list[bytes], rate: float) -> None:
-    """Child process: sends the raw transactions at `rate` per second."""
-    w3 = connect(url)
-    start = time.monotonic()
-    for k, raw in enumerate(raws):
-        due = start + k / rate
-        delay = due - time.monotonic()
-        if delay > 0:
-            time.sleep(delay)
-        w3.eth.send_raw_transaction(raw)
+def request(i: int) -> Request:
+    """The i-th job the benchmark requests: 2 CPUs and 2 GB for a credit a minute at most."""
+    return Request(spec(i), 2, 0, 2048, max_price_per_minute=CREDIT, escrow=5 * CREDIT)
 
 
 class OracleLoop:
@@ -363,15 +277,15 @@ def main() -> int:
             prov.register_provider(Hardware(1, 10**9, 0, 4 * 10**9), Prices(1_000 * i, 0, 0), [])
             admin.approve_provider(dev_account(i).address)
         market = Market(w3, dep.market)
-        wallets = Wallets(w3, market, args.wallets)
+        wallets = Wallets(market, args.wallets, seed=WALLET_SEED)
         n_steady = int(args.rate * args.steady_s)
         per_wallet = (args.jobs + n_steady) // args.wallets + 2
         wallets.fund(admin, per_wallet * 5 + 10)
         print(f"# {args.wallets} wallets funded; signing {args.jobs} requests", file=sys.stderr)
-        for raw in wallets.requests(args.jobs):
+        for raw in wallets.requests(args.jobs, request, REQUEST_GAS):
             w3.eth.send_raw_transaction(raw)
         wait_jobs(market, args.jobs)
-        steady_raws = wallets.requests(n_steady)  # signed now, sent later
+        steady_raws = wallets.requests(n_steady, request, REQUEST_GAS)  # signed now, sent later
         print(f"# {args.jobs} jobs pending", file=sys.stderr)
         if args.debug:
             import logging
@@ -409,7 +323,7 @@ def main() -> int:
                 getlogs_initial_range=10_000,
                 log_level="WARNING",
             )
-            oracle = Oracle(settings)
+            oracle = build(settings)
             freeze_startup_heap()  # as `oracle run` does once the oracle is built
             clock = BlockClock(chain.url)
             loop, drain = drain_once(oracle, clock, market, args.jobs)

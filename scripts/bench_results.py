@@ -9,7 +9,8 @@ and plays the customer and the oracle itself:
                           (provider read, sealed, sent, stored, long-poll answered, decrypted)
   log_lines_per_s         a chatty job prints --chatty lines at once; lines over the time from
                           the first to the last reaching the customer
-  pack_s, upload_s        seconds of packing and encrypting, and of that plus the upload
+  pack_s, upload_s        seconds of packing and encrypting alone, and of packing, encrypting
+                          and uploading as the agent does (parts go up while it packs)
   upload_mb_per_s         --mb of outputs (random bytes, so zstd cannot shrink them) packed,
                           encrypted and uploaded through the API's pre-signed multipart URLs,
                           as the agent does, over their plain size
@@ -217,11 +218,15 @@ def upload(grid: Grid, mb: int, tmp: Path) -> tuple[float, float, float]:
     provider = dev_account(2)
     key = new_job_key()
     t = time.perf_counter()
-    packed = archive.pack(
-        src, tmp / "o.enc", deployment=dep, job_id=job_id, job_key=key, wrapped_key=wrap(pub, key)
+    archive.pack(
+        src, tmp / "p.enc", deployment=dep, job_id=job_id, job_key=key, wrapped_key=wrap(pub, key)
     )
     pack_s = time.perf_counter() - t
-    ResultsApi(grid.api_url).upload(provider, dep, job_id, packed)
+    # As the agent does: parts go up while the archive is packed.
+    t = time.perf_counter()
+    ResultsApi(grid.api_url).pack_and_upload(
+        provider, dep, job_id, src, tmp / "o.enc", job_key=key, wrapped_key=wrap(pub, key)
+    )
     upload_s = time.perf_counter() - t
     grid.customer.cancel_job(job_id)
 

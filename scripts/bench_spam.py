@@ -42,14 +42,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from pydantic import SecretStr
 from sqlalchemy import func, select
 
-from bench_oracle import Wallets
 from metascheduler import billing
 from metascheduler.chain import Market
 from metascheduler.chain.rpc import connect
 from metascheduler.chain.types import Hardware, Prices
-from metascheduler.config import OracleSettings
 from metascheduler.devnet.anvil import dev_account, start_anvil
-from metascheduler.oracle.service import MAX_PENDING_PER_TICK, Oracle, freeze_startup_heap
+from metascheduler.devnet.wallets import Wallets
+from metascheduler.oracle.service import MAX_PENDING_PER_TICK, Oracle, build, freeze_startup_heap
+from metascheduler.oracle.settings import OracleSettings
 from metascheduler.spec import encode_spec, validate_spec
 from metascheduler.store.models import Job
 
@@ -168,7 +168,7 @@ def main() -> int:
         customer.deposit(100 * CREDIT)
         market = Market(w3, dep.market)
 
-        wallets = Wallets(w3, market, args.wallets)
+        wallets = Wallets(market, args.wallets, seed="bench-spam")
         per_wallet = -(-args.spam // args.wallets)
         wallets.fund(admin, per_wallet * (args.fee + 1) // CREDIT + 2)
         t_sign = time.monotonic()
@@ -189,7 +189,7 @@ def main() -> int:
             getlogs_initial_range=10_000,
             log_level="ERROR",
         )
-        oracle = Oracle(settings)
+        oracle = build(settings)
         freeze_startup_heap()
         oracle.start()
         loop = TickLoop(oracle)

@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
 """Soak the whole local grid under load and faults; the last line is a JSON verdict.
 
-    .venv/bin/python scripts/soak.py                   # 10 minutes, seed 1
-    .venv/bin/python scripts/soak.py --minutes 1 --seed 1
+    .venv/bin/python scripts/soak.py                   # 10 minutes, seed 1: 2,100 jobs + burst
+    .venv/bin/python scripts/soak.py --minutes 3 --seed 1   # the same rate, a 3,000-job burst
 
-Exit 0 only when no job was lost or run twice, credits are conserved, the audit is clean and the
-API and CLI answered bad input without server errors or transactions. See
+Exit 0 only when no job was lost or run twice, credits are conserved, the audit is clean, the
+API and CLI answered bad input without server errors or transactions, no service crashed, no
+provider went unpaid and no customer was overbilled for the compute the backends delivered, and
+every sampled job's log lines and outputs came back to its customer intact. See
 src/metascheduler/devnet/soak/ for what it does.
 """
 
@@ -17,6 +19,7 @@ from pathlib import Path
 
 from metascheduler.chain.artifacts import REPO_ROOT
 from metascheduler.devnet.soak import SoakOptions, run_soak
+from metascheduler.devnet.soak.common import JOBS_PER_S
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -28,8 +31,25 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--job-interval", type=float, default=20.0, help="mean s between a wallet's jobs"
     )
+    p.add_argument(
+        "--rate", type=float, default=JOBS_PER_S, help=f"fast-stream jobs/s (default {JOBS_PER_S})"
+    )
+    p.add_argument(
+        "--burst", type=int, default=None, help="spam burst jobs (default 10,000 x minutes/10)"
+    )
+    p.add_argument(
+        "--results-sample",
+        type=int,
+        default=400,
+        help="jobs whose logs and outputs are read back (default 400; 0: all)",
+    )
     p.add_argument("--fault-interval", type=float, default=None, help="mean s between faults")
-    p.add_argument("--drain-timeout", type=float, default=240.0, help="s to wait for the drain")
+    p.add_argument(
+        "--drain-timeout",
+        type=float,
+        default=None,
+        help="s to wait for the drain (default 240, or 1.5 x the load time if longer)",
+    )
     p.add_argument("--no-slurm", action="store_true", help="no Slurm agent even if Slurm answers")
     a = p.parse_args(argv)
     if not 1 <= a.customers <= 10:
@@ -40,6 +60,9 @@ def main(argv: list[str] | None = None) -> int:
         root=a.root,
         customers=a.customers,
         job_interval_s=a.job_interval,
+        rate=a.rate,
+        burst=a.burst,
+        results_sample=a.results_sample or None,
         fault_interval_s=a.fault_interval,
         drain_timeout_s=a.drain_timeout,
         slurm=not a.no_slurm,

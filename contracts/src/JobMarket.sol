@@ -209,24 +209,24 @@ contract JobMarket is CreditLedger, ProviderRegistry {
 
     /// @inheritdoc IJobMarket
     function acceptJob(uint256 jobId) external {
-        _orRevert(_tryStep(jobId, ProviderAction.ACCEPT, 0, 0));
+        _orRevert(_tryStep(jobId, ProviderAction.ACCEPT, 0, 0, 0));
     }
 
     /// @inheritdoc IJobMarket
-    function startJob(uint256 jobId) external {
-        _orRevert(_tryStep(jobId, ProviderAction.START, 0, 0));
+    function startJob(uint256 jobId, uint256 startedAt) external {
+        _orRevert(_tryStep(jobId, ProviderAction.START, 0, 0, startedAt));
     }
 
     /// @inheritdoc IJobMarket
-    function completeJob(uint256 jobId, int32 exitCode, bytes32 resultDigest) external {
-        _orRevert(_tryStep(jobId, ProviderAction.COMPLETE, exitCode, resultDigest));
+    function completeJob(uint256 jobId, int32 exitCode, bytes32 resultDigest, uint256 endedAt) external {
+        _orRevert(_tryStep(jobId, ProviderAction.COMPLETE, exitCode, resultDigest, endedAt));
     }
 
     /// @inheritdoc IJobMarket
     function providerBatch(ProviderStep[] calldata steps) external returns (uint256 done) {
         for (uint256 i; i < steps.length; ++i) {
             ProviderStep calldata s = steps[i];
-            done += _report(i, s.jobId, _tryStep(s.jobId, s.action, s.exitCode, s.resultDigest));
+            done += _report(i, s.jobId, _tryStep(s.jobId, s.action, s.exitCode, s.resultDigest, s.at));
         }
     }
 
@@ -402,7 +402,9 @@ contract JobMarket is CreditLedger, ProviderRegistry {
         return "";
     }
 
-    function _tryStep(uint256 jobId, ProviderAction action, int32 exitCode, bytes32 resultDigest)
+    /// @dev `at` is the backend's time of a START or COMPLETE (see `startJob`, `completeJob`).
+    /// While SCHEDULED, `since` is the acceptance; while RUNNING, the start: each bounds `at`.
+    function _tryStep(uint256 jobId, ProviderAction action, int32 exitCode, bytes32 resultDigest, uint256 at)
         private
         returns (bytes memory err)
     {
@@ -412,18 +414,18 @@ contract JobMarket is CreditLedger, ProviderRegistry {
         if (action == ProviderAction.ACCEPT) {
             (status, banned, err) = _providerOwns(jobId, job, _bit(JobStatus.META_SCHEDULED));
             if (err.length == 0) err = _notBanned(banned);
-            if (err.length == 0) _move(jobId, job, status, JobStatus.SCHEDULED);
+            if (err.length == 0) _move(jobId, job, status, JobStatus.SCHEDULED, block.timestamp);
         } else if (action == ProviderAction.START) {
             (status, banned, err) = _providerOwns(jobId, job, _bit(JobStatus.SCHEDULED));
             if (err.length == 0) err = _notBanned(banned);
-            if (err.length == 0) _move(jobId, job, status, JobStatus.RUNNING);
+            if (err.length == 0) _move(jobId, job, status, JobStatus.RUNNING, _within(at, job.since));
         } else {
             // A ban does not stop a running job: the compute delivered before and after it is
             // billed as usual.
             (status,, err) = _providerOwns(jobId, job, _bit(JobStatus.RUNNING));
             if (err.length == 0) {
                 JobStatus to = exitCode == 0 ? JobStatus.FINISHED : JobStatus.FAILED;
-                _end(jobId, job, status, to, msg.sender, block.timestamp, exitCode, resultDigest);
+                _end(jobId, job, status, to, msg.sender, _within(at, job.since), exitCode, resultDigest);
             }
         }
     }
@@ -465,10 +467,7 @@ contract JobMarket is CreditLedger, ProviderRegistry {
         // The provider stopped reporting. Its last sign of life is the evidence of compute
         // delivered: the job is billed up to it (never past now, never before the start), and
         // the customer gets the rest back.
-        uint256 since = job.since;
-        uint256 until = lastSeen < block.timestamp ? lastSeen : block.timestamp;
-        if (until < since) until = since;
-        _end(jobId, job, status, JobStatus.FAILED, _providerOf(job), until, NO_EXIT_CODE, 0);
+        _end(jobId, job, status, JobStatus.FAILED, _providerOf(job), _within(lastSeen, job.since), NO_EXIT_CODE, 0);
         return "";
     }
 
@@ -531,11 +530,19 @@ contract JobMarket is CreditLedger, ProviderRegistry {
         return _providerAddrs[job.providerId];
     }
 
-    /// @dev A status change that moves no credits.
-    function _move(uint256 jobId, Job storage job, JobStatus from, JobStatus to) private {
+    /// @dev A status change that moves no credits; the job is in `to` since `since`.
+    function _move(uint256 jobId, Job storage job, JobStatus from, JobStatus to, uint256 since) private {
         job.status = to;
-        job.since = uint32(block.timestamp);
-        emit JobStatusChanged(jobId, from, to);
+        job.since = uint32(since); // at most the block's time
+        emit JobStatusChanged(jobId, from, to, since);
+    }
+
+    /// @dev A time a party reported, clamped between `earliest` and the block's time: a clock
+    /// running ahead of the chain's, or a report older than what it may claim, is bounded rather
+    /// than refused (refusing would strand the job). `earliest` is never after the block.
+    function _within(uint256 t, uint256 earliest) private view returns (uint256) {
+        if (t > block.timestamp) return block.timestamp;
+        return t < earliest ? earliest : t;
     }
 
     function _returnToPending(uint256 jobId, Job storage job, JobStatus from, string memory reason) private {
@@ -552,7 +559,8 @@ contract JobMarket is CreditLedger, ProviderRegistry {
     /// @dev Ends a job: bills the running time up to `until` to `payee` (the job's provider;
     /// address(0) bills nothing), takes the fee from it, refunds the rest. The caller passes the
     /// provider because it often has it at hand (a completion is sent by it), which saves a cold
-    /// read. `until` is now, except for a silent provider's job (`_failSilent`).
+    /// read. `until` is now, except for a completion (the backend's end) and a silent provider's
+    /// job (its last sign of life), each clamped by `_within`.
     function _end(
         uint256 jobId,
         Job storage job,
@@ -566,26 +574,28 @@ contract JobMarket is CreditLedger, ProviderRegistry {
         uint256 escrow = job.escrow;
         uint256 cost;
         if (payee != address(0)) cost = Billing.cost(job.pricePerMinute, until - job.since, escrow);
-        address customer = job.customer;
-        uint16 rulesId = job.rulesId;
+        uint256 feeBps;
+        {
+            // Scoped: the stack holds every argument of JobEnded below.
+            address customer = job.customer;
+            if (cost != 0) feeBps = _rules[job.rulesId].feeBps;
 
-        job.status = to;
-        job.since = uint32(block.timestamp);
-        job.customer = address(0);
-        job.escrow = 0;
+            job.status = to;
+            job.since = uint32(block.timestamp);
+            job.customer = address(0);
+            job.escrow = 0;
 
+            if (escrow != cost) _balances[customer] += escrow - cost;
+        }
         uint256 fee;
         if (cost != 0) {
-            uint256 feeBps = _rules[rulesId].feeBps;
             if (feeBps != 0) {
                 fee = Billing.fee(cost, feeBps);
                 accruedFees += fee;
             }
             _balances[payee] += cost - fee;
         }
-        uint256 refund = escrow - cost;
-        if (refund != 0) _balances[customer] += refund;
-        emit JobEnded(jobId, from, to, cost - fee, fee, refund, exitCode, resultDigest);
+        emit JobEnded(jobId, from, to, cost - fee, fee, escrow - cost, exitCode, resultDigest, until);
     }
 
     /// @dev Takes `amount` from `account`'s balance (into an escrow or a fee), or reverts.

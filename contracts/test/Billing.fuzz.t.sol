@@ -44,7 +44,7 @@ contract BillingFuzzTest is Fixture {
         market.placeJob(_placement(id, seller, t));
         vm.startPrank(seller);
         market.acceptJob(id);
-        market.startJob(id);
+        market.startJob(id, block.timestamp);
         vm.stopPrank();
         assertEq(market.getJob(id).pricePerMinute, price);
     }
@@ -119,7 +119,7 @@ contract BillingFuzzTest is Fixture {
         Snapshot memory before = _snap();
         vm.recordLogs();
         vm.prank(seller);
-        market.completeJob(id, exitCode, bytes32(0));
+        market.completeJob(id, exitCode, bytes32(0), block.timestamp);
         Split memory s = _ended(vm.getRecordedLogs(), id);
 
         uint256 full = price * elapsed / 60;
@@ -145,7 +145,7 @@ contract BillingFuzzTest is Fixture {
         Snapshot memory before = _snap();
         vm.recordLogs();
         vm.prank(seller);
-        market.completeJob(id, 0, bytes32(0));
+        market.completeJob(id, 0, bytes32(0), block.timestamp);
         _checkSplit(_ended(vm.getRecordedLogs(), id), before, escrow, _min(escrow, price * elapsed / 60), feeBps);
     }
 
@@ -244,7 +244,7 @@ contract BillingFuzzTest is Fixture {
         market.expireJobs(_ids(id));
         uint256 before = market.balanceOf(payer);
         vm.prank(seller);
-        market.completeJob(id, 0, bytes32(0));
+        market.completeJob(id, 0, bytes32(0), block.timestamp);
         assertGt(market.balanceOf(payer), before, "escrow was not spent yet");
     }
 

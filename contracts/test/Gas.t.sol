@@ -17,7 +17,7 @@ contract GasTest is Fixture {
         (warmId, warmTerms) = _running(alice, 100 * CREDIT);
         vm.warp(block.timestamp + 600);
         vm.prank(provA);
-        market.completeJob(warmId, 0, bytes32(0));
+        market.completeJob(warmId, 0, bytes32(0), block.timestamp);
     }
 
     /// @dev One call: requestJob.
@@ -37,7 +37,7 @@ contract GasTest is Fixture {
         (uint256 id,) = _running(alice, 100 * CREDIT);
         vm.warp(block.timestamp + 600);
         vm.prank(provA);
-        market.completeJob(id, 0, bytes32(0));
+        market.completeJob(id, 0, bytes32(0), block.timestamp);
     }
 
     /// @dev 101 calls: 100 requestJob, then one placeJobs of the 100.

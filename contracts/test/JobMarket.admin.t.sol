@@ -93,7 +93,7 @@ contract JobMarketAdminTest is Fixture {
         _place(queued, t, provB);
         vm.warp(block.timestamp + 60);
         vm.prank(provA);
-        market.completeJob(id, 0, bytes32(0));
+        market.completeJob(id, 0, bytes32(0), block.timestamp);
         vm.prank(provA);
         market.withdraw(PRICE_A);
         vm.prank(admin);
@@ -189,13 +189,13 @@ contract JobMarketAdminTest is Fixture {
         vm.warp(block.timestamp + 60);
 
         ProviderStep[] memory steps = new ProviderStep[](7);
-        steps[0] = ProviderStep(placed, ProviderAction.ACCEPT, 0, bytes32(0));
-        steps[1] = ProviderStep(queued, ProviderAction.START, 0, bytes32(0));
-        steps[2] = ProviderStep(running, ProviderAction.COMPLETE, 0, bytes32(0));
-        steps[3] = ProviderStep(other, ProviderAction.ACCEPT, 0, bytes32(0)); // provB's job
-        steps[4] = ProviderStep(running, ProviderAction.COMPLETE, 0, bytes32(0)); // already ended above
-        steps[5] = ProviderStep(failing, ProviderAction.COMPLETE, 2, bytes32(0));
-        steps[6] = ProviderStep(999, ProviderAction.START, 0, bytes32(0));
+        steps[0] = ProviderStep(placed, ProviderAction.ACCEPT, 0, bytes32(0), block.timestamp);
+        steps[1] = ProviderStep(queued, ProviderAction.START, 0, bytes32(0), block.timestamp);
+        steps[2] = ProviderStep(running, ProviderAction.COMPLETE, 0, bytes32(0), block.timestamp);
+        steps[3] = ProviderStep(other, ProviderAction.ACCEPT, 0, bytes32(0), block.timestamp); // provB's job
+        steps[4] = ProviderStep(running, ProviderAction.COMPLETE, 0, bytes32(0), block.timestamp); // already ended above
+        steps[5] = ProviderStep(failing, ProviderAction.COMPLETE, 2, bytes32(0), block.timestamp);
+        steps[6] = ProviderStep(999, ProviderAction.START, 0, bytes32(0), block.timestamp);
 
         _expectSkipped(
             3, other, abi.encodeWithSelector(IJobMarket.JobNotAssignedProvider.selector, other, provA, provB)
@@ -215,7 +215,7 @@ contract JobMarketAdminTest is Fixture {
     function test_providerBatch_byStrangerSkipsEverything() public {
         (uint256 placed,) = _jobIn(JobStatus.META_SCHEDULED, alice, CREDIT);
         ProviderStep[] memory steps = new ProviderStep[](1);
-        steps[0] = ProviderStep(placed, ProviderAction.ACCEPT, 0, bytes32(0));
+        steps[0] = ProviderStep(placed, ProviderAction.ACCEPT, 0, bytes32(0), block.timestamp);
         _expectSkipped(
             0, placed, abi.encodeWithSelector(IJobMarket.JobNotAssignedProvider.selector, placed, stranger, provA)
         );

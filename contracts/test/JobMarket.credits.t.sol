@@ -88,7 +88,7 @@ contract JobMarketCreditsTest is Fixture {
         (uint256 id,) = _running(alice, 5 * CREDIT);
         vm.warp(block.timestamp + 600);
         vm.prank(provA);
-        market.completeJob(id, 0, bytes32(0));
+        market.completeJob(id, 0, bytes32(0), block.timestamp);
         vm.prank(provA);
         market.withdraw(PRICE_A * 10);
         assertEq(credit.balanceOf(provA), PRICE_A * 10);
@@ -348,7 +348,7 @@ contract JobMarketCreditsTest is Fixture {
         (uint256 id,) = _running(alice, 5 * CREDIT);
         vm.warp(block.timestamp + 61); // 4,800 * 61 / 60 = 4,880
         vm.prank(provA);
-        market.completeJob(id, 0, bytes32(0));
+        market.completeJob(id, 0, bytes32(0), block.timestamp);
         assertEq(market.balanceOf(provA), 4_880);
         assertEq(market.balanceOf(alice), 10_000 * CREDIT - 4_880);
     }
@@ -357,7 +357,7 @@ contract JobMarketCreditsTest is Fixture {
         (uint256 id,) = _running(alice, 5 * CREDIT);
         vm.warp(block.timestamp + 7); // 4,800 * 7 / 60 = 560 exactly; try a price that does not divide
         vm.prank(provA);
-        market.completeJob(id, 0, bytes32(0));
+        market.completeJob(id, 0, bytes32(0), block.timestamp);
         assertEq(market.balanceOf(provA), 560);
 
         address odd = makeAddr("odd");
@@ -366,9 +366,9 @@ contract JobMarketCreditsTest is Fixture {
         _place(id2, t, odd);
         vm.startPrank(odd);
         market.acceptJob(id2);
-        market.startJob(id2);
+        market.startJob(id2, block.timestamp);
         vm.warp(block.timestamp + 13); // 28 * 13 / 60 = 6.07 -> 6
-        market.completeJob(id2, 0, bytes32(0));
+        market.completeJob(id2, 0, bytes32(0), block.timestamp);
         vm.stopPrank();
         assertEq(market.balanceOf(odd), 6);
     }
@@ -377,9 +377,9 @@ contract JobMarketCreditsTest is Fixture {
         (uint256 id,) = _running(alice, SMALL_ESCROW);
         vm.warp(block.timestamp + 10 days);
         vm.expectEmit(true, true, true, true, address(market));
-        emit IJobMarket.JobEnded(id, JobStatus.RUNNING, JobStatus.FINISHED, SMALL_ESCROW, 0, 0, 0, bytes32(0));
+        emit IJobMarket.JobEnded(id, JobStatus.RUNNING, JobStatus.FINISHED, SMALL_ESCROW, 0, 0, 0, bytes32(0), block.timestamp);
         vm.prank(provA);
-        market.completeJob(id, 0, bytes32(0));
+        market.completeJob(id, 0, bytes32(0), block.timestamp);
         assertEq(market.balanceOf(alice), 10_000 * CREDIT - SMALL_ESCROW);
     }
 
@@ -394,9 +394,9 @@ contract JobMarketCreditsTest is Fixture {
         uint256 cost = PRICE_A * 10; // 48,000
         uint256 fee = cost * 500 / 10_000; // 2,400
         vm.expectEmit(true, true, true, true, address(market));
-        emit IJobMarket.JobEnded(id, JobStatus.RUNNING, JobStatus.FINISHED, cost - fee, fee, 5 * CREDIT - cost, 0, bytes32(0));
+        emit IJobMarket.JobEnded(id, JobStatus.RUNNING, JobStatus.FINISHED, cost - fee, fee, 5 * CREDIT - cost, 0, bytes32(0), block.timestamp);
         vm.prank(provA);
-        market.completeJob(id, 0, bytes32(0));
+        market.completeJob(id, 0, bytes32(0), block.timestamp);
         assertEq(market.accruedFees(), fee);
         assertEq(market.balanceOf(provA), cost - fee);
         assertEq(market.balanceOf(alice), 10_000 * CREDIT - cost);
@@ -408,7 +408,7 @@ contract JobMarketCreditsTest is Fixture {
         market.setFee(1_000);
         vm.warp(block.timestamp + 600);
         vm.prank(provA);
-        market.completeJob(id, 0, bytes32(0));
+        market.completeJob(id, 0, bytes32(0), block.timestamp);
         assertEq(market.accruedFees(), 0);
         assertEq(market.balanceOf(provA), PRICE_A * 10);
     }
@@ -448,7 +448,7 @@ contract JobMarketCreditsTest is Fixture {
         vm.expectEmit(true, true, true, true, address(market));
         emit IJobMarket.JobEnded(
             id, JobStatus.RUNNING, JobStatus.OUT_OF_CREDITS, SMALL_ESCROW * 9 / 10, SMALL_ESCROW / 10, 0, -1
-        , bytes32(0));
+        , bytes32(0), block.timestamp);
         market.expireJobs(_ids(id));
     }
 
@@ -460,7 +460,7 @@ contract JobMarketCreditsTest is Fixture {
         (uint256 id,) = _running(alice, 5 * CREDIT);
         vm.warp(block.timestamp + 600);
         vm.prank(provA);
-        market.completeJob(id, 0, bytes32(0));
+        market.completeJob(id, 0, bytes32(0), block.timestamp);
         uint256 fees = market.accruedFees();
         assertEq(fees, 4_800);
         address treasury = makeAddr("treasury");
@@ -499,7 +499,7 @@ contract JobMarketCreditsTest is Fixture {
         (uint256 c,) = _request(alice, CREDIT);
         vm.warp(block.timestamp + 1_300); // past b's fundedUntil (1,250 s)
         vm.prank(provA);
-        market.completeJob(a, 3, bytes32(0));
+        market.completeJob(a, 3, bytes32(0), block.timestamp);
         assertEq(market.expireJobs(_ids(b)), 1);
         assertEq(credit.balanceOf(address(market)), held);
         uint256 sum = market.balanceOf(alice) + market.balanceOf(bob) + market.balanceOf(provA)

@@ -94,9 +94,9 @@ contract HostileTest is Fixture {
         market.banProvider(provA);
         vm.prank(provA);
         vm.expectRevert(abi.encodeWithSelector(IJobMarket.ProviderBanned.selector, provA));
-        market.startJob(id);
+        market.startJob(id, block.timestamp);
         ProviderStep[] memory steps = new ProviderStep[](1);
-        steps[0] = ProviderStep(id, ProviderAction.START, 0, bytes32(0));
+        steps[0] = ProviderStep(id, ProviderAction.START, 0, bytes32(0), block.timestamp);
         _expectSkipped(0, id, abi.encodeWithSelector(IJobMarket.ProviderBanned.selector, provA));
         vm.prank(provA);
         assertEq(market.providerBatch(steps), 0);
@@ -112,7 +112,7 @@ contract HostileTest is Fixture {
         market.banProvider(provA);
         vm.warp(block.timestamp + 60);
         vm.prank(provA);
-        market.completeJob(id, 0, DIGEST);
+        market.completeJob(id, 0, DIGEST, block.timestamp);
         assertEq(market.balanceOf(provA), 2 * PRICE_A, "both minutes, before and after the ban");
     }
 
@@ -195,7 +195,7 @@ contract HostileTest is Fixture {
         (uint256 id,) = _running(alice, 5 * CREDIT);
         vm.warp(block.timestamp + 600);
         vm.prank(provA);
-        market.completeJob(id, 0, bytes32(0));
+        market.completeJob(id, 0, bytes32(0), block.timestamp);
         vm.prank(alice);
         market.withdraw(CREDIT);
         vm.expectRevert(IJobMarket.MarketZeroAmount.selector);
@@ -246,7 +246,7 @@ contract HostileTest is Fixture {
         jobs[0] = SilentJob(id, start + 300); // its last heartbeat, 5 minutes in
         vm.expectEmit(true, true, true, true, address(market));
         emit IJobMarket.JobEnded(
-            id, JobStatus.RUNNING, JobStatus.FAILED, 5 * PRICE_A, 0, 5 * CREDIT - 5 * PRICE_A, -1, bytes32(0)
+            id, JobStatus.RUNNING, JobStatus.FAILED, 5 * PRICE_A, 0, 5 * CREDIT - 5 * PRICE_A, -1, bytes32(0), start + 300
         );
         vm.prank(oracle);
         assertEq(market.failJobs(jobs), 1);
@@ -272,21 +272,21 @@ contract HostileTest is Fixture {
         (uint256 id,) = _running(alice, 5 * CREDIT);
         vm.warp(block.timestamp + 60);
         vm.expectEmit(true, true, true, true, address(market));
-        emit IJobMarket.JobEnded(id, JobStatus.RUNNING, JobStatus.FINISHED, PRICE_A, 0, 5 * CREDIT - PRICE_A, 0, DIGEST);
+        emit IJobMarket.JobEnded(id, JobStatus.RUNNING, JobStatus.FINISHED, PRICE_A, 0, 5 * CREDIT - PRICE_A, 0, DIGEST, block.timestamp);
         vm.prank(provA);
-        market.completeJob(id, 0, DIGEST);
+        market.completeJob(id, 0, DIGEST, block.timestamp);
     }
 
     function test_providerBatch_completeEmitsEachItemsDigest() public {
         (uint256 a,) = _running(alice, 5 * CREDIT);
         (uint256 b,) = _running(alice, 5 * CREDIT);
         ProviderStep[] memory steps = new ProviderStep[](2);
-        steps[0] = ProviderStep(a, ProviderAction.COMPLETE, 0, keccak256("a"));
-        steps[1] = ProviderStep(b, ProviderAction.COMPLETE, 3, keccak256("b"));
+        steps[0] = ProviderStep(a, ProviderAction.COMPLETE, 0, keccak256("a"), block.timestamp);
+        steps[1] = ProviderStep(b, ProviderAction.COMPLETE, 3, keccak256("b"), block.timestamp);
         vm.expectEmit(true, true, true, true, address(market));
-        emit IJobMarket.JobEnded(a, JobStatus.RUNNING, JobStatus.FINISHED, 0, 0, 5 * CREDIT, 0, keccak256("a"));
+        emit IJobMarket.JobEnded(a, JobStatus.RUNNING, JobStatus.FINISHED, 0, 0, 5 * CREDIT, 0, keccak256("a"), block.timestamp);
         vm.expectEmit(true, true, true, true, address(market));
-        emit IJobMarket.JobEnded(b, JobStatus.RUNNING, JobStatus.FAILED, 0, 0, 5 * CREDIT, 3, keccak256("b"));
+        emit IJobMarket.JobEnded(b, JobStatus.RUNNING, JobStatus.FAILED, 0, 0, 5 * CREDIT, 3, keccak256("b"), block.timestamp);
         vm.prank(provA);
         assertEq(market.providerBatch(steps), 2);
     }

@@ -68,7 +68,7 @@ contract JobMarketProvidersTest is Fixture {
         _register(provA, Hardware(4, 256, 8, 1_048_576), Prices(1_000_000, 0, 0));
         vm.warp(block.timestamp + 60);
         vm.prank(provA);
-        market.completeJob(id, 0, bytes32(0));
+        market.completeJob(id, 0, bytes32(0), block.timestamp);
         assertEq(market.balanceOf(provA), PRICE_A);
     }
 
@@ -135,7 +135,7 @@ contract JobMarketProvidersTest is Fixture {
         market.banProvider(provA);
         vm.warp(block.timestamp + 60);
         vm.prank(provA);
-        market.completeJob(id, 0, bytes32(0));
+        market.completeJob(id, 0, bytes32(0), block.timestamp);
         assertEq(market.balanceOf(provA), PRICE_A);
     }
 
@@ -174,7 +174,7 @@ contract JobMarketProvidersTest is Fixture {
         market.removeProvider(provA);
         vm.warp(block.timestamp + 60);
         vm.prank(provA);
-        market.completeJob(id, 0, bytes32(0));
+        market.completeJob(id, 0, bytes32(0), block.timestamp);
         assertEq(market.balanceOf(provA), PRICE_A);
     }
 
@@ -196,7 +196,7 @@ contract JobMarketProvidersTest is Fixture {
 
         vm.expectRevert(abi.encodeWithSelector(IJobMarket.JobNotAssignedProvider.selector, id, stranger, provA));
         vm.prank(stranger);
-        market.startJob(id);
+        market.startJob(id, block.timestamp);
         assertEq(uint8(_status(id)), uint8(JobStatus.SCHEDULED));
     }
 

@@ -85,8 +85,8 @@ contract JobMarketTransitionsTest is Fixture {
         vm.prank(caller);
         if (a == Action.PLACE) market.placeJob(Placement(id, provA, t, type(uint256).max));
         else if (a == Action.ACCEPT) market.acceptJob(id);
-        else if (a == Action.START) market.startJob(id);
-        else if (a == Action.COMPLETE) market.completeJob(id, 0, bytes32(0));
+        else if (a == Action.START) market.startJob(id, block.timestamp);
+        else if (a == Action.COMPLETE) market.completeJob(id, 0, bytes32(0), block.timestamp);
         else if (a == Action.REFUSE) market.refuseJob(id, "busy");
         else if (a == Action.CANCEL) market.cancelJob(id);
         else if (a == Action.TOP_UP) market.topUp(id, 1);
@@ -199,10 +199,10 @@ contract JobMarketTransitionsTest is Fixture {
         market.acceptJob(id);
         vm.expectRevert(err);
         vm.prank(provA);
-        market.startJob(id);
+        market.startJob(id, block.timestamp);
         vm.expectRevert(err);
         vm.prank(provA);
-        market.completeJob(id, 0, bytes32(0));
+        market.completeJob(id, 0, bytes32(0), block.timestamp);
         vm.expectRevert(err);
         vm.prank(provA);
         market.refuseJob(id, "x");
@@ -249,7 +249,7 @@ contract JobMarketTransitionsTest is Fixture {
         (uint256 id,) = _jobIn(JobStatus.META_SCHEDULED, alice, 5 * CREDIT);
         vm.recordLogs();
         vm.expectEmit(true, true, true, true, address(market));
-        emit IJobMarket.JobStatusChanged(id, JobStatus.META_SCHEDULED, JobStatus.SCHEDULED);
+        emit IJobMarket.JobStatusChanged(id, JobStatus.META_SCHEDULED, JobStatus.SCHEDULED, block.timestamp);
         vm.prank(provA);
         market.acceptJob(id);
         _assertOneMarketLog();
@@ -260,9 +260,9 @@ contract JobMarketTransitionsTest is Fixture {
         vm.warp(block.timestamp + 77);
         vm.recordLogs();
         vm.expectEmit(true, true, true, true, address(market));
-        emit IJobMarket.JobStatusChanged(id, JobStatus.SCHEDULED, JobStatus.RUNNING);
+        emit IJobMarket.JobStatusChanged(id, JobStatus.SCHEDULED, JobStatus.RUNNING, block.timestamp);
         vm.prank(provA);
-        market.startJob(id);
+        market.startJob(id, block.timestamp);
         _assertOneMarketLog();
         assertEq(market.getJob(id).since, block.timestamp);
     }
@@ -271,7 +271,7 @@ contract JobMarketTransitionsTest is Fixture {
         (uint256 id,) = _jobIn(JobStatus.SCHEDULED, alice, 5 * CREDIT);
         vm.expectRevert(abi.encodeWithSelector(IJobMarket.JobNotAssignedProvider.selector, id, provB, provA));
         vm.prank(provB);
-        market.startJob(id);
+        market.startJob(id, block.timestamp);
     }
 
     function test_complete_exitZeroFinishesAndEmitsJobEnded() public {
@@ -280,9 +280,9 @@ contract JobMarketTransitionsTest is Fixture {
         uint256 cost = PRICE_A * 10;
         vm.recordLogs();
         vm.expectEmit(true, true, true, true, address(market));
-        emit IJobMarket.JobEnded(id, JobStatus.RUNNING, JobStatus.FINISHED, cost, 0, 5 * CREDIT - cost, 0, bytes32(0));
+        emit IJobMarket.JobEnded(id, JobStatus.RUNNING, JobStatus.FINISHED, cost, 0, 5 * CREDIT - cost, 0, bytes32(0), block.timestamp);
         vm.prank(provA);
-        market.completeJob(id, 0, bytes32(0));
+        market.completeJob(id, 0, bytes32(0), block.timestamp);
         _assertOneMarketLog();
         assertEq(uint8(_status(id)), uint8(JobStatus.FINISHED));
     }
@@ -292,9 +292,9 @@ contract JobMarketTransitionsTest is Fixture {
         vm.warp(block.timestamp + 90);
         uint256 cost = PRICE_A * 90 / 60;
         vm.expectEmit(true, true, true, true, address(market));
-        emit IJobMarket.JobEnded(id, JobStatus.RUNNING, JobStatus.FAILED, cost, 0, 5 * CREDIT - cost, -137, bytes32(0));
+        emit IJobMarket.JobEnded(id, JobStatus.RUNNING, JobStatus.FAILED, cost, 0, 5 * CREDIT - cost, -137, bytes32(0), block.timestamp);
         vm.prank(provA);
-        market.completeJob(id, -137, bytes32(0));
+        market.completeJob(id, -137, bytes32(0), block.timestamp);
         assertEq(uint8(_status(id)), uint8(JobStatus.FAILED));
     }
 
@@ -401,10 +401,12 @@ contract JobMarketTransitionsTest is Fixture {
         (uint256 id,) = _jobIn(JobStatus.RUNNING, alice, 5 * CREDIT);
         uint256 before = market.balanceOf(alice);
         uint256 provBefore = market.balanceOf(provA);
+        uint256 started = block.timestamp;
         vm.warp(block.timestamp + 3600);
         vm.recordLogs();
         vm.expectEmit(true, true, true, true, address(market));
-        emit IJobMarket.JobEnded(id, JobStatus.RUNNING, JobStatus.FAILED, 0, 0, 5 * CREDIT, -1, bytes32(0));
+        // No sign of life after the start: billed up to the start, nothing.
+        emit IJobMarket.JobEnded(id, JobStatus.RUNNING, JobStatus.FAILED, 0, 0, 5 * CREDIT, -1, bytes32(0), started);
         vm.prank(oracle);
         assertEq(market.failJobs(_silent(_ids(id))), 1);
         _assertOneMarketLog();
@@ -429,7 +431,7 @@ contract JobMarketTransitionsTest is Fixture {
         uint256 provBefore = market.balanceOf(provA);
         vm.recordLogs();
         vm.expectEmit(true, true, true, true, address(market));
-        emit IJobMarket.JobEnded(id, JobStatus.RUNNING, JobStatus.OUT_OF_CREDITS, SMALL_ESCROW, 0, 0, -1, bytes32(0));
+        emit IJobMarket.JobEnded(id, JobStatus.RUNNING, JobStatus.OUT_OF_CREDITS, SMALL_ESCROW, 0, 0, -1, bytes32(0), block.timestamp);
         vm.prank(stranger); // anyone may
         assertEq(market.expireJobs(_ids(id)), 1);
         _assertOneMarketLog();
@@ -458,7 +460,7 @@ contract JobMarketTransitionsTest is Fixture {
         vm.prank(alice);
         market.topUp(id, SMALL_ESCROW);
         vm.prank(provA);
-        market.startJob(id);
+        market.startJob(id, block.timestamp);
         assertEq(market.fundedUntil(id), block.timestamp + (2 * SMALL_ESCROW * 60 + PRICE_A - 1) / PRICE_A);
     }
 
@@ -475,7 +477,7 @@ contract JobMarketTransitionsTest is Fixture {
         _place(id, t, freeProv);
         vm.startPrank(freeProv);
         market.acceptJob(id);
-        market.startJob(id);
+        market.startJob(id, block.timestamp);
         vm.stopPrank();
         assertEq(market.fundedUntil(id), type(uint256).max);
         vm.warp(block.timestamp + 365 days);
@@ -484,7 +486,7 @@ contract JobMarketTransitionsTest is Fixture {
         );
         market.expireJobs(_ids(id));
         vm.prank(freeProv);
-        market.completeJob(id, 0, bytes32(0));
+        market.completeJob(id, 0, bytes32(0), block.timestamp);
         assertEq(market.balanceOf(freeProv), 0);
     }
 
@@ -496,7 +498,7 @@ contract JobMarketTransitionsTest is Fixture {
         vm.warp(block.timestamp + 125);
         uint256 cost = PRICE_A * 125 / 60; // 10,000
         vm.expectEmit(true, true, true, true, address(market));
-        emit IJobMarket.JobEnded(id, JobStatus.RUNNING, JobStatus.CANCELLED, cost, 0, 5 * CREDIT - cost, -1, bytes32(0));
+        emit IJobMarket.JobEnded(id, JobStatus.RUNNING, JobStatus.CANCELLED, cost, 0, 5 * CREDIT - cost, -1, bytes32(0), block.timestamp);
         vm.prank(alice);
         market.cancelJob(id);
         assertEq(market.balanceOf(alice), before + 5 * CREDIT - cost);
@@ -515,7 +517,7 @@ contract JobMarketTransitionsTest is Fixture {
             uint256 before = market.balanceOf(alice);
             vm.recordLogs();
             vm.expectEmit(true, true, true, true, address(market));
-            emit IJobMarket.JobEnded(id, from, JobStatus.CANCELLED, 0, 0, 5 * CREDIT, -1, bytes32(0));
+            emit IJobMarket.JobEnded(id, from, JobStatus.CANCELLED, 0, 0, 5 * CREDIT, -1, bytes32(0), block.timestamp);
             vm.prank(alice);
             market.cancelJob(id);
             _assertOneMarketLog();

@@ -42,9 +42,9 @@ contract SecurityTest is Fixture {
         return abi.encodeWithSelector(IJobMarket.JobNotCustomer.selector, id, caller, alice);
     }
 
-    function _step(uint256 id, ProviderAction action) internal pure returns (ProviderStep[] memory s) {
+    function _step(uint256 id, ProviderAction action) internal view returns (ProviderStep[] memory s) {
         s = new ProviderStep[](1);
-        s[0] = ProviderStep(id, action, 0, bytes32(0));
+        s[0] = ProviderStep(id, action, 0, bytes32(0), block.timestamp);
     }
 
     // ------------------------------------------------------------------ customers
@@ -94,15 +94,15 @@ contract SecurityTest is Fixture {
 
         vm.expectRevert(_notProvider(id, provB, provA));
         vm.prank(provB);
-        market.completeJob(id, 0, bytes32(0));
+        market.completeJob(id, 0, bytes32(0), block.timestamp);
         vm.expectRevert(_notProvider(id, provB, provA));
         vm.prank(provB);
         market.refuseJob(id, "mine now");
 
         ProviderStep[] memory steps = new ProviderStep[](3);
-        steps[0] = ProviderStep(id, ProviderAction.ACCEPT, 0, bytes32(0));
-        steps[1] = ProviderStep(id, ProviderAction.START, 0, bytes32(0));
-        steps[2] = ProviderStep(id, ProviderAction.COMPLETE, 0, bytes32(0));
+        steps[0] = ProviderStep(id, ProviderAction.ACCEPT, 0, bytes32(0), block.timestamp);
+        steps[1] = ProviderStep(id, ProviderAction.START, 0, bytes32(0), block.timestamp);
+        steps[2] = ProviderStep(id, ProviderAction.COMPLETE, 0, bytes32(0), block.timestamp);
         vm.prank(provB);
         assertEq(market.providerBatch(steps), 0, "a step on another's job went through");
 
@@ -128,9 +128,9 @@ contract SecurityTest is Fixture {
         vm.expectRevert(_notProvider(id, provA, address(0)));
         market.acceptJob(id);
         vm.expectRevert(_notProvider(id, provA, address(0)));
-        market.startJob(id);
+        market.startJob(id, block.timestamp);
         vm.expectRevert(_notProvider(id, provA, address(0)));
-        market.completeJob(id, 0, bytes32(0));
+        market.completeJob(id, 0, bytes32(0), block.timestamp);
         vm.stopPrank();
         assertEq(_money(id), before, "credits moved");
     }
@@ -150,16 +150,16 @@ contract SecurityTest is Fixture {
 
         vm.startPrank(provB);
         market.acceptJob(id);
-        market.startJob(id);
+        market.startJob(id, block.timestamp);
         vm.stopPrank();
         vm.warp(block.timestamp + 60);
         vm.expectRevert(_notProvider(id, provA, provB));
         vm.prank(provA);
-        market.completeJob(id, 0, bytes32(0));
+        market.completeJob(id, 0, bytes32(0), block.timestamp);
 
         uint256 price = market.getJob(id).pricePerMinute;
         vm.prank(provB);
-        market.completeJob(id, 0, bytes32(0));
+        market.completeJob(id, 0, bytes32(0), block.timestamp);
         assertEq(market.balanceOf(provA), 0, "the reclaimed provider was paid");
         assertEq(market.balanceOf(provB), price, "the new provider is paid one minute");
     }
@@ -169,10 +169,10 @@ contract SecurityTest is Fixture {
         (uint256 id,) = _jobIn(JobStatus.SCHEDULED, alice, ESCROW);
         vm.warp(block.timestamp + START_TIMEOUT - 1); // queued almost an hour
         vm.prank(provA);
-        market.startJob(id);
+        market.startJob(id, block.timestamp);
         vm.warp(block.timestamp + 60);
         vm.prank(provA);
-        market.completeJob(id, 0, bytes32(0));
+        market.completeJob(id, 0, bytes32(0), block.timestamp);
         assertEq(market.balanceOf(provA), PRICE_A, "billed more than the minute it ran");
         assertEq(market.balanceOf(alice), 10_000 * CREDIT - PRICE_A);
     }
@@ -262,7 +262,7 @@ contract SecurityTest is Fixture {
         vm.expectRevert(_notCustomer(pending, oracle));
         market.cancelJob(pending);
         vm.expectRevert(_notProvider(pending, oracle, provA));
-        market.completeJob(pending, 0, bytes32(0));
+        market.completeJob(pending, 0, bytes32(0), block.timestamp);
         vm.expectRevert(
             abi.encodeWithSelector(IAccessControl.AccessControlUnauthorizedAccount.selector, oracle, adminRole)
         );
@@ -293,16 +293,16 @@ contract SecurityTest is Fixture {
         market.acceptJob(id);
         vm.expectRevert(_unexpected(id, JobStatus.SCHEDULED, _bit(JobStatus.META_SCHEDULED)));
         market.acceptJob(id);
-        market.startJob(id);
+        market.startJob(id, block.timestamp);
         uint256 started = market.getJob(id).since;
         vm.warp(block.timestamp + 60);
         vm.expectRevert(_unexpected(id, JobStatus.RUNNING, _bit(JobStatus.SCHEDULED)));
-        market.startJob(id); // a replayed start must not restart the meter
+        market.startJob(id, block.timestamp); // a replayed start must not restart the meter
         assertEq(market.getJob(id).since, started);
-        market.completeJob(id, 0, bytes32(0));
+        market.completeJob(id, 0, bytes32(0), block.timestamp);
         uint256[] memory after_ = _money(id);
         vm.expectRevert(_unexpected(id, JobStatus.FINISHED, _bit(JobStatus.RUNNING)));
-        market.completeJob(id, 0, bytes32(0));
+        market.completeJob(id, 0, bytes32(0), block.timestamp);
         vm.stopPrank();
 
         vm.expectRevert(_unexpected(id, JobStatus.FINISHED, LIVE));
@@ -324,17 +324,17 @@ contract SecurityTest is Fixture {
         assertEq(market.placeJobs(pls), 1);
 
         ProviderStep[] memory steps = new ProviderStep[](6);
-        steps[0] = ProviderStep(id, ProviderAction.ACCEPT, 0, bytes32(0));
-        steps[1] = ProviderStep(id, ProviderAction.ACCEPT, 0, bytes32(0));
-        steps[2] = ProviderStep(id, ProviderAction.START, 0, bytes32(0));
-        steps[3] = ProviderStep(id, ProviderAction.START, 0, bytes32(0));
+        steps[0] = ProviderStep(id, ProviderAction.ACCEPT, 0, bytes32(0), block.timestamp);
+        steps[1] = ProviderStep(id, ProviderAction.ACCEPT, 0, bytes32(0), block.timestamp);
+        steps[2] = ProviderStep(id, ProviderAction.START, 0, bytes32(0), block.timestamp);
+        steps[3] = ProviderStep(id, ProviderAction.START, 0, bytes32(0), block.timestamp);
         vm.prank(provA);
         // The two COMPLETE items are left empty (job 0 does not exist) and skipped too.
         assertEq(market.providerBatch(steps), 2);
 
         vm.warp(block.timestamp + 60);
         steps = new ProviderStep[](2);
-        steps[0] = ProviderStep(id, ProviderAction.COMPLETE, 0, bytes32(0));
+        steps[0] = ProviderStep(id, ProviderAction.COMPLETE, 0, bytes32(0), block.timestamp);
         steps[1] = steps[0];
         vm.prank(provA);
         assertEq(market.providerBatch(steps), 1);
@@ -355,18 +355,18 @@ contract SecurityTest is Fixture {
         (uint256 id,) = _jobIn(JobStatus.META_SCHEDULED, alice, ESCROW);
         vm.startPrank(provA);
         vm.expectRevert(_unexpected(id, JobStatus.META_SCHEDULED, _bit(JobStatus.SCHEDULED)));
-        market.startJob(id);
+        market.startJob(id, block.timestamp);
         vm.expectRevert(_unexpected(id, JobStatus.META_SCHEDULED, _bit(JobStatus.RUNNING)));
-        market.completeJob(id, 0, bytes32(0));
+        market.completeJob(id, 0, bytes32(0), block.timestamp);
 
         // A batch in the wrong order: START is skipped, ACCEPT applies, nothing runs.
         ProviderStep[] memory steps = new ProviderStep[](2);
-        steps[0] = ProviderStep(id, ProviderAction.START, 0, bytes32(0));
-        steps[1] = ProviderStep(id, ProviderAction.ACCEPT, 0, bytes32(0));
+        steps[0] = ProviderStep(id, ProviderAction.START, 0, bytes32(0), block.timestamp);
+        steps[1] = ProviderStep(id, ProviderAction.ACCEPT, 0, bytes32(0), block.timestamp);
         assertEq(market.providerBatch(steps), 1);
         assertEq(uint8(_status(id)), uint8(JobStatus.SCHEDULED));
 
-        market.startJob(id);
+        market.startJob(id, block.timestamp);
         vm.expectRevert(_unexpected(id, JobStatus.RUNNING, PLACED));
         market.refuseJob(id, "too late");
         vm.expectRevert(_unexpected(id, JobStatus.RUNNING, _bit(JobStatus.META_SCHEDULED)));
@@ -416,7 +416,7 @@ contract SecurityTest is Fixture {
         assertEq(market.getJob(scheduled).feeBps, 500);
         vm.warp(block.timestamp + 600);
         vm.prank(provA);
-        market.completeJob(running, 0, bytes32(0));
+        market.completeJob(running, 0, bytes32(0), block.timestamp);
         uint256 cost = PRICE_A * 10;
         assertEq(market.accruedFees(), (cost * 500) / 10_000, "fee taken at the new rate");
         assertEq(market.balanceOf(provA), cost - (cost * 500) / 10_000);
@@ -443,7 +443,7 @@ contract SecurityTest is Fixture {
         vm.prank(admin);
         market.banProvider(provA);
         vm.startPrank(provA);
-        market.completeJob(id, 0, bytes32(0));
+        market.completeJob(id, 0, bytes32(0), block.timestamp);
         market.withdraw(PRICE_A);
         vm.stopPrank();
         assertEq(credit.balanceOf(provA), PRICE_A);

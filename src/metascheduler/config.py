@@ -1,19 +1,22 @@
 """Settings: one typed object per service, read once at start-up and passed down.
 
 Sources, highest priority first: keyword arguments, the environment (prefix ``MS_``), an optional
-TOML file given by path, then the defaults below. No other module reads the environment.
+TOML file given by path, then the defaults. No other module reads the environment.
 
     settings = OracleSettings.load("oracle.toml")     # or load(None): environment only
 
-The shared base (`ServiceSettings`) holds what every service needs to reach the chain, the store
-and its key; each service subclasses it with its own fields (OracleSettings here, others in their
-packages).
+Each service's settings class is built from the shared parts below, taking only those it reads:
+``ChainSettings`` (where the market is), ``HistorySettings`` (following the market's events),
+``SignerSettings`` (the key transactions are signed with) and ``StoreSettings`` (the database).
+The services' classes live with them: ``oracle.settings``, ``agent.settings``, ``api.settings``.
+The CLI's options (``cli.app``) read the chain part's ``MS_`` variables too.
 """
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
-from typing import Any, Literal, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Self
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
@@ -25,6 +28,14 @@ from pydantic_settings import (
 
 from metascheduler.errors import InputError
 
+if TYPE_CHECKING:
+    from eth_account.signers.local import LocalAccount
+    from web3 import Web3
+
+    from metascheduler.chain.deployment import Deployment
+
+log = logging.getLogger(__name__)
+
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 
 
@@ -34,8 +45,8 @@ class SettingsError(InputError):
     kind = "settings"
 
 
-class ServiceSettings(BaseSettings):
-    """Fields shared by the oracle, the API, the agent and the CLI."""
+class Settings(BaseSettings):
+    """What every service's settings share: their sources, ``load`` and the log level."""
 
     model_config = SettingsConfigDict(
         env_prefix="MS_",
@@ -43,62 +54,32 @@ class ServiceSettings(BaseSettings):
         validate_default=True,
     )
 
-    rpc_url: str = "http://127.0.0.1:8545"
-    market_address: str | None = None
-    #: Blocks a log must be buried under before the store trusts it (0 on a devnet).
-    confirmations: int = Field(default=2, ge=0)
-    database_url: str = "sqlite:///var/metascheduler.db"
-    keystore: Path | None = None
-    keystore_password: SecretStr | None = None
-    private_key: SecretStr | None = None
+    #: Keys of the shared parts that this service does not read, taken (with a warning) from
+    #: files and arguments written when every service took every part. Any other unknown key is
+    #: refused.
+    unread: ClassVar[frozenset[str]] = frozenset()
+
     log_level: LogLevel = "INFO"
-    #: The file `metascheduler deploy` wrote, in place of market_address and start_block: the
-    #: service takes the market and its deployment block from it, and refuses another chain.
-    deployment: Path | None = None
 
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper(cls, v: Any) -> Any:
         return v.upper() if isinstance(v, str) else v
 
-    @model_validator(mode="after")
-    def _from_deployment(self) -> Self:
-        if self.deployment is None:
-            return self
-        from metascheduler.chain.deployment import load_deployment
-
-        dep = load_deployment(self.deployment)
-        if self.market_address and self.market_address.lower() != dep.market.lower():
-            raise ValueError(
-                f"market_address {self.market_address} differs from the market {dep.market} in "
-                f"the deployment file {self.deployment}: give one or the other"
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_unread(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or not cls.unread:
+            return data
+        dropped = sorted(k for k in data if k in cls.unread)
+        if dropped:
+            log.warning(
+                "settings: %s not read by %s, ignored: remove %s",
+                ", ".join(dropped),
+                cls.__name__,
+                "it" if len(dropped) == 1 else "them",
             )
-        self.market_address = dep.market
-        fields = type(self).model_fields
-        # Services that read the chain's history start at the market's deployment block.
-        if "start_block" in fields and "start_block" not in self.model_fields_set:
-            setattr(self, "start_block", dep.block)  # noqa: B010 (a field of some subclasses)
-        # The API checks the chain id that heartbeats name.
-        if "chain_id" in fields:
-            given = getattr(self, "chain_id")  # noqa: B009
-            if given is not None and given != dep.chain_id:
-                raise ValueError(
-                    f"chain_id {given} differs from the chain id {dep.chain_id} of the "
-                    f"deployment file {self.deployment}: give one or the other"
-                )
-            setattr(self, "chain_id", dep.chain_id)  # noqa: B010
-        return self
-
-    def check_chain(self, chain_id: int) -> None:
-        """Refuses a chain other than the deployment file's (when one is set)."""
-        if self.deployment is None:
-            return
-        from metascheduler.chain.deployment import DeploymentError, load_deployment
-
-        try:
-            load_deployment(self.deployment).check_chain(chain_id, f"file {self.deployment}")
-        except DeploymentError as exc:
-            raise SettingsError(str(exc)) from None
+        return {k: v for k, v in data.items() if k not in cls.unread}
 
     @classmethod
     def settings_customise_sources(
@@ -144,6 +125,49 @@ class ServiceSettings(BaseSettings):
             where = f"file {config_path} and " if config_path else ""
             raise SettingsError(f"invalid settings (from {where}environment MS_*): {exc}") from None
 
+
+class ChainSettings(Settings):
+    """Where the market is: the node's endpoint and the market's address, or the deployment
+    file that names both the market and its chain."""
+
+    rpc_url: str = "http://127.0.0.1:8545"
+    market_address: str | None = None
+    #: The file `metascheduler deploy` wrote, in place of market_address (and start_block, for a
+    #: service that reads the market's history): the service refuses another chain.
+    deployment: Path | None = None
+    #: Seconds one JSON-RPC call may take.
+    rpc_timeout_s: float = Field(default=10.0, gt=0)
+
+    @model_validator(mode="after")
+    def _from_deployment(self) -> Self:
+        if self.deployment is None:
+            return self
+        from metascheduler.chain.deployment import load_deployment
+
+        dep = load_deployment(self.deployment)
+        if self.market_address and self.market_address.lower() != dep.market.lower():
+            raise ValueError(
+                f"market_address {self.market_address} differs from the market {dep.market} in "
+                f"the deployment file {self.deployment}: give one or the other"
+            )
+        self.market_address = dep.market
+        self.take_deployment(dep)
+        return self
+
+    def take_deployment(self, dep: Deployment) -> None:
+        """What a service takes from the deployment file besides the market's address."""
+
+    def check_chain(self, chain_id: int) -> None:
+        """Refuses a chain other than the deployment file's (when one is set)."""
+        if self.deployment is None:
+            return
+        from metascheduler.chain.deployment import DeploymentError, load_deployment
+
+        try:
+            load_deployment(self.deployment).check_chain(chain_id, f"file {self.deployment}")
+        except DeploymentError as exc:
+            raise SettingsError(str(exc)) from None
+
     def require_market(self) -> str:
         if not self.market_address:
             raise SettingsError(
@@ -151,43 +175,58 @@ class ServiceSettings(BaseSettings):
             )
         return self.market_address
 
+    def web3(self) -> Web3:
+        """A client of the node (it connects on its first call)."""
+        from metascheduler.chain.rpc import connect
 
-class OracleSettings(ServiceSettings):
-    """The oracle service: ingestion, placement and housekeeping ticks."""
+        return connect(self.rpc_url, timeout_s=self.rpc_timeout_s)
 
-    database_url: str = "sqlite:///var/oracle.db"
-    #: Placement policy name, as registered in metascheduler.placement (None: its default).
-    policy: str | None = None
-    ingest_interval_s: float = Field(default=1.0, gt=0)
-    place_interval_s: float = Field(default=1.0, gt=0)
-    keep_interval_s: float = Field(default=10.0, gt=0)
-    #: Most jobs per placeJobs transaction; 0 sizes batches to the block gas limit.
-    batch_size: int = Field(default=0, ge=0)
-    #: Share of the block gas limit one placement transaction may use.
-    batch_gas_fraction: float = Field(default=0.95, gt=0, le=1)
-    #: Placement transactions the oracle keeps unmined at once (consecutive nonces).
-    max_txs_in_flight: int = Field(default=8, ge=1)
-    #: Priority fee (tip) of the oracle's transactions, gwei: above customers' default 1 gwei so
-    #: that placements go first in a full block.
-    priority_fee_gwei: float = Field(default=2.0, ge=0)
-    #: Seconds a sent transaction may stay unmined before the oracle resyncs its nonce.
-    tx_stuck_s: float = Field(default=60.0, gt=0)
-    #: Seconds a housekeeping transaction (expire, reclaim, fail) is waited for. The ticks share
-    #: one lock, so a long wait on a dropped transaction would freeze placement too; a timed-out
-    #: send resyncs the nonce and the next keep tick derives the work again from the chain.
-    receipt_timeout_s: float = Field(default=20.0, gt=0)
-    #: Where provider heartbeats come from: "api" (the providers table, which the API updates
-    #: when agents POST heartbeats) or "none" (no heartbeat system: every provider is alive).
-    heartbeat_source: Literal["none", "api"] = "none"
-    #: Seconds without a heartbeat after which a provider's RUNNING jobs are failed and refunded.
-    heartbeat_timeout_s: float = Field(default=300.0, gt=0)
-    #: Ingestion: first block to read (the market's deployment block), and eth_getLogs ranges.
+
+class HistorySettings(ChainSettings):
+    """A service that follows the market's events: from which block, how deep a log must be
+    buried before it counts, and how long an RPC outage may last."""
+
+    #: Blocks a log must be buried under before the service trusts it (0 on a devnet).
+    confirmations: int = Field(default=2, ge=0)
+    #: First block to read (the market's deployment block).
     start_block: int = Field(default=0, ge=0)
-    getlogs_initial_range: int = Field(default=500, ge=1)
+    #: Widest eth_getLogs block range asked for.
     getlogs_max_range: int = Field(default=10_000, ge=1)
-    #: How many recent block hashes the store keeps to detect reorgs.
-    reorg_window: int = Field(default=128, ge=4)
-    #: Seconds the oracle waits for an RPC outage to end before a tick gives up (it retries
-    #: on the next tick anyway).
+    #: Seconds one RPC outage may last before the service's tick or round gives up (the next
+    #: one retries).
     rpc_deadline_s: float = Field(default=60.0, gt=0)
-    rpc_timeout_s: float = Field(default=10.0, gt=0)
+
+    def take_deployment(self, dep: Deployment) -> None:
+        # Services that read the chain's history start at the market's deployment block.
+        if "start_block" not in self.model_fields_set:
+            self.start_block = dep.block
+
+
+class SignerSettings(Settings):
+    """The key the service signs its transactions with (keystore first), and how long it waits
+    for one to be mined."""
+
+    keystore: Path | None = None
+    keystore_password: SecretStr | None = None
+    private_key: SecretStr | None = None
+    #: Seconds one transaction's receipt is waited for. One not mined by then (dropped by a
+    #: reorg, stuck behind a missing nonce) ends the sending; the nonce is read again from the
+    #: node and the work is derived again from the chain. Short, since a long wait on a dropped
+    #: transaction would hold up the rest: the oracle's ticks share one lock, and placement too
+    #: would freeze.
+    receipt_timeout_s: float = Field(default=20.0, gt=0)
+
+    def account(self) -> LocalAccount:
+        """The account, read from the keystore file or the key (KeyLoadError when unusable)."""
+        from metascheduler.keys import load_account
+
+        return load_account(
+            keystore=self.keystore, password=self.keystore_password, private_key=self.private_key
+        )
+
+
+class StoreSettings(Settings):
+    """The database of chain facts the oracle writes and the API reads."""
+
+    #: SQLAlchemy URL. The API reads the store the oracle writes, so both open the oracle's file.
+    database_url: str = "sqlite:///var/oracle.db"

@@ -130,12 +130,14 @@ class World:
         return int(self.reader.w3.eth.get_block(block)["timestamp"])
 
     def run_window(self, job_id: int) -> tuple[int, int]:
-        """Block times of the job's START and of its end: what the contract bills."""
+        """Where the contract started metering the job and what it billed up to: the backend's
+        start and end as the agent reported them, bounded by the contract (for a cancel or an
+        expiry, the end is the block's time)."""
         (start,) = [
             e for e in self.events(job_id, "JobStatusChanged") if e.args["to"] == JobStatus.RUNNING
         ]
         (end,) = self.events(job_id, "JobEnded")
-        return self.block_time(start.block_number), self.block_time(end.block_number)
+        return int(start.args["since"]), int(end.args["billedUntil"])
 
     def advance_chain(self, seconds: int) -> None:
         self.rpc("evm_increaseTime", seconds)

@@ -11,8 +11,8 @@ from pydantic import SecretStr
 from metascheduler import billing
 from metascheduler.chain import JobStatus, Market
 from metascheduler.chain.types import Hardware, Prices
-from metascheduler.config import OracleSettings
 from metascheduler.devnet.anvil import dev_account
+from metascheduler.oracle.settings import OracleSettings
 from metascheduler.spec import encode_spec, validate_spec
 from tests.conftest import Grid
 

@@ -20,7 +20,10 @@ from metascheduler.chain.types import Hardware, Prices
 from metascheduler.devnet.anvil import dev_account, free_port
 from metascheduler.devnet.objectstore import ObjectStore, start_object_store
 from metascheduler.results.customer import customer_public_key, find_request
-from metascheduler.results.logchain import Deployment
+from metascheduler.results.digest import result_digest
+from metascheduler.results.http import ResultsApi
+from metascheduler.results.keys import new_job_key, wrap
+from metascheduler.results.logchain import ChunkSealer, Deployment, LogRecord
 from metascheduler.spec import JobSpec, Resources, encode_spec
 from metascheduler.store import upgrade_to_head
 from tests.conftest import Grid
@@ -130,3 +133,29 @@ def running_job(grid: Grid, *, start: bool = True) -> RunningJob:
         prov,
         cust,
     )
+
+
+def ship_and_complete(job: RunningJob, api_url: str, tmp_path: Path) -> str:
+    """The placed provider ships a two-line log ("hello from the grid", "bye") and one output
+    file (result.txt), then completes the job with their digest, which it returns (0x hex)."""
+    key = new_job_key()
+    sealer = ChunkSealer(job.provider, job.deployment, job.job_id, key, wrap(job.customer_pub, key))
+    client = ResultsApi(api_url)
+    client.append(job.job_id, sealer.seal([LogRecord(1.0, "stdout", "hello from the grid")]))
+    final = sealer.seal([LogRecord(2.0, "stdout", "bye")], final=True, exit_code=0)
+    client.append(job.job_id, final)
+    src = tmp_path / "shipped"
+    src.mkdir()
+    (src / "result.txt").write_text("42\n")
+    packed = client.pack_and_upload(
+        job.provider,
+        job.deployment,
+        job.job_id,
+        src,
+        tmp_path / "shipped.enc",
+        job_key=key,
+        wrapped_key=wrap(job.customer_pub, key),
+    )
+    digest = result_digest(packed.sha256, final.digest_hex())
+    job.provider_market.complete_job(job.job_id, 0, digest)
+    return "0x" + digest.hex()

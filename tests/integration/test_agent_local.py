@@ -57,6 +57,11 @@ def local_backend(w: World) -> LocalBackend:
     return backend
 
 
+def kinds(steps: list[ProviderStep]) -> list[tuple[int, ProviderAction]]:
+    """The steps without their times (which the backend sets)."""
+    return [(s.job_id, s.action) for s in steps]
+
+
 def records_for(w: World, job_id: int) -> list[dict[str, Any]]:
     state = json.loads((local_backend(w).workdir / "state.json").read_text())
     return [r for r in state["jobs"].values() if r["job_id"] == job_id]
@@ -160,6 +165,31 @@ def test_refuses_what_it_cannot_run_with_reasons(world: World) -> None:
 
 
 @ON_ANVIL_AND_HARDHAT
+def test_a_job_that_ran_between_two_rounds_is_billed_its_run(world: World) -> None:
+    """The agent's round comes only after the job ended on the backend: START and COMPLETE go
+    out in one transaction, and the job is billed the backend's run, not the zero seconds
+    between them."""
+    w = world
+    job_id = w.submit(spec("sleep 4"))
+    assert list(w.tick().submitted) == [job_id]
+    native = records_for(w, job_id)[0]["native_id"]
+    deadline = time.monotonic() + 60
+    while not (st := local_backend(w).status([native])[native]).status.is_terminal:
+        assert time.monotonic() < deadline, "the local job did not end"
+        time.sleep(0.2)
+    assert st.status is BackendStatus.COMPLETED
+    w.tick()
+    (started,) = [
+        e for e in w.events(job_id, "JobStatusChanged") if e.args["to"] == JobStatus.RUNNING
+    ]
+    (ended,) = w.events(job_id, "JobEnded")
+    assert started.tx_hash == ended.tx_hash  # reported in one go
+    start, end = w.run_window(job_id)
+    assert 3 <= end - start <= 5  # it slept 4 s (the start rounded up, the end down)
+    paid = ended.args["paid"] + ended.args["fee"]
+    assert paid == billing.cost(price=CPU_PRICE, elapsed_s=end - start, escrow=CREDIT) > 0
+
+
 def test_cancel_while_running_kills_it_and_stops_billing(world: World) -> None:
     w = world
     job_id = w.submit(spec("sleep 300"))
@@ -252,7 +282,7 @@ def test_skipped_step_of_a_job_cancelled_meanwhile_kills_it(
 
     monkeypatch.setattr(backend, "status", status_after_a_cancel)
     rnd = w.tick()
-    assert ProviderStep(job_id, ProviderAction.START) in rnd.steps
+    assert (job_id, ProviderAction.START) in kinds(rnd.steps)
     assert [s.job_id for s in rnd.skipped] == [job_id] and "CANCELLED" in rnd.skipped[0].error
     assert rnd.killed == [job_id] and job_id not in w.agent.state.jobs
 
@@ -555,11 +585,7 @@ def test_steps_a_reorg_undid_are_sent_again_and_the_job_never_reruns(world: Worl
     assert w.job(job_id).status is JobStatus.META_SCHEDULED
     rnd = w.tick()
     assert rnd.submitted == {}
-    assert rnd.steps == [
-        ProviderStep(job_id, ACCEPT),
-        ProviderStep(job_id, START),
-        ProviderStep(job_id, COMPLETE),
-    ]
+    assert kinds(rnd.steps) == [(job_id, ACCEPT), (job_id, START), (job_id, COMPLETE)]
     (ended,) = w.events(job_id, "JobEnded")
     assert (ended.args["to"], ended.args["exitCode"]) == (JobStatus.FINISHED, 0)
     assert len(records_for(w, job_id)) == 1  # ran once
@@ -579,7 +605,7 @@ def test_a_reorg_undoing_steps_keeps_the_job_and_undoing_the_placement_kills_it(
     w.revert_chain(placed)  # ACCEPT and START dropped: placed here, META_SCHEDULED again
     rnd = w.tick()
     assert rnd.submitted == {} and rnd.killed == []
-    assert rnd.steps == [ProviderStep(job_id, ACCEPT), ProviderStep(job_id, START)]
+    assert kinds(rnd.steps) == [(job_id, ACCEPT), (job_id, START)]
     assert w.job(job_id).status is JobStatus.RUNNING
     assert local_backend(w).status([native])[native].status is BackendStatus.RUNNING
 

@@ -10,7 +10,7 @@ import pytest
 from metascheduler import billing
 from metascheduler.chain import JobStatus, Market, RevertError, Terms
 from metascheduler.chain.errors import ChainError
-from metascheduler.chain.rpc import raw_batch
+from metascheduler.chain.rpc import raw_batch, retrying
 from metascheduler.chain.types import (
     NO_DIGEST,
     Hardware,
@@ -171,15 +171,13 @@ def test_balances_of_reads_a_batch_at_a_block_and_falls_back_one_by_one(grid: Gr
     assert cust.balances_of([]) == {}
     # A block the node has not reached fails the batch; the single read names account and block.
     calls: list[str] = []
-    real = cust._retrying
 
     def counted(what: str, fn: Callable[[], object]) -> object:
         calls.append(what)
-        return real(what, fn)
+        return retrying(what, fn)
 
-    cust._retrying = counted  # type: ignore[method-assign]
     with pytest.raises(ChainError, match="BlockOutOfRange") as err:
-        cust.balances_of(who, block=block + 1_000)
+        cust.balances_of(who, block=block + 1_000, retry=counted)
     assert str(err.value).startswith(f"reading {who[0]}'s balance at block {block + 1_000}: ")
     assert calls == ["reading 3 balances", f"reading {who[0]}'s balance at block {block + 1_000}"]
 
@@ -227,7 +225,7 @@ def test_a_send_that_reaches_the_node_twice_is_one_transaction(grid: Grid) -> No
     node_rpc(w3, "evm_setAutomine", False)
     try:
         pending = sender.send(dev_account(4).address, b"", "a transfer", gas=21_000, value=1)
-        sender._broadcast(pending)  # the same signed bytes again, as a retry sends them
+        sender.broadcast(pending)  # the same signed bytes again, as a retry sends them
     finally:
         node_rpc(w3, "evm_setAutomine", True)
     node_rpc(w3, "evm_mine")

@@ -21,8 +21,9 @@ from metascheduler.chain import Market
 from metascheduler.chain.deployment import load_deployment
 from metascheduler.chain.rpc import connect
 from metascheduler.cli import EXIT_USAGE, app
-from metascheduler.config import OracleSettings, SettingsError
+from metascheduler.config import SettingsError
 from metascheduler.devnet.anvil import dev_account, start_anvil
+from metascheduler.oracle.settings import OracleSettings
 
 pytestmark = pytest.mark.chain
 KEY_VAR = "MS_TEST_DEPLOYER_KEY"

@@ -1,5 +1,6 @@
 """`metascheduler devnet up --once`: the whole local grid runs its demo and exits 0 only when
-every demo job reached its expected state and the audit is clean."""
+every demo job reached its expected state and the audit is clean (the stored results of every
+job that committed a digest included)."""
 
 from __future__ import annotations
 
@@ -38,7 +39,14 @@ def test_devnet_once_runs_the_demo_to_a_clean_audit(tmp_path: Path) -> None:
     assert "audit of the whole grid: clean" in out
     # The hello job's line and output file, as its customer reads them, with the digest.
     assert "stdout: hello from the grid" in out
-    assert re.search(r"outputs: hello\.txt in .*?result digest\s+0x[0-9a-f]{64}", out, re.S)
+    assert re.search(
+        r"outputs: hello\.txt in .*?result digest\s+0x[0-9a-f]{64}\s+checked against the digest "
+        r"on chain",
+        out,
+        re.S,
+    )
+    # The audit recomputed every committed digest from the stored ciphertext.
+    assert re.search(r"stored results of [1-9]\d* jobs? match the digests committed", out), out
     assert "MISMATCH" not in out
     # The CLI's settings for this grid: its RPC URL and deployment file.
     env = dict(

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from metascheduler.chain import JobStatus
 from metascheduler.cli import app
-from metascheduler.oracle.service import Oracle
+from metascheduler.oracle.service import Oracle, build
 from tests.conftest import ON_ANVIL_AND_HARDHAT, Grid
 from tests.integration import oracle_kit
 from tests.integration.agentkit import World, make_world, spec
@@ -34,7 +34,7 @@ def _until(w: World, oracle: Oracle, what: str, *want: tuple[int, JobStatus]) ->
 @ON_ANVIL_AND_HARDHAT
 def test_oracle_and_agent_carry_jobs_to_every_end(grid: Grid, tmp_path: Path) -> None:
     w = make_world(grid, tmp_path, local={"workdir": tmp_path / "local", "cpus": 4, "mem_mb": 4096})
-    oracle = Oracle(oracle_kit.settings(grid, f"sqlite:///{tmp_path / 'oracle.db'}"))
+    oracle = build(oracle_kit.settings(grid, f"sqlite:///{tmp_path / 'oracle.db'}"))
     oracle.start()
     try:
         finished, _ = w.request(spec("echo done"))

@@ -31,7 +31,7 @@ CREDIT = kit.CREDIT
 
 
 def _oracle(grid: Grid, tmp_path: Path, **kw: object) -> Oracle:
-    o = Oracle(kit.settings(grid, f"sqlite:///{tmp_path / 'oracle.db'}", **kw))
+    o = service.build(kit.settings(grid, f"sqlite:///{tmp_path / 'oracle.db'}", **kw))
     o.start()
     return o
 

@@ -1,7 +1,8 @@
 """The grid's services through a proxy that answers as public RPC endpoints do (eth_getLogs
 capped in blocks and in results, HTTP 429 now and then, batches refused, receipts null for a
 while after a send), in front of the session's real anvil. The chain layer splits, halves,
-waits, falls back to single calls and polls again: the services see none of it."""
+waits, falls back to single calls and polls again: the services see none of it. The results
+(the API finding an ended job's customer, the customer's `job logs` and `job outputs`) too."""
 
 from __future__ import annotations
 
@@ -18,13 +19,22 @@ from metascheduler.chain import JobStatus
 from metascheduler.chain.types import Hardware, Prices
 from metascheduler.cli import app
 from metascheduler.devnet.anvil import LocalNode
+from metascheduler.devnet.objectstore import ObjectStore
 from metascheduler.devnet.rpcproxy import PublicEndpoint, RpcProxy
-from metascheduler.oracle.service import Oracle
+from metascheduler.oracle.service import build
 from tests.conftest import Grid
 from tests.integration import oracle_kit as kit
 from tests.integration.agentkit import World, make_world, spec
+from tests.integration.results_kit import (
+    api_settings,
+    object_store,
+    running_job,
+    serve,
+    ship_and_complete,
+)
 
 pytestmark = pytest.mark.chain
+__all__ = ["object_store"]
 
 
 @dataclass
@@ -78,7 +88,7 @@ def test_oracle_ingests_and_places_through_a_public_endpoint(
     prov = kit.provider(grid, 2, Hardware(1, 16, 0, 32_768), Prices(1_000, 0, 10), ["x86_64"])
     cust = kit.customer(grid, 3)
     jobs = [kit.request(cust, f"j{i}") for i in range(12)]
-    oracle = Oracle(kit.settings(public, f"sqlite:///{tmp_path / 'oracle.db'}"))
+    oracle = build(kit.settings(public, f"sqlite:///{tmp_path / 'oracle.db'}"))
     oracle.start()
     for _ in range(3):
         oracle.sync_tick()
@@ -129,3 +139,34 @@ def test_cli_lists_jobs_and_history_through_a_public_endpoint(
     timeline = json.loads(out.output.strip().splitlines()[-1])["timeline"]
     assert "FINISHED" in json.dumps(timeline)
     assert proxy.stats.refused_ranges and proxy.stats.refused_batches
+
+
+@pytest.mark.results
+def test_job_logs_and_outputs_through_a_public_endpoint(
+    grid: Grid, proxy: RpcProxy, object_store: ObjectStore, tmp_path: Path
+) -> None:
+    """An ended job's record no longer names its customer: the API finds them in the job's
+    request event, through the endpoint's capped eth_getLogs, before it lets them read."""
+    job = running_job(grid)
+    served = serve(api_settings(grid, object_store, tmp_path, rpc_url=proxy.url))
+    try:
+        committed = ship_and_complete(job, served.url, tmp_path)
+        base = ["--rpc-url", proxy.url, "--market", grid.deployment.market]
+        base += ["--api-url", served.url, "--key-env", "MS_TEST_CUSTOMER_KEY"]
+        env = {"MS_TEST_CUSTOMER_KEY": "0x" + bytes(job.customer.key).hex()}
+        refused_before = proxy.stats.refused_ranges
+        res = CliRunner().invoke(app, [*base, "job", "logs", str(job.job_id), "--json"], env=env)
+        assert res.exit_code == 0, res.output
+        lines = [json.loads(line) for line in res.stdout.splitlines()]
+        assert [o["line"] for o in lines if "line" in o] == ["hello from the grid", "bye"]
+        dest = tmp_path / "got"
+        res = CliRunner().invoke(
+            app, [*base, "job", "outputs", str(job.job_id), "-o", str(dest), "--json"], env=env
+        )
+        assert res.exit_code == 0, res.output
+        got = json.loads(res.stdout.splitlines()[-1])
+        assert got["files"] == ["result.txt"] and got["digest_checked"] is True
+        assert got["digest"] == committed and (dest / "result.txt").read_text() == "42\n"
+    finally:
+        served.stop()
+    assert proxy.stats.refused_ranges > refused_before

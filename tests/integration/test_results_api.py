@@ -209,6 +209,47 @@ def test_outputs_round_trip_match_the_digest_and_tampering_is_detected(
         check(digest, sha2, head)
 
 
+@pytest.mark.parametrize("mb", [1, 23], ids=["single-put", "parts-while-packing"])
+def test_outputs_packed_and_uploaded_together_round_trip(
+    job: RunningJob, api: tuple[Served, Path], tmp_path: Path, mb: int
+) -> None:
+    """The agent's way: parts go up while the archive is packed (5 MiB parts here, so 23 MB is
+    five parts and a short last one), and the customer gets every byte back."""
+    served, _ = api
+    client = ResultsApi(served.url)
+    src = tmp_path / "out"
+    (src / "sub").mkdir(parents=True)
+    (src / "sub" / "data.bin").write_bytes(os.urandom(mb * 2**20))
+    (src / "result.txt").write_text(MARKER + "\n")
+    key = new_job_key()
+    packed = client.pack_and_upload(
+        job.provider,
+        job.deployment,
+        job.job_id,
+        src,
+        tmp_path / "o.enc",
+        job_key=key,
+        wrapped_key=wrap(job.customer_pub, key),
+    )
+    assert packed.size <= archive.size_bound(src)
+    assert client.summary(job.job_id)["outputs"] == {"state": "stored", "size": packed.size}
+    head = sealer(job).seal([], final=True, exit_code=0).digest_hex()
+    got = tmp_path / "got.enc"
+    sha = client.download(job.customer, job.deployment, job.job_id, got)
+    assert sha == packed.sha256
+    if mb == 1:
+        assert packed.path is not None and archive.sha256_file(packed.path) == sha
+    else:  # the parts went up as they were packed, and no copy was kept
+        assert packed.path is None and not (tmp_path / "o.enc").exists()
+    check(result_digest(packed.sha256, head), sha, head)
+    dest = tmp_path / "unpacked"
+    archive.open_archive(
+        got, dest, private_key=bytes(job.customer.key), deployment=job.deployment, job_id=job.job_id
+    )
+    for rel in ("result.txt", "sub/data.bin"):
+        assert (dest / rel).read_bytes() == (src / rel).read_bytes()
+
+
 def test_outputs_over_the_cap_are_refused(
     grid: Grid, job: RunningJob, object_store: ObjectStore, tmp_path: Path
 ) -> None:

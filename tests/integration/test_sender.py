@@ -8,6 +8,7 @@ import threading
 from collections.abc import Iterator
 
 import pytest
+from web3.exceptions import TransactionNotFound
 
 from metascheduler.chain import ChainError, Market, RevertError
 from metascheduler.chain.errors import ErrorDecoder
@@ -119,3 +120,55 @@ def test_a_sender_uses_the_decoder_it_is_given(grid: Grid, market: Market) -> No
     with pytest.raises(RevertError) as err:
         bare.transact(market.address, data, "cancelling job 999")
     assert err.value.name == "Unknown" and "unknown error 0x" in str(err.value)
+
+
+def test_the_fee_cap_is_twice_the_base_fee_plus_the_tip(grid: Grid, market: Market) -> None:
+    # A sender of its own: the fee it read last is reused for a second.
+    sender = TxSender(connect(grid.anvil.url), dev_account(3), market.decoder)
+    base = int(market.w3.eth.get_block("latest")["baseFeePerGas"])
+    assert sender.max_fee_wei() == 2 * base + sender.priority_fee_wei
+    pending = sender.send(market.address, deposit_data(market, CREDIT), "depositing", gas=120_000)
+    assert pending.tx["maxPriorityFeePerGas"] == sender.priority_fee_wei
+    assert pending.tx["maxFeePerGas"] >= sender.priority_fee_wei + base
+    assert sender.wait(pending)["status"] == 1
+
+
+def test_the_gas_limit_is_the_estimate_with_its_margin_unless_given(market: Market) -> None:
+    sender = market.sender_or_fail()
+    data = deposit_data(market, CREDIT)
+    call = {"to": market.address, "data": data, "from": sender.address}
+    estimate = market.w3.eth.estimate_gas(call)  # type: ignore[arg-type]
+    tx = {"to": market.address, "data": data, "value": 0}
+    assert sender.estimate_gas(tx, "depositing") == int(estimate * sender.gas_margin) + 50_000
+    sized = sender.send(market.address, data, "depositing")
+    assert sized.tx["gas"] == int(estimate * sender.gas_margin) + 50_000
+    given = sender.send(market.address, data, "depositing", gas=123_456)
+    assert given.tx["gas"] == 123_456
+    assert [r["status"] for r in sender.wait_all([sized, given])] == [1, 1]
+
+
+def test_a_transaction_the_node_dropped_is_sent_again_while_waited_for(
+    grid: Grid, market: Market, no_mining: None
+) -> None:
+    """A node restart or a reorg can drop a sent transaction from the pool: the wait sends the
+    same signed bytes again (after 10 s) and gets the receipt once a block takes it."""
+    sender = market.sender_or_fail()
+    pending = sender.send(market.address, deposit_data(market, CREDIT), "depositing", gas=120_000)
+    w3 = connect(grid.anvil.url)
+    w3.provider.make_request("anvil_dropTransaction", [pending.tx_hash.to_0x_hex()])  # type: ignore[arg-type]
+    with pytest.raises(TransactionNotFound):
+        w3.eth.get_transaction(pending.tx_hash)
+    stop = threading.Event()
+
+    def mine() -> None:
+        while not stop.wait(0.5):
+            w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
+
+    miner = threading.Thread(target=mine, daemon=True)
+    miner.start()
+    try:
+        receipt = sender.wait(pending, timeout_s=30.0)
+    finally:
+        stop.set()
+        miner.join()
+    assert receipt["status"] == 1 and market.balance_of(sender.address) == CREDIT

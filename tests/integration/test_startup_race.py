@@ -20,16 +20,18 @@ ROUNDS = 25
 CHILD = """
 import sys
 from sqlalchemy import text
-from metascheduler.store import make_engine, upgrade_to_head
+from metascheduler.store import RESULTS, make_engine, upgrade_to_head
 
 print("ready", flush=True)
 for line in sys.stdin:
     url = line.strip()
     try:
         upgrade_to_head(url)
+        upgrade_to_head(url, RESULTS)  # the API's results tables: in the store's database here
         engine = make_engine(url)
         with engine.connect() as conn:
             conn.execute(text("SELECT count(*) FROM jobs")).scalar_one()
+            conn.execute(text("SELECT count(*) FROM log_chunks")).scalar_one()
         engine.dispose()
         print("ok", flush=True)
     except Exception as exc:

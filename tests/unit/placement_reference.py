@@ -33,7 +33,11 @@ def _suitable(
     reason = unplaceable_reason(job, providers)
     if reason is not None:
         return reason
-    return [v for v in views if v.state.alive and could_run(job, v.state)]
+    able = [v for v in views if v.state.alive and could_run(job, v.state)]
+    left = [v for v in able if v.provider.lower() not in job.refused_by]
+    if able and not left:
+        return f"refused by every provider able to run it ({len(able)})"
+    return left
 
 
 def reference_decide(

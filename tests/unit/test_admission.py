@@ -108,7 +108,10 @@ def test_a_long_reason_is_cut_to_what_the_chain_is_sent() -> None:
 def test_the_time_limit_is_what_the_escrow_pays_for_plus_grace_and_lag_capped(
     escrow: int, price: int, grace: int, lag: int, cap: int, want: int
 ) -> None:
-    assert time_limit_s(escrow, price, grace, lag, cap) == want
+    assert (
+        time_limit_s(escrow=escrow, price_per_minute=price, grace_s=grace, lag_s=lag, cap_s=cap)
+        == want
+    )
 
 
 def test_an_escrow_that_pays_less_than_the_minimum_run_is_refused() -> None:

@@ -7,7 +7,7 @@ import pytest
 from metascheduler.oracle.service import (
     MAX_BATCH_ITEMS,
     MAX_TXS_PER_BLOCK,
-    _nominal_gas,
+    nominal_batch_gas,
     size_batches,
 )
 
@@ -15,7 +15,7 @@ from metascheduler.oracle.service import (
 def _most_items(budget: int) -> int:
     """Linear scan: the reference the bisection must agree with."""
     n = 0
-    while n < MAX_BATCH_ITEMS and _nominal_gas(n + 1) <= budget:
+    while n < MAX_BATCH_ITEMS and nominal_batch_gas(n + 1) <= budget:
         n += 1
     return n
 
@@ -26,8 +26,8 @@ def test_batches_fit_a_block_and_hold_the_most_placements(limit: int, fraction: 
     k, n, gas = size_batches(limit, fraction)
     assert 1 <= k <= MAX_TXS_PER_BLOCK and 1 <= n <= MAX_BATCH_ITEMS
     assert k * gas <= limit and gas <= limit * fraction  # k of them fit, none above the cap
-    assert _nominal_gas(n) <= gas  # n fit a batch...
-    assert n == MAX_BATCH_ITEMS or _nominal_gas(n + 1) > gas  # ...and one more does not
+    assert nominal_batch_gas(n) <= gas  # n fit a batch...
+    assert n == MAX_BATCH_ITEMS or nominal_batch_gas(n + 1) > gas  # ...and one more does not
     best = max(j * _most_items(min(int(limit * fraction), limit // j)) for j in range(1, 65))
     assert k * n == best
 
@@ -38,5 +38,5 @@ def test_a_30m_block_holds_a_2000_job_backlog() -> None:
 
 
 def test_a_block_too_small_for_one_placement_still_gets_batches_of_one() -> None:
-    k, n, gas = size_batches(_nominal_gas(1) - 1, 0.95)
-    assert (k, n, gas) == (1, 1, _nominal_gas(1))
+    k, n, gas = size_batches(nominal_batch_gas(1) - 1, 0.95)
+    assert (k, n, gas) == (1, 1, nominal_batch_gas(1))

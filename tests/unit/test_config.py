@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from metascheduler.config import OracleSettings, SettingsError
+from metascheduler.config import SettingsError
+from metascheduler.oracle.settings import OracleSettings
 
 KEY = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d"
 

@@ -18,7 +18,7 @@ from metascheduler.agent.backends import BackendJobInfo, BackendStatus
 from metascheduler.agent.decide import LAG_TOLERANCE_S, Context, Decision, decide
 from metascheduler.agent.outcomes import EXIT_KILLED, EXIT_LOST, EXIT_TIMEOUT
 from metascheduler.agent.state import JobRecord
-from metascheduler.chain.types import JobStatus, JobView, ProviderAction, ProviderStep
+from metascheduler.chain.types import AT_NOW, JobStatus, JobView, ProviderAction, ProviderStep
 
 S = JobStatus
 ME, OTHER, NOBODY = "0x" + "aa" * 20, "0x" + "bb" * 20, "0x" + "00" * 20
@@ -27,7 +27,7 @@ SINCE = 1_000_000
 PRICE = 60_000  # units per minute: 1,000 a second
 ESCROW = 100_000  # 100 s at PRICE
 GRACE, CAP = 30, 86_400
-LIMIT = time_limit_s(ESCROW, PRICE, GRACE, 0, CAP)
+LIMIT = time_limit_s(escrow=ESCROW, price_per_minute=PRICE, grace_s=GRACE, lag_s=0, cap_s=CAP)
 FUNDED_NOW, SPENT_NOW = SINCE + 50, SINCE + 100
 
 BACKEND_COLUMNS = (
@@ -188,6 +188,11 @@ def ctx(now: int = FUNDED_NOW) -> Context:
     return Context(ME, now, GRACE, CAP)
 
 
+def ctx_ahead(seconds: int) -> Context:
+    """A round where the chain's clock runs `seconds` ahead of the host's."""
+    return Context(ME, FUNDED_NOW, GRACE, CAP, clock_offset=float(seconds))
+
+
 def test_the_table_covers_every_chain_status() -> None:
     statuses = {v.status for v, _, _ in ROWS.values() if v is not None}
     assert statuses == set(JobStatus)
@@ -216,12 +221,39 @@ def test_a_job_is_never_submitted_twice(row: str, column: str) -> None:
         assert confirmed.status is S.SCHEDULED and confirmed.provider == ME
 
 
-def test_steps_carry_the_job_and_the_exit_code() -> None:
+def test_steps_carry_the_job_the_exit_code_and_the_backends_times() -> None:
+    ran = dataclasses.replace(status("FAILED"), started_at=SINCE + 5.4, ended_at=SINCE + 100.7)
+    got = decide(record("FAILED"), view(S.SCHEDULED), ran, ctx())
+    # Rounded in the customer's favour: the start up, the end down.
+    assert got.steps == (
+        ProviderStep(JOB, ProviderAction.START, at=SINCE + 6),
+        ProviderStep(JOB, ProviderAction.COMPLETE, 3, at=SINCE + 100),
+    )
+
+
+def test_times_the_backend_does_not_give_are_reported_as_now() -> None:
     got = decide(record("FAILED"), view(S.SCHEDULED), backend("FAILED"), ctx())
     assert got.steps == (
-        ProviderStep(JOB, ProviderAction.START),
-        ProviderStep(JOB, ProviderAction.COMPLETE, 3),
+        ProviderStep(JOB, ProviderAction.START, at=SINCE),
+        ProviderStep(JOB, ProviderAction.COMPLETE, 3, at=AT_NOW),
     )
+
+
+def test_the_backends_times_are_reported_in_the_chains_clock() -> None:
+    ahead = 3_600
+    ran = dataclasses.replace(status("COMPLETED"), started_at=SINCE + 10.0, ended_at=SINCE + 70.0)
+    got = decide(record("COMPLETED"), view(S.SCHEDULED), ran, ctx_ahead(ahead))
+    assert [s.at for s in got.steps] == [SINCE + 10 + ahead, SINCE + 70 + ahead]
+
+
+def test_a_chain_clock_ahead_of_the_host_is_no_start_lag() -> None:
+    """The chain's start, where its clock runs an hour ahead of the host's, is the backend's
+    start in the chain's clock: no lag, the time limit stays what the escrow pays for."""
+    ahead = 3_600
+    started = dataclasses.replace(status("RUNNING"), started_at=float(SINCE - ahead))
+    got = decide(record("RUNNING"), view(S.RUNNING), started, ctx_ahead(ahead))
+    assert got.lag_s == 0
+    assert got.extend_to is None
 
 
 @pytest.mark.parametrize(
@@ -280,7 +312,10 @@ def test_an_expiry_waiting_to_be_retried_is_not_sent(column: str) -> None:
 def test_a_top_up_raises_the_time_limit() -> None:
     topped = view(S.RUNNING, escrow=ESCROW + 200_000)
     got = decide(record("RUNNING"), topped, backend("RUNNING"), ctx())
-    assert got.extend_to == time_limit_s(ESCROW + 200_000, PRICE, GRACE, 0, CAP) > LIMIT
+    want = time_limit_s(
+        escrow=ESCROW + 200_000, price_per_minute=PRICE, grace_s=GRACE, lag_s=0, cap_s=CAP
+    )
+    assert got.extend_to == want > LIMIT
 
 
 def test_a_limit_never_given_is_given() -> None:
@@ -295,7 +330,11 @@ def test_the_start_lag_is_measured_once_and_added_when_it_matters(lag: int, exte
     st = dataclasses.replace(status("RUNNING"), started_at=float(SINCE - lag))
     got = decide(record("RUNNING"), view(S.RUNNING), st, ctx())
     assert got.lag_s == lag
-    assert got.extend_to == (time_limit_s(ESCROW, PRICE, GRACE, lag, CAP) if extended else None)
+    assert got.extend_to == (
+        time_limit_s(escrow=ESCROW, price_per_minute=PRICE, grace_s=GRACE, lag_s=lag, cap_s=CAP)
+        if extended
+        else None
+    )
     again = decide(record("RUNNING", lag_s=lag), view(S.RUNNING), st, ctx())
     assert again.lag_s is None
 

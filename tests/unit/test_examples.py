@@ -4,6 +4,7 @@ market lives."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 
@@ -11,10 +12,11 @@ import pytest
 
 from metascheduler.agent.settings import AgentSettings
 from metascheduler.api.settings import ApiSettings
-from metascheduler.config import OracleSettings, ServiceSettings
+from metascheduler.config import ChainSettings
+from metascheduler.oracle.settings import OracleSettings
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-SERVICES: dict[str, type[ServiceSettings]] = {
+SERVICES: dict[str, type[ChainSettings]] = {
     "oracle.toml": OracleSettings,
     "api.toml": ApiSettings,
     "agent-local.toml": AgentSettings,
@@ -71,3 +73,12 @@ def test_example_with_a_deployment_file(
     settings = SERVICES[name].load(path)
     assert settings.market_address == dep["market"]
     assert getattr(settings, "start_block", dep["block"]) == dep["block"]
+
+
+@pytest.mark.parametrize("name", sorted(SERVICES))
+def test_example_holds_only_what_its_service_reads(
+    name: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="metascheduler.config"):
+        SERVICES[name].load(EXAMPLES / name)
+    assert "not read by" not in caplog.text

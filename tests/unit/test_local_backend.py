@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -196,6 +198,71 @@ def test_job_ending_while_agent_is_down_keeps_its_exit_code(tmp_path: Path) -> N
     time.sleep(1.0)  # ends with no backend object alive to watch it
     st = LocalBackend(workdir, cpus=1, mem_mb=1000).status([native])[native]
     assert (st.status, st.exit_code) == (S.FAILED, 5)
+
+
+def _supervisor_pid(backend: LocalBackend, native: str) -> int:
+    state = json.loads((backend.workdir / "state.json").read_text())
+    pid: int = state["jobs"][native]["runner_pid"]
+    return pid
+
+
+def _parent_and_command(pid: int) -> tuple[int, bytes]:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    parent = int(stat[stat.rindex(")") + 2 :].split()[1])
+    return parent, Path(f"/proc/{pid}/cmdline").read_bytes()
+
+
+def test_supervisors_are_forks_of_one_process_not_new_interpreters(
+    backend: LocalBackend,
+) -> None:
+    natives = [backend.submit(job(n, "sleep 5")) for n in (1, 2)]
+    seen = [_parent_and_command(_supervisor_pid(backend, native)) for native in natives]
+    (parent, command), other = seen
+    assert other[0] == parent and parent != os.getpid(), "one zygote forks every supervisor"
+    assert command == other[1] == Path(f"/proc/{parent}/cmdline").read_bytes()
+    assert command.split(b"\0")[-2] == b"--zygote", "a fork of the zygote, no exec since"
+    for native in natives:
+        backend.cancel(native)
+        assert wait_for(backend, native, ended).state is S.CANCELLED
+
+
+def test_a_dead_zygote_is_started_again_and_its_jobs_keep_running(
+    backend: LocalBackend,
+) -> None:
+    first = backend.submit(job(1, "sleep 1; exit 4"))
+    zygote = _parent_and_command(_supervisor_pid(backend, first))[0]
+    assert zygote != os.getpid(), "the supervisor is a child of the backend's own process"
+    os.kill(zygote, signal.SIGKILL)
+    second = backend.submit(job(2, "exit 6"))
+    assert _parent_and_command(_supervisor_pid(backend, second))[0] != zygote
+    assert wait_for(backend, second, ended).exit_code == 6
+    assert wait_for(backend, first, ended).exit_code == 4
+    backend.close()  # the agent stops: what runs goes on, and a later call starts a new zygote
+    assert wait_for(backend, backend.submit(job(3, "exit 0")), ended).state is S.COMPLETED
+
+
+def test_a_call_that_changes_nothing_leaves_the_state_file_alone(
+    backend: LocalBackend,
+) -> None:
+    native = backend.submit(job(1, "true"))
+    wait_for(backend, native, ended)
+    state = backend.workdir / "state.json"
+    before = state.stat()
+    backend.status([native])
+    backend.capacity()
+    after = state.stat()
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+
+
+def test_a_state_file_written_by_another_process_is_read_again(tmp_path: Path) -> None:
+    workdir = tmp_path / "local"
+    ours = LocalBackend(workdir, cpus=2, mem_mb=1000)
+    first = ours.submit(job(1, "true"))
+    assert wait_for(ours, first, ended).state is S.COMPLETED
+    theirs = LocalBackend(workdir, cpus=2, mem_mb=1000)
+    second = theirs.submit(job(2, "exit 3"))
+    assert wait_for(ours, second, ended).exit_code == 3
+    assert int(ours.submit(job(3, "true"))) == int(second) + 1
 
 
 def test_make_backend() -> None:

@@ -81,12 +81,15 @@ enum ProviderAction {
 
 /// @notice One item of a provider's batch. `exitCode` and `resultDigest` are read by COMPLETE
 /// only: exit code 0 ends the job FINISHED, anything else FAILED; the digest is emitted in
-/// `JobEnded`.
+/// `JobEnded`. `at` is the backend's time of the step (Unix seconds, in the chain's clock), read
+/// by START (the job's start: metering starts there) and COMPLETE (its end: billed up to there);
+/// see `startJob` and `completeJob` for how it is bounded.
 struct ProviderStep {
     uint256 jobId;
     ProviderAction action;
     int32 exitCode;
     bytes32 resultDigest;
+    uint256 at;
 }
 
 /// @notice A job as stored, widened for reading. `customer` and `escrow` read zero once the job
@@ -147,7 +150,9 @@ interface IJobMarket is IAccessControl {
         uint256 indexed jobId, address indexed provider, JobStatus from, JobStatus to, uint256 pricePerMinute
     );
     /// @notice A status change that moves no credits (META_SCHEDULED -> SCHEDULED -> RUNNING).
-    event JobStatusChanged(uint256 indexed jobId, JobStatus from, JobStatus to);
+    /// `since` is the time the job entered `to` as the contract records it: the block's time for
+    /// an acceptance, the backend's start (as bounded) for a start, where metering begins.
+    event JobStatusChanged(uint256 indexed jobId, JobStatus from, JobStatus to, uint256 since);
     /// @notice A placed job went back to PENDING: refused by its provider, reclaimed after a
     /// timeout, or reclaimed because its provider was banned. Nothing was billed.
     event JobReturned(uint256 indexed jobId, address indexed provider, JobStatus from, JobStatus to, string reason);
@@ -155,7 +160,10 @@ interface IJobMarket is IAccessControl {
     /// balance, `fee` to the platform, `refunded` to the customer's balance (they sum to the escrow).
     /// `exitCode` is the provider's report for FINISHED/FAILED, else -1. `resultDigest` is what
     /// the provider's completion committed to (the hash of the job's encrypted outputs and final
-    /// log chain), zero for any other ending; it is not stored.
+    /// log chain), zero for any other ending; it is not stored. `billedUntil` is the time the run
+    /// was billed up to (from the start in the RUNNING `JobStatusChanged`): the backend's end (as
+    /// bounded) for a completion, the last sign of life for a silent provider's job, else the
+    /// block's time.
     event JobEnded(
         uint256 indexed jobId,
         JobStatus from,
@@ -164,7 +172,8 @@ interface IJobMarket is IAccessControl {
         uint256 fee,
         uint256 refunded,
         int256 exitCode,
-        bytes32 resultDigest
+        bytes32 resultDigest,
+        uint256 billedUntil
     );
     /// @notice The customer added `amount` to a live job's escrow, now `escrow`.
     event JobToppedUp(uint256 indexed jobId, uint256 amount, uint256 escrow);
@@ -309,11 +318,16 @@ interface IJobMarket is IAccessControl {
 
     /// @notice Provider: the job is queued on its cluster (META_SCHEDULED -> SCHEDULED).
     function acceptJob(uint256 jobId) external;
-    /// @notice Provider: the job started (SCHEDULED -> RUNNING); metering starts now.
-    function startJob(uint256 jobId) external;
-    /// @notice Provider: the job ended with `exitCode` (0: FINISHED, else FAILED); billed and
-    /// refunded. `resultDigest` commits to the job's results and is emitted in `JobEnded`.
-    function completeJob(uint256 jobId, int32 exitCode, bytes32 resultDigest) external;
+    /// @notice Provider: the job started on the backend at `startedAt` (SCHEDULED -> RUNNING);
+    /// metering starts there. It is clamped, never refused: no earlier than the acceptance (the
+    /// job was not this provider's to run before), no later than the block (a provider whose
+    /// clock runs ahead of the chain's is metered from the block).
+    function startJob(uint256 jobId, uint256 startedAt) external;
+    /// @notice Provider: the job ended on the backend at `endedAt` with `exitCode` (0: FINISHED,
+    /// else FAILED); billed from its start up to `endedAt`, clamped between the start and the
+    /// block, and the rest refunded. `resultDigest` commits to the job's results and is emitted
+    /// in `JobEnded`.
+    function completeJob(uint256 jobId, int32 exitCode, bytes32 resultDigest, uint256 endedAt) external;
     /// @notice Provider: gives a placed job back (META_SCHEDULED or SCHEDULED -> PENDING), with a reason.
     function refuseJob(uint256 jobId, string calldata reason) external;
     /// @notice Provider: many steps on its own jobs in one transaction; a failing item is skipped

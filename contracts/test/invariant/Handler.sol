@@ -254,8 +254,8 @@ contract Handler is Test {
         vm.recordLogs();
         vm.prank(provider);
         if (action == ProviderAction.ACCEPT) market.acceptJob(id);
-        else if (action == ProviderAction.START) market.startJob(id);
-        else market.completeJob(id, exitCode, bytes32(0));
+        else if (action == ProviderAction.START) market.startJob(id, block.timestamp);
+        else market.completeJob(id, exitCode, bytes32(0), block.timestamp);
         _absorb();
         calls[action == ProviderAction.ACCEPT ? bytes32("accept") : action == ProviderAction.START ? bytes32("start") : bytes32("complete")]++;
     }
@@ -275,11 +275,11 @@ contract Handler is Test {
             market.acceptJob(id);
         } else if (j.status == JobStatus.SCHEDULED) {
             vm.prank(j.provider);
-            market.startJob(id);
+            market.startJob(id, block.timestamp);
         } else if (j.status == JobStatus.RUNNING) {
             vm.warp(block.timestamp + providerSeed % 1 hours);
             vm.prank(j.provider);
-            market.completeJob(id, exitCode % 3, bytes32(0));
+            market.completeJob(id, exitCode % 3, bytes32(0), block.timestamp);
         } else {
             return;
         }
@@ -309,7 +309,7 @@ contract Handler is Test {
         ProviderStep[] memory steps = new ProviderStep[](3);
         for (uint256 i; i < 3; ++i) {
             (uint256 id,) = _pick(seeds[i]);
-            steps[i] = ProviderStep(id, ProviderAction((actions >> (2 * i)) % 3), int32(uint32(actions >> 6)), bytes32(0));
+            steps[i] = ProviderStep(id, ProviderAction((actions >> (2 * i)) % 3), int32(uint32(actions >> 6)), bytes32(0), block.timestamp);
         }
         vm.recordLogs();
         vm.prank(providers[providerSeed % providers.length]);
@@ -375,9 +375,9 @@ contract Handler is Test {
             if (action == 1) {
                 try market.acceptJob(id) { ok = true; } catch {}
             } else if (action == 2) {
-                try market.startJob(id) { ok = true; } catch {}
+                try market.startJob(id, block.timestamp) { ok = true; } catch {}
             } else if (action == 3) {
-                try market.completeJob(id, 0, bytes32(0)) { ok = true; } catch {}
+                try market.completeJob(id, 0, bytes32(0), block.timestamp) { ok = true; } catch {}
             } else {
                 try market.refuseJob(id, "chaos") { ok = true; } catch {}
             }

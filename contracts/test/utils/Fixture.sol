@@ -86,7 +86,7 @@ abstract contract Fixture is Test {
         _place(jobId, t, provA);
         vm.startPrank(provA);
         market.acceptJob(jobId);
-        market.startJob(jobId);
+        market.startJob(jobId, block.timestamp);
         vm.stopPrank();
     }
 
@@ -118,7 +118,7 @@ abstract contract Fixture is Test {
             return (jobId, t);
         }
         vm.prank(provA);
-        market.startJob(jobId);
+        market.startJob(jobId, block.timestamp);
         if (s == JobStatus.RUNNING) return (jobId, t);
         if (s == JobStatus.OUT_OF_CREDITS) {
             vm.warp(market.fundedUntil(jobId));
@@ -127,7 +127,7 @@ abstract contract Fixture is Test {
         }
         vm.warp(block.timestamp + 60);
         vm.prank(provA);
-        market.completeJob(jobId, s == JobStatus.FINISHED ? int32(0) : int32(1), bytes32(0));
+        market.completeJob(jobId, s == JobStatus.FINISHED ? int32(0) : int32(1), bytes32(0), block.timestamp);
     }
 
     /// @dev `failJobs` items with no sign of life after the start: billed nothing.

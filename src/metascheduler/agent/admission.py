@@ -70,7 +70,9 @@ def admit(
     return spec
 
 
-def time_limit_s(escrow: int, price_per_minute: int, grace_s: int, lag_s: int, cap_s: int) -> int:
+def time_limit_s(
+    *, escrow: int, price_per_minute: int, grace_s: int, lag_s: int, cap_s: int
+) -> int:
     """The backend time limit for a job: what its escrow pays for at its price, plus a grace
     and the lag of the chain's start behind the backend's, capped."""
     funded = billing.funded_seconds(escrow=escrow, price=price_per_minute)

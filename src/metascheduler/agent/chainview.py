@@ -8,6 +8,7 @@ Read-only, and nothing here decides anything: the service does.
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -33,6 +34,20 @@ class Placed(NamedTuple):
 
     job_id: int
     block: int
+
+
+class ClockOffset:
+    """How far the chain's clock runs ahead of this host's (negative: behind), from the heads
+    the agent reads. Each reading, the head's time minus the host's time when read, is late by
+    the head's age (a quiet devnet mines nothing for minutes), so the estimate is the highest
+    of the last ``window`` readings: the freshest head seen lately."""
+
+    def __init__(self, window: int = 32) -> None:
+        self._readings: deque[float] = deque(maxlen=window)
+
+    def read(self, head: Head, wall: float) -> float:
+        self._readings.append(head.timestamp - wall)
+        return max(self._readings)
 
 
 @dataclass(frozen=True)

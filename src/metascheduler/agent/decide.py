@@ -20,11 +20,15 @@ Never run a job twice.
 
 Never bill for nothing, never lose a report.
   5. START when the backend runs the job; START and COMPLETE in one go when it ended between two
-     rounds. A RUNNING job the backend lost is reported FAILED with ``EXIT_LOST``.
+     rounds. A START carries the backend's start and a COMPLETE its end, in the chain's clock
+     (``Context.clock_offset``): the contract meters from and bills up to them, so a job that
+     ran between two rounds, or whose report waited, is billed its run. A RUNNING job the
+     backend lost is reported FAILED with ``EXIT_LOST``, billed up to the block.
   6. A RUNNING job whose escrow is spent is expired (OUT_OF_CREDITS), not reported: also when
      the backend killed it at its time limit, or the agent killed it at an expiry a reorg undid.
   7. The backend's time limit follows the escrow: raised after a top-up, and once for the lag of
-     the chain's start behind the backend's.
+     the chain's start behind the backend's (both in the chain's clock: the contract clamps a
+     start to the acceptance at the earliest).
 
 Nothing is remembered as "reported": each round derives the steps from the chain and the
 backend, so a step a reorg undid is sent again.
@@ -32,6 +36,7 @@ backend, so a step a reorg undid is sent again.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from metascheduler.agent.admission import time_limit_s
@@ -39,7 +44,7 @@ from metascheduler.agent.backends import BackendJobInfo, BackendStatus
 from metascheduler.agent.outcomes import EXIT_LOST, exit_code
 from metascheduler.agent.state import JobRecord
 from metascheduler.billing import funded_seconds
-from metascheduler.chain.types import JobStatus, JobView, ProviderAction, ProviderStep
+from metascheduler.chain.types import AT_NOW, JobStatus, JobView, ProviderAction, ProviderStep
 
 B = BackendStatus
 
@@ -60,9 +65,27 @@ class Context:
     #: Added to the time limit the escrow pays for, and the cap on that limit.
     grace_s: int
     max_time_limit_s: int
+    #: How far the chain's clock runs ahead of this host's (seconds; negative: behind), added
+    #: to the backend's times, which are this host's, to report them in the chain's clock. An
+    #: error in it is bounded by the contract: a start no earlier than the acceptance, an end no
+    #: earlier than the start, neither later than the block.
+    clock_offset: float = 0.0
 
     def ours(self, view: JobView) -> bool:
         return view.provider.lower() == self.provider.lower()
+
+    def started(self, st: BackendJobInfo) -> int:
+        """The backend's start in the chain's clock (rounded up: the customer's favour), or
+        "now" when the backend does not say."""
+        if st.started_at is None:
+            return AT_NOW
+        return math.ceil(st.started_at + self.clock_offset)
+
+    def ended(self, st: BackendJobInfo) -> int:
+        """The backend's end in the chain's clock (rounded down), or "now"."""
+        if st.ended_at is None:
+            return AT_NOW
+        return math.floor(st.ended_at + self.clock_offset)
 
 
 @dataclass(frozen=True)
@@ -205,11 +228,9 @@ def _progress(rec: JobRecord, view: JobView, st: BackendJobInfo | None, ctx: Con
     between two rounds: the chain meters nothing for it)."""
     if st is None or st.status in (B.QUEUED, B.UNKNOWN):
         return _extension(rec, view, st, ctx)
-    start = ProviderStep(view.job_id, ProviderAction.START)
+    start = ProviderStep(view.job_id, ProviderAction.START, at=ctx.started(st))
     if st.status.is_terminal:
-        return Decision(
-            steps=(start, ProviderStep(view.job_id, ProviderAction.COMPLETE, exit_code(st)))
-        )
+        return Decision(steps=(start, _complete(view, st, ctx)))
     ext = _extension(rec, view, st, ctx)
     return Decision(steps=(start,), lag_s=ext.lag_s, extend_to=ext.extend_to)
 
@@ -230,10 +251,15 @@ def _running(
         # of credits, not the provider's report.
         if spent and (st.status is B.TIMEOUT or rec.killed):
             return expire
-        return Decision(steps=(ProviderStep(view.job_id, ProviderAction.COMPLETE, exit_code(st)),))
+        return Decision(steps=(_complete(view, st, ctx),))
     if spent:
         return expire
     return _extension(rec, view, st, ctx)
+
+
+def _complete(view: JobView, st: BackendJobInfo, ctx: Context) -> ProviderStep:
+    """The COMPLETE of a job the backend ended: its exit code, billed up to its end."""
+    return ProviderStep(view.job_id, ProviderAction.COMPLETE, exit_code(st), at=ctx.ended(st))
 
 
 def _extension(rec: JobRecord, view: JobView, st: BackendJobInfo | None, ctx: Context) -> Decision:
@@ -243,9 +269,14 @@ def _extension(rec: JobRecord, view: JobView, st: BackendJobInfo | None, ctx: Co
         return WAIT
     lag, new_lag = rec.lag_s, None
     if view.status is JobStatus.RUNNING and rec.lag_s is None and st.started_at is not None:
-        lag = new_lag = int(min(MAX_LAG_S, max(0.0, view.since - st.started_at)))
+        # Both in the chain's clock: a chain running ahead of this host is no lag.
+        lag = new_lag = int(min(MAX_LAG_S, max(0, view.since - ctx.started(st))))
     want = time_limit_s(
-        view.escrow, view.price_per_minute, ctx.grace_s, lag or 0, ctx.max_time_limit_s
+        escrow=view.escrow,
+        price_per_minute=view.price_per_minute,
+        grace_s=ctx.grace_s,
+        lag_s=lag or 0,
+        cap_s=ctx.max_time_limit_s,
     )
     current = rec.time_limit_s
     if current is not None:

@@ -51,7 +51,7 @@ from metascheduler.agent.backends import (
     job_name,
     make_backend,
 )
-from metascheduler.agent.chainview import ChainView, Head
+from metascheduler.agent.chainview import ChainView, ClockOffset, Head
 from metascheduler.agent.decide import Context, Decision, decide
 from metascheduler.agent.outbox import Outbox
 from metascheduler.agent.outcomes import EXIT_LOST
@@ -60,7 +60,7 @@ from metascheduler.agent.settings import AgentSettings
 from metascheduler.agent.shipping import ResultsShipper
 from metascheduler.agent.state import AgentState, JobRecord, StateStore
 from metascheduler.chain import ChainError, Market
-from metascheduler.chain.rpc import connect, retrying
+from metascheduler.chain.rpc import retrying
 from metascheduler.chain.types import (
     Hardware,
     JobStatus,
@@ -71,7 +71,7 @@ from metascheduler.chain.types import (
     SkippedItem,
 )
 from metascheduler.errors import MetaschedulerError, one_line
-from metascheduler.keys import load_account, refuse_dev_key_off_devnet
+from metascheduler.keys import refuse_dev_key_off_devnet
 from metascheduler.signals import stop_on_signals
 from metascheduler.spec import JobSpec
 
@@ -138,6 +138,7 @@ class Agent:
         # Per round: the head, what every decision shares, the jobs admitted whose ACCEPT goes
         # out now (spec and view, to queue them once it is mined), and the refusals to send.
         self._head = Head(0, "", 0)
+        self._clock = ClockOffset()
         self._ctx = Context(self.address, 0, settings.time_limit_grace_s, settings.max_time_limit_s)
         self._accepting: dict[int, tuple[JobSpec, JobView]] = {}
         self._refusals: dict[int, str] = {}
@@ -243,10 +244,16 @@ class Agent:
         jobs = self.state.jobs
         views = self.chain.jobs(jobs) if jobs else {}
         statuses = self._backend_statuses(jobs.values())
-        # The contract compares with its block time; a quiet devnet's head lags the wall clock.
-        now = max(head.timestamp, int(time.time()))
+        # The contract compares with its block time; a quiet devnet's head lags it, so the
+        # chain's time is this host's shifted by the chain's clock offset (never before the
+        # head). The backend's times are this host's: they are reported in the chain's clock.
+        wall = time.time()
+        offset = self._clock.read(head, wall)
+        now = max(head.timestamp, int(wall + offset))
         s = self.settings
-        self._ctx = Context(self.address, now, s.time_limit_grace_s, s.max_time_limit_s)
+        self._ctx = Context(
+            self.address, now, s.time_limit_grace_s, s.max_time_limit_s, clock_offset=offset
+        )
         confirmed = self._confirmed_views(views, head)
 
         expire: list[int] = []
@@ -443,7 +450,11 @@ class Agent:
                 rec.job_id,
                 spec,
                 time_limit_s(
-                    view.escrow, view.price_per_minute, s.time_limit_grace_s, 0, s.max_time_limit_s
+                    escrow=view.escrow,
+                    price_per_minute=view.price_per_minute,
+                    grace_s=s.time_limit_grace_s,
+                    lag_s=0,
+                    cap_s=s.max_time_limit_s,
                 ),
                 name=job_name(rec.job_id, self.prefix),
                 output_dir=self.results.output_dir(rec.job_id) if self.results else None,
@@ -650,12 +661,8 @@ def _short(exc: BackendError) -> str:
 def build(settings: AgentSettings) -> Agent:
     """An agent wired from its settings: RPC, key, market and backend."""
     address = settings.require_market()
-    account = load_account(
-        keystore=settings.keystore,
-        password=settings.keystore_password,
-        private_key=settings.private_key,
-    )
-    w3 = connect(settings.rpc_url, timeout_s=settings.rpc_timeout_s)
+    account = settings.account()
+    w3 = settings.web3()
     market = Market(
         w3,
         address,

@@ -17,7 +17,7 @@ from metascheduler.agent.backends.sandbox import SandboxPolicy
 from metascheduler.agent.envelope.cache import ImageCache
 from metascheduler.agent.envelope.runtime import make_runtime
 from metascheduler.agent.envelope.staging import Stager, StagingLimits
-from metascheduler.config import ServiceSettings
+from metascheduler.config import HistorySettings, SignerSettings
 from metascheduler.spec import CONTAINER_LABEL
 
 
@@ -117,12 +117,15 @@ class ResultsSettings(_Section):
     max_chunk_lines: int = Field(default=20_000, ge=1)
 
 
-class AgentSettings(ServiceSettings):
-    """One provider agent: its backend, what it declares on chain, and how often it acts."""
+class AgentSettings(HistorySettings, SignerSettings):
+    """One provider agent: the chain's history and a signer (``metascheduler.config``), its
+    backend, what it declares on chain, and how often it acts."""
 
     model_config = SettingsConfigDict(
         env_prefix="MS_", env_nested_delimiter="__", extra="forbid", validate_default=True
     )
+    #: The agent keeps no database (its state is a file in ``state_dir``).
+    unread = frozenset({"database_url"})
 
     backend: Literal["slurm", "local"] = "local"
     slurm: SlurmSettings = SlurmSettings()
@@ -177,18 +180,8 @@ class AgentSettings(ServiceSettings):
     #: offers no such job; this guards against one placed all the same). 0: take any.
     min_run_s: int = Field(default=60, ge=0)
 
-    #: First block to read placements from (the market's deployment block), and eth_getLogs range.
-    start_block: int = Field(default=0, ge=0)
-    getlogs_max_range: int = Field(default=10_000, ge=1)
     #: How far back the cursor rewinds when the chain reorganised under it.
     reorg_rewind_blocks: int = Field(default=64, ge=1)
-    rpc_timeout_s: float = Field(default=10.0, gt=0)
-    #: Seconds one RPC outage may last before a round gives up (the next round retries).
-    rpc_deadline_s: float = Field(default=60.0, gt=0)
-    #: Seconds the agent waits for one transaction's receipt. A transaction not mined by then
-    #: (dropped by a reorg, stuck behind a missing nonce) ends the round's sending; the nonce is
-    #: re-read from the node and the next round derives its steps from the chain again.
-    receipt_timeout_s: float = Field(default=20.0, gt=0)
 
     @model_validator(mode="after")
     def _backend_options(self) -> AgentSettings:
@@ -234,24 +227,11 @@ class AgentSettings(ServiceSettings):
         )
 
     def backend_options(self, name_prefix: str) -> dict[str, Any]:
-        """Keyword arguments of ``make_backend(self.backend, ...)``."""
-        if self.backend == "slurm":
-            s = self.slurm
-            return {
-                "partition": s.partition,
-                "output_dir": s.output_dir,
-                "slurm_conf": s.slurm_conf,
-                "command_timeout_s": s.command_timeout_s,
-                "name_prefix": name_prefix,
-                "sandbox": self.sandbox_policy(),
-                "stager": self.stager(),
-            }
-        loc = self.local
+        """Keyword arguments of ``make_backend(self.backend, ...)``: the fields of the backend's
+        own section (named as its constructor's arguments), and what every backend takes."""
+        section: _Section = self.slurm if self.backend == "slurm" else self.local
         return {
-            "workdir": loc.workdir,
-            "cpus": loc.cpus,
-            "mem_mb": loc.mem_mb,
-            "gpus": loc.gpus,
+            **section.model_dump(),
             "name_prefix": name_prefix,
             "sandbox": self.sandbox_policy(),
             "stager": self.stager(),

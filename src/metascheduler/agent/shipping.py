@@ -29,7 +29,6 @@ from metascheduler.agent.backends import Backend, BackendError
 from metascheduler.agent.settings import AgentSettings
 from metascheduler.agent.spool import JobSpool, SpoolState
 from metascheduler.chain import Market
-from metascheduler.results import archive
 from metascheduler.results.customer import customer_public_key, find_request
 from metascheduler.results.digest import result_digest
 from metascheduler.results.errors import ResultsError
@@ -315,14 +314,16 @@ class ResultsShipper:
         return records, offsets
 
     def _outputs(self, st: SpoolState, spool: JobSpool) -> SpoolState:
-        """Packs, encrypts and uploads the job's outputs; the state records the archive's hash
-        (or why there is none). ApiUnavailable leaves it to be tried again."""
+        """Packs, encrypts and uploads the job's outputs (parts go up while it packs); the state
+        records the archive's hash (or why there is none). ApiUnavailable leaves it to be tried
+        again, packed anew."""
         try:
-            packed = archive.pack(
+            packed = self.api.pack_and_upload(
+                self.account,
+                self.deployment,
+                st.job_id,
                 spool.output_dir,
                 spool.archive,
-                deployment=self.deployment,
-                job_id=st.job_id,
                 job_key=bytes.fromhex(st.job_key),
                 wrapped_key=bytes.fromhex(st.wrapped_key),
                 max_bytes=self.settings.results.max_output_bytes,
@@ -332,8 +333,6 @@ class ResultsShipper:
             after = replace(st, outputs_error=str(exc))
             spool.save(after)
             return after
-        try:
-            self.api.upload(self.account, self.deployment, st.job_id, packed)
         except ApiRefused as exc:
             spool.note(f"outputs not stored: the grid refused them ({exc.detail})")
             after = replace(st, outputs_error=exc.detail)

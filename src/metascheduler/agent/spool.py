@@ -4,7 +4,8 @@
                           pending.json  the sealed chunk in flight, with the state it leads to
                           agent.log     the agent's own messages about the job (JSON lines)
                           outputs/      $MS_OUTPUT_DIR
-                          outputs.enc   the encrypted archive, until uploaded
+                          outputs.enc   a small encrypted archive, until uploaded (a large
+                                        one goes up in parts as it is packed, kept nowhere)
 
 Shipping a chunk is: seal, write `pending.json` (fsync), send, and only on the API's
 acknowledgement write the new `state.json` and remove `pending.json`. An agent killed anywhere in

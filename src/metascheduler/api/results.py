@@ -32,7 +32,7 @@ from metascheduler.results.customer import find_request
 from metascheduler.results.errors import ChunkRefused
 from metascheduler.results.logchain import Chunk, Deployment
 from metascheduler.results.objects import ObjectStore, ObjectStoreError, output_key
-from metascheduler.store.db import make_engine, session_factory
+from metascheduler.store.db import RESULTS, make_engine, session_factory, upgrade_to_head
 from metascheduler.store.models import Job
 
 from .schemas import MAX_INT, ChunkAccepted, ChunkBody
@@ -98,8 +98,8 @@ class Results:
 
     @classmethod
     def build(cls, settings: ApiSettings, chain_index: sessionmaker[Session]) -> Results:
+        upgrade_to_head(settings.results_url(), RESULTS)
         engine = make_engine(settings.results_url())
-        rstore.create_tables(engine)
         objects = None
         if settings.object_store_endpoint:
             access = settings.object_store_access_key

@@ -56,15 +56,15 @@ class JobSummary(BaseModel):
 
 
 class TimelineEntry(BaseModel):
-    """One event of a job, with the state change and the credits it moved."""
+    """One event of a job, with the status change and the credits it moved."""
 
     block_number: int
     block_time: int
     tx_hash: str
     log_index: int
     event: str = Field(description="contract event name, e.g. JobPlaced")
-    from_status: str | None = Field(description="state before, when the event changes it")
-    to_status: str | None = Field(description="state after, when the event changes it")
+    from_status: str | None = Field(description="status before, when the event changes it")
+    to_status: str | None = Field(description="status after, when the event changes it")
     credits: dict[str, int] = Field(
         description="credit units moved, by kind: escrowed, topped_up, paid, fee, refunded"
     )

@@ -1,4 +1,5 @@
-"""The API service's settings: the shared base (chain, store) plus where to listen."""
+"""The API service's settings: the chain and the store (``metascheduler.config``), where to
+listen, and where results go."""
 
 from __future__ import annotations
 
@@ -7,14 +8,15 @@ from pathlib import Path
 from pydantic import Field, SecretStr
 from sqlalchemy.engine import make_url
 
-from metascheduler.config import ServiceSettings
+from metascheduler.chain.deployment import Deployment
+from metascheduler.config import ChainSettings, StoreSettings
 
 
-class ApiSettings(ServiceSettings):
-    """Settings of `metascheduler api run` (env prefix ``MS_``, optional TOML file)."""
+class ApiSettings(ChainSettings, StoreSettings):
+    """Settings of `metascheduler api run` (env prefix ``MS_``, optional TOML file). The API
+    signs nothing and follows no events: it reads the store and the chain's head."""
 
-    #: The API reads the store the oracle writes, so by default it opens the oracle's file.
-    database_url: str = "sqlite:///var/oracle.db"
+    unread = frozenset({"confirmations", "keystore", "keystore_password", "private_key"})
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
     #: The chain id heartbeats must name; None: asked from `rpc_url` on the first heartbeat.
@@ -48,6 +50,15 @@ class ApiSettings(ServiceSettings):
     presign_ttl_s: int = Field(default=900, ge=60, le=7 * 24 * 3600)
     #: Longest a log read waits for new chunks before answering empty (long polling).
     log_wait_max_s: float = Field(default=25.0, ge=0)
+
+    def take_deployment(self, dep: Deployment) -> None:
+        # The API checks the chain id that heartbeats name.
+        if self.chain_id is not None and self.chain_id != dep.chain_id:
+            raise ValueError(
+                f"chain_id {self.chain_id} differs from the chain id {dep.chain_id} of the "
+                f"deployment file {self.deployment}: give one or the other"
+            )
+        self.chain_id = dep.chain_id
 
     def results_url(self) -> str:
         if self.results_database_url:

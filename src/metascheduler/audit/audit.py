@@ -14,12 +14,14 @@ from hexbytes import HexBytes
 from metascheduler.audit.ledger import Ledger
 from metascheduler.audit.logs import JOB_EVENTS, LogReader, deployment_block
 from metascheduler.audit.model import AccountAudit, Discrepancy, GridAudit, JobAudit
+from metascheduler.audit.results import StoredResults, check_job_results
 from metascheduler.audit.rules import History, replay_job
 from metascheduler.chain.events import ChainEvent, EventDecoder
 from metascheduler.chain.market import Market
 from metascheduler.chain.rpc import retrying
 from metascheduler.chain.types import ADDRESS_HINT, JobView, is_typed_address
 from metascheduler.errors import MetaschedulerError
+from metascheduler.results.logchain import Deployment
 
 T = TypeVar("T")
 _FAIL_JOBS_ITEMS = "(uint256,uint256)[]"
@@ -89,6 +91,12 @@ class _Source:
         logs = reader.fetch(self.start, self.head, [reader.topic("Transfer"), None, to_market])
         return sum(int(ev.args["value"]) for ev in logs)
 
+    def deployment(self) -> Deployment:
+        chain_id = retrying(
+            "reading the chain id", lambda: self.market.w3.eth.chain_id, rpc_url=self._url
+        )
+        return Deployment(int(chain_id), self.market.address)
+
     def history(self, events: Iterable[ChainEvent]) -> History:
         h = History(self.reader.block_time, self.oracle_fail)
         for ev in events:
@@ -100,8 +108,38 @@ class _Source:
         return self.reader.fetch(self.start, self.head, topics)
 
 
-def audit_job(market: Market, job_id: int, *, from_block: int | None = None) -> JobAudit:
-    """One job's timeline (block times, credits moved at each step) and its bill checked."""
+def check_results(jobs: Iterable[JobAudit], results: StoredResults, deployment: Deployment) -> int:
+    """Checks the stored results of every job whose completion committed a digest, flagging
+    those that differ; returns how many were checked."""
+    checked = 0
+    for a in jobs:
+        if a.result_digest is None or a.provider is None:
+            continue
+        a.results_check = check_job_results(
+            results, deployment, a.job_id, a.provider, a.result_digest
+        )
+        checked += 1
+        if not a.results_check.ok:
+            last = a.steps[-1] if a.steps else None
+            a.flag(
+                "results",
+                f"the stored results of job {a.job_id} do not match the digest its completion "
+                "committed: " + "; ".join(a.results_check.differences),
+                last.block if last else None,
+                last.tx if last else None,
+            )
+    return checked
+
+
+def audit_job(
+    market: Market,
+    job_id: int,
+    *,
+    from_block: int | None = None,
+    results: StoredResults | None = None,
+) -> JobAudit:
+    """One job's timeline (block times, credits moved at each step) and its bill checked; with
+    `results` (the API's stored ciphertext), its stored results against its committed digest."""
     src = _Source(market, from_block)
     events = src.reader.job_logs(job_id, src.start, src.head)
     if not events:
@@ -110,7 +148,10 @@ def audit_job(market: Market, job_id: int, *, from_block: int | None = None) -> 
             f"{src.start}-{src.head}: check the job id (and --from-block, if given)"
         )
     src.reader.prefetch_times(e.block_number for e in events)
-    return replay_job(job_id, events, src.history(src.grid_events()), src.view(job_id), src.head)
+    report = replay_job(job_id, events, src.history(src.grid_events()), src.view(job_id), src.head)
+    if results is not None:
+        check_results([report], results, src.deployment())
+    return report
 
 
 def audit_all(
@@ -118,10 +159,12 @@ def audit_all(
     *,
     from_block: int | None = None,
     progress: Callable[[str], object] | None = None,
+    results: StoredResults | None = None,
 ) -> GridAudit:
     """Every job's bill, every account's balance rebuilt from events, and conservation:
     Credit.balanceOf(market) == balances + live escrows + accrued fees + unswept surplus (credits
-    transferred to the market outside `deposit`).
+    transferred to the market outside `deposit`). With `results` (the API's stored ciphertext),
+    every committed result digest checked against the stored objects.
 
     `progress(message)` is told each step as it begins (a long history takes a while)."""
     say = progress or (lambda _m: None)
@@ -167,6 +210,9 @@ def audit_all(
         if not view.status.terminal:
             live_escrow += view.escrow
         report.jobs.append(replay_job(job_id, by_job[job_id], history, view, src.head))
+    if results is not None:
+        say("checking the stored results against their committed digests")
+        report.results_checked = check_results(report.jobs, results, src.deployment())
 
     report.accounts = len(accounts)
     say(f"reading {len(accounts)} balances")

@@ -6,7 +6,10 @@ timestamps (seconds), so the JSON an auditor gets is exact."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from metascheduler.audit.results import ResultsCheck
 
 
 @dataclass(frozen=True)
@@ -110,6 +113,8 @@ class JobAudit:
     exit_code: int | None = None
     #: what the provider's completion committed to (0x hex), None if it committed to nothing
     result_digest: str | None = None
+    #: the stored results checked against `result_digest` (None: not checked)
+    results_check: ResultsCheck | None = None
     expected: Bill | None = None
     actual: Bill | None = None
     steps: list[Step] = field(default_factory=list)
@@ -153,6 +158,7 @@ class JobAudit:
             "billed_seconds": self.billed_seconds,
             "exit_code": self.exit_code,
             "result_digest": self.result_digest,
+            "results_check": self.results_check.to_json() if self.results_check else None,
             "expected": self.expected.to_json() if self.expected else None,
             "actual": self.actual.to_json() if self.actual else None,
             "timeline": [s.to_json() for s in self.steps],
@@ -173,6 +179,8 @@ class GridAudit:
     #: credits that reached the market by plain transfer and were not yet swept (owed to nobody)
     surplus: int = 0
     accounts: int = 0
+    #: jobs whose stored results were checked against their digest (None: no results source)
+    results_checked: int | None = None
     jobs: list[JobAudit] = field(default_factory=list)
     discrepancies: list[Discrepancy] = field(default_factory=list)  # grid-wide ones
 
@@ -212,6 +220,10 @@ class GridAudit:
             "jobs_by_status": self.jobs_by_status(),
             "job_states": self.jobs_by_status(),  # the earlier key, kept
             "bad_jobs": [j.job_id for j in self.jobs if not j.ok],
+            "results_checked": self.results_checked,
+            "results_mismatched": [
+                j.job_id for j in self.jobs if j.results_check and not j.results_check.ok
+            ],
             "discrepancies": [d.to_json() for d in self.all_discrepancies],
         }
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from eth_utils import to_checksum_address
 
@@ -77,9 +78,10 @@ def replay_job(
     it must be, which catches a record changed without an event; `view_block` is the block
     it was read at."""
     a = JobAudit(job_id)
-    state: JobStatus | None = None
+    status: JobStatus | None = None
     cpus = gpus = mem_mb = 0
     placed_at: Position | None = None
+    accepted_at: int | None = None
     for ev in events:
         pos = (ev.block_number, ev.log_index)
         t = history.block_time(ev.block_number)
@@ -87,18 +89,18 @@ def replay_job(
         moved: dict[str, int] = {}
         note = ""
         frm = args.get("from")
-        if ev.name != "JobRequested" and state is not None and frm is not None and frm != state:
+        if ev.name != "JobRequested" and status is not None and frm is not None and frm != status:
             a.flag(
                 "transition",
                 f"{ev.name} says the job left {JobStatus(frm).name}, but its events had it "
-                f"{state.name}",
+                f"{status.name}",
                 ev.block_number,
                 ev.tx_hash,
             )
         if ev.name == "JobRequested":
-            if state is not None:
+            if status is not None:
                 a.flag("transition", "requested twice", ev.block_number, ev.tx_hash)
-            state = JobStatus.PENDING
+            status = JobStatus.PENDING
             a.customer = to_checksum_address(args["customer"])
             a.escrow_requested = a.escrow = int(args["escrow"])
             a.request_fee = int(args.get("requestFee", 0))
@@ -112,25 +114,32 @@ def replay_job(
                 f"{_c(a.max_price_per_minute)}/min, {cpus} CPU {gpus} GPU {mem_mb} MB"
                 + (f", request fee {_c(a.request_fee)}" if a.request_fee else "")
             )
-        elif state is None:
+        elif status is None:
             a.flag("transition", f"{ev.name} before the job was requested", ev.block_number)
             continue
         elif ev.name == "JobPlaced":
-            state = JobStatus(args["to"])
+            status = JobStatus(args["to"])
             a.provider = to_checksum_address(args["provider"])
             a.price_per_minute = int(args["pricePerMinute"])
             placed_at = pos
             a.fee_bps = history.fee_at(pos)
             a.started_at = None
+            accepted_at = None
             note = f"placed on {a.provider} at {_c(a.price_per_minute)}/min, fee {a.fee_bps} bps"
             _check_price(a, history, pos, ev, cpus, gpus, mem_mb)
         elif ev.name == "JobStatusChanged":
-            state = JobStatus(args["to"])
-            if state == JobStatus.RUNNING:
-                a.started_at = t
-                note = "started: metering from here"
+            status = JobStatus(args["to"])
+            if status == JobStatus.SCHEDULED:
+                accepted_at = t
+            if status == JobStatus.RUNNING:
+                a.started_at = _start(a, args, accepted_at, t, ev)
+                note = (
+                    "started: metering from here"
+                    if a.started_at == t
+                    else f"started: metering from the backend's start, {t - a.started_at} s earlier"
+                )
         elif ev.name == "JobReturned":
-            state = JobStatus(args["to"])
+            status = JobStatus(args["to"])
             note = f"returned by {to_checksum_address(args['provider'])}: {args['reason']}"
             a.provider = None
             a.price_per_minute = None
@@ -151,8 +160,8 @@ def replay_job(
                     ev.tx_hash,
                 )
         elif ev.name == "JobEnded":
-            frm_state = state
-            state = JobStatus(args["to"])
+            frm_status = status
+            status = JobStatus(args["to"])
             a.ended_at = t
             a.exit_code = int(args["exitCode"])
             digest = bytes(args.get("resultDigest") or bytes(32))
@@ -160,8 +169,8 @@ def replay_job(
             paid, fee, refunded = int(args["paid"]), int(args["fee"]), int(args["refunded"])
             a.actual = Bill(paid + fee, fee, paid, refunded)
             moved = {"to_provider": paid, "to_fees": fee, "to_customer": refunded}
-            _check_bill(a, frm_state, state, ev, history)
-            note = f"ended {state.name}: paid {_c(paid)}, fee {_c(fee)}, refunded {_c(refunded)}"
+            _check_bill(a, frm_status, status, ev, history)
+            note = f"ended {status.name}: paid {_c(paid)}, fee {_c(fee)}, refunded {_c(refunded)}"
         a.steps.append(
             Step(
                 ev.block_number,
@@ -170,20 +179,20 @@ def replay_job(
                 ev.log_index,
                 ev.name,
                 JobStatus(frm).name if frm is not None else None,
-                state.name,
-                0 if state.terminal else a.escrow,
+                status.name,
+                0 if status.terminal else a.escrow,
                 a.provider,
                 a.price_per_minute,
                 moved,
                 note,
             )
         )
-    if state is None:
+    if status is None:
         a.flag("missing", f"job {job_id} has no JobRequested event: it does not exist", None)
         return a
-    a.status = state.name
+    a.status = status.name
     if view is not None:
-        _check_stored(a, state, view, placed_at, view_block)
+        _check_stored(a, status, view, placed_at, view_block)
     return a
 
 
@@ -220,6 +229,27 @@ def _check_price(
         )
 
 
+def _start(
+    a: JobAudit, args: dict[str, Any], accepted_at: int | None, t: int, ev: ChainEvent
+) -> int:
+    """Where metering started: the provider's reported start as the contract recorded it
+    (`since`), which the contract bounds between the acceptance and the START's block."""
+    since = args.get("since")
+    if since is None:  # a market from before starts carried the backend's time
+        return t
+    start = int(since)
+    earliest = accepted_at if accepted_at is not None else t
+    if not earliest <= start <= t:
+        a.flag(
+            "start",
+            f"metering starts at {start}, outside the acceptance ({earliest}) and the start's "
+            f"block ({t}) that bound it",
+            ev.block_number,
+            ev.tx_hash,
+        )
+    return start
+
+
 def _check_bill(
     a: JobAudit, frm: JobStatus | None, to: JobStatus, ev: ChainEvent, history: History
 ) -> None:
@@ -237,9 +267,29 @@ def _check_bill(
     )
     by_oracle = last_seen is not None
     billed_until = a.ended_at
+    reported = ev.args.get("billedUntil")
     if last_seen is not None:
         # Billed up to the provider's last sign of life, clamped between the start and the end.
         billed_until = min(max(last_seen, a.started_at or 0), a.ended_at)
+    elif ran and to in (JobStatus.FINISHED, JobStatus.FAILED) and reported is not None:
+        # The provider's completion: billed up to the backend's end it reported, which the
+        # contract bounds between the start and the completion's block.
+        billed_until = int(reported)
+        if not (a.started_at or 0) <= billed_until <= a.ended_at:
+            a.flag(
+                "bill",
+                f"billed up to {billed_until}, outside the start ({a.started_at}) and the "
+                f"completion's block ({a.ended_at}) that bound it",
+                blk,
+                tx,
+            )
+    if ran and reported is not None and int(reported) != billed_until:
+        a.flag(
+            "bill",
+            f"billed up to {reported}, but the rules give {billed_until}",
+            blk,
+            tx,
+        )
     if not ran:
         cost = 0
     else:
@@ -264,7 +314,7 @@ def _check_bill(
         f"{billed_until - (a.started_at or 0)} s to its last sign of life, capped by the escrow "
         f"{_c(escrow)}"
         if by_oracle
-        else f"{_c(price)}/min x {a.ended_at - (a.started_at or 0)} s, capped by the escrow "
+        else f"{_c(price)}/min x {billed_until - (a.started_at or 0)} s, capped by the escrow "
         f"{_c(escrow)}"
     )
     if act.cost != cost:
@@ -312,13 +362,13 @@ def _check_exit_code(a: JobAudit, to: JobStatus, by_oracle: bool, blk: int, tx: 
 
 
 def _check_stored(
-    a: JobAudit, state: JobStatus, view: JobView, placed_at: Position | None, block: int | None
+    a: JobAudit, status: JobStatus, view: JobView, placed_at: Position | None, block: int | None
 ) -> None:
     """The stored record at the audit block against what the events say it must hold."""
     found: list[str] = []
-    if view.status != state:
-        found.append(f"status {view.status.name} (events: {state.name})")
-    if not state.terminal:
+    if view.status != status:
+        found.append(f"status {view.status.name} (events: {status.name})")
+    if not status.terminal:
         if view.escrow != a.escrow:
             found.append(f"escrow {_c(view.escrow)} (events: {_c(a.escrow)})")
         if view.customer.lower() != (a.customer or "").lower():

@@ -3,8 +3,9 @@ balances."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from functools import partial
+from typing import Any
 
 from eth_account import Account
 from web3.exceptions import Web3RPCError
@@ -88,12 +89,19 @@ class CreditCalls(Binding):
             self._call("reading a market balance", self.contract.functions.balanceOf(account))
         )
 
-    def balances_of(self, accounts: Iterable[str], *, block: int | None = None) -> dict[str, int]:
+    def balances_of(
+        self,
+        accounts: Iterable[str],
+        *,
+        block: int | None = None,
+        retry: Callable[[str, Callable[[], Any]], Any] | None = None,
+    ) -> dict[str, int]:
         """Each account's market balance (at the latest block, or at `block`), keyed as given,
         read as raw `eth_call`s in JSON-RPC batches of `CALLS_PER_BATCH`: an audit of a grid
         with thousands of wallets reads them all. A batch that the endpoint refuses, or with a
         failed item, is read again one account at a time, so that an error (ChainError) names
-        the account and the block."""
+        the account and the block. `retry(what, fn)` wraps each round trip, as in `get_jobs`."""
+        run = retry or self._retrying
         at: BlockIdentifier = "latest" if block is None else block
         tag = "latest" if block is None else hex(block)
         accts = list(dict.fromkeys(accounts))
@@ -108,15 +116,13 @@ class CreditCalls(Binding):
                 )
                 for a in part
             ]
-            results = self._retrying(
-                f"reading {len(part)} balances", partial(raw_batch, self.w3, calls)
-            )
+            results = run(f"reading {len(part)} balances", partial(raw_batch, self.w3, calls))
             if results is None:
                 for a in part:
                     what = f"reading {a}'s balance at block {'latest' if block is None else block}"
                     fn = self.contract.functions.balanceOf(checksum(a))
                     try:
-                        out[a] = int(self._retrying(what, partial(fn.call, block_identifier=at)))
+                        out[a] = int(run(what, partial(fn.call, block_identifier=at)))
                     except Web3RPCError as exc:
                         raise ChainError(f"{what}: the node refused: {exc}") from exc
                 continue

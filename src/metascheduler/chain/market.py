@@ -23,6 +23,7 @@ from metascheduler.chain.gas import (
 from metascheduler.chain.reads import Reads
 from metascheduler.chain.sender import Pending
 from metascheduler.chain.types import (
+    AT_NOW,
     NO_DIGEST,
     Hardware,
     Placement,
@@ -104,16 +105,10 @@ class Market(CreditCalls, Reads):
     ) -> int:
         """Requests a job; returns its id. The two amounts are keyword-only: side by side they
         are easy to swap, and the contract takes them in another order."""
-        r = self._tx(
-            "requesting a job",
-            "requestJob",
-            cpus,
-            gpus,
-            mem_mb,
-            max_price_per_minute,
-            escrow,
-            spec,
+        pending = self.send_request_job(
+            spec, cpus, gpus, mem_mb, max_price_per_minute=max_price_per_minute, escrow=escrow
         )
+        r = self.sender_or_fail().wait(pending)
         for ev in self.decode_events(r):
             if ev.name == "JobRequested":
                 return int(ev.args["jobId"])
@@ -199,15 +194,25 @@ class Market(CreditCalls, Reads):
     def accept_job(self, job_id: int) -> TxReceipt:
         return self._tx(f"accepting job {job_id}", "acceptJob", job_id)
 
-    def start_job(self, job_id: int) -> TxReceipt:
-        return self._tx(f"starting job {job_id}", "startJob", job_id)
+    def start_job(self, job_id: int, started_at: int = AT_NOW) -> TxReceipt:
+        """Starts a SCHEDULED job; metering starts at `started_at` (the backend's start, in the
+        chain's clock), clamped between the acceptance and the block (default: the block)."""
+        return self._tx(f"starting job {job_id}", "startJob", job_id, started_at)
 
     def complete_job(
-        self, job_id: int, exit_code: int, result_digest: bytes = NO_DIGEST
+        self,
+        job_id: int,
+        exit_code: int,
+        result_digest: bytes = NO_DIGEST,
+        ended_at: int = AT_NOW,
     ) -> TxReceipt:
-        """Ends a RUNNING job; `result_digest` (32 bytes) commits to its results in JobEnded."""
+        """Ends a RUNNING job, billed up to `ended_at` (the backend's end, in the chain's clock),
+        clamped between the start and the block (default: the block); `result_digest` (32
+        bytes) commits to its results in JobEnded."""
         digest = _digest(result_digest, job_id)
-        return self._tx(f"completing job {job_id}", "completeJob", job_id, exit_code, digest)
+        return self._tx(
+            f"completing job {job_id}", "completeJob", job_id, exit_code, digest, ended_at
+        )
 
     def refuse_job(self, job_id: int, reason: str) -> TxReceipt:
         return self._tx(f"refusing job {job_id}", "refuseJob", job_id, reason)
@@ -217,7 +222,7 @@ class Market(CreditCalls, Reads):
         `resultDigest`)."""
         gas = BATCH_GAS_BASE + STEP_GAS_PER_ITEM * len(steps)
         items = [
-            (s.job_id, int(s.action), s.exit_code, _digest(s.result_digest, s.job_id))
+            (s.job_id, int(s.action), s.exit_code, _digest(s.result_digest, s.job_id), s.at)
             for s in steps
         ]
         return self._tx(f"reporting {len(items)} job steps", "providerBatch", items, gas=gas)

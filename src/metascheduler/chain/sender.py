@@ -155,10 +155,12 @@ class TxSender:
         pending = Pending(
             signed.hash, bytes(signed.raw_transaction), tx["nonce"], tx, what, time.monotonic()
         )
-        self._broadcast(pending)
+        self.broadcast(pending)
         return pending
 
-    def _broadcast(self, p: Pending) -> None:
+    def broadcast(self, p: Pending) -> None:
+        """Sends the signed transaction (again: a send whose answer was lost, or one waited
+        for too long); the node already knowing it is no error."""
         try:
             self._rpc(f"sending {p.what}", lambda: self.w3.eth.send_raw_transaction(p.raw))
         except Web3RPCError as exc:
@@ -196,7 +198,7 @@ class TxSender:
             if now > rebroadcast_at:
                 # A node restart or a reorg may have dropped it: the same signed bytes are safe
                 # to send again (same nonce, same hash).
-                self._broadcast(pending)
+                self.broadcast(pending)
                 rebroadcast_at = now + 10.0
             time.sleep(delay)
             delay = min(delay * 1.5, 0.5)

@@ -58,17 +58,24 @@ class ProviderAction(IntEnum):
 
 #: The result digest of a completion that commits to no results.
 NO_DIGEST = bytes(32)
+#: A step's time meaning "now": the contract clamps a time after the block's to the block's, and
+#: this one is after every block time a job record holds (32 bits).
+AT_NOW = 2**32 - 1
 
 
 class ProviderStep(NamedTuple):
     """One item of a ``providerBatch``: a provider's step on one job. ``exit_code`` and
     ``result_digest`` (32 bytes, committing to the job's results in JobEnded) are read for
-    COMPLETE only."""
+    COMPLETE only. ``at`` is the backend's time of the step in the chain's clock (Unix seconds):
+    its start for START (metering starts there, no earlier than the acceptance), its end for
+    COMPLETE (billed up to there, no earlier than the start); the contract clamps it to the
+    block's time at the latest. ACCEPT ignores it."""
 
     job_id: int
     action: ProviderAction
     exit_code: int = 0
     result_digest: bytes = NO_DIGEST
+    at: int = AT_NOW
 
 
 class SkippedItem(NamedTuple):

@@ -4,12 +4,13 @@ a refusal is the contract's error in words."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from metascheduler.cli import connect, inputs
-from metascheduler.cli.context import JsonOpt, handled, out
+from metascheduler.cli.context import AmountArg, JsonOpt, handled, out
 from metascheduler.cli.output import as_credits
 
 if TYPE_CHECKING:
@@ -23,29 +24,43 @@ app = typer.Typer(
 
 ProviderArg = Annotated[str, typer.Argument(help="The provider's address.")]
 
+#: What a command prints after its transaction: the JSON keys besides ``ok`` and ``tx``, and the
+#: line for people.
+Report = tuple[dict[str, Any], str]
 
-def _market(ctx: typer.Context) -> Market:
-    return connect.client(ctx).market
 
-
-def _tx(receipt: TxReceipt) -> str:
-    return receipt["transactionHash"].to_0x_hex()
+def _send(
+    ctx: typer.Context,
+    as_json: bool,
+    send: Callable[[Market], TxReceipt],
+    report: Callable[[Market, TxReceipt], Report],
+) -> None:
+    """Every admin command: one transaction from the wallet, then what it changed, read back."""
+    market = connect.client(ctx).market
+    receipt = send(market)
+    data, line = report(market, receipt)
+    tx = receipt["transactionHash"].to_0x_hex()
+    out(ctx, as_json).emit({"ok": True, "tx": tx, **data}, lambda c: c.print(line))
 
 
 def _provider_step(ctx: typer.Context, provider: str, as_json: bool, step: str) -> None:
     provider = inputs.address(provider, "provider")
-    market = _market(ctx)
-    send = {
-        "approve": market.approve_provider,
-        "ban": market.ban_provider,
-        "remove": market.remove_provider,
-    }[step]
-    tx = _tx(send(provider))
-    status, _, _ = market.get_provider(provider)
-    out(ctx, as_json).emit(
-        {"ok": True, "tx": tx, "provider": provider, "status": status.name},
-        lambda c: c.print(f"provider {provider} is now {status.name}"),
-    )
+
+    def send(market: Market) -> TxReceipt:
+        return {
+            "approve": market.approve_provider,
+            "ban": market.ban_provider,
+            "remove": market.remove_provider,
+        }[step](provider)
+
+    def report(market: Market, _: TxReceipt) -> Report:
+        status = market.get_provider(provider)[0]
+        return (
+            {"provider": provider, "status": status.name},
+            f"provider {provider} is now {status.name}",
+        )
+
+    _send(ctx, as_json, send, report)
 
 
 @app.command("approve-provider")
@@ -69,15 +84,13 @@ def remove_provider(ctx: typer.Context, provider: ProviderArg, as_json: JsonOpt 
     _provider_step(ctx, provider, as_json, "remove")
 
 
-def _settings_changed(ctx: typer.Context, market: Market, tx: str, as_json: bool) -> None:
+def _config(market: Market, _: TxReceipt) -> Report:
+    """The market's settings after a command changed one of them."""
     cfg: dict[str, Any] = market.config()
-    out(ctx, as_json).emit(
-        {"ok": True, "tx": tx, **cfg},
-        lambda c: c.print(
-            f"oracle {cfg['oracle']}, fee {cfg['fee_bps']} bps, "
-            f"{'paused' if cfg['paused'] else 'taking requests'}, timeouts: accept "
-            f"{cfg['accept_timeout_s']} s, start {cfg['start_timeout_s']} s"
-        ),
+    return cfg, (
+        f"oracle {cfg['oracle']}, fee {cfg['fee_bps']} bps, "
+        f"{'paused' if cfg['paused'] else 'taking requests'}, timeouts: accept "
+        f"{cfg['accept_timeout_s']} s, start {cfg['start_timeout_s']} s"
     )
 
 
@@ -90,8 +103,7 @@ def set_oracle(
 ) -> None:
     """Hand the oracle's role to another address."""
     oracle = inputs.address(oracle, "oracle")
-    market = _market(ctx)
-    _settings_changed(ctx, market, _tx(market.set_oracle(oracle)), as_json)
+    _send(ctx, as_json, lambda m: m.set_oracle(oracle), _config)
 
 
 @app.command("set-fee")
@@ -104,8 +116,7 @@ def set_fee(
     as_json: JsonOpt = False,
 ) -> None:
     """Set the platform fee for jobs placed from now on (placed jobs keep theirs)."""
-    market = _market(ctx)
-    _settings_changed(ctx, market, _tx(market.set_fee(bps)), as_json)
+    _send(ctx, as_json, lambda m: m.set_fee(bps), _config)
 
 
 @app.command("set-timeouts")
@@ -123,43 +134,38 @@ def set_timeouts(
     as_json: JsonOpt = False,
 ) -> None:
     """Set how long placements may wait to be accepted and to start (one left out is kept)."""
-    market = _market(ctx)
-    cfg = market.config()
-    accept_s = cfg["accept_timeout_s"] if accept is None else accept
-    start_s = cfg["start_timeout_s"] if start is None else start
-    _settings_changed(ctx, market, _tx(market.set_timeouts(accept_s, start_s)), as_json)
+
+    def send(market: Market) -> TxReceipt:
+        cfg = market.config()
+        accept_s = cfg["accept_timeout_s"] if accept is None else accept
+        start_s = cfg["start_timeout_s"] if start is None else start
+        return market.set_timeouts(accept_s, start_s)
+
+    _send(ctx, as_json, send, _config)
 
 
 @app.command("pause")
 @handled
 def pause(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     """Stop new job requests; running jobs, cancels and withdrawals go on."""
-    market = _market(ctx)
-    _settings_changed(ctx, market, _tx(market.pause()), as_json)
+    _send(ctx, as_json, lambda m: m.pause(), _config)
 
 
 @app.command("unpause")
 @handled
 def unpause(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     """Accept new job requests again."""
-    market = _market(ctx)
-    _settings_changed(ctx, market, _tx(market.unpause()), as_json)
+    _send(ctx, as_json, lambda m: m.unpause(), _config)
 
 
-AmountArg = Annotated[str, typer.Argument(help="Credits, e.g. 12.5")]
 ToOpt = Annotated[
     str | None, typer.Option("--to", help="Wallet that receives them (default: yours).")
 ]
 
 
-def _credits_to(
-    ctx: typer.Context, amount: str, to: str | None, what: str
-) -> tuple[Market, int, str]:
-    """The market as the wallet, the amount in units and the receiving wallet (default: ours)."""
-    units = inputs.credit_units(amount, what)
-    to = inputs.optional_address(to, "--to")
-    client = connect.client(ctx)
-    return client.market, units, to or client.address
+def _receiver(market: Market, to: str | None) -> str:
+    """The wallet given by ``--to``, else the one signing."""
+    return to or market.sender_or_fail().address
 
 
 @app.command("withdraw-fees")
@@ -168,16 +174,19 @@ def withdraw_fees(
     ctx: typer.Context, amount: AmountArg, to: ToOpt = None, as_json: JsonOpt = False
 ) -> None:
     """Move accrued platform fees out of the market to a wallet."""
-    market, units, to = _credits_to(ctx, amount, to, "the withdrawal")
-    tx = _tx(market.withdraw_fees(to, units))
-    left = market.accrued_fees()
-    out(ctx, as_json).emit(
-        {"ok": True, "tx": tx, "to": to, "amount": units, "accrued_fees": left},
-        lambda c: c.print(
-            f"withdrew {as_credits(units)} credits of fees to {to}; "
-            f"{as_credits(left)} left in the market"
-        ),
-    )
+    units = inputs.credit_units(amount, "the withdrawal")
+    to = inputs.optional_address(to, "--to")
+
+    def report(market: Market, _: TxReceipt) -> Report:
+        left = market.accrued_fees()
+        receiver = _receiver(market, to)
+        return (
+            {"to": receiver, "amount": units, "accrued_fees": left},
+            f"withdrew {as_credits(units)} credits of fees to {receiver}; "
+            f"{as_credits(left)} left in the market",
+        )
+
+    _send(ctx, as_json, lambda m: m.withdraw_fees(_receiver(m, to), units), report)
 
 
 @app.command("set-request-fee")
@@ -190,11 +199,14 @@ def set_request_fee(
     """Set the fee every new job request pays to the platform, not refunded even on cancel:
     what a flood of requests costs its sender."""
     units = inputs.credit_units(amount, "the request fee", allow_zero=True)
-    market = _market(ctx)
-    tx = _tx(market.set_request_fee(units))
-    out(ctx, as_json).emit(
-        {"ok": True, "tx": tx, "request_fee": units},
-        lambda c: c.print(f"each request now pays {as_credits(units)} credits"),
+    _send(
+        ctx,
+        as_json,
+        lambda m: m.set_request_fee(units),
+        lambda m, r: (
+            {"request_fee": units},
+            f"each request now pays {as_credits(units)} credits",
+        ),
     )
 
 
@@ -208,27 +220,29 @@ def sweep_surplus(
     """Send the credits that reached the market by plain transfer (not by deposit) to a wallet,
     typically back to their sender. Balances, escrows and fees are never touched."""
     to = inputs.address(to, "the receiving wallet")
-    market = _market(ctx)
-    receipt = market.sweep_surplus(to)
-    swept = sum(
-        int(e.args["amount"]) for e in market.decode_events(receipt) if e.name == "SurplusSwept"
-    )
-    out(ctx, as_json).emit(
-        {"ok": True, "tx": _tx(receipt), "to": to, "amount": swept},
-        lambda c: c.print(f"swept {as_credits(swept)} credits to {to}"),
-    )
+
+    def report(market: Market, receipt: TxReceipt) -> Report:
+        events = market.decode_events(receipt)
+        swept = sum(int(e.args["amount"]) for e in events if e.name == "SurplusSwept")
+        return {"to": to, "amount": swept}, f"swept {as_credits(swept)} credits to {to}"
+
+    _send(ctx, as_json, lambda m: m.sweep_surplus(to), report)
 
 
 @app.command("mint")
 @handled
 def mint(ctx: typer.Context, amount: AmountArg, to: ToOpt = None, as_json: JsonOpt = False) -> None:
     """Create credits in a wallet (the wallet signing must hold the token's minter role)."""
-    market, units, to = _credits_to(ctx, amount, to, "the amount to mint")
-    tx = _tx(market.mint(to, units))
-    wallet = market.wallet_balance(to)
-    out(ctx, as_json).emit(
-        {"ok": True, "tx": tx, "to": to, "amount": units, "wallet": wallet},
-        lambda c: c.print(
-            f"minted {as_credits(units)} credits to {to}; its wallet holds {as_credits(wallet)}"
-        ),
-    )
+    units = inputs.credit_units(amount, "the amount to mint")
+    to = inputs.optional_address(to, "--to")
+
+    def report(market: Market, _: TxReceipt) -> Report:
+        receiver = _receiver(market, to)
+        wallet = market.wallet_balance(receiver)
+        return (
+            {"to": receiver, "amount": units, "wallet": wallet},
+            f"minted {as_credits(units)} credits to {receiver}; "
+            f"its wallet holds {as_credits(wallet)}",
+        )
+
+    _send(ctx, as_json, lambda m: m.mint(_receiver(m, to), units), report)

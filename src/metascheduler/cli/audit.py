@@ -4,6 +4,7 @@ credits add up. Each command exits 1 on a discrepancy."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -18,20 +19,47 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from metascheduler.audit.model import AccountAudit, GridAudit, JobAudit
+    from metascheduler.audit.results import StoredResults
 
 app = typer.Typer(
     help="Check, from the chain alone, that jobs were billed by the rules and credits add up."
 )
 
+ResultsOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--results",
+        help=(
+            "The API's settings file (TOML; MS_* from the environment too): check every "
+            "committed result digest against the ciphertext its results database and object "
+            "store hold. Without it the audit reads the chain alone."
+        ),
+        dir_okay=False,
+    ),
+]
+
+
+def _results(path: Path | None) -> StoredResults | None:
+    if path is None:
+        return None
+    from metascheduler.api.settings import ApiSettings
+    from metascheduler.audit.results import StoredResults
+
+    return StoredResults.from_settings(ApiSettings.load(path))
+
 
 @app.command("job")
 @handled
-def audit_job_cmd(ctx: typer.Context, job_id: int, as_json: JsonOpt = False) -> None:
+def audit_job_cmd(
+    ctx: typer.Context, job_id: int, results: ResultsOpt = None, as_json: JsonOpt = False
+) -> None:
     """A job's timeline and whether its bill follows the contract's rules (exit 1 if not)."""
     from metascheduler.audit import audit_job
 
     client = connect.client(ctx, wallet=False)
-    report = audit_job(client.market, job_id, from_block=client.from_block)
+    report = audit_job(
+        client.market, job_id, from_block=client.from_block, results=_results(results)
+    )
     out(ctx, as_json).emit(report.to_json(), lambda c: _print_job_audit(c, report))
     if not report.ok:
         raise typer.Exit(EXIT_FAILED)
@@ -46,6 +74,12 @@ def _print_job_audit(c: Console, a: JobAudit) -> None:
             f"bill: paid {cr(x.paid)} + fee {cr(x.fee)} + refunded {cr(x.refunded)}; the rules "
             f"give paid {cr(e.paid)} + fee {cr(e.fee)} + refunded {cr(e.refunded)}"
             + (f" ({a.billed_seconds} s metered)" if a.billed_seconds is not None else "")
+        )
+    if a.results_check is not None:
+        r = a.results_check
+        c.print(
+            f"stored results: {'match' if r.ok else 'do not match'} the committed digest "
+            f"{r.committed}"
         )
     _print_verdict(c, a.ok, a.discrepancies, f"job {a.job_id} ({a.status})")
 
@@ -139,14 +173,15 @@ def _print_account_audit(c: Console, a: AccountAudit, last: int) -> None:
 
 @app.command("all")
 @handled
-def audit_all_cmd(ctx: typer.Context, as_json: JsonOpt = False) -> None:
+def audit_all_cmd(ctx: typer.Context, results: ResultsOpt = None, as_json: JsonOpt = False) -> None:
     """Conservation of credits and every job's bill (exit 1 on any discrepancy)."""
     from metascheduler.audit import audit_all
 
     client = connect.client(ctx, wallet=False)
+    stored = _results(results)
     output = out(ctx, as_json)
     if output.json:
-        report = audit_all(client.market, from_block=client.from_block)
+        report = audit_all(client.market, from_block=client.from_block, results=stored)
     else:
         from rich.console import Console
 
@@ -156,6 +191,7 @@ def audit_all_cmd(ctx: typer.Context, as_json: JsonOpt = False) -> None:
                 client.market,
                 from_block=client.from_block,
                 progress=lambda m: status.update(f"auditing: {m}"),
+                results=stored,
             )
     output.emit(report.to_json(), lambda c: _print_grid_audit(c, report))
     if not report.ok:
@@ -174,4 +210,9 @@ def _print_grid_audit(c: Console, g: GridAudit) -> None:
         f"credits held {cr(g.token_held)} = balances {cr(g.balances_total)} ({g.accounts} "
         f"accounts) + live escrows {cr(g.live_escrow)} + fees {cr(g.accrued_fees)}"
     )
+    if g.results_checked is not None:
+        c.print(
+            f"stored results: {g.results_checked} job(s) checked against their committed "
+            f"digest, {len(d['results_mismatched'])} do not match"
+        )
     _print_verdict(c, g.ok, g.all_discrepancies, "grid")

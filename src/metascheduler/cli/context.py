@@ -20,6 +20,7 @@ DEFAULT_KEYSTORE = Path.home() / ".metascheduler" / "keystore.json"
 JsonOpt = Annotated[
     bool, typer.Option("--json", help="Print one JSON object as the last line (for scripts).")
 ]
+AmountArg = Annotated[str, typer.Argument(help="Credits, e.g. 12.5")]
 
 
 @dataclass

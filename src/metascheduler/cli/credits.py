@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from metascheduler.cli import connect, inputs
-from metascheduler.cli.context import JsonOpt, handled, out
+from metascheduler.cli.context import AmountArg, JsonOpt, handled, out
 from metascheduler.cli.output import as_credits
 
 if TYPE_CHECKING:
@@ -41,11 +41,7 @@ def credits_balance(
 
 @app.command("deposit")
 @handled
-def credits_deposit(
-    ctx: typer.Context,
-    amount: Annotated[str, typer.Argument(help="Credits, e.g. 12.5")],
-    as_json: JsonOpt = False,
-) -> None:
+def credits_deposit(ctx: typer.Context, amount: AmountArg, as_json: JsonOpt = False) -> None:
     """Move credits from your wallet into the market (with a permit where possible)."""
     units = inputs.credit_units(amount, "the deposit")
     d = connect.client(ctx).deposit(units)
@@ -57,11 +53,7 @@ def credits_deposit(
 
 @app.command("withdraw")
 @handled
-def credits_withdraw(
-    ctx: typer.Context,
-    amount: Annotated[str, typer.Argument(help="Credits, e.g. 12.5")],
-    as_json: JsonOpt = False,
-) -> None:
+def credits_withdraw(ctx: typer.Context, amount: AmountArg, as_json: JsonOpt = False) -> None:
     """Move credits from the market back to your wallet."""
     units = inputs.credit_units(amount, "the withdrawal")
     connect.client(ctx).withdraw(units)

@@ -61,7 +61,7 @@ def job_submit(
 @app.command("status")
 @handled
 def job_status(ctx: typer.Context, job_id: int, as_json: JsonOpt = False) -> None:
-    """A job's state and the credits it has spent so far."""
+    """A job's status and the credits it has spent so far."""
     info = connect.client(ctx, wallet=False).status(job_id)
     out(ctx, as_json).emit({"ok": True, **info.to_json()}, lambda c: c.print(job_table(info)))
 

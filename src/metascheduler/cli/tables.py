@@ -68,16 +68,16 @@ def timeline(steps: list[Any], width: int | None = None) -> RenderableType:
     t.add_column("block", no_wrap=True, justify="right")
     t.add_column("time (UTC)", no_wrap=True)
     t.add_column("event", no_wrap=True)
-    t.add_column("state", no_wrap=True)
+    t.add_column("status", no_wrap=True)
     t.add_column("credits moved", no_wrap=True)
     if wide:
         t.add_column("note", ratio=1)
     notes = []
     for s in steps:
         moved = "\n".join(f"{_MOVED.get(k, k)} +{as_credits(v)}" for k, v in s.moved.items() if v)
-        state = s.to_status  # the status it left is the row above
         when = datetime.fromtimestamp(s.time, UTC).strftime("%m-%d %H:%M:%S")
-        row = [str(s.block), when, s.event.removeprefix("Job"), state, moved or "-"]
+        # The status the step went to: the one it left is the row above.
+        row = [str(s.block), when, s.event.removeprefix("Job"), s.to_status, moved or "-"]
         if wide:
             t.add_row(*row, s.note)
         else:

@@ -23,16 +23,20 @@ DEV_MNEMONIC = "test test test test test test test test test test test junk"
 DEVNET_CHAIN_IDS = frozenset({31337, 1337})
 
 
-def anvil_binary() -> str:
-    local = REPO_ROOT / "node_modules" / ".bin" / "anvil"
+def npm_binary(name: str, installs: str) -> str:
+    """A command `make deps` installs from npm: the repository's copy first, else one on PATH.
+    ``installs`` says what brings it, for the error."""
+    local = REPO_ROOT / "node_modules" / ".bin" / name
     if local.exists():
         return str(local)
-    found = shutil.which("anvil")
+    found = shutil.which(name)
     if found:
         return found
-    raise FileNotFoundError(
-        "anvil not found: run `make deps` (it installs Foundry from npm into node_modules)"
-    )
+    raise FileNotFoundError(f"{name} not found: run `make deps` ({installs})")
+
+
+def anvil_binary() -> str:
+    return npm_binary("anvil", "it installs Foundry from npm into node_modules")
 
 
 @cache

@@ -26,11 +26,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from pydantic import SecretStr
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from metascheduler import billing
+from metascheduler.api.settings import ApiSettings
+from metascheduler.audit.results import StoredResults
 from metascheduler.chain import JobStatus, Market
 from metascheduler.chain.artifacts import REPO_ROOT
 from metascheduler.chain.deployment import write_deployment
@@ -182,15 +185,19 @@ def _toml(values: dict[str, Any]) -> str:
 
 
 class Devnet:
-    def __init__(self, root: Path, api_port: int | None = None):
+    def __init__(self, root: Path, api_port: int | None = None, *, profile: bool = False):
         self.root = root
         self.api_port = api_port or _port_or_free(8000)
+        #: Each service runs under cProfile, which writes ``logs/<name>.prof`` when it stops.
+        self.profile = profile
         self.services: list[Service] = []
         self.anvil: Any = None
         self._closing = contextlib.ExitStack()
         #: Serves the container demo's image and input; None where podman cannot run here.
         self.files: FileServer | None = None
         self.objects: ObjectStore | None = None
+        #: The API's stored results, as the operator's audit reads them.
+        self.stored: StoredResults | None = None
 
     # ------------------------------------------------------------------ bring-up
 
@@ -216,13 +223,10 @@ class Devnet:
         self.admin = self.market(ADMIN)
 
         db = f"sqlite:///{self.root / 'grid.db'}"
-        base = {
-            "rpc_url": self.anvil.url,
-            "market_address": dep.market,
-            "confirmations": 0,
-        }
+        base = {"rpc_url": self.anvil.url, "market_address": dep.market}
         oracle_cfg = {
             **base,
+            "confirmations": 0,
             "database_url": db,
             "start_block": dep.block,
             "heartbeat_source": "api",
@@ -245,6 +249,13 @@ class Devnet:
             "MS_OBJECT_STORE_SECRET_KEY": self.objects.secret_key,
         }
         self._service("api", "metascheduler.api", api_cfg, ORACLE, positional=True, env=store_keys)
+        self.stored = StoredResults.from_settings(
+            ApiSettings(
+                **api_cfg,
+                object_store_access_key=SecretStr(self.objects.access_key),
+                object_store_secret_key=SecretStr(self.objects.secret_key),
+            )
+        )
         self._service("oracle", "metascheduler.oracle", oracle_cfg, ORACLE)
 
         # Jobs run sandboxed, which needs root; elsewhere the demo runs them unconfined, and
@@ -258,6 +269,7 @@ class Devnet:
         api_url = f"http://127.0.0.1:{self.api_port}"
         agent_base = {
             **base,
+            "confirmations": 0,
             "start_block": dep.block,
             "api_url": api_url,
             "poll_interval_s": 1.0,
@@ -325,11 +337,12 @@ class Devnet:
     ) -> None:
         path = self.root / f"{name}.toml"
         path.write_text(_toml(cfg))
-        args = (
-            python_module(module, str(path))
-            if positional
-            else python_module(module, "--config", str(path))
-        )
+        args = [str(path)] if positional else ["--config", str(path)]
+        if self.profile:
+            prof = self.root / "logs" / f"{name}.prof"
+            args = python_module("metascheduler.devnet.cpuprofile", str(prof), module, *args)
+        else:
+            args = python_module(module, *args)
         # Keys travel in the environment, never in files or on command lines.
         keys = {"MS_PRIVATE_KEY": "0x" + bytes(dev_account(key_index).key).hex(), **(env or {})}
         svc = Service(name, args, self.root / "logs" / f"{name}.log", keys).start()
@@ -440,9 +453,15 @@ class Devnet:
         for j in jobs:
             result = audit_job(m, j.job_id, from_block=self.deployment.block)
             console.print(_timeline_table(result, j.label))
-        grid = audit_all(m, from_block=self.deployment.block)
+        grid = audit_all(m, from_block=self.deployment.block, results=self.stored)
         verdict = "[green]clean[/]" if grid.ok else "[red]DISCREPANCIES[/]"
         console.print(f"\naudit of the whole grid: {verdict}")
+        mismatched = grid.to_json()["results_mismatched"]
+        checked = grid.results_checked or 0
+        console.print(
+            f"  stored results of {checked} job{'' if checked == 1 else 's'} "
+            + ("match the digests committed on chain" if not mismatched else f"{mismatched} differ")
+        )
         for d in grid.all_discrepancies[:20]:
             console.print(f"  [red]job {d.job_id} block {d.block}: {d.message}[/]")
         return bool(grid.ok)
@@ -495,6 +514,14 @@ class Devnet:
         return any(r.line == "hello from the grid" for r in lines)
 
     def down(self) -> None:
+        if self.profile:
+            # A busy service finishes its round, then writes its profile: more than the 10 s
+            # ``stop`` waits by default before it kills, on a loaded machine.
+            for svc in self.services:
+                if svc.alive and svc.process is not None:
+                    svc.process.send_signal(signal.SIGTERM)
+            for svc in reversed(self.services):
+                svc.stop(timeout_s=120.0)
         for svc in reversed(self.services):
             svc.stop()
         if self.objects is not None:

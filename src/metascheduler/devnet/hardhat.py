@@ -8,7 +8,6 @@ and the development mnemonic anvil uses, so `dev_account(i)` is funded on both n
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -16,20 +15,14 @@ from pathlib import Path
 import requests
 
 from metascheduler.chain.artifacts import REPO_ROOT
-from metascheduler.devnet.anvil import LocalNode, free_port
+from metascheduler.devnet.anvil import LocalNode, free_port, npm_binary
 
 #: The first word of Hardhat Network's `web3_clientVersion`.
 CLIENT_PREFIX = "HardhatNetwork/"
 
 
 def hardhat_binary() -> str:
-    local = REPO_ROOT / "node_modules" / ".bin" / "hardhat"
-    if local.exists():
-        return str(local)
-    found = shutil.which("hardhat")
-    if found:
-        return found
-    raise FileNotFoundError("hardhat not found: run `make deps` (it installs it from npm)")
+    return npm_binary("hardhat", "it installs it from npm")
 
 
 def _answers(url: str) -> bool:

@@ -284,7 +284,7 @@ class ActionLog:
                         "%s tx=%s unmined after %.0f s: rebroadcasting", a.kind, a.tx_hash, age
                     )
                     try:
-                        sender._broadcast(p)
+                        sender.broadcast(p)
                     except Exception as exc:
                         log.warning("rebroadcast of %s failed: %s", a.tx_hash, exc)
                     p.sent_at = time.monotonic()

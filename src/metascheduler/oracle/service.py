@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
-from sqlalchemy import func, select
+from sqlalchemy import Engine, func, select
 from web3 import Web3
 
 from metascheduler import logs
@@ -35,14 +35,15 @@ from metascheduler.chain.gas import (
     calldata_gas,
     place_jobs_exec_gas,
 )
-from metascheduler.chain.rpc import connect, retrying
+from metascheduler.chain.rpc import retrying
 from metascheduler.chain.types import JobStatus, Placement, ProviderStatus, SkippedItem
-from metascheduler.config import OracleSettings, SettingsError
+from metascheduler.config import SettingsError
 from metascheduler.errors import MetaschedulerError, one_line
-from metascheduler.keys import load_account, refuse_dev_key_off_devnet
+from metascheduler.keys import refuse_dev_key_off_devnet
 from metascheduler.oracle import calldata
 from metascheduler.oracle.actions import ActionLog
 from metascheduler.oracle.inputs import Liveness, pending_job, provider_states
+from metascheduler.oracle.settings import OracleSettings
 from metascheduler.placement import (
     DEFAULT_POLICY,
     PendingJob,
@@ -98,7 +99,7 @@ class TickStats:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def _nominal_gas(n: int) -> int:
+def nominal_batch_gas(n: int) -> int:
     """A batch of n placements to two providers, with typical calldata (for sizing only)."""
     header = calldata_gas(calldata.header(n))
     return TX_BASE_GAS + header + n * PLACE_ITEM_CALLDATA_GAS + place_jobs_exec_gas(n, 2)
@@ -121,38 +122,28 @@ def size_batches(gas_limit: int, fraction: float) -> tuple[int, int, int]:
         lo, hi = 0, MAX_BATCH_ITEMS
         while lo < hi:
             mid = (lo + hi + 1) // 2
-            lo, hi = (mid, hi) if _nominal_gas(mid) <= budget else (lo, mid - 1)
+            lo, hi = (mid, hi) if nominal_batch_gas(mid) <= budget else (lo, mid - 1)
         if lo and k * lo >= best[0]:
             best = (k * lo, k, lo)
     _, k, n = best
-    return k, max(1, n), max(_nominal_gas(1), min(cap, gas_limit // k))
+    return k, max(1, n), max(nominal_batch_gas(1), min(cap, gas_limit // k))
 
 
 class Oracle:
-    def __init__(self, settings: OracleSettings, *, w3: Web3 | None = None):
+    """The oracle's ticks over one market (signing as its oracle) and one store. Built by
+    ``build`` from its settings; the constructor only wires what it is given, and ``start``
+    is the first call to the chain."""
+
+    def __init__(self, settings: OracleSettings, market: Market, engine: Engine) -> None:
         self.settings = settings
-        address = settings.require_market()
-        self.w3 = w3 or connect(settings.rpc_url, timeout_s=settings.rpc_timeout_s)
-        account = load_account(
-            keystore=settings.keystore,
-            password=settings.keystore_password,
-            private_key=settings.private_key,
-        )
-        self.market = Market(
-            self.w3,
-            address,
-            account,
-            rpc_deadline_s=settings.rpc_deadline_s,
-            priority_fee_wei=int(settings.priority_fee_gwei * 10**9),
-            receipt_timeout_s=settings.receipt_timeout_s,
-        )
-        self.address = account.address
-        upgrade_to_head(settings.database_url)
-        self.engine = make_engine(settings.database_url)
-        self.sessions = session_factory(self.engine)
+        self.market = market
+        self.w3 = market.w3
+        self.address = market.sender_or_fail().address
+        self.engine = engine
+        self.sessions = session_factory(engine)
         self.ingester = Ingester(
             self.w3,
-            address,
+            market.address,
             self.sessions,
             confirmations=settings.confirmations,
             start_block=settings.start_block,
@@ -620,10 +611,27 @@ def freeze_startup_heap() -> None:
     gc.freeze()
 
 
+def build(settings: OracleSettings) -> Oracle:
+    """An oracle wired from its settings: its key, the node, the market, and the store brought
+    to the latest schema."""
+    address = settings.require_market()
+    account = settings.account()
+    market = Market(
+        settings.web3(),
+        address,
+        account,
+        rpc_deadline_s=settings.rpc_deadline_s,
+        priority_fee_wei=int(settings.priority_fee_gwei * 10**9),
+        receipt_timeout_s=settings.receipt_timeout_s,
+    )
+    upgrade_to_head(settings.database_url)
+    return Oracle(settings, market, make_engine(settings.database_url))
+
+
 def run(settings: OracleSettings, stop: threading.Event | None = None) -> None:
     """Runs the oracle until SIGINT/SIGTERM (or `stop` is set)."""
     logs.setup(settings.log_level)
-    oracle = Oracle(settings)
+    oracle = build(settings)
     freeze_startup_heap()
     oracle.start()
     stop = stop or threading.Event()

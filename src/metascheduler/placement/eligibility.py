@@ -41,23 +41,40 @@ def unplaceable_reason(job: PendingJob, providers: Sequence[ProviderState]) -> s
     The checks run in the order a user fixes them: labels, then size, then price.
     """
     if not providers:
-        return "no approved provider"
+        return NO_PROVIDER
     labelled = [p for p in providers if job.labels <= p.labels]
     if not labelled:
-        return f"no provider has all the labels {sorted(job.labels)}"
+        return missing_labels(job)
     big_enough = [
         p for p in labelled if job.cpus <= p.cpus and job.gpus <= p.gpus and job.mem_mb <= p.mem_mb
     ]
     if not big_enough:
         largest = max(labelled, key=lambda p: (p.cpus, p.gpus, p.mem_mb))
-        return (
-            f"too large: needs {job.cpus} CPUs, {job.gpus} GPUs, {job.mem_mb} MB; the largest "
-            f"suitable provider has {largest.cpus} CPUs, {largest.gpus} GPUs, {largest.mem_mb} MB"
-        )
+        return too_large(job, largest.cpus, largest.gpus, largest.mem_mb)
     cheapest = min(job_price(job, p) for p in big_enough)
     if cheapest > job.max_price_per_minute:
-        return (
-            f"max price {job.max_price_per_minute}/min is below the cheapest suitable "
-            f"provider's price {cheapest}/min"
-        )
+        return too_dear(job, cheapest)
     return None
+
+
+# The reasons in words (the array form of the check in ``grid.py`` gives the same).
+NO_PROVIDER = "no approved provider"
+
+
+def missing_labels(job: PendingJob) -> str:
+    return f"no provider has all the labels {sorted(job.labels)}"
+
+
+def too_large(job: PendingJob, cpus: int, gpus: int, mem_mb: int) -> str:
+    """``cpus``, ``gpus``, ``mem_mb``: the largest provider that carries the job's labels."""
+    return (
+        f"too large: needs {job.cpus} CPUs, {job.gpus} GPUs, {job.mem_mb} MB; the largest "
+        f"suitable provider has {cpus} CPUs, {gpus} GPUs, {mem_mb} MB"
+    )
+
+
+def too_dear(job: PendingJob, cheapest: int) -> str:
+    return (
+        f"max price {job.max_price_per_minute}/min is below the cheapest suitable "
+        f"provider's price {cheapest}/min"
+    )

@@ -39,9 +39,14 @@ from heapq import heapify, heappop, heappush, heapreplace
 
 from metascheduler.billing import price_per_minute
 
+from . import late_binding_arrays
 from .grid import Grid, Shape, gc_paused
 from .model import Decisions, PendingJob, Placement, ProviderState, Unplaceable
-from .view import ProviderView
+from .view import ProviderView, earliest_start
+
+# Calls of at least this many (pending job, provider) pairs go to the array form: below it the
+# arrays' fixed cost outweighs what they save (see ``scripts/bench_policy.py``).
+ARRAYS_FROM = 300_000
 
 
 class _Reservation:
@@ -61,101 +66,105 @@ class LateBinding:
         self, pending: Sequence[PendingJob], providers: Sequence[ProviderState], now: float
     ) -> Decisions:
         with gc_paused():
-            return self._decide(pending, providers, now)
+            if len(pending) * len(providers) >= ARRAYS_FROM:
+                return late_binding_arrays.decide(pending, providers, now)
+            return decide_plain(pending, providers, now)
 
-    def _decide(
-        self, pending: Sequence[PendingJob], providers: Sequence[ProviderState], now: float
-    ) -> Decisions:
-        grid = Grid(providers, now)
-        # The work goes shape by shape (jobs of one shape share their providers), and a shape
-        # leaves a pass as soon as its fate is sealed: in either pass a provider that a shape
-        # could use only loses room (pass 1 tries only shapes none of whose providers is
-        # reserved; in pass 2 reservations are fixed, their spare only shrinks and estimates only
-        # grow). So a provider that cannot take a job now cannot take a later one of the same
-        # shape either, and when none can, no later job of the shape can start in this pass.
-        # Each pass walks the jobs in its order by merging the shapes' queues.
-        by_shape: dict[Shape, list[PendingJob]] = {}
-        for job in pending:
-            by_shape.setdefault(grid.shape(job), []).append(job)
-        shapes = list(by_shape.values())
-        placements: list[Placement] = []
-        unplaceable: list[tuple[float, int, str]] = []
-        reservations: dict[int, _Reservation] = {}  # by provider index
-        reserved: list[ProviderView] = []  # the providers in ``reservations``
-        # Each shape's providers, cheapest first (see _rank), less those that could not take a
-        # job of the shape. By shape number.
-        ranked: dict[int, _Ranked] = {}
-        backfill: list[tuple[int, list[PendingJob]]] = []
-        # Pass 1, first come first served: the front of the queue, and who holds reservations.
-        queues = [[(j.submitted_at, j.job_id, j) for j in jobs] for jobs in shapes]
-        heads = []
-        for number, queue in enumerate(queues):
-            heapify(queue)
-            heads.append((*queue[0][:2], number))
-        heapify(heads)
-        while heads:
-            number = heappop(heads)[-1]
-            queue = queues[number]
-            job = queue[0][-1]
-            suitable = grid.suitable(job)
-            if isinstance(suitable, str):
-                unplaceable += ((j.submitted_at, j.job_id, suitable) for *_, j in queue)
-            elif any(grid.suits(job, v) for v in reserved):
-                # An older job holds its way: this one and every later one of its shape wait
-                # for the backfill.
-                backfill.append((number, [j for *_, j in queue]))
-            elif suitable:  # (an empty list: every provider that could run it is silent: hold)
-                heappop(queue)
-                order = ranked.get(number)
-                if order is None:
-                    order = ranked[number] = _rank(job, suitable, reservations)
-                started = _start_now(job, order, reservations, now)
-                if started is not None:
-                    placements.append(Placement(job.job_id, started.provider, started.price(job)))
-                else:
-                    view, shadow, spare = _reserve(job, suitable)
-                    reservations[view.index] = _Reservation(shadow, *spare)
-                    reserved.append(view)
-                if queue:
-                    heappush(heads, (*queue[0][:2], number))
-        # Pass 2, shortest estimate first. The ranks are made again, as reservations now count
-        # in them: from what pass 1 left of each shape's providers.
-        max_free = grid.max_free_cpus()
-        queues2: dict[int, list[tuple[float, float, int, PendingJob]]] = {}
-        heads2 = []
-        for number, jobs in backfill:
-            if jobs[0].cpus <= max_free:  # (a shape wider than every free room never starts)
-                queue2 = [(j.est_runtime_s, j.submitted_at, j.job_id, j) for j in jobs]
-                heapify(queue2)
-                queues2[number] = queue2
-                heads2.append((*queue2[0][:3], number))
-        heapify(heads2)
-        left = {number: [entry[-1] for entry in order] for number, order in ranked.items()}
-        ranked = {}
-        while heads2:
-            number = heads2[0][-1]
-            queue2 = queues2[number]
-            job = heappop(queue2)[-1]
-            if job.cpus > max_free:
-                heappop(heads2)
-                continue
+
+def decide_plain(
+    pending: Sequence[PendingJob], providers: Sequence[ProviderState], now: float
+) -> Decisions:
+    """The policy in plain Python: one object per job, a loop per provider."""
+    grid = Grid(providers, now)
+    # The work goes shape by shape (jobs of one shape share their providers), and a shape
+    # leaves a pass as soon as its fate is sealed: in either pass a provider that a shape
+    # could use only loses room (pass 1 tries only shapes none of whose providers is
+    # reserved; in pass 2 reservations are fixed, their spare only shrinks and estimates only
+    # grow). So a provider that cannot take a job now cannot take a later one of the same
+    # shape either, and when none can, no later job of the shape can start in this pass.
+    # Each pass walks the jobs in its order by merging the shapes' queues.
+    by_shape: dict[Shape, list[PendingJob]] = {}
+    for job in pending:
+        by_shape.setdefault(grid.shape(job), []).append(job)
+    shapes = list(by_shape.values())
+    placements: list[Placement] = []
+    unplaceable: list[tuple[float, int, str]] = []
+    reservations: dict[int, _Reservation] = {}  # by provider index
+    reserved: list[ProviderView] = []  # the providers in ``reservations``
+    # Each shape's providers, cheapest first (see _rank), less those that could not take a
+    # job of the shape. By shape number.
+    ranked: dict[int, _Ranked] = {}
+    backfill: list[tuple[int, list[PendingJob]]] = []
+    # Pass 1, first come first served: the front of the queue, and who holds reservations.
+    queues = [[(j.submitted_at, j.job_id, j) for j in jobs] for jobs in shapes]
+    heads = []
+    for number, queue in enumerate(queues):
+        heapify(queue)
+        heads.append((*queue[0][:2], number))
+    heapify(heads)
+    while heads:
+        number = heappop(heads)[-1]
+        queue = queues[number]
+        job = queue[0][-1]
+        suitable = grid.suitable(job)
+        if isinstance(suitable, str):
+            unplaceable += ((j.submitted_at, j.job_id, suitable) for *_, j in queue)
+        elif any(grid.suits(job, v) for v in reserved):
+            # An older job holds its way: this one and every later one of its shape wait
+            # for the backfill.
+            backfill.append((number, [j for *_, j in queue]))
+        elif suitable:  # (an empty list: every provider that could run it is silent: hold)
+            heappop(queue)
             order = ranked.get(number)
             if order is None:
-                suitable = grid.suitable(job)
-                assert not isinstance(suitable, str)  # unplaceable shapes never reach pass 2
-                tried = left.get(number, suitable)
-                order = ranked[number] = _rank(job, tried, reservations)
+                order = ranked[number] = _rank(job, suitable, reservations)
             started = _start_now(job, order, reservations, now)
-            if started is None or not queue2:
-                heappop(heads2)
-            else:
-                heapreplace(heads2, (*queue2[0][:3], number))
             if started is not None:
                 placements.append(Placement(job.job_id, started.provider, started.price(job)))
-                if started.free_cpus + job.cpus == max_free:  # only it lost room: was it the max?
-                    max_free = grid.max_free_cpus()
-        unplaceable.sort()  # first come, first served, as they were found
-        return Decisions(placements, [Unplaceable(i, reason) for _, i, reason in unplaceable])
+            else:
+                view, shadow, spare = earliest_start(job, suitable)
+                reservations[view.index] = _Reservation(shadow, *spare)
+                reserved.append(view)
+            if queue:
+                heappush(heads, (*queue[0][:2], number))
+    # Pass 2, shortest estimate first. The ranks are made again, as reservations now count
+    # in them: from what pass 1 left of each shape's providers.
+    max_free = grid.max_free_cpus()
+    queues2: dict[int, list[tuple[float, float, int, PendingJob]]] = {}
+    heads2 = []
+    for number, jobs in backfill:
+        if jobs[0].cpus <= max_free:  # (a shape wider than every free room never starts)
+            queue2 = [(j.est_runtime_s, j.submitted_at, j.job_id, j) for j in jobs]
+            heapify(queue2)
+            queues2[number] = queue2
+            heads2.append((*queue2[0][:3], number))
+    heapify(heads2)
+    left = {number: [entry[-1] for entry in order] for number, order in ranked.items()}
+    ranked = {}
+    while heads2:
+        number = heads2[0][-1]
+        queue2 = queues2[number]
+        job = heappop(queue2)[-1]
+        if job.cpus > max_free:
+            heappop(heads2)
+            continue
+        order = ranked.get(number)
+        if order is None:
+            suitable = grid.suitable(job)
+            assert not isinstance(suitable, str)  # unplaceable shapes never reach pass 2
+            tried = left.get(number, suitable)
+            order = ranked[number] = _rank(job, tried, reservations)
+        started = _start_now(job, order, reservations, now)
+        if started is None or not queue2:
+            heappop(heads2)
+        else:
+            heapreplace(heads2, (*queue2[0][:3], number))
+        if started is not None:
+            placements.append(Placement(job.job_id, started.provider, started.price(job)))
+            if started.free_cpus + job.cpus == max_free:  # only it lost room: was it the max?
+                max_free = grid.max_free_cpus()
+    unplaceable.sort()  # first come, first served, as they were found
+    return Decisions(placements, [Unplaceable(i, reason) for _, i, reason in unplaceable])
 
 
 # A shape's providers in the order the choice among them goes: price, whether reserved, size
@@ -225,19 +234,3 @@ def _start_now(
         res.spare_gpus -= job.gpus
         res.spare_mem -= job.mem_mb
     return best
-
-
-def _reserve(
-    job: PendingJob, suitable: list[ProviderView]
-) -> tuple[ProviderView, float, tuple[int, int, int]]:
-    """The provider where the job is expected to start first (cheaper on a tie), when, and what
-    it leaves spare then."""
-    best: tuple[float, int, int] | None = None
-    chosen: tuple[ProviderView, float, tuple[int, int, int]] | None = None
-    for view in suitable:
-        start, c, g, m = view.start_estimate(job.cpus, job.gpus, job.mem_mb)
-        key = (start, view.price(job), view.index)
-        if best is None or key < best:
-            best, chosen = key, (view, start, (c, g, m))
-    assert chosen is not None  # suitable is never empty here
-    return chosen

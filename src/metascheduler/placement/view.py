@@ -12,6 +12,7 @@ as soon as what ended before frees enough. Actual runtimes are never known.
 from __future__ import annotations
 
 from bisect import insort
+from collections.abc import Iterable
 
 from .eligibility import job_price
 from .model import PendingJob, ProviderState
@@ -64,6 +65,11 @@ class ProviderView:
 
     def price(self, job: PendingJob) -> int:
         return job_price(job, self.state)
+
+    @property
+    def starts_now(self) -> bool:
+        """Could a job start here now? Not while a job queued here is still waiting (FCFS)."""
+        return self._t <= self.now
 
     def fits_now(self, job: PendingJob) -> bool:
         """Would the job start now? Never while an earlier queued job still waits (FCFS)."""
@@ -132,3 +138,19 @@ class ProviderView:
             ends.sort()
             self._ends = ends
         return self._ends
+
+
+def earliest_start(
+    job: PendingJob, views: Iterable[ProviderView]
+) -> tuple[ProviderView, float, tuple[int, int, int]]:
+    """The provider where the job is expected to start first (cheaper on a tie), when, and what
+    it leaves spare then. ``views`` must not be empty."""
+    best: tuple[float, int, int] | None = None
+    chosen: tuple[ProviderView, float, tuple[int, int, int]] | None = None
+    for view in views:
+        start, c, g, m = view.start_estimate(job.cpus, job.gpus, job.mem_mb)
+        key = (start, view.price(job), view.index)
+        if best is None or key < best:
+            best, chosen = key, (view, start, (c, g, m))
+    assert chosen is not None  # views is never empty
+    return chosen

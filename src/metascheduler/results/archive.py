@@ -10,13 +10,16 @@ compressed tar, under the job key, with nonce `nonce_prefix || u32 index` and as
 carries the ECIES-wrapped job key. Reordered, dropped or truncated segments fail to
 authenticate; the last segment is flagged final, so a cut-off archive is detected too.
 
-Packing streams (tar into zstd into the encryptor into the file), one pass over the outputs.
+Packing streams (tar into zstd into the encryptor into the file, and to a `sink` when given:
+the uploader sends parts while the packing goes on), one pass over the outputs. `size_bound`
+gives, before packing, a size the archive cannot exceed (the upload's parts are planned on it).
 Unpacking decrypts to a temporary tar first, then checks every member before writing any: only
 regular files and folders, every path inside the destination.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -24,7 +27,7 @@ import os
 import struct
 import tarfile
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO, Any, cast
@@ -42,6 +45,12 @@ MAGIC = b"MSOUT1\n"
 SEGMENT_BYTES = 4 << 20
 _U32 = struct.Struct(">I")
 _TAG_BYTES = 16
+#: zstd at this level keeps up with a loopback upload; one thread, because the upload's own
+#: threads need the other cores (zstd's worker threads made packing slower on two cores).
+ZSTD_LEVEL = 3
+#: A tar member's most bytes beyond its data: a PAX header block with its records (the path
+#: twice at most, times, names) and the member's header, plus the data's padding to 512.
+_TAR_MEMBER_BYTES = 4 * 512
 
 
 @dataclass(frozen=True)
@@ -61,7 +70,8 @@ class ArchiveHeader:
 class Packed:
     """An encrypted archive on disk: its size, and the SHA-256 of its bytes (what is stored)."""
 
-    path: Path
+    #: None when the archive was only handed to a sink (its parts uploaded as it was packed).
+    path: Path | None
     size: int
     sha256: bytes
     files: int
@@ -75,8 +85,15 @@ def _aad(header_hash: bytes, index: int, final: bool) -> bytes:
 class _EncryptingWriter(io.RawIOBase):
     """A write-only file that encrypts what it is given into segments written to `out`."""
 
-    def __init__(self, out: IO[bytes], header: ArchiveHeader, job_key: bytes) -> None:
+    def __init__(
+        self,
+        out: IO[bytes] | None,
+        header: ArchiveHeader,
+        job_key: bytes,
+        sink: Callable[[bytes], None] | None = None,
+    ) -> None:
         self._out = out
+        self._sink = sink
         self._aes = AESGCM(job_key)
         self._prefix = bytes.fromhex(header.nonce_prefix)
         self._header_hash = keccak(header.canonical())
@@ -92,7 +109,10 @@ class _EncryptingWriter(io.RawIOBase):
         return True
 
     def _emit(self, data: bytes) -> None:
-        self._out.write(data)
+        if self._out is not None:
+            self._out.write(data)
+        if self._sink is not None:
+            self._sink(data)
         self.sha.update(data)
         self.size += len(data)
 
@@ -122,38 +142,70 @@ class _EncryptingWriter(io.RawIOBase):
         self._parts, self._buffered = [], 0
 
 
-def _walk(src: Path) -> Iterator[Path]:
-    for root, dirs, files in os.walk(src, followlinks=False):
+def _members(src: Path) -> Iterator[tuple[Path, str, bool]]:
+    """What is packed, in order: (path, name in the archive, is a regular file). Folders and
+    regular files only: a link could point anywhere on the provider's machine."""
+    if not src.is_dir():
+        return
+    for root, dirs, names in os.walk(src, followlinks=False):
         dirs.sort()
-        for name in sorted(files):
-            yield Path(root) / name
+        base = Path(root)
+        for d in dirs:
+            if not (base / d).is_symlink():
+                yield base / d, str((base / d).relative_to(src)), False
+        for name in sorted(names):
+            p = base / name
+            if not p.is_symlink() and p.is_file():
+                yield p, str(p.relative_to(src)), True
 
 
 def output_size(src: Path) -> int:
     """Bytes of the regular files under `src` (links are not followed and not packed)."""
-    return sum(p.stat().st_size for p in _walk(src) if p.is_file() and not p.is_symlink())
+    return sum(p.stat().st_size for p, _, is_file in _members(Path(src)) if is_file)
+
+
+def check_size(src: Path, job_id: int, max_bytes: int | None) -> int:
+    """The plain size of the outputs under `src`; ResultsError when it passes `max_bytes`."""
+    plain = output_size(src)
+    if max_bytes is not None and plain > max_bytes:
+        raise ResultsError(
+            f"the outputs of job {job_id} under {src} are {plain:,} bytes, over the cap of "
+            f"{max_bytes:,} bytes: write less to $MS_OUTPUT_DIR, or raise the cap"
+        )
+    return plain
+
+
+def size_bound(src: Path) -> int:
+    """Bytes the encrypted archive of `src` cannot exceed: the tar's worst case, zstd's bound on
+    it (incompressible data grows by a block header per 128 KiB), and a length and a tag per
+    segment."""
+    tar = 2 * tarfile.RECORDSIZE
+    for p, name, is_file in _members(Path(src)):
+        tar += _TAR_MEMBER_BYTES + 2 * len(name.encode()) + (p.stat().st_size if is_file else 0)
+    compressed = tar + (tar >> 8) + (1 << 16)
+    segments = compressed // SEGMENT_BYTES + 2
+    return len(MAGIC) + 4 + 4096 + compressed + segments * (4 + _TAG_BYTES)
 
 
 def pack(
     src: Path,
-    dest: Path,
+    dest: Path | None,
     *,
     deployment: Deployment,
     job_id: int,
     job_key: bytes,
     wrapped_key: bytes,
     max_bytes: int | None = None,
+    sink: Callable[[bytes], None] | None = None,
 ) -> Packed:
     """Packs the regular files and folders under `src` (a missing `src` packs nothing) into the
-    encrypted archive `dest`. Symbolic links and special files are left out: a link could point
-    anywhere on the provider's machine."""
+    encrypted archive `dest`, handing every byte written to `sink` too when given (with no
+    `dest`, to `sink` alone: the uploader keeps no copy). Symbolic links and special files are
+    left out: a link could point anywhere on the provider's machine."""
+    if dest is None and sink is None:
+        raise ValueError("pack needs a dest file, a sink, or both")
     src = Path(src)
-    plain = output_size(src) if src.is_dir() else 0
-    if max_bytes is not None and plain > max_bytes:
-        raise ResultsError(
-            f"the outputs of job {job_id} under {src} are {plain:,} bytes, over the cap of "
-            f"{max_bytes:,} bytes: write less to $MS_OUTPUT_DIR, or raise the cap"
-        )
+    plain = check_size(src, job_id, max_bytes)
     header = ArchiveHeader(
         version=1,
         chain_id=deployment.chain_id,
@@ -163,34 +215,26 @@ def pack(
         nonce_prefix=os.urandom(8).hex(),
     )
     files = 0
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(dest.name + ".part")
-    with open(tmp, "wb") as out:
-        enc = _EncryptingWriter(out, header, job_key)
-        zw = zstandard.ZstdCompressor(level=3, threads=-1).stream_writer(
+    tmp = None
+    if dest is not None:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(dest.name + ".part")
+    with open(tmp, "wb") if tmp is not None else contextlib.nullcontext() as out:
+        enc = _EncryptingWriter(out, header, job_key, sink)
+        zw = zstandard.ZstdCompressor(level=ZSTD_LEVEL).stream_writer(
             cast(IO[bytes], enc), closefd=False
         )
         with tarfile.open(fileobj=zw, mode="w|", format=tarfile.PAX_FORMAT) as tar:
-            if src.is_dir():
-                for root, dirs, names in os.walk(src, followlinks=False):
-                    dirs.sort()
-                    base = Path(root)
-                    for d in dirs:
-                        if not (base / d).is_symlink():
-                            tar.add(
-                                base / d, arcname=str((base / d).relative_to(src)), recursive=False
-                            )
-                    for name in sorted(names):
-                        p = base / name
-                        if p.is_symlink() or not p.is_file():
-                            continue
-                        tar.add(p, arcname=str(p.relative_to(src)), recursive=False)
-                        files += 1
+            for p, name, is_file in _members(src):
+                tar.add(p, arcname=name, recursive=False)
+                files += is_file
         zw.flush(zstandard.FLUSH_FRAME)
         enc.finish()
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(tmp, dest)
+        if out is not None:
+            out.flush()
+            os.fsync(out.fileno())
+    if dest is not None and tmp is not None:
+        os.replace(tmp, dest)
     return Packed(dest, enc.size, enc.sha.digest(), files, plain)
 
 

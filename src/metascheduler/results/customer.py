@@ -5,16 +5,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import partial
+from typing import Any
 
-from web3.types import FilterParams, LogReceipt, RPCEndpoint
+from web3.types import RPCEndpoint
 
 from metascheduler.chain import Market
-from metascheduler.chain.rpc import retrying
+from metascheduler.chain.rawlogs import RawLogDecoder, checksum, get_logs
+from metascheduler.chain.rpc import in_ranges, retrying
 
 from .errors import ResultsError
 from .keys import public_key_from_raw_transaction
 
-#: Blocks per eth_getLogs call when searching for a job's request.
+#: Blocks searched at a time, newest first, for a job's request (a window the node may refuse
+#: is read in halves, as the chain layer's readers do).
 SEARCH_RANGE = 10_000
 
 
@@ -30,22 +33,23 @@ class Request:
 def find_request(market: Market, job_id: int, *, from_block: int, to_block: int) -> Request:
     """The `JobRequested` event of `job_id`, searched backwards from `to_block`."""
     topics = [market.events.topic("JobRequested"), f"0x{job_id:064x}"]
+    decoder = RawLogDecoder(market.events.abi)
+    url = str(getattr(market.w3.provider, "endpoint_uri", ""))
+
+    def read(lo: int, hi: int) -> list[dict[str, Any]]:
+        return retrying(
+            f"reading the request of job {job_id} in blocks {lo}-{hi}",
+            partial(get_logs, market.w3, market.address, lo, hi, topics),
+            rpc_url=url,
+        )
+
     hi = to_block
     while hi >= from_block:
         lo = max(from_block, hi - SEARCH_RANGE + 1)
-        params: FilterParams = {
-            "address": market.address,
-            "topics": topics,
-            "fromBlock": lo,
-            "toBlock": hi,
-        }
-        logs: list[LogReceipt] = retrying(
-            f"reading the request of job {job_id}", partial(market.w3.eth.get_logs, params)
-        )
-        for raw in logs:
-            ev = market.events.decode(raw)
+        for raw in in_ranges(read, lo, hi, SEARCH_RANGE):
+            ev = decoder.decode(raw)
             if ev is not None and ev.name == "JobRequested":
-                return Request(ev.tx_hash, str(ev.args["customer"]))
+                return Request(ev.tx_hash, checksum(str(ev.args["customer"])))
         hi = lo - 1
     raise ResultsError(
         f"no JobRequested event of job {job_id} in blocks {from_block}-{to_block} of market "

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,8 +18,9 @@ from eth_account.signers.local import LocalAccount
 
 from metascheduler.errors import MetaschedulerError, UnreachableError
 
-from . import grant
+from . import archive, grant
 from .archive import Packed
+from .errors import ResultsError
 from .logchain import Chunk, Deployment
 
 #: Parts of a multipart upload sent at once.
@@ -84,18 +86,76 @@ class ResultsApi:
     def append(self, job_id: int, chunk: Chunk) -> dict[str, Any]:
         return self._send("POST", f"/api/jobs/{job_id}/logs/chunks", json=chunk.to_wire())
 
+    def pack_and_upload(
+        self,
+        account: LocalAccount,
+        deployment: Deployment,
+        job_id: int,
+        src: Path,
+        dest: Path,
+        *,
+        job_key: bytes,
+        wrapped_key: bytes,
+        max_bytes: int | None = None,
+    ) -> Packed:
+        """Packs the outputs under `src` (`archive.pack`) and uploads them. A small archive is
+        written to `dest` and put in one request; a larger one goes up in parts while the
+        packing goes on, so the two overlap, and is kept nowhere else (its `path` is None). The
+        upload is planned on `archive.size_bound`; the parts past the archive's end go unused.
+        Raises ResultsError (over the cap), ApiRefused, or ApiUnavailable (call again: the
+        outputs are packed anew)."""
+        archive.check_size(src, job_id, max_bytes)
+        header = {grant.HEADER: grant.sign(account, grant.PUT_OUTPUTS, deployment, job_id)}
+        plan = self._send(
+            "POST",
+            f"/api/jobs/{job_id}/outputs/upload",
+            json={"size": archive.size_bound(src)},
+            headers=header,
+        )
+
+        def pack(to: Path | None, sink: Any = None) -> Packed:
+            return archive.pack(
+                src,
+                to,
+                deployment=deployment,
+                job_id=job_id,
+                job_key=job_key,
+                wrapped_key=wrapped_key,
+                max_bytes=max_bytes,
+                sink=sink,
+            )
+
+        etags: dict[int, str] = {}
+        if plan["url"]:
+            packed = pack(dest)
+            with open(dest, "rb") as f:
+                _put(plan["url"], _file_chunks(f, packed.size), packed.size)
+        else:
+            sender = _PartSender(plan["parts"], int(plan["part_bytes"]))
+            try:
+                # No copy on disk: a retry packs anew.
+                packed = pack(None, sender.feed)
+                etags = sender.finish()
+            finally:
+                sender.close()
+        self._complete(job_id, header, packed, plan["upload_id"], etags)
+        return packed
+
     def upload(
         self, account: LocalAccount, deployment: Deployment, job_id: int, packed: Packed
     ) -> dict[str, Any]:
         """Uploads an encrypted archive through the URLs the API issues (multipart when large)
         and records it. Raises ApiUnavailable on any transfer failure: call again to retry."""
+        path = packed.path
+        if path is None:
+            raise ValueError("this archive was packed to no file: upload it with pack_and_upload")
         header = {grant.HEADER: grant.sign(account, grant.PUT_OUTPUTS, deployment, job_id)}
         plan = self._send(
             "POST", f"/api/jobs/{job_id}/outputs/upload", json={"size": packed.size}, headers=header
         )
         etags: dict[int, str] = {}
         if plan["url"]:
-            with open(packed.path, "rb") as f:
+            with open(path, "rb") as f:
                 _put(plan["url"], _file_chunks(f, packed.size), packed.size)
         else:
             part = int(plan["part_bytes"])
@@ -103,20 +163,30 @@ class ResultsApi:
             def put_part(p: dict[str, Any]) -> tuple[int, str]:
                 n = int(p["number"])
                 length = min(part, packed.size - (n - 1) * part)
-                with open(packed.path, "rb") as f:
+                with open(path, "rb") as f:
                     f.seek((n - 1) * part)
                     return n, _put(p["url"], _file_chunks(f, length), length)
 
             # Parts go up side by side: one stream alone leaves the store's bandwidth idle.
             with ThreadPoolExecutor(PARALLEL_PARTS) as pool:
                 etags = dict(pool.map(put_part, plan["parts"]))
+        return self._complete(job_id, header, packed, plan["upload_id"], etags)
+
+    def _complete(
+        self,
+        job_id: int,
+        header: dict[str, str],
+        packed: Packed,
+        upload_id: str | None,
+        etags: dict[int, str],
+    ) -> dict[str, Any]:
         return self._send(
             "POST",
             f"/api/jobs/{job_id}/outputs/complete",
             json={
                 "size": packed.size,
                 "sha256": "0x" + packed.sha256.hex(),
-                "upload_id": plan["upload_id"],
+                "upload_id": upload_id,
                 "parts": [{"number": n, "etag": e} for n, e in sorted(etags.items())],
             },
             headers=header,
@@ -169,6 +239,69 @@ class ResultsApi:
 
     def summary(self, job_id: int) -> dict[str, Any]:
         return self._send("GET", f"/api/jobs/{job_id}/results")
+
+
+class _PartSender:
+    """Cuts an archive's bytes, as packing hands them over, into the parts of a multipart upload
+    and sends each as soon as it is whole, PARALLEL_PARTS at a time. Packing waits while they are
+    all in flight, so at most PARALLEL_PARTS + 1 parts are held in memory. The first failed part
+    stops the packing (its error is raised at the next bytes handed over)."""
+
+    def __init__(self, parts: list[dict[str, Any]], part_bytes: int) -> None:
+        self._urls = {int(p["number"]): str(p["url"]) for p in parts}
+        self._part_bytes = part_bytes
+        self._pieces: list[bytes] = []
+        self._held = 0
+        self._number = 1
+        self._pool = ThreadPoolExecutor(PARALLEL_PARTS)
+        self._slots = threading.Semaphore(PARALLEL_PARTS)
+        self._sent: list[Future[tuple[int, str]]] = []
+        self._error: BaseException | None = None
+
+    def feed(self, data: bytes) -> None:
+        self._pieces.append(data)
+        self._held += len(data)
+        if self._held >= self._part_bytes:
+            joined = b"".join(self._pieces)
+            at = 0
+            while len(joined) - at >= self._part_bytes:
+                self._send(joined[at : at + self._part_bytes])
+                at += self._part_bytes
+            rest = joined[at:]
+            self._pieces, self._held = ([rest] if rest else []), len(rest)
+
+    def _send(self, body: bytes) -> None:
+        url = self._urls.get(self._number)
+        if url is None:
+            raise ResultsError(
+                f"the archive outgrew the {len(self._urls)} parts its upload was planned on "
+                "(archive.size_bound is wrong): nothing was stored"
+            )
+        self._slots.acquire()
+        if self._error is not None:
+            self._slots.release()
+            raise self._error
+        self._sent.append(self._pool.submit(self._put, self._number, url, body))
+        self._number += 1
+
+    def _put(self, number: int, url: str, body: bytes) -> tuple[int, str]:
+        try:
+            return number, _put(url, iter((body,)), len(body))
+        except BaseException as exc:
+            self._error = self._error or exc
+            raise
+        finally:
+            self._slots.release()
+
+    def finish(self) -> dict[int, str]:
+        """Sends the last part and waits for them all; their ETags by number."""
+        if self._held or self._number == 1:
+            self._send(b"".join(self._pieces))
+            self._pieces, self._held = [], 0
+        return dict(f.result() for f in self._sent)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _file_chunks(f: Any, length: int) -> Iterator[bytes]:

@@ -7,6 +7,7 @@ only scheme SeaweedFS accepts for them), each for one object, one method and a f
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -149,6 +150,26 @@ class ObjectStore:
         except BotoCoreError as exc:
             raise ObjectStoreError(f"the object store did not answer: {exc}") from None
         return int(out["ContentLength"])
+
+    def sha256(self, key: str) -> tuple[int, bytes] | None:
+        """The size and SHA-256 of the object's bytes as stored (streamed, never held whole), or
+        None when there is no such object."""
+        try:
+            body = self._s3.get_object(Bucket=self.bucket, Key=key)["Body"]
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise ObjectStoreError(f"the object store refused reading {key}: {exc}") from None
+        except BotoCoreError as exc:
+            raise ObjectStoreError(f"the object store did not answer: {exc}") from None
+        h, size = hashlib.sha256(), 0
+        try:
+            for block in body.iter_chunks(1 << 20):
+                h.update(block)
+                size += len(block)
+        except BotoCoreError as exc:
+            raise ObjectStoreError(f"reading {key} from the object store failed: {exc}") from None
+        return size, h.digest()
 
     def delete(self, key: str) -> None:
         self._call(f"deleting {key}", self._s3.delete_object, Bucket=self.bucket, Key=key)

@@ -1,7 +1,8 @@
 """The API's record of results: log chunks (ciphertext, as sealed) and where each job's
 encrypted outputs are stored. Its own database (a SQLite file by default, beside the store the
 oracle writes), because log appends are frequent and a shared SQLite file would make them and the
-oracle's ingestion wait on each other. The tables are created when missing.
+oracle's ingestion wait on each other. The tables are made by the store's migrations, on their
+`results` branch (`upgrade_to_head(url, RESULTS)`, at the API's start-up).
 
 Nothing here can read a log line or an output file: only ciphertext, its size and its digests.
 """
@@ -16,7 +17,6 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
-    Engine,
     Float,
     Integer,
     LargeBinary,
@@ -65,10 +65,6 @@ class OutputRow(ResultsBase):
     sha256: Mapped[str | None] = mapped_column(String(66))
     upload_id: Mapped[str | None] = mapped_column(String(255))
     updated_at: Mapped[float] = mapped_column(Float)
-
-
-def create_tables(engine: Engine) -> None:
-    ResultsBase.metadata.create_all(engine)
 
 
 @dataclass(frozen=True)

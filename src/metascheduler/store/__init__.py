@@ -4,7 +4,7 @@ Knows the chain layer's records but nothing of the oracle, API or agent. SQLite 
 PostgreSQL by URL; `upgrade_to_head(url)` migrates at start-up.
 """
 
-from metascheduler.store.db import make_engine, session_factory, upgrade_to_head
+from metascheduler.store.db import RESULTS, STORE, make_engine, session_factory, upgrade_to_head
 from metascheduler.store.ingest import Ingester, rebuild
 from metascheduler.store.models import (
     Base,
@@ -17,6 +17,8 @@ from metascheduler.store.models import (
 )
 
 __all__ = [
+    "RESULTS",
+    "STORE",
     "Base",
     "Block",
     "ChainCursor",

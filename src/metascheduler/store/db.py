@@ -19,6 +19,11 @@ log = logging.getLogger(__name__)
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
+#: The migrations' two branches: the store the oracle writes, and the API's results tables
+#: (metascheduler.results.store), which live in a database of their own or beside the store's.
+STORE = "store"
+RESULTS = "results"
+
 #: The PostgreSQL advisory lock that one migrating process holds while the others wait (any
 #: fixed number; this one spells "msmg").
 PG_MIGRATION_LOCK = 0x6D736D67
@@ -100,10 +105,10 @@ def _pg_migration_lock(conn: Connection) -> None:
         conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": PG_MIGRATION_LOCK})
 
 
-def upgrade_to_head(engine_url: str) -> None:
-    """Brings the database at `engine_url` to the newest schema (called at start-up). Services
-    that share a store may start at the same moment: one migrates while the others wait for it,
-    then find nothing to do."""
+def upgrade_to_head(engine_url: str, branch: str = STORE) -> None:
+    """Brings `branch` of the database at `engine_url` to its newest schema (called at
+    start-up). Services that share a store may start at the same moment: one migrates while the
+    others wait for it, then find nothing to do."""
     u = make_url(engine_url)
     sqlite = u.get_backend_name() == "sqlite"
     with _sqlite_migration_lock(u) if sqlite else nullcontext():
@@ -114,7 +119,7 @@ def upgrade_to_head(engine_url: str) -> None:
                     _pg_migration_lock(conn)
                 cfg = alembic_config(engine_url)
                 cfg.attributes["connection"] = conn
-                command.upgrade(cfg, "head")
+                command.upgrade(cfg, f"{branch}@head")
         finally:
             engine.dispose()
-    log.info("store schema at head url=%s", u.render_as_string(True))
+    log.info("%s schema at head url=%s", branch, u.render_as_string(True))

@@ -121,7 +121,8 @@ def apply_job_event(row: Row | None, ev: EventRecord) -> Row | None:
         if to == JobStatus.SCHEDULED:
             out["accepted_at"] = ev.block_time
         elif to == JobStatus.RUNNING:
-            out["started_at"] = ev.block_time
+            # Metering starts at the backend's start as the contract recorded it.
+            out["started_at"] = as_int(a["since"]) if "since" in a else ev.block_time
     elif ev.name == "JobReturned":
         out.update(
             status=as_int(a["to"]),

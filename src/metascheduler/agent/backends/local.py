@@ -4,7 +4,9 @@ For small providers and the devnet. Each job gets a folder ``<workdir>/jobs/<nat
 with its script, ``job.out``, ``job.err`` and, when it ends, ``result.json``. A small supervisor
 process per job (``local_runner.py``) runs it in its own process group, enforces its time limit and
 records its exit code, independently of the agent: jobs survive an agent restart, and jobs that
-end while the agent is down still have their result on disk.
+end while the agent is down still have their result on disk. Supervisors are forked from one
+process the backend starts once (the zygote), not started as new interpreters: that was most of
+a short job's CPU.
 
 Scheduling happens whenever the backend is called (the agent polls ``status`` every few seconds):
 jobs that do not fit wait ``QUEUED`` in submission order, and a later, smaller job that fits starts
@@ -13,9 +15,11 @@ first (backfill). The backend's own records live in ``<workdir>/state.json``; on
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -43,6 +47,8 @@ from metascheduler.agent.backends.script import batch_script
 from metascheduler.agent.envelope.staging import Stager
 
 S = BackendStatus
+#: (Enum member values looked up once: thousands of records are scanned at every call.)
+RUNNING, QUEUED = S.RUNNING.value, S.QUEUED.value
 RUNNER = Path(__file__).with_name("local_runner.py")
 STATE_VERSION = 1
 
@@ -65,6 +71,15 @@ class _Record:
     ended_at: float | None = None
     exit_code: int | None = None
     reason: str | None = None
+
+
+@dataclass
+class _Records:
+    """The state file's content: every job's record, by native id."""
+
+    version: int
+    next_id: int
+    jobs: dict[str, _Record]
 
 
 def _proc_start_ticks(pid: int) -> int | None:
@@ -124,32 +139,50 @@ class LocalBackend(Backend):
         self.kill_grace_s = kill_grace_s
         self.retention_s = retention_s
         self._env = env if env is not None else minimal_env()
-        self._children: dict[str, subprocess.Popen[bytes]] = {}
+        self._zygote: subprocess.Popen[bytes] | None = None
+        #: A pidfd per supervisor this backend started and has not seen end: readable once
+        #: it ends (``news``).
+        self._watched: dict[str, int] = {}
         (self.workdir / "jobs").mkdir(parents=True, exist_ok=True)
         self._state_file = self.workdir / "state.json"
         self._lock_file = self.workdir / "state.lock"
+        # The state file as last read or written here (see ``_load`` and ``_save``).
+        self._cache: _Records | None = None
+        self._cache_key: tuple[int, int, int] | None = None
+        self._fragments: dict[str, tuple[tuple[Any, ...], str]] = {}
+        self._written = ""
 
     # -- persistence ------------------------------------------------------------------------
 
     @contextmanager
-    def _records(self) -> Iterator[dict[str, Any]]:
-        """The state file, locked for one read-modify-write; saved when the block ends."""
+    def _records(self) -> Iterator[_Records]:
+        """Every job's record, locked for one read-modify-write; saved when the block ends."""
         with open(self._lock_file, "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
-                state = self._load()
-                yield state
-                tmp = self._state_file.with_suffix(".tmp")
-                # One line, no indent: json's C encoder takes no indent, and this file is read
-                # and written at every call, thousands of records long on a busy provider.
-                tmp.write_text(json.dumps(state, sort_keys=True))
-                os.replace(tmp, self._state_file)
+                records = self._load()
+                yield records
+                self._save(records)
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
-    def _load(self) -> dict[str, Any]:
-        if not self._state_file.exists():
-            return {"version": STATE_VERSION, "next_id": 1, "jobs": {}}
+    def _file_key(self) -> tuple[int, int, int] | None:
+        try:
+            st = self._state_file.stat()
+        except FileNotFoundError:
+            return None
+        return st.st_ino, st.st_mtime_ns, st.st_size
+
+    def _load(self) -> _Records:
+        """The records in memory, read again only when the file is not the one last written
+        here: a busy provider's file holds thousands of records, called for every round."""
+        key = self._file_key()
+        if self._cache is not None and key is not None and key == self._cache_key:
+            return self._cache
+        self._cache_key, self._fragments = key, {}
+        if key is None:
+            self._cache = _Records(STATE_VERSION, 1, {})
+            return self._cache
         try:
             state: dict[str, Any] = json.loads(self._state_file.read_text())
         except ValueError as exc:
@@ -157,36 +190,56 @@ class LocalBackend(Backend):
                 f"local backend state {self._state_file} is not valid JSON ({exc}); "
                 "move it aside to start afresh (jobs it tracked will be reported LOST)"
             ) from None
-        return state
+        jobs = {k: _Record(**v) for k, v in state["jobs"].items()}
+        self._cache = _Records(state["version"], state["next_id"], jobs)
+        return self._cache
 
-    @staticmethod
-    def _jobs(state: dict[str, Any]) -> dict[str, _Record]:
-        return {k: _Record(**v) for k, v in state["jobs"].items()}
-
-    @staticmethod
-    def _store(state: dict[str, Any], jobs: dict[str, _Record]) -> None:
-        # (a record holds plain values only: its fields, without asdict's deep copy)
-        state["jobs"] = {k: dict(vars(r)) for k, r in jobs.items()}
+    def _save(self, records: _Records) -> None:
+        """Writes the file when a record changed, each record's JSON encoded again only then."""
+        fragments: dict[str, tuple[tuple[Any, ...], str]] = {}
+        parts = []
+        for nid, rec in records.jobs.items():
+            values = tuple(vars(rec).values())
+            known = self._fragments.get(nid)
+            if known is None or known[0] != values:
+                known = (values, f"{json.dumps(nid)}: {json.dumps(vars(rec), sort_keys=True)}")
+            fragments[nid] = known
+            parts.append(known[1])
+        self._fragments = fragments
+        # One line, no indent: the file is read and written at every call.
+        text = (
+            '{"jobs": {' + ", ".join(parts) + "}, "
+            f'"next_id": {records.next_id}, "version": {records.version}}}'
+        )
+        if text == self._written and self._cache_key == self._file_key():
+            return
+        tmp = self._state_file.with_suffix(".tmp")
+        tmp.write_text(text)
+        os.replace(tmp, self._state_file)
+        self._written, self._cache_key = text, self._file_key()
 
     # -- scheduling -------------------------------------------------------------------------
 
-    def _tick(self, state: dict[str, Any]) -> dict[str, _Record]:
+    def _tick(self, records: _Records) -> dict[str, _Record]:
         """Bring records up to date: reap, collect results, start what fits, forget old jobs."""
-        for nid, child in list(self._children.items()):
-            if child.poll() is not None:  # reap our finished supervisors: no zombies of ours
-                del self._children[nid]
-        jobs = self._jobs(state)
+        for nid in self._ended_supervisors():
+            os.close(self._watched.pop(nid))
+        jobs = records.jobs
         now = time.time()
+        used_cpus = used_mem = used_gpus = 0
+        queued = []
         for rec in jobs.values():
-            if rec.state == S.RUNNING.value:
+            if rec.state == RUNNING:
                 self._refresh_running(rec)
-        used_cpus = sum(r.cpus for r in jobs.values() if r.state == S.RUNNING.value)
-        used_mem = sum(r.mem_mb for r in jobs.values() if r.state == S.RUNNING.value)
-        used_gpus = sum(r.gpus for r in jobs.values() if r.state == S.RUNNING.value)
-        queued = sorted(
-            (r for r in jobs.values() if r.state == S.QUEUED.value),
-            key=lambda r: (r.submitted_at, int(r.native_id)),
-        )
+                if rec.state == RUNNING:
+                    used_cpus, used_mem, used_gpus = (
+                        used_cpus + rec.cpus,
+                        used_mem + rec.mem_mb,
+                        used_gpus + rec.gpus,
+                    )
+            elif rec.state == QUEUED:
+                queued.append(rec)
+        queued.sort(key=lambda r: (r.submitted_at, int(r.native_id)))
         for rec in queued:
             fits = (
                 used_cpus + rec.cpus <= self.total.total_cpus
@@ -200,10 +253,13 @@ class LocalBackend(Backend):
                     used_mem + rec.mem_mb,
                     used_gpus + rec.gpus,
                 )
-        for nid, rec in list(jobs.items()):
-            if rec.ended_at is not None and now - rec.ended_at > self.retention_s:
-                del jobs[nid]
-        self._store(state, jobs)
+        old = [
+            nid
+            for nid, rec in jobs.items()
+            if rec.ended_at is not None and now - rec.ended_at > self.retention_s
+        ]
+        for nid in old:
+            del jobs[nid]
         return jobs
 
     def _refresh_running(self, rec: _Record) -> None:
@@ -236,34 +292,80 @@ class LocalBackend(Backend):
     def _start(self, rec: _Record) -> None:
         job_dir = Path(rec.dir)
         (job_dir / "limit").write_text(str(rec.time_limit_s))
-        log = open(job_dir / "runner.log", "ab")  # noqa: SIM115 - handed to the child
         try:
-            child = subprocess.Popen(
-                [sys.executable, "-I", str(RUNNER), str(job_dir), str(self.kill_grace_s)],
-                cwd=job_dir,
-                env=self._env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=log,
-                start_new_session=True,  # not in the agent's group: a ^C to the agent spares jobs
-            )
+            pid = self._fork_supervisor(job_dir)
         except OSError as exc:
             rec.state, rec.ended_at = S.FAILED.value, time.time()
             rec.reason = f"could not start its supervisor: {exc}"
             return
-        finally:
-            log.close()
-        self._children[rec.native_id] = child
         rec.state = S.RUNNING.value
-        rec.runner_pid = child.pid
-        rec.runner_start_ticks = _proc_start_ticks(child.pid)
+        rec.runner_pid = pid
+        rec.runner_start_ticks = _proc_start_ticks(pid)
         rec.started_at = time.time()
+        # (One that ended already has its result on disk: the next call reads it.)
+        with contextlib.suppress(ProcessLookupError):
+            self._watched[rec.native_id] = os.pidfd_open(pid)
+
+    def _fork_supervisor(self, job_dir: Path) -> int:
+        """A supervisor for the job, forked by the zygote (started again if it died)."""
+        request = json.dumps([str(job_dir), self.kill_grace_s]).encode() + b"\n"
+        for _ in range(2):
+            zygote = self._zygote_process()
+            assert zygote.stdin is not None and zygote.stdout is not None
+            try:
+                zygote.stdin.write(request)
+                zygote.stdin.flush()
+                answer = zygote.stdout.readline()
+            except OSError:
+                answer = b""
+            if answer.strip().isdigit():
+                return int(answer)
+            self.close()
+        raise OSError(f"{RUNNER.name} --zygote ended; see {self.workdir / 'zygote.log'}")
+
+    def _zygote_process(self) -> subprocess.Popen[bytes]:
+        if self._zygote is None or self._zygote.poll() is not None:
+            with open(self.workdir / "zygote.log", "ab") as log:
+                self._zygote = subprocess.Popen(
+                    [sys.executable, "-I", str(RUNNER), "--zygote"],
+                    cwd=self.workdir,
+                    env=self._env,
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    stderr=log,
+                    # Not in the agent's group: a ^C to the agent spares it and the jobs.
+                    start_new_session=True,
+                )
+        return self._zygote
+
+    def close(self) -> None:
+        """Ends the zygote (it ends by itself when this process does); jobs keep running."""
+        zygote, self._zygote = self._zygote, None
+        if zygote is None:
+            return
+        for pipe in (zygote.stdin, zygote.stdout):
+            if pipe is not None:
+                pipe.close()
+        try:
+            zygote.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            zygote.kill()
+            zygote.wait()
+
+    def _ended_supervisors(self) -> list[str]:
+        if not self._watched:
+            return []
+        by_fd = {fd: nid for nid, fd in self._watched.items()}
+        poller = select.poll()
+        for fd in by_fd:
+            poller.register(fd, select.POLLIN)
+        return [by_fd[fd] for fd, _ in poller.poll(0)]
 
     # -- Backend ----------------------------------------------------------------------------
 
     def news(self) -> int:
-        # A supervisor exits when its job ends (results on disk): a cheap waitpid per child.
-        return sum(1 for child in self._children.values() if child.poll() is not None)
+        # A supervisor ends when its job ends (results on disk): one poll over their pidfds.
+        return len(self._ended_supervisors())
 
     def submit(self, job: BackendJob) -> str:
         native = self.submit_many([job])[0]
@@ -276,14 +378,14 @@ class LocalBackend(Backend):
         # both cost as much for one job as for a hundred.
         out: list[str | BackendError] = []
         with self._records() as state:
-            records = self._jobs(state)
+            records = state.jobs
             for job in jobs:
                 refusal = self._never_fits(job)
                 if refusal is not None:
                     out.append(refusal)
                     continue
-                native = str(state["next_id"])
-                state["next_id"] += 1
+                native = str(state.next_id)
+                state.next_id += 1
                 try:
                     records[native] = self._prepare(job, native)
                 except BackendError as exc:  # its sandbox cannot take it
@@ -293,7 +395,6 @@ class LocalBackend(Backend):
                     out.append(unforeseen(job, exc))
                     continue
                 out.append(native)
-            self._store(state, records)
             self._tick(state)
         return out
 
@@ -338,23 +439,23 @@ class LocalBackend(Backend):
         )
 
     def status(self, native_ids: Sequence[str]) -> dict[str, BackendJobInfo]:
+        out = {}
         with self._records() as state:
             jobs = self._tick(state)
-        out = {}
-        for nid in native_ids:
-            rec = jobs.get(nid)
-            if rec is None:
-                out[nid] = BackendJobInfo(nid, S.LOST, reason="no record in the local backend")
-                continue
-            out[nid] = BackendJobInfo(
-                native_id=nid,
-                status=S(rec.state),
-                exit_code=rec.exit_code,
-                started_at=rec.started_at,
-                ended_at=rec.ended_at,
-                reason=rec.reason,
-                raw_state=rec.state,
-            )
+            for nid in native_ids:
+                rec = jobs.get(nid)
+                if rec is None:
+                    out[nid] = BackendJobInfo(nid, S.LOST, reason="no record in the local backend")
+                    continue
+                out[nid] = BackendJobInfo(
+                    native_id=nid,
+                    status=S(rec.state),
+                    exit_code=rec.exit_code,
+                    started_at=rec.started_at,
+                    ended_at=rec.ended_at,
+                    reason=rec.reason,
+                    raw_state=rec.state,
+                )
         return out
 
     def cancel(self, native_id: str) -> None:
@@ -363,7 +464,7 @@ class LocalBackend(Backend):
             rec = jobs.get(native_id)
             if rec is None or S(rec.state).is_terminal:
                 return
-            if rec.state == S.QUEUED.value:
+            if rec.state == QUEUED:
                 rec.state, rec.ended_at, rec.reason = S.CANCELLED.value, time.time(), "cancelled"
             else:
                 # The supervisor kills the job's group and records CANCELLED. It polls the file
@@ -373,7 +474,6 @@ class LocalBackend(Backend):
                 started = (Path(rec.dir) / "started.json").exists()
                 if started and self._runner_alive(rec) and rec.runner_pid is not None:
                     os.kill(rec.runner_pid, signal.SIGTERM)
-            self._store(state, jobs)
 
     def extend(self, native_id: str, time_limit_s: int) -> None:
         with self._records() as state:
@@ -386,13 +486,12 @@ class LocalBackend(Backend):
             tmp = Path(rec.dir) / "limit.tmp"
             tmp.write_text(str(time_limit_s))
             os.replace(tmp, Path(rec.dir) / "limit")
-            self._store(state, jobs)
 
     def adopt(self) -> dict[int, str]:
         with self._records() as state:
-            jobs = self._tick(state)
+            records = list(self._tick(state).values())
         best: dict[int, tuple[bool, int]] = {}
-        for rec in jobs.values():
+        for rec in records:
             if self.name_prefix is not None:
                 chain_id = parse_job_name(rec.name, self.name_prefix)
                 if chain_id is None:
@@ -407,15 +506,14 @@ class LocalBackend(Backend):
 
     def log_paths(self, job_id: int, native_id: str) -> tuple[Path, Path] | None:
         with self._records() as state:
-            rec = self._jobs(state).get(native_id)
+            rec = state.jobs.get(native_id)
         if rec is None:
             return None
         return Path(rec.dir) / "job.out", Path(rec.dir) / "job.err"
 
     def capacity(self) -> Capacity:
         with self._records() as state:
-            jobs = self._tick(state)
-        running = [r for r in jobs.values() if r.state == S.RUNNING.value]
+            running = [r for r in self._tick(state).values() if r.state == RUNNING]
         t = self.total
         return Capacity(
             total_cpus=t.total_cpus,

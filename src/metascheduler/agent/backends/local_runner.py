@@ -1,16 +1,27 @@
-"""Supervisor of one local job: ``python -I local_runner.py <job dir> <kill grace s>``.
+"""Supervisors of local jobs, forked from one long-lived process per backend (the "zygote"):
+``python -I local_runner.py --zygote``, or ``python -I local_runner.py <job dir> <kill grace s>``
+for one job alone.
 
-The local backend starts one of these per job, detached from the agent, so that a job keeps
-running, keeps its time limit and gets its result recorded while the agent restarts. It:
+The zygote reads one request a line on its stdin (``[job dir, kill grace s]`` in JSON), forks a
+supervisor for it and answers with the supervisor's pid. A fork of this small, already started
+interpreter costs about a millisecond of CPU, where a new interpreter per job (and a second one
+for the sandbox launcher) cost well over a hundred. The supervisors are detached from the agent
+(own session, output to the job folder), so that a job keeps running, keeps its time limit and
+gets its result recorded while the agent restarts; the zygote ends when the agent closes its
+stdin, its supervisors do not.
+
+A supervisor:
 
 - runs ``command.json`` (``bash job.sh``, or the sandbox launcher) in a new process group (so
-  a cancel or time-out kills the whole tree),
-  output to ``job.out``/``job.err``;
+  a cancel or time-out kills the whole tree), output to ``job.out``/``job.err``; the launcher
+  runs in a fork of this process, from the module already imported, not in a new interpreter;
 - writes ``started.json`` (job pid, start time) once the job runs;
-- enforces the time limit in ``limit`` (total seconds from the start), re-read every poll, which is
-  how ``extend`` works;
+- enforces the time limit in ``limit`` (total seconds from the start), re-read every second,
+  which is how ``extend`` works;
 - on SIGTERM (a cancel) or at the limit, sends SIGTERM to the group, then SIGKILL after the grace;
 - writes ``result.json`` (state, exit code, end time) atomically when it is all over.
+
+It sleeps between those looks: the job's end (a pidfd) and a signal (a wake-up pipe) wake it.
 
 Standard library only, run by path: importing our package could pull in the whole agent.
 """
@@ -18,16 +29,34 @@ Standard library only, run by path: importing our package could pull in the whol
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import os
+import select
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
-POLL_S = 0.1
+#: Longest sleep between two looks at the ``cancel`` and ``limit`` files.
+POLL_S = 1.0
+LAUNCHER = Path(__file__).with_name("sandbox_launch.py")
+#: Exit code of a job whose sandbox could not be started (as the launcher's own).
+SETUP_FAILED = 126
+
+
+def _load_launcher() -> ModuleType:
+    """``sandbox_launch.py``, imported by path (``-I`` keeps this folder off ``sys.path``)."""
+    spec = importlib.util.spec_from_file_location("ms_sandbox_launch", LAUNCHER)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_launcher: ModuleType | None = None
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
@@ -48,6 +77,49 @@ def _kill_group(pgid: int, sig: int) -> None:
         os.killpg(pgid, sig)
 
 
+def _runs_launcher(command: list[str]) -> bool:
+    """Whether the command is ``python -I sandbox_launch.py <policy> <argv...>``."""
+    return len(command) >= 4 and command[1] == "-I" and Path(command[2]) == LAUNCHER
+
+
+def _spawn(command: list[str], job_dir: Path) -> int:
+    """Starts the job in its own session (pgid == pid), output to its folder, in this
+    process's folder; its pid."""
+    with open(job_dir / "job.out", "ab") as out, open(job_dir / "job.err", "ab") as err:
+        if not _runs_launcher(command):
+            return os.posix_spawnp(
+                command[0],
+                command,
+                os.environ,
+                file_actions=[
+                    (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+                    (os.POSIX_SPAWN_DUP2, out.fileno(), 1),
+                    (os.POSIX_SPAWN_DUP2, err.fileno(), 2),
+                ],
+                setsid=True,
+            )
+        global _launcher
+        if _launcher is None:
+            _launcher = _load_launcher()
+        pid = os.fork()
+        if pid == 0:
+            code = SETUP_FAILED
+            try:
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)  # as a new process would have
+                os.setsid()
+                null = os.open(os.devnull, os.O_RDONLY)
+                os.dup2(null, 0)
+                os.dup2(out.fileno(), 1)
+                os.dup2(err.fileno(), 2)
+                code = _launcher.launch(Path(command[3]), command[4:])
+            except BaseException as exc:  # never back into the supervisor's code
+                with contextlib.suppress(BaseException):
+                    os.write(2, f"sandbox: could not start: {exc}\n".encode())
+            finally:
+                os._exit(code)
+        return pid
+
+
 def supervise(job_dir: Path, grace_s: float) -> int:
     cancelled = False
 
@@ -58,6 +130,7 @@ def supervise(job_dir: Path, grace_s: float) -> int:
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    os.chdir(job_dir)
 
     limit_file = job_dir / "limit"
     limit = _read_limit(limit_file, float("inf"))
@@ -67,22 +140,27 @@ def supervise(job_dir: Path, grace_s: float) -> int:
         if command_file.exists()
         else ["bash", str(job_dir / "job.sh")]
     )
-    with open(job_dir / "job.out", "ab") as out, open(job_dir / "job.err", "ab") as err:
-        proc = subprocess.Popen(
-            command,
-            cwd=job_dir,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=err,
-            start_new_session=True,  # its own process group: pgid == pid
-        )
+    pid = _spawn(command, job_dir)
     started = time.time()
-    _write_json(job_dir / "started.json", {"pid": proc.pid, "started_at": started})
+    _write_json(job_dir / "started.json", {"pid": pid, "started_at": started})
+    # Made after the fork, so that the job holds none of them. A signal from here on writes to
+    # the pipe and wakes the poll; one before is seen by the first look (``cancelled``).
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_r, False)
+    os.set_blocking(wake_w, False)
+    signal.set_wakeup_fd(wake_w)
+    ended = select.poll()
+    ended.register(os.pidfd_open(pid), select.POLLIN)
+    ended.register(wake_r, select.POLLIN)
 
     state, reason = "", None
     kill_at: float | None = None
-    while proc.poll() is None:
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
         now = time.time()
+        wait_s = POLL_S
         if not state:
             if cancelled or (job_dir / "cancel").exists():
                 state, reason = "CANCELLED", "cancelled"
@@ -90,16 +168,23 @@ def supervise(job_dir: Path, grace_s: float) -> int:
                 limit = _read_limit(limit_file, limit)
                 if now - started >= limit:
                     state, reason = "TIMEOUT", f"time limit of {limit:g} s reached"
+                wait_s = min(POLL_S, started + limit - now)
             if state:
-                _kill_group(proc.pid, signal.SIGTERM)
+                _kill_group(pid, signal.SIGTERM)
                 kill_at = now + grace_s
-        elif kill_at is not None and now >= kill_at:
-            _kill_group(proc.pid, signal.SIGKILL)
-            kill_at = None
-        time.sleep(POLL_S)
+                wait_s = grace_s
+        elif kill_at is not None:
+            if now >= kill_at:
+                _kill_group(pid, signal.SIGKILL)
+                kill_at = None
+            else:
+                wait_s = kill_at - now
+        ended.poll(max(1, int(wait_s * 1000) + 1))
+        with contextlib.suppress(BlockingIOError):
+            os.read(wake_r, 512)
     # The main process is gone; whatever it left running in its group goes with it, as in Slurm.
-    _kill_group(proc.pid, signal.SIGKILL)
-    code = proc.returncode
+    _kill_group(pid, signal.SIGKILL)
+    code = os.waitstatus_to_exitcode(status)
     exit_code = 128 - code if code < 0 else code
     if not state:
         state = "COMPLETED" if exit_code == 0 else "FAILED"
@@ -109,5 +194,54 @@ def supervise(job_dir: Path, grace_s: float) -> int:
     return 0
 
 
+def _supervisor(job_dir: Path, grace_s: float) -> None:
+    """In a fork of the zygote: detaches, then supervises the job. Never returns."""
+    code = 1
+    try:
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # it waits for its own child
+        os.setsid()
+        null = os.open(os.devnull, os.O_RDONLY)
+        log = os.open(job_dir / "runner.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        # Over the zygote's pipes to the agent: the agent sees the zygote's end, not ours.
+        os.dup2(null, 0)
+        os.dup2(log, 1)
+        os.dup2(log, 2)
+        os.close(null)
+        os.close(log)
+        code = supervise(job_dir, grace_s)
+    except BaseException as exc:
+        with contextlib.suppress(BaseException):
+            os.write(2, f"supervisor of {job_dir} failed: {exc!r}\n".encode())
+    finally:
+        os._exit(code)
+
+
+def zygote() -> int:
+    """Forks a supervisor per request line until stdin closes."""
+    global _launcher
+    _launcher = _load_launcher()  # once, before any fork
+
+    def reap(_signum: int, _frame: object) -> None:
+        # Waited for, not left to the kernel (SIG_IGN): a waited-for child's CPU time is
+        # added to this process's, where a benchmark reads it.
+        with contextlib.suppress(ChildProcessError):
+            while os.waitpid(-1, os.WNOHANG)[0]:
+                pass
+
+    signal.signal(signal.SIGCHLD, reap)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    for line in sys.stdin:
+        job_dir, grace_s = json.loads(line)
+        pid = os.fork()
+        if pid == 0:
+            _supervisor(Path(job_dir), float(grace_s))
+        sys.stdout.write(f"{pid}\n")
+        sys.stdout.flush()
+    return 0
+
+
 if __name__ == "__main__":
+    if sys.argv[1:] == ["--zygote"]:
+        sys.exit(zygote())
     sys.exit(supervise(Path(sys.argv[1]), float(sys.argv[2]) if len(sys.argv) > 2 else 5.0))

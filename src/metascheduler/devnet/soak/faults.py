@@ -1,7 +1,9 @@
-"""The soak's fault injector: kills, RPC cuts, reorgs and malformed input."""
+"""The soak's fault injector: kills, outages, RPC cuts, reorgs, a ban, a price rise, hostile
+specs, a spam burst and malformed input."""
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import subprocess
@@ -22,11 +24,19 @@ from metascheduler.chain.rpc import connect
 from metascheduler.devnet.anvil import dev_account
 from metascheduler.devnet.soak.common import (
     CLI_WALLET,
+    CREDIT,
     CUSTOMERS,
+    HOSTILE,
+    MAX_PRICE,
     MAX_REORG_DEPTH,
+    PRICE_CPU,
+    RAISED_PRICE_CPU,
+    SPAM_WALLETS,
     SoakOptions,
+    say,
 )
 from metascheduler.devnet.soak.grid import SoakGrid
+from metascheduler.devnet.soak.wallets import Wallets
 from metascheduler.heartbeat import Heartbeat, sign
 
 
@@ -38,7 +48,45 @@ def _rpc(w3: Web3, method: str, params: list[Any]) -> Any:
     return r.get("result")
 
 
-FAULT_KINDS = ("oracle_kill", "agent_kill", "rpc_cut", "reorg", "api_garbage", "cli_garbage")
+#: Faults that recur at random after the first round.
+RECURRING = (
+    "oracle_kill",
+    "agent_kill",
+    "rpc_cut",
+    "reorg",
+    "api_garbage",
+    "cli_garbage",
+    "api_down",
+    "hostile_specs",
+)
+#: Faults that happen once a run, in the first round (a ban is for good; one price rise says
+#: enough).
+ONCE = ("ban", "price_raise")
+#: The spam burst comes at a fifth of the run, whatever the order of the others.
+BURST_AT = 0.2
+FAULT_KINDS = (*RECURRING, *ONCE, "burst")
+
+
+def _json_spec(name: str, **fields: Any) -> dict[str, Any]:
+    return {
+        "name": name,
+        "script": "echo hostile",
+        "resources": {"tasks": 1, "cpus_per_task": 1, "mem_per_cpu_mb": 256},
+        "time_limit_minutes": 5,
+        **fields,
+    }
+
+
+#: Specs that killed agents or the oracle's ingestion on earlier versions, sent raw (around the
+#: client's validation, as an attacker would): each must end refused or run, every agent alive.
+HOSTILE_SPECS: dict[str, bytes] = {
+    "tilde": json.dumps(_json_spec("hostile-tilde", workdir="~no_such_user/x")).encode(),
+    # A lone surrogate, as a JSON escape: valid JSON, and no UTF-8 can encode it.
+    "surrogate": json.dumps(_json_spec("hostile-surrogate", env={"A": "\ud800"})).encode(),
+    "etc_passwd": json.dumps(_json_spec("hostile-passwd", workdir="/etc/passwd")).encode(),
+    # 2.4 kB of nesting: deeper than Python's JSON decoder goes at its default recursion limit.
+    "deep": ('{"name": ' + "[" * 1200 + "]" * 1200 + ', "script": "echo deep"}').encode(),
+}
 
 
 class Injector:
@@ -57,6 +105,18 @@ class Injector:
         self._restores: list[tuple[float, str, Callable[[], None]]] = []
         self._down: set[str] = set()
         self._agent_kills = 0
+        #: Jobs of the hostile customer, cancelled at the end if no agent ran them.
+        self.hostile_jobs: list[int] = []
+        self.spam = Wallets(grid.anvil.url, grid.market(0), "spam", SPAM_WALLETS)
+        self.spam_sent = 0
+        self._burst_thread: threading.Thread | None = None
+        #: Agents found dead that the injector had not killed (a crash, e.g. on a hostile spec).
+        self.crashed: list[str] = []
+        #: The banned provider's agent once banned: it stops itself at its next start (a banned
+        #: provider cannot register), which is no crash.
+        self.banned = ""
+        #: service name -> (down since, back at) wall-clock windows, for the verdict's bounds
+        self.downtime: dict[str, list[tuple[float, float]]] = {}
         self.thread = threading.Thread(target=self._loop, name="injector", daemon=True)
         seconds = opts.minutes * 60
         self.interval = opts.fault_interval_s or max(4.0, min(15.0, seconds / 40))
@@ -68,39 +128,90 @@ class Injector:
         `reorg_dropping_txs`) count some of the `agent_kill` and `reorg` faults again."""
         return sum(self.faults[k] for k in FAULT_KINDS)
 
+    def fund(self) -> None:
+        self.spam.fund(self.grid.admin, 10 * CREDIT, 10 * CREDIT)
+
     def start(self) -> None:
         self.thread.start()
 
     def finish(self) -> None:
-        """Stops injecting and brings every service and the RPC back at once."""
+        """Stops injecting and brings every service and the RPC back at once; then the
+        customers of jobs no agent will run (hostile specs, the spam) cancel them."""
         self.stop.set()
         self.thread.join(120)
         for _, what, fn in sorted(self._restores, key=lambda r: r[0]):
             self._run_restore(what, fn)
         self._restores.clear()
+        if self._burst_thread is not None:
+            self._burst_thread.join(300)
+        self._cancel_leftovers()
+
+    def _cancel_leftovers(self) -> None:
+        from metascheduler.devnet.soak.verdict import job_views
+
+        market = self.grid.market(HOSTILE)
+        views = job_views(market, market.job_count())
+        spam = {a.lower(): i for i, a in enumerate(self.spam.addresses)}
+        raws: list[bytes] = []
+        hostile = 0
+        for j, v in views.items():
+            if v.status.terminal:
+                continue
+            if j in self.hostile_jobs:
+                try:
+                    market.cancel_job(j)
+                    hostile += 1
+                except Exception as exc:
+                    self._note(f"cancelling hostile job {j} failed: {type(exc).__name__}: {exc}")
+            elif v.customer.lower() in spam:
+                raws.append(self.spam.cancel(spam[v.customer.lower()], j))
+        self.spam.send(raws)
+        say(f"customers cancelled {hostile} hostile-spec and {len(raws)} spam jobs left PENDING")
 
     def _note(self, msg: str) -> None:
         self.notes.append(f"{time.strftime('%H:%M:%S')} {msg}")
 
     def _loop(self) -> None:
         # Every kind once first, in a seeded order, so a short run covers them all.
-        queue = list(FAULT_KINDS)
+        queue = [*RECURRING, *ONCE]
         self.rng.shuffle(queue)
-        next_at = time.monotonic() + self.rng.uniform(2, self.interval)
+        started = time.monotonic()
+        burst_at = started + BURST_AT * self.opts.minutes * 60
+        next_at = started + self.rng.uniform(2, self.interval)
         while not self.stop.wait(0.25):
             now = time.monotonic()
+            if now >= burst_at and self._burst():
+                self.faults["burst"] += 1
             for r in [r for r in self._restores if r[0] <= now]:
                 self._restores.remove(r)
                 self._run_restore(r[1], r[2])
+            self._look_for_crashes()
             if now < next_at:
                 continue
-            kind = queue.pop(0) if queue else self.rng.choice(FAULT_KINDS)
+            kind = queue.pop(0) if queue else self.rng.choice(RECURRING)
             try:
                 if getattr(self, f"_{kind}")():
                     self.faults[kind] += 1
+                elif kind in ONCE:
+                    queue.append(kind)  # not now (e.g. nothing running to ban): later
             except Exception as exc:
                 self._note(f"fault {kind} failed to inject: {type(exc).__name__}: {exc}")
             next_at = time.monotonic() + self.rng.expovariate(1 / self.interval)
+
+    def _look_for_crashes(self) -> None:
+        for svc in self.grid.services:
+            if svc.name in self._down or svc.alive or svc.process is None:
+                continue
+            if svc.name == self.banned:
+                self._down.add(svc.name)
+                self._note(f"{svc.name} stopped itself: its provider is banned")
+                self.downtime.setdefault(svc.name, []).append((time.time(), float("inf")))
+                continue
+            code = svc.process.returncode
+            self.crashed.append(f"{svc.name} (exit {code})")
+            self._note(f"{svc.name} died by itself (exit {code}); restarting it")
+            svc.start()
+            self.downtime.setdefault(svc.name, []).append((time.time() - 0.25, time.time()))
 
     def _later(self, delay_s: float, what: str, fn: Callable[[], None]) -> None:
         self._restores.append((time.monotonic() + delay_s, what, fn))
@@ -119,11 +230,13 @@ class Injector:
         svc = self.grid.by_name[name]
         svc.kill()  # SIGKILL
         self._down.add(name)
+        since = time.time()
         self._note(f"SIGKILL {name}; restart in {delay_s:.0f} s")
 
         def restart() -> None:
             self._down.discard(name)
             svc.start()
+            self.downtime.setdefault(name, []).append((since, time.time()))
 
         self._later(delay_s, f"{name} restart", restart)
         return True
@@ -132,7 +245,10 @@ class Injector:
         return self._kill("oracle", self.rng.uniform(0.5, 6))
 
     def _agent_kill(self) -> bool:
-        name = self.rng.choice(sorted(self.grid.providers))
+        # Not the banned provider's agent: once banned it refuses to start again (registration
+        # fails), which would leave its running jobs to the oracle's silence rule and their
+        # results on its disk; the ban's own rule is that those jobs run on, reported as usual.
+        name = self.rng.choice(sorted(set(self.grid.providers) - {self.banned}))
         self._agent_kills += 1
         # Every third kill (the second, fifth, ...) outlives the heartbeat timeout, so that even
         # a short run sees the oracle fail a silent provider's jobs.
@@ -143,6 +259,92 @@ class Injector:
         else:
             delay = self.rng.uniform(0.5, 5)
         return self._kill(name, delay)
+
+    def _api_down(self) -> bool:
+        """The API (heartbeats and results) down past the oracle's heartbeat timeout."""
+        return self._kill("api", self.opts.heartbeat_timeout_s + self.rng.uniform(5, 10))
+
+    def _ban(self) -> bool:
+        """The admin bans a provider while it runs jobs; they must run on and be billed."""
+        name = self.grid.ban_victim
+        if name in self._down:
+            return False
+        state = self.grid.agents[name] / "state.json"
+        running = [
+            r
+            for r in (
+                json.loads(state.read_text()).get("jobs", {}) if state.exists() else {}
+            ).values()
+            if r.get("state") == "RUNNING"
+        ]
+        if not running:
+            return False
+        self.grid.admin.ban_provider(dev_account(self.grid.providers[name]).address)
+        self.banned = name
+        self._note(f"banned {name} with {len(running)} jobs running on its backend")
+        return True
+
+    def _price_raise(self) -> bool:
+        """One provider re-registers at a higher price (its agent restarted with it): jobs
+        placed before keep their price, later ones pay at most the quote."""
+        name = "agent-2"
+        if name in self._down:
+            return False
+        path = self.grid.agent_config(name)
+        text = path.read_text()
+        raised = text.replace(f"\ncpu = {PRICE_CPU}\n", f"\ncpu = {RAISED_PRICE_CPU}\n")
+        if raised == text:
+            return False
+        svc = self.grid.by_name[name]
+        since = time.time()
+        svc.stop()
+        path.write_text(raised)
+        svc.start()
+        self.downtime.setdefault(name, []).append((since, time.time()))
+        self._note(f"{name} raised its CPU price from {PRICE_CPU} to {RAISED_PRICE_CPU}")
+        return True
+
+    def _hostile_specs(self) -> bool:
+        market = self.grid.market(HOSTILE)
+        for what, spec in HOSTILE_SPECS.items():
+            try:
+                self.hostile_jobs.append(
+                    market.request_job(
+                        spec, 1, 0, 256, max_price_per_minute=MAX_PRICE, escrow=CREDIT // 10
+                    )
+                )
+            except Exception as exc:
+                self._note(f"hostile spec {what} not submitted: {type(exc).__name__}: {exc}")
+        return True
+
+    def _burst(self) -> bool:
+        """A burst of tiny jobs whose escrow pays no minimum run: they must not hold up the
+        funded jobs, and their customers cancel them at the end."""
+        if self._burst_thread is not None:
+            return False
+        n = self.opts.burst_jobs
+
+        def send() -> None:
+            raws = [
+                self.spam.request(
+                    k % SPAM_WALLETS,
+                    f'{{"name":"soak-spam-{k}","script":"true"}}'.encode(),
+                    1,
+                    MAX_PRICE,
+                )
+                for k in range(n)
+            ]
+            started = time.monotonic()
+            self.spam_sent = len(self.spam.send(raws))
+            mined = self.spam.wait_mined()
+            self._note(
+                f"burst: {self.spam_sent} of {n} tiny jobs sent, "
+                + (f"mined in {time.monotonic() - started:.0f} s" if mined else "NOT all mined")
+            )
+
+        self._burst_thread = threading.Thread(target=send, name="burst", daemon=True)
+        self._burst_thread.start()
+        return True
 
     # -- the RPC
 

@@ -8,18 +8,23 @@ import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 from metascheduler.chain import Market
 from metascheduler.chain.rpc import connect
 from metascheduler.devnet.anvil import dev_account, start_anvil
 from metascheduler.devnet.demo import Devnet, slurm_available
+from metascheduler.devnet.objectstore import start_object_store
 from metascheduler.devnet.procs import Service
 from metascheduler.devnet.proxy import TcpProxy
 from metascheduler.devnet.soak.common import (
     ADMIN,
+    BANNED_PROVIDER,
     CLI_WALLET,
     CREDIT,
     CUSTOMERS,
+    HOSTILE,
+    LOCAL_CPUS,
     LOCAL_PROVIDERS,
     MAX_REORG_DEPTH,
     ORACLE,
@@ -28,6 +33,7 @@ from metascheduler.devnet.soak.common import (
     SoakOptions,
     say,
 )
+from metascheduler.devnet.soak.database import SoakDatabase
 
 
 class SoakGrid(Devnet):
@@ -38,6 +44,8 @@ class SoakGrid(Devnet):
         self.opts = opts
         self.proxy: TcpProxy | None = None
         self.agents: dict[str, Path] = {}  # name -> local backend workdir (None for Slurm)
+        #: The provider the `ban` fault bans (its service name).
+        self.ban_victim = ""
         self.slurm_conf: Path | None = None
         self.slurm_agent: str | None = None
         self.providers: dict[str, int] = {}  # service name -> dev key index
@@ -45,6 +53,7 @@ class SoakGrid(Devnet):
         # an agent adopts the jobs carrying its prefix.
         self.name_prefix = f"sk{os.urandom(4).hex()}-"
         self.started_at = time.time()
+        self.database: SoakDatabase | None = None
 
     @property
     def by_name(self) -> dict[str, Service]:
@@ -72,15 +81,27 @@ class SoakGrid(Devnet):
 
         hb = self.opts.heartbeat_timeout_s
         base = {"rpc_url": self.proxy.url, "market_address": dep.market, "confirmations": 0}
-        db = f"sqlite:///{self.root / 'grid.db'}"
-        self._service(
-            "api",
-            "metascheduler.api",
-            {**base, "database_url": db, "port": self.api_port, "heartbeat_timeout_s": hb},
-            ORACLE,
-            positional=True,
+        self.database = SoakDatabase(self.root, self.name_prefix.rstrip("-"))
+        db = self.database.create()
+        say(f"store: {self.database.kind}")
+        # Logs and outputs go to a real SeaweedFS through the API, as in the demo.
+        self.objects = start_object_store(
+            self.root / "seaweedfs", log_path=self.root / "logs" / "seaweedfs.log"
         )
-        self.oracle_cfg = {
+        say(f"SeaweedFS S3 at {self.objects.endpoint} (logs and outputs)")
+        api_cfg = {
+            **base,
+            "database_url": db,
+            "port": self.api_port,
+            "heartbeat_timeout_s": hb,
+            "object_store_endpoint": self.objects.endpoint,
+        }
+        store_keys = {
+            "MS_OBJECT_STORE_ACCESS_KEY": self.objects.access_key,
+            "MS_OBJECT_STORE_SECRET_KEY": self.objects.secret_key,
+        }
+        self._service("api", "metascheduler.api", api_cfg, ORACLE, positional=True, env=store_keys)
+        self.oracle_cfg: dict[str, Any] = {
             **base,
             "database_url": db,
             "start_block": dep.block,
@@ -102,15 +123,17 @@ class SoakGrid(Devnet):
             "rpc_deadline_s": 30.0,
             "confirmations": MAX_REORG_DEPTH,
         }
-        for n, key in enumerate(LOCAL_PROVIDERS):
-            name = f"agent-{n + 1}"
+        locals_ = [(f"agent-{n + 1}", key) for n, key in enumerate(LOCAL_PROVIDERS)]
+        self.ban_victim = "agent-banned"
+        for name, key in [*locals_, (self.ban_victim, BANNED_PROVIDER)]:
             work = self.root / name / "work"
+            mem = LOCAL_CPUS * 512
             cfg = {
                 **agent_base,
                 "backend": "local",
                 "state_dir": str(self.root / name),
-                "local": {"workdir": str(work), "cpus": 4, "mem_mb": 8192},
-                "hardware": {"nodes": 1, "cpus": 4, "mem_mb": 8192, "gpus": 0},
+                "local": {"workdir": str(work), "cpus": LOCAL_CPUS, "mem_mb": mem},
+                "hardware": {"nodes": 1, "cpus": LOCAL_CPUS, "mem_mb": mem, "gpus": 0},
             }
             self._service(name, "metascheduler.agent", cfg, key)
             self.agents[name] = work
@@ -144,7 +167,7 @@ class SoakGrid(Devnet):
             m.deposit(500 * CREDIT)
 
         with ThreadPoolExecutor(4) as pool:
-            list(pool.map(fund, [*CUSTOMERS[: self.opts.customers], CLI_WALLET]))
+            list(pool.map(fund, [*CUSTOMERS[: self.opts.customers], CLI_WALLET, HOSTILE]))
         self._wait_api()
         say(f"grid up: API and dashboard at http://127.0.0.1:{self.api_port}/")
 
@@ -158,7 +181,12 @@ class SoakGrid(Devnet):
             rpc_deadline_s=30.0,
         )
 
+    def agent_config(self, name: str) -> Path:
+        return self.root / f"{name}.toml"
+
     def down(self) -> None:
         super().down()
         if self.proxy is not None:
             self.proxy.stop()
+        if self.database is not None:
+            self.database.drop()

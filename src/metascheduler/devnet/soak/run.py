@@ -21,6 +21,7 @@ from metascheduler.devnet.soak.grid import SoakGrid
 from metascheduler.devnet.soak.verdict import (
     Verdict,
     job_states,
+    job_views,
     judge,
 )
 from metascheduler.devnet.soak.workload import Workload
@@ -44,6 +45,14 @@ def _progress(grid: SoakGrid, work: Workload, inj: Injector, started: float, pha
     )
 
 
+def _ended(grid: SoakGrid, inj: Injector) -> int:
+    """Jobs ended so far, the spam burst's excluded."""
+    m = Market(connect(grid.anvil.url), grid.deployment.market)
+    spam = {a.lower() for a in inj.spam.addresses}
+    views = job_views(m, m.job_count())
+    return sum(1 for v in views.values() if v.status.terminal and v.customer.lower() not in spam)
+
+
 def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
@@ -59,6 +68,8 @@ def run_soak(opts: SoakOptions) -> int:
         grid.up()
         work = Workload(grid, opts, opts.seed)
         inj = Injector(grid, opts, random.Random(rng.getrandbits(64)))
+        work.fund()
+        inj.fund()
         started = time.monotonic()
         end = started + opts.minutes * 60
         say(f"soak for {opts.minutes:g} min (seed {opts.seed}); faults every ~{inj.interval:.0f} s")
@@ -68,14 +79,15 @@ def run_soak(opts: SoakOptions) -> int:
             time.sleep(min(opts.progress_s, max(0.1, end - time.monotonic())))
             _progress(grid, work, inj, started, "load ")
         say("stopping the load and the faults; bringing everything back")
-        inj.finish()
         work.join()
+        work.ended_in_load = _ended(grid, inj)
+        inj.finish()
         for svc in grid.services:
             if not svc.alive:
                 code = svc.process.returncode if svc.process else None
                 say(f"{svc.name} is down after the faults (exit {code}): restarting it")
                 svc.start()
-        drain_end = time.monotonic() + opts.drain_timeout_s
+        drain_end = time.monotonic() + opts.drain_s
         m = Market(connect(grid.anvil.url), grid.deployment.market)
         while time.monotonic() < drain_end:
             states = job_states(m, m.job_count())

@@ -16,13 +16,18 @@ from metascheduler.agent.backends.slurm import SACCT_FIELDS, parse_sacct
 from metascheduler.chain import JobStatus, Market
 from metascheduler.chain.events import ChainEvent
 from metascheduler.chain.rpc import connect
+from metascheduler.chain.types import JobView
+from metascheduler.devnet.anvil import dev_account
 from metascheduler.devnet.soak.common import (
+    MAX_REORG_DEPTH,
     SoakOptions,
     say,
 )
+from metascheduler.devnet.soak.compute import Run, compare
 from metascheduler.devnet.soak.faults import Injector
 from metascheduler.devnet.soak.grid import SoakGrid
-from metascheduler.devnet.soak.workload import Workload
+from metascheduler.devnet.soak.readback import read_back
+from metascheduler.devnet.soak.workload import Workload, quick_expectation
 
 
 @dataclass
@@ -38,6 +43,10 @@ class Verdict:
     lost_ids: list[int] = field(default_factory=list)
     doubled: int = 0
     doubled_ids: list[int] = field(default_factory=list)
+    #: jobs the banned provider's backend ran whose START the ban then refused: the oracle
+    #: reclaimed them (reason "provider banned") and they ran again elsewhere, the first run
+    #: unpaid. Not in `doubled`: the ban's rule stops placed jobs, and these were placed.
+    rerun_after_ban: int = 0
     credit_drift: int = 0
     audit_ok: bool = False
     audit_discrepancies: int = 0
@@ -48,6 +57,35 @@ class Verdict:
     api_log_errors: int = 0
     cli_wrong: int = 0
     customer_errors: dict[str, int] = field(default_factory=dict)
+    #: jobs submitted during the load (spam burst excluded) and how many had ended by its end
+    load_jobs_submitted: int = 0
+    load_jobs_ended: int = 0
+    #: jobs ended per minute of load: what the grid kept up with
+    jobs_ended_per_min: float = 0
+    spam_jobs: int = 0
+    #: seconds from a fast-stream job's request to its end on chain (block times), p50 and p99
+    quick_p50_s: float = 0
+    quick_p99_s: float = 0
+    #: agents, oracle or API found dead without the injector having killed them
+    services_crashed: int = 0
+    #: credits owed by the rules for delivered compute and not paid (see `compute`)
+    provider_underpaid: int = 0
+    #: credits billed beyond the compute delivered and the end's documented bounds
+    customer_overbilled: int = 0
+    #: backend seconds not billed, against the documented bound summed over the jobs
+    free_compute_s: float = 0
+    free_compute_bound_s: float = 0
+    free_compute_max_job_s: float = 0
+    free_compute_over_bound: int = 0
+    delivered_s: float = 0
+    billed_s: float = 0
+    #: lines the sampled jobs printed that their customers did not read back (and read twice)
+    logs_lost: int = 0
+    logs_doubled: int = 0
+    #: sampled jobs whose stored outputs do not match the digest on chain or what the job wrote
+    outputs_mismatch: int = 0
+    results_checked: int = 0
+    results_unreadable: int = 0
     minutes: float = 0
     seed: int = 0
     slurm: bool = False
@@ -63,13 +101,20 @@ class Verdict:
             and self.api_5xx == 0
             and self.api_accepted_bad == 0
             and self.cli_wrong == 0
+            and self.services_crashed == 0
+            and self.provider_underpaid == 0
+            and self.customer_overbilled == 0
+            and self.free_compute_s <= self.free_compute_bound_s
+            and self.logs_lost == 0
+            and self.logs_doubled == 0
+            and self.outputs_mismatch == 0
         )
 
 
-def job_states(market: Market, count: int) -> dict[int, JobStatus]:
-    """Every job's status, in JSON-RPC batches (one round trip per 200 jobs)."""
+def job_views(market: Market, count: int) -> dict[int, JobView]:
+    """Every job's record, in JSON-RPC batches (one round trip per 200 jobs)."""
     fns = market.contract.functions
-    out: dict[int, JobStatus] = {}
+    out: dict[int, JobView] = {}
     ids = list(range(1, count + 1))
     for i in range(0, len(ids), 200):
         part = ids[i : i + 200]
@@ -78,24 +123,32 @@ def job_states(market: Market, count: int) -> dict[int, JobStatus]:
                 batch.add(fns.getJob(j))
             raw: list[Any] = list(batch.execute())
         for j, v in zip(part, raw, strict=True):
-            out[j] = JobStatus(v[2])
+            out[j] = JobView.from_call(j, v)
     return out
 
 
-def backend_runs(grid: SoakGrid) -> tuple[dict[int, list[str]], list[str]]:
-    """Chain job id -> where it started running on a backend (one entry per start)."""
-    runs: dict[int, list[str]] = defaultdict(list)
+def job_states(market: Market, count: int) -> dict[int, JobStatus]:
+    """Every job's status."""
+    return {j: v.status for j, v in job_views(market, count).items()}
+
+
+def backend_runs(grid: SoakGrid) -> tuple[dict[int, list[Run]], list[str]]:
+    """Chain job id -> its runs on a backend (one entry per start), from the backends' own
+    records: the local executor's state file and Slurm's accounting."""
+    runs: dict[int, list[Run]] = defaultdict(list)
     notes: list[str] = []
+    now = time.time()
     for name, work in grid.agents.items():
         path = work / "state.json"
         if not path.exists():
             continue
         for native, rec in json.loads(path.read_text()).get("jobs", {}).items():
             if rec.get("started_at") is not None:
-                runs[int(rec["job_id"])].append(f"{name}:{native}")
+                end = rec.get("ended_at") or now
+                runs[int(rec["job_id"])].append(Run(f"{name}:{native}", rec["started_at"], end))
     if grid.slurm_conf and grid.slurm_agent:
         env = {**os.environ, "SLURM_CONF": str(grid.slurm_conf)}
-        seen: dict[str, int] = {}
+        seen: dict[str, tuple[int, float, float]] = {}
         since = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(grid.started_at - 60))
         args = ["sacct", "-c", "--parsable2", "--noheader", f"--format={SACCT_FIELDS}"]
         args.append(f"--starttime={since}")
@@ -104,7 +157,7 @@ def backend_runs(grid: SoakGrid) -> tuple[dict[int, list[str]], list[str]]:
             for row in parse_sacct(p.stdout):
                 jid = parse_job_name(row.name, grid.name_prefix)
                 if jid is not None and row.start is not None:
-                    seen[row.native_id] = jid
+                    seen[row.native_id] = (jid, row.start, row.end or now)
         else:
             notes.append(f"sacct -c failed: {p.stderr.strip()}")
         q = subprocess.run(
@@ -118,9 +171,9 @@ def backend_runs(grid: SoakGrid) -> tuple[dict[int, list[str]], list[str]]:
             native, name, state = [*line.split("|"), "", "", ""][:3]
             jid = parse_job_name(name.strip(), grid.name_prefix)
             if jid is not None and state.strip() not in ("PENDING", "CANCELLED"):
-                seen.setdefault(native.strip(), jid)
-        for native, jid in seen.items():
-            runs[jid].append(f"{grid.slurm_agent}:{native}")
+                seen.setdefault(native.strip(), (jid, now, now))
+        for native, (jid, start, end) in seen.items():
+            runs[jid].append(Run(f"{grid.slurm_agent}:{native}", start, end))
     return runs, notes
 
 
@@ -179,9 +232,23 @@ def judge(grid: SoakGrid, inj: Injector, work: Workload, opts: SoakOptions) -> V
     events = reader.fetch(grid.deployment.block, head)
     doubles = chain_doubles(events)
     runs, notes = backend_runs(grid)
+    victim = grid.ban_victim
+    victim_addr = dev_account(grid.providers[victim]).address.lower() if victim else ""
+    banned_returns = {
+        int(ev.args["jobId"])
+        for ev in events
+        if ev.name == "JobReturned"
+        and str(ev.args["provider"]).lower() == victim_addr
+        and "banned" in str(ev.args["reason"])
+    }
     for j, where in runs.items():
         if len(where) > 1:
-            doubles.setdefault(j, f"ran {len(where)} times: {', '.join(where)}")
+            elsewhere = [r for r in where if not r.where.startswith(f"{victim}:")]
+            if j in banned_returns and len(elsewhere) == 1 and j not in doubles:
+                v.rerun_after_ban += 1
+                runs[j] = elsewhere  # the run the chain billed
+                continue
+            doubles.setdefault(j, f"ran {len(where)} times: {', '.join(r.where for r in where)}")
     v.doubled_ids = sorted(doubles)
     v.doubled = len(doubles)
 
@@ -204,6 +271,60 @@ def judge(grid: SoakGrid, inj: Injector, work: Workload, opts: SoakOptions) -> V
             say(f"API log: {ln[:300]}")
     v.cli_wrong = len(inj.cli_wrong)
     v.customer_errors = dict(work.errors)
+    v.services_crashed = len(inj.crashed)
+    v.load_jobs_submitted = sum(work.submitted.values())
+    v.load_jobs_ended = work.ended_in_load
+    v.jobs_ended_per_min = round(work.ended_in_load / opts.minutes, 1) if opts.minutes else 0
+    v.spam_jobs = inj.spam_sent
+
+    audits = {a.job_id: a for a in grid_audit.jobs}
+    silent_s = opts.heartbeat_timeout_s + float(grid.oracle_cfg["keep_interval_s"]) + 1.0
+    money = compare(audits, runs, inj.downtime, silent_s, float(MAX_REORG_DEPTH))
+    for k in (
+        "provider_underpaid",
+        "customer_overbilled",
+        "free_compute_s",
+        "free_compute_bound_s",
+        "free_compute_max_job_s",
+        "free_compute_over_bound",
+        "delivered_s",
+        "billed_s",
+    ):
+        setattr(v, k, getattr(money, k))
+
+    expected: dict[int, tuple[list[str], str]] = {}
+    for ev in events:
+        if ev.name == "JobRequested":
+            try:
+                name = json.loads(bytes(ev.args["spec"])).get("name")
+            except (ValueError, RecursionError, AttributeError):
+                continue
+            got = quick_expectation(name) if isinstance(name, str) else None
+            if got is not None:
+                expected[int(ev.args["jobId"])] = (got[1], got[2])
+    waits = sorted(
+        audits[j].steps[-1].time - audits[j].steps[0].time
+        for j in expected
+        if j in audits and audits[j].steps and JobStatus[audits[j].status].terminal
+    )
+    if waits:
+        v.quick_p50_s = float(waits[len(waits) // 2])
+        v.quick_p99_s = float(waits[min(len(waits) - 1, int(len(waits) * 0.99))])
+    wallets = {a.address.lower(): a for a in work.stream.accounts}
+    back = read_back(
+        grid.anvil.url,
+        m.address,
+        f"http://127.0.0.1:{grid.api_port}",
+        audits,
+        expected,
+        wallets,
+        opts.results_sample,
+        opts.seed,
+        grid.root / "readback",
+    )
+    v.logs_lost, v.logs_doubled = back.logs_lost, back.logs_doubled
+    v.outputs_mismatch, v.results_checked = back.outputs_mismatch, back.checked
+    v.results_unreadable = back.unreadable
 
     # The human part: what went wrong, with job ids and blocks.
     say(f"head block {head}; {count} jobs: {v.by_state}")
@@ -228,4 +349,10 @@ def judge(grid: SoakGrid, inj: Injector, work: Workload, opts: SoakOptions) -> V
         say(f"CLI: {line}")
     for line in notes:
         say(line)
+    for line in inj.crashed:
+        say(f"CRASHED: {line}")
+    for line in money.details[:20]:
+        say(f"COMPUTE: {line}")
+    for line in back.details:
+        say(f"RESULTS: {line}")
     return v

@@ -1,4 +1,5 @@
-"""The soak's job stream: customers submitting, cancelling and topping up jobs."""
+"""The soak's job streams: a fast one of short jobs from many wallets (pre-signed, sent raw in
+batches), and customers submitting, cancelling and topping up longer jobs."""
 
 from __future__ import annotations
 
@@ -17,9 +18,12 @@ from metascheduler.devnet.soak.common import (
     CUSTOMERS,
     MAX_PRICE,
     PRICE_CPU,
+    STREAM_WALLETS,
     SoakOptions,
+    say,
 )
 from metascheduler.devnet.soak.grid import SoakGrid
+from metascheduler.devnet.soak.wallets import Wallets
 from metascheduler.oracle.service import MIN_RUN_S
 from metascheduler.spec import encode_spec, parse_spec
 
@@ -39,8 +43,31 @@ def _spec(name: str, script: str, minutes: int = 10) -> bytes:
 #: The least escrow the oracle offers a 1-CPU job at `PRICE_CPU`: a minimum run's worth.
 MIN_RUN_ESCROW = -(-PRICE_CPU * MIN_RUN_S // SECONDS_PER_MINUTE)
 
-#: kind -> weight in the stream
+#: kind -> weight in the customers' stream
 JOB_KINDS = {"finish": 35, "fail": 15, "cancel": 20, "dry": 15, "topup": 15}
+#: kind -> weight in the fast stream
+QUICK_KINDS = {"quick": 80, "quickfail": 20}
+
+
+def quick_spec(kind: str, n: int, lines: int, rng: random.Random) -> bytes:
+    """A short job that prints `lines` numbered lines, writes one output file and, for
+    `quickfail`, exits with an error. Its name says what it printed (`quick_expectation`)."""
+    script = (
+        f'for i in $(seq 1 {lines}); do echo "soak {n} line $i"; done; '
+        f'echo "soak {n} output" > "$MS_OUTPUT_DIR/out.txt"; sleep 0.{rng.randint(0, 5)}'
+    )
+    if kind == "quickfail":
+        script += f"; exit {rng.choice([1, 2, 3, 42])}"
+    return _spec(f"soak-{kind}-{n}-k{lines}", script, minutes=5)
+
+
+def quick_expectation(name: str) -> tuple[int, list[str], str] | None:
+    """(n, lines printed, output file's text) of a fast-stream job, from its spec's name."""
+    parts = name.split("-")
+    if len(parts) != 4 or parts[0] != "soak" or parts[1] not in QUICK_KINDS:
+        return None
+    n, k = int(parts[2]), int(parts[3][1:])
+    return n, [f"soak {n} line {i}" for i in range(1, k + 1)], f"soak {n} output\n"
 
 
 class Workload:
@@ -57,8 +84,18 @@ class Workload:
         self.errors: Counter[str] = Counter()
         self.error_samples: list[str] = []
         self.threads: list[threading.Thread] = []
+        #: jobs (spam excluded) that had ended when the load stopped, set by the runner
+        self.ended_in_load = 0
+        self.stream = Wallets(grid.anvil.url, grid.market(0), "stream", STREAM_WALLETS)
+
+    def fund(self) -> None:
+        self.stream.fund(self.grid.admin, 1_000 * CREDIT, 500 * CREDIT)
+        say(f"{STREAM_WALLETS} stream wallets funded; {self.opts.rate:g} jobs/s from them")
 
     def start(self) -> None:
+        t = threading.Thread(target=self._fast, name="stream", daemon=True)
+        t.start()
+        self.threads.append(t)
         for n, idx in enumerate(CUSTOMERS[: self.opts.customers]):
             t = threading.Thread(
                 target=self._customer, args=(idx, random.Random(self.seed * 1000 + n)), daemon=True
@@ -71,6 +108,29 @@ class Workload:
         deadline = time.monotonic() + timeout_s
         for t in self.threads:
             t.join(max(0.1, deadline - time.monotonic()))
+
+    def _fast(self) -> None:
+        """The fast stream: every half second, the jobs due by then, round-robin over the
+        wallets, in one batch."""
+        rng = random.Random(self.seed)
+        kinds, weights = zip(*QUICK_KINDS.items(), strict=True)
+        started = time.monotonic()
+        n = 0
+        while not self.stop.wait(0.5):
+            due = int((time.monotonic() - started) * self.opts.rate)
+            raws = []
+            while n < due:
+                kind = rng.choices(kinds, weights)[0]
+                spec = quick_spec(kind, n, rng.randint(1, 5), rng)
+                raws.append(self.stream.request(n % STREAM_WALLETS, spec, CREDIT // 10, MAX_PRICE))
+                n += 1
+                with self.lock:
+                    self.submitted[kind] += 1
+            try:
+                self.stream.send(raws)
+            except Exception as exc:
+                self._error("the fast stream's send", exc)
+                self.stream.resync()
 
     def _customer(self, idx: int, rng: random.Random) -> None:
         market = self.grid.market(idx)

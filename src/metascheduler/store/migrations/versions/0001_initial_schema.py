@@ -14,7 +14,7 @@ import metascheduler.store.types
 
 revision = "0001"
 down_revision = None
-branch_labels = None
+branch_labels = ("store",)
 depends_on = None
 
 

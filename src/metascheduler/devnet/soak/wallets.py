@@ -1,0 +1,143 @@
+"""Customer wallets that sign locally and send raw, so that customers are never the soak's
+bottleneck: one JSON-RPC batch carries many signed transactions, and no one waits for receipts."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import httpx
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+from eth_typing import HexStr
+from eth_utils import keccak
+from web3 import Web3
+from web3.types import RPCEndpoint
+
+from metascheduler.chain import Market
+from metascheduler.chain.rpc import connect
+
+GWEI = 10**9
+#: Gas limits: what each call needs with room (a requestJob of a few-hundred-byte spec uses about
+#: 130,000). Anvil packs a block by the limits, so a generous one would halve its jobs per block.
+REQUEST_GAS = 200_000
+CANCEL_GAS = 120_000
+
+
+class Wallets:
+    """Wallets derived from a label (their keys are public: devnet only), each tracking its
+    nonce. Thread-safe: one lock around signing and sending."""
+
+    def __init__(self, rpc_url: str, market: Market, label: str, n: int):
+        self.url = rpc_url
+        self.w3: Web3 = connect(rpc_url)
+        self.market = market
+        self.accounts: list[LocalAccount] = [
+            Account.from_key(keccak(f"soak-{label}-{i}".encode())) for i in range(n)
+        ]
+        self.nonces = [0] * n
+        self.chain_id = int(self.w3.eth.chain_id)
+        self.lock = threading.Lock()
+        self.http = httpx.Client(timeout=60)
+        self.errors: list[str] = []
+
+    @property
+    def addresses(self) -> list[str]:
+        return [a.address for a in self.accounts]
+
+    def fund(self, admin: Market, credits: int, deposit: int) -> None:
+        """Ether for gas, `credits` minted, the market approved and `deposit` deposited."""
+        for a in self.accounts:
+            self.w3.provider.make_request(RPCEndpoint("anvil_setBalance"), [a.address, hex(10**21)])
+        sender = admin.sender_or_fail()
+        credit = admin.credit
+        pend = [
+            sender.send(
+                credit.address,
+                credit.encode_abi("mint", args=[a.address, credits]),
+                "minting",
+                gas=100_000,
+            )
+            for a in self.accounts
+        ]
+        sender.wait_all(pend)
+        raws = []
+        for i in range(len(self.accounts)):
+            approve = credit.encode_abi("approve", args=[self.market.address, 2**256 - 1])
+            raws.append(self._sign(i, credit.address, approve, 80_000))
+            dep = self.market.contract.encode_abi("deposit", args=[deposit])
+            raws.append(self._sign(i, self.market.address, dep, 150_000))
+        hashes = self.send(raws)
+        for h in hashes[1::2]:
+            self.w3.eth.wait_for_transaction_receipt(HexStr(h), timeout=120)
+
+    def _sign(self, i: int, to: str, data: Any, gas: int) -> bytes:
+        tx = {
+            "to": to,
+            "data": data,
+            "gas": gas,
+            "maxFeePerGas": 50 * GWEI,
+            "maxPriorityFeePerGas": GWEI,
+            "nonce": self.nonces[i],
+            "chainId": self.chain_id,
+            "value": 0,
+            "type": 2,
+        }
+        self.nonces[i] += 1
+        return bytes(self.accounts[i].sign_transaction(tx).raw_transaction)
+
+    def request(self, i: int, spec: bytes, escrow: int, max_price: int) -> bytes:
+        """A signed requestJob of a 1-CPU, 256 MB job from wallet i."""
+        data = self.market.contract.encode_abi(
+            "requestJob", args=[1, 0, 256, max_price, escrow, spec]
+        )
+        with self.lock:
+            return self._sign(i, self.market.address, data, REQUEST_GAS)
+
+    def cancel(self, i: int, job_id: int) -> bytes:
+        data = self.market.contract.encode_abi("cancelJob", args=[job_id])
+        with self.lock:
+            return self._sign(i, self.market.address, data, CANCEL_GAS)
+
+    def send(self, raws: list[bytes], chunk: int = 500) -> list[str]:
+        """Sends signed transactions in JSON-RPC batches; returns their hashes. A refused one
+        leaves a nonce gap behind it, so every wallet's nonce is then read again."""
+        hashes: list[str] = []
+        refused = False
+        for k in range(0, len(raws), chunk):
+            body = [
+                {"jsonrpc": "2.0", "id": n, "method": "eth_sendRawTransaction", "params": [r]}
+                for n, r in enumerate(Web3.to_hex(x) for x in raws[k : k + chunk])
+            ]
+            answers = self.http.post(self.url, json=body).json()
+            for a in sorted(answers, key=lambda a: a["id"]):
+                if "error" in a:
+                    refused = True
+                    if len(self.errors) < 20:
+                        self.errors.append(str(a["error"])[:300])
+                else:
+                    hashes.append(a["result"])
+        if refused:
+            self.resync()
+        return hashes
+
+    def wait_mined(self, timeout_s: float = 300.0) -> bool:
+        """Waits until every transaction these wallets sent is mined (their nonces on chain
+        caught up); False on timeout."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            with self.lock:
+                want = list(self.nonces)
+            if all(
+                int(self.w3.eth.get_transaction_count(a.address)) >= n
+                for a, n in zip(self.accounts, want, strict=True)
+            ):
+                return True
+            time.sleep(1.0)
+        return False
+
+    def resync(self) -> None:
+        with self.lock:
+            for i, a in enumerate(self.accounts):
+                self.nonces[i] = int(self.w3.eth.get_transaction_count(a.address, "pending"))
