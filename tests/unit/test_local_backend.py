@@ -223,7 +223,7 @@ def test_supervisors_are_forks_of_one_process_not_new_interpreters(
     assert command.split(b"\0")[-2] == b"--zygote", "a fork of the zygote, no exec since"
     for native in natives:
         backend.cancel(native)
-        assert wait_for(backend, native, ended).state is S.CANCELLED
+        assert wait_for(backend, native, ended).status is S.CANCELLED
 
 
 def test_a_dead_zygote_is_started_again_and_its_jobs_keep_running(
@@ -238,7 +238,7 @@ def test_a_dead_zygote_is_started_again_and_its_jobs_keep_running(
     assert wait_for(backend, second, ended).exit_code == 6
     assert wait_for(backend, first, ended).exit_code == 4
     backend.close()  # the agent stops: what runs goes on, and a later call starts a new zygote
-    assert wait_for(backend, backend.submit(job(3, "exit 0")), ended).state is S.COMPLETED
+    assert wait_for(backend, backend.submit(job(3, "exit 0")), ended).status is S.COMPLETED
 
 
 def test_a_call_that_changes_nothing_leaves_the_state_file_alone(
@@ -258,7 +258,7 @@ def test_a_state_file_written_by_another_process_is_read_again(tmp_path: Path) -
     workdir = tmp_path / "local"
     ours = LocalBackend(workdir, cpus=2, mem_mb=1000)
     first = ours.submit(job(1, "true"))
-    assert wait_for(ours, first, ended).state is S.COMPLETED
+    assert wait_for(ours, first, ended).status is S.COMPLETED
     theirs = LocalBackend(workdir, cpus=2, mem_mb=1000)
     second = theirs.submit(job(2, "exit 3"))
     assert wait_for(ours, second, ended).exit_code == 3

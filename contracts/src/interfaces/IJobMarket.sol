@@ -269,8 +269,7 @@ interface IJobMarket is IAccessControl {
     // ---------------------------------------------------------------- providers
 
     /// @notice Registers the caller as a provider, or updates its record (status is kept).
-    function registerProvider(Hardware calldata hardware, Prices calldata prices, string[] calldata labels)
-        external;
+    function registerProvider(Hardware calldata hardware, Prices calldata prices, string[] calldata labels) external;
     /// @notice Admin: lets a registered provider receive jobs.
     function approveProvider(address provider) external;
     /// @notice Admin: stops a provider from receiving jobs, for good. It can no longer accept or
@@ -291,9 +290,14 @@ interface IJobMarket is IAccessControl {
     /// @notice Requests a job, locking `escrow` credits from the caller's balance and paying the
     /// request fee (see `requestFee`) from it.
     /// @return jobId The new job's id (ids start at 1).
-    function requestJob(uint32 cpus, uint32 gpus, uint32 memMb, uint256 maxPricePerMinute, uint256 escrow, bytes calldata spec)
-        external
-        returns (uint256 jobId);
+    function requestJob(
+        uint32 cpus,
+        uint32 gpus,
+        uint32 memMb,
+        uint256 maxPricePerMinute,
+        uint256 escrow,
+        bytes calldata spec
+    ) external returns (uint256 jobId);
     /// @notice Adds `amount` credits from the caller's balance to a live job's escrow.
     function topUp(uint256 jobId, uint256 amount) external;
     /// @notice Cancels a live job; a running job is billed its elapsed time, the rest is refunded.

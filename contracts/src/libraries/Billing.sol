@@ -13,11 +13,14 @@ library Billing {
     uint256 internal constant BPS_DENOMINATOR = 10_000;
 
     /// @notice Credit units per minute for a job of these resources at these prices.
-    function pricePerMinute(uint256 cpus, uint256 gpus, uint256 memMb, uint256 cpuPrice, uint256 gpuPrice, uint256 gbPrice)
-        internal
-        pure
-        returns (uint256)
-    {
+    function pricePerMinute(
+        uint256 cpus,
+        uint256 gpus,
+        uint256 memMb,
+        uint256 cpuPrice,
+        uint256 gpuPrice,
+        uint256 gbPrice
+    ) internal pure returns (uint256) {
         return cpus * cpuPrice + gpus * gpuPrice + (memMb * gbPrice) / MB_PER_GB;
     }
 

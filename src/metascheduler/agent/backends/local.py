@@ -11,6 +11,8 @@ a short job's CPU.
 Scheduling happens whenever the backend is called (the agent polls ``status`` every few seconds):
 jobs that do not fit wait ``QUEUED`` in submission order, and a later, smaller job that fits starts
 first (backfill). The backend's own records live in ``<workdir>/state.json``; one agent per workdir.
+The records stay in memory between calls: the file is read again only when another process
+wrote it, and written only when a record changed.
 """
 
 from __future__ import annotations

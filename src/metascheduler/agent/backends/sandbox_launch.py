@@ -1,7 +1,7 @@
 """Runs one job in its sandbox: ``python3 -I sandbox_launch.py <policy.json> <command...>``.
 
-Started as root by the local backend's supervisor, or by a Slurm batch script inside the job's
-allocation. It:
+Run as root by a Slurm batch script inside the job's allocation, or (``launch``, in a fork of
+the local backend's job supervisor, with no new interpreter) by the local backend. It:
 
 - makes a cgroup under the one it runs in (so Slurm's own limits still apply above it) and sets
   the memory, CPU and process-count limits the job paid for; every process of the job is in it;
