@@ -145,6 +145,13 @@ contract JobMarket is CreditLedger, ProviderRegistry {
         Job storage job = _jobs[jobId];
         _orRevert(_customerOwns(jobId, job));
         uint256 escrow = job.escrow;
+        // A running job whose escrow is spent may be ended OUT_OF_CREDITS, and its bill is capped
+        // by the escrow: a top-up then would buy the run past the escrow (up to the expiry, an
+        // agent's round) for whatever little it adds. The job is left to end; a new one is run.
+        if (job.status == JobStatus.RUNNING) {
+            uint256 until = _fundedUntil(job.since, job.pricePerMinute, escrow);
+            if (block.timestamp >= until) revert JobEscrowSpent(jobId, until);
+        }
         uint256 room;
         unchecked {
             // Compare with the room left rather than add first: a huge amount must not overflow.
@@ -346,11 +353,12 @@ contract JobMarket is CreditLedger, ProviderRegistry {
 
     /// @inheritdoc IJobMarket
     function fundedUntil(uint256 jobId) external view returns (uint256) {
-        Job memory j = _jobs[jobId];
+        Job storage j = _jobs[jobId];
+        JobStatus status = j.status;
         // An existence check on a keccak256 hash, not a balance or a time (see getJob).
         // slither-disable-next-line incorrect-equality
         if (j.termsTag == 0) revert JobNotFound(jobId);
-        if (j.status != JobStatus.RUNNING) revert JobUnexpectedStatus(jobId, j.status, _bit(JobStatus.RUNNING));
+        if (status != JobStatus.RUNNING) revert JobUnexpectedStatus(jobId, status, _bit(JobStatus.RUNNING));
         return _fundedUntil(j.since, j.pricePerMinute, j.escrow);
     }
 

@@ -254,13 +254,33 @@ contract BillingFuzzTest is Fixture {
         extra = bound(extra, 1, type(uint96).max - escrow);
         uint256 id = _runningAt(price, escrow, 0);
         uint256 start = block.timestamp;
-        elapsed = bound(elapsed, 0, 2_000_000_000);
+        uint256 funded = (escrow * 60 + price - 1) / price;
+        elapsed = bound(elapsed, 0, funded - 1); // while the escrow lasts
         vm.warp(start + elapsed);
         _fund(payer, extra);
         vm.prank(payer);
         market.topUp(id, extra);
         uint256 until = start + ((escrow + extra) * 60 + price - 1) / price;
         assertEq(market.fundedUntil(id), until);
-        assertGe(until, start + (escrow * 60 + price - 1) / price);
+        assertGe(until, start + funded);
+    }
+
+    /// @dev Once the escrow is spent, no top-up (of any size) buys the run past it: refused,
+    /// nothing moves, and the job may be expired.
+    function testFuzz_topUp_refusedOnceTheEscrowIsSpent(uint256 price, uint256 escrow, uint256 extra, uint256 late)
+        public
+    {
+        price = bound(price, 1, type(uint40).max);
+        escrow = bound(escrow, 1, type(uint96).max - 1);
+        extra = bound(extra, 1, type(uint96).max - escrow);
+        uint256 id = _runningAt(price, escrow, 0);
+        uint256 until = block.timestamp + (escrow * 60 + price - 1) / price;
+        vm.warp(bound(late, until, until + 2_000_000_000));
+        _fund(payer, extra);
+        vm.expectRevert(abi.encodeWithSelector(IJobMarket.JobEscrowSpent.selector, id, until));
+        vm.prank(payer);
+        market.topUp(id, extra);
+        assertEq(market.balanceOf(payer), extra, "nothing moved");
+        assertEq(market.expireJobs(_ids(id)), 1);
     }
 }

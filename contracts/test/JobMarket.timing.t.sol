@@ -114,4 +114,53 @@ contract JobMarketTimingTest is Fixture {
         market.providerBatch(steps);
         assertEq(market.getJob(id).since, block.timestamp);
     }
+
+    // ------------------------------------------------------------ top-ups after the escrow ran out
+
+    /// @dev The defect this closes: a job that ran 10 s past its funded time, topped up by 1 s of
+    /// price just before the agent's expiry, then completed, billed the escrow plus that 1 s for
+    /// the 10 s it ran past it. A top-up of a job whose escrow is spent is now refused: the job is
+    /// expirable, and its provider is paid the escrow, all the customer funded.
+    function test_topUp_afterTheEscrowIsSpent_isRefused() public {
+        (uint256 id,) = _running(alice, ESCROW);
+        uint256 until = market.fundedUntil(id);
+        vm.warp(until + 10);
+        vm.expectRevert(abi.encodeWithSelector(IJobMarket.JobEscrowSpent.selector, id, until));
+        vm.prank(alice);
+        market.topUp(id, PRICE_A / 60);
+        assertEq(market.getJob(id).escrow, ESCROW, "nothing added");
+        assertEq(market.expireJobs(_ids(id)), 1);
+        assertEq(uint8(_status(id)), uint8(JobStatus.OUT_OF_CREDITS));
+        assertEq(market.balanceOf(provA), ESCROW, "provider paid all the customer funded");
+    }
+
+    /// @dev The bound is the funded time itself: the second OUT_OF_CREDITS becomes possible is the
+    /// first a top-up is refused; the second before, it still extends the run.
+    function test_topUp_untilTheFundedTime_extendsTheRun() public {
+        (uint256 id,) = _running(alice, ESCROW);
+        uint256 until = market.fundedUntil(id);
+        vm.warp(until);
+        vm.expectRevert(abi.encodeWithSelector(IJobMarket.JobEscrowSpent.selector, id, until));
+        vm.prank(alice);
+        market.topUp(id, CREDIT);
+        vm.warp(until - 1);
+        vm.prank(alice);
+        market.topUp(id, CREDIT);
+        assertGt(market.fundedUntil(id), until);
+    }
+
+    /// @dev A top-up after the escrow ran out cannot buy the time past it: a completion bills
+    /// price x the run, as far as the escrow covers it.
+    function test_topUp_beforeTheFundedTime_paysForTheRun() public {
+        (uint256 id,) = _running(alice, ESCROW);
+        uint256 started = block.timestamp;
+        uint256 until = market.fundedUntil(id);
+        vm.warp(until - 1);
+        vm.prank(alice);
+        market.topUp(id, CREDIT);
+        vm.warp(until + 10);
+        vm.prank(provA);
+        market.completeJob(id, 0, bytes32(0), block.timestamp);
+        assertEq(market.balanceOf(provA), PRICE_A * (until + 10 - started) / 60, "every second ran is paid");
+    }
 }

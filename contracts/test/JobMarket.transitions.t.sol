@@ -63,6 +63,10 @@ contract JobMarketTransitionsTest is Fixture {
             if (caller != alice) {
                 return (abi.encodeWithSelector(IJobMarket.JobNotCustomer.selector, id, caller, alice), true, from);
             }
+            if (a == Action.TOP_UP && from == JobStatus.RUNNING) {
+                // Its escrow spent, a running job may only end: a top-up would buy its run past it.
+                return (abi.encodeWithSelector(IJobMarket.JobEscrowSpent.selector, id, market.fundedUntil(id)), true, from);
+            }
             return ("", true, a == Action.CANCEL ? JobStatus.CANCELLED : from);
         }
         // The batches: a caller check reverts the whole call, an item's error is skipped.

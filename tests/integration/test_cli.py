@@ -248,6 +248,28 @@ def test_errors_say_what_failed_and_send_nothing(grid: Grid, user: User, tmp_pat
     assert "from block 99999999 is not on the chain" in err["error"]
 
 
+def test_a_top_up_after_the_escrow_ran_out_is_refused_in_words(grid: Grid, user: User) -> None:
+    """Its escrow spent, a running job is expirable: `job top-up` says so and moves nothing,
+    rather than letting a small top-up pay for the run past the escrow."""
+    prov = _provider(grid)
+    user.run("credits", "faucet")
+    user.run("credits", "deposit", "10")
+    job = user.json("job", "submit", str(HELLO), "--escrow", "1", "--max-price", "1")["job_id"]
+    _place(grid, job, CREDIT)
+    prov.accept_job(job)
+    prov.start_job(job)
+    until = user.json("job", "status", str(job))["funded_until"]
+    _advance(prov, until - user.json("job", "status", str(job))["since"] + 10)
+    err = user.json("job", "top-up", str(job), "0.1", code=1)
+    assert err["ok"] is False and err["kind"] == "revert"
+    assert f"job {job} cannot be topped up: its escrow ran out at t={until}" in err["error"]
+    assert "submit a new job" in err["error"]
+    assert "will end OUT_OF_CREDITS" in user.run("job", "top-up", str(job), "0.1", code=1).output
+    st = user.json("job", "status", str(job))
+    assert (st["status"], st["escrow"]) == ("RUNNING", CREDIT)
+    assert user.json("credits", "balance")["market"] == 9 * CREDIT
+
+
 def test_provider_register_and_status_with_a_key_from_the_environment(grid: Grid) -> None:
     env = {"MY_PROVIDER_KEY": dev_account(7).key.hex()}
     base = [

@@ -97,6 +97,16 @@ def test_a_provider_not_approved_names_its_standing() -> None:
     assert str(err) == f"provider {bob} is BANNED, not APPROVED: ask the admin to approve it"
 
 
+def test_a_top_up_after_the_escrow_ran_out_says_the_job_will_end_and_to_submit_anew() -> None:
+    err = words("JobEscrowSpent(uint256,uint256)", ["uint256", "uint256"], [7, 1_700_000_000])
+    assert err.args_ == {"jobId": 7, "fundedUntil": 1_700_000_000}
+    assert str(err) == (
+        "job 7 cannot be topped up: its escrow ran out at t=1700000000, so it will end "
+        "OUT_OF_CREDITS and a top-up would pay for less than it ran; submit a new job "
+        "(`metascheduler job submit`)"
+    )
+
+
 def test_a_plain_revert_string_and_a_panic_are_read() -> None:
     err = words("Error(string)", ["string"], ["no can do"], context="sending")
     assert (err.name, str(err)) == ("Error", "sending: no can do")

@@ -218,6 +218,9 @@ interface IJobMarket is IAccessControl {
     error JobDoesNotFit(uint256 jobId, address provider);
     /// @notice OUT_OF_CREDITS is allowed only once the escrow is spent, at `fundedUntil`.
     error JobStillFunded(uint256 jobId, uint256 fundedUntil, uint256 nowTime);
+    /// @notice The running job's escrow ran out at `fundedUntil`: it can no longer be topped up
+    /// (it may be ended OUT_OF_CREDITS); submit a new job.
+    error JobEscrowSpent(uint256 jobId, uint256 fundedUntil);
     /// @notice The placement timeout has not run out yet; it does at `deadline`.
     error JobTimeoutNotReached(uint256 jobId, uint256 deadline, uint256 nowTime);
     /// @notice Resources must name at least one CPU.
@@ -298,7 +301,8 @@ interface IJobMarket is IAccessControl {
         uint256 escrow,
         bytes calldata spec
     ) external returns (uint256 jobId);
-    /// @notice Adds `amount` credits from the caller's balance to a live job's escrow.
+    /// @notice Adds `amount` credits from the caller's balance to a live job's escrow; a running
+    /// job's only while its escrow is not spent (`JobEscrowSpent` from `fundedUntil` on).
     function topUp(uint256 jobId, uint256 amount) external;
     /// @notice Cancels a live job; a running job is billed its elapsed time, the rest is refunded.
     function cancelJob(uint256 jobId) external;

@@ -91,6 +91,11 @@ _WORDS: dict[str, Callable[[dict[str, Any]], str]] = {
         f"job {a['jobId']} still has credits until t={a['fundedUntil']} "
         f"({a['fundedUntil'] - a['nowTime']} s from now): it cannot be expired yet"
     ),
+    "JobEscrowSpent": lambda a: (
+        f"job {a['jobId']} cannot be topped up: its escrow ran out at t={a['fundedUntil']}, so "
+        "it will end OUT_OF_CREDITS and a top-up would pay for less than it ran; submit a new "
+        "job (`metascheduler job submit`)"
+    ),
     "JobTimeoutNotReached": lambda a: (
         f"job {a['jobId']}'s placement times out at t={a['deadline']} "
         f"({a['deadline'] - a['nowTime']} s from now): it cannot be reclaimed yet"
