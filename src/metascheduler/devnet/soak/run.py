@@ -80,6 +80,7 @@ def run_soak(opts: SoakOptions) -> int:
             _progress(grid, work, inj, started, "load ")
         say("stopping the load and the faults; bringing everything back")
         work.join()
+        inj.halt()
         work.ended_in_load = _ended(grid, inj)
         inj.finish()
         for svc in grid.services:

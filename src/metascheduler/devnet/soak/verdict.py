@@ -11,6 +11,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from web3.exceptions import Web3RPCError
+
 from metascheduler.agent.backends.base import parse_job_name
 from metascheduler.agent.backends.slurm import SACCT_FIELDS, parse_sacct
 from metascheduler.chain import JobStatus, Market
@@ -118,10 +120,18 @@ def job_views(market: Market, count: int) -> dict[int, JobView]:
     ids = list(range(1, count + 1))
     for i in range(0, len(ids), 200):
         part = ids[i : i + 200]
-        with market.w3.batch_requests() as batch:
-            for j in part:
-                batch.add(fns.getJob(j))
-            raw: list[Any] = list(batch.execute())
+        for attempt in range(3):
+            try:
+                with market.w3.batch_requests() as batch:
+                    for j in part:
+                        batch.add(fns.getJob(j))
+                    raw: list[Any] = list(batch.execute())
+                break
+            except Web3RPCError:
+                # A reorg under way moved the head between the batch's calls: read again.
+                if attempt == 2:
+                    raise
+                time.sleep(1.0)
         for j, v in zip(part, raw, strict=True):
             out[j] = JobView.from_call(j, v)
     return out
