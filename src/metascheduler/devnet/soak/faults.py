@@ -143,7 +143,8 @@ class Injector:
     def halt(self) -> None:
         """Stops injecting (what is down stays down until `finish`)."""
         self.stop.set()
-        self.thread.join(120)
+        if self.thread.is_alive():
+            self.thread.join(120)
 
     def start(self) -> None:
         self.thread.start()

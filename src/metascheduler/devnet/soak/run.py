@@ -64,6 +64,7 @@ def run_soak(opts: SoakOptions) -> int:
     rng = random.Random(opts.seed)
     grid = SoakGrid(opts, rng)
     verdict: Verdict | None = None
+    inj: Injector | None = None
     try:
         grid.up()
         work = Workload(grid, opts, opts.seed)
@@ -106,6 +107,8 @@ def run_soak(opts: SoakOptions) -> int:
         traceback.print_exc()
         say("the soak itself failed before its verdict")
     finally:
+        if inj is not None:
+            inj.halt()  # no restore may start a service once the grid is going down
         crashed = [s.name for s in grid.services if s.process and not s.alive]
         if crashed:
             say(f"services not running at the end: {crashed}; logs in {grid.root / 'logs'}")

@@ -88,6 +88,10 @@ class Verdict:
     outputs_mismatch: int = 0
     results_checked: int = 0
     results_unreadable: int = 0
+    #: jobs that ran to their end and completed without a result digest (their COMPLETE waited
+    #: no longer for the results, e.g. while the API was down): their outputs are checked
+    #: against what the job wrote only
+    results_undigested: int = 0
     minutes: float = 0
     seed: int = 0
     slurm: bool = False
@@ -335,6 +339,9 @@ def judge(grid: SoakGrid, inj: Injector, work: Workload, opts: SoakOptions) -> V
     v.logs_lost, v.logs_doubled = back.logs_lost, back.logs_doubled
     v.outputs_mismatch, v.results_checked = back.outputs_mismatch, back.checked
     v.results_unreadable = back.unreadable
+    v.results_undigested = sum(
+        1 for a in audits.values() if a.status in ("FINISHED", "FAILED") and not a.result_digest
+    )
 
     # The human part: what went wrong, with job ids and blocks.
     say(f"head block {head}; {count} jobs: {v.by_state}")
