@@ -134,10 +134,7 @@ class Injector:
         transactions takes the soak's own process a while on a busy machine."""
         self.spam.fund(self.grid.admin, 10 * CREDIT, 10 * CREDIT)
         spec = b'{"name":"soak-spam","script":"true"}'
-        self._burst_raws = [
-            self.spam.request(k % SPAM_WALLETS, spec, 1, MAX_PRICE)
-            for k in range(self.opts.burst_jobs)
-        ]
+        self._burst_raws = self.spam.same_requests(self.opts.burst_jobs, spec, 1, MAX_PRICE)
         say(f"{len(self._burst_raws)} spam jobs signed for the burst")
 
     def halt(self) -> None:
