@@ -76,11 +76,20 @@ def run_soak(opts: SoakOptions) -> int:
         say(f"soak for {opts.minutes:g} min (seed {opts.seed}); faults every ~{inj.interval:.0f} s")
         work.start()
         inj.start()
-        while time.monotonic() < end:
-            time.sleep(min(opts.progress_s, max(0.1, end - time.monotonic())))
-            _progress(grid, work, inj, started, "load ")
+        # Progress from its own thread: reading every job's state takes long once the burst is
+        # on chain, and must not stretch the load past its time.
+        quiet = threading.Event()
+
+        def report() -> None:
+            while not quiet.wait(opts.progress_s):
+                _progress(grid, work, inj, started, "load ")
+
+        threading.Thread(target=report, name="progress", daemon=True).start()
+        time.sleep(max(0.0, end - time.monotonic()))
+        quiet.set()
         say("stopping the load and the faults; bringing everything back")
         work.join()
+        work.load_s = time.monotonic() - started
         inj.halt()
         work.ended_in_load = _ended(grid, inj)
         inj.finish()

@@ -61,6 +61,7 @@ class Verdict:
     customer_errors: dict[str, int] = field(default_factory=dict)
     #: jobs submitted during the load (spam burst excluded) and how many had ended by its end
     load_jobs_submitted: int = 0
+    load_s: float = 0
     load_jobs_ended: int = 0
     #: jobs ended per minute of load: what the grid kept up with
     jobs_ended_per_min: float = 0
@@ -288,7 +289,8 @@ def judge(grid: SoakGrid, inj: Injector, work: Workload, opts: SoakOptions) -> V
     v.services_crashed = len(inj.crashed)
     v.load_jobs_submitted = sum(work.submitted.values())
     v.load_jobs_ended = work.ended_in_load
-    v.jobs_ended_per_min = round(work.ended_in_load / opts.minutes, 1) if opts.minutes else 0
+    v.load_s = round(work.load_s, 1)
+    v.jobs_ended_per_min = round(60 * work.ended_in_load / work.load_s, 1) if work.load_s else 0
     v.spam_jobs = inj.spam_sent
 
     audits = {a.job_id: a for a in grid_audit.jobs}
