@@ -110,6 +110,7 @@ class Injector:
         self.spam = Wallets(grid.anvil.url, grid.market(0), "spam", SPAM_WALLETS)
         self.spam_sent = 0
         self._burst_thread: threading.Thread | None = None
+        self._burst_raws: list[bytes] = []
         #: Agents found dead that the injector had not killed (a crash, e.g. on a hostile spec).
         self.crashed: list[str] = []
         #: The banned provider's agent once banned: it stops itself at its next start (a banned
@@ -129,7 +130,18 @@ class Injector:
         return sum(self.faults[k] for k in FAULT_KINDS)
 
     def fund(self) -> None:
+        """Funds the spam wallets and signs the burst before the clock starts: signing 10,000
+        transactions takes the soak's own process a while on a busy machine."""
         self.spam.fund(self.grid.admin, 10 * CREDIT, 10 * CREDIT)
+        spec = b'{"name":"soak-spam","script":"true"}'
+        self._burst_raws = self.spam.same_requests(self.opts.burst_jobs, spec, 1, MAX_PRICE)
+        say(f"{len(self._burst_raws)} spam jobs signed for the burst")
+
+    def halt(self) -> None:
+        """Stops injecting (what is down stays down until `finish`)."""
+        self.stop.set()
+        if self.thread.is_alive():
+            self.thread.join(120)
 
     def start(self) -> None:
         self.thread.start()
@@ -137,8 +149,7 @@ class Injector:
     def finish(self) -> None:
         """Stops injecting and brings every service and the RPC back at once; then the
         customers of jobs no agent will run (hostile specs, the spam) cancel them."""
-        self.stop.set()
-        self.thread.join(120)
+        self.halt()
         for _, what, fn in sorted(self._restores, key=lambda r: r[0]):
             self._run_restore(what, fn)
         self._restores.clear()
@@ -322,18 +333,9 @@ class Injector:
         funded jobs, and their customers cancel them at the end."""
         if self._burst_thread is not None:
             return False
-        n = self.opts.burst_jobs
+        raws, n = self._burst_raws, len(self._burst_raws)
 
         def send() -> None:
-            raws = [
-                self.spam.request(
-                    k % SPAM_WALLETS,
-                    f'{{"name":"soak-spam-{k}","script":"true"}}'.encode(),
-                    1,
-                    MAX_PRICE,
-                )
-                for k in range(n)
-            ]
             started = time.monotonic()
             self.spam_sent = len(self.spam.send(raws))
             mined = self.spam.wait_mined()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import random
 import shutil
 import tempfile
+import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -22,6 +23,8 @@ from metascheduler.results.errors import Tampered
 
 #: Readers at once: each read is a few HTTP calls and a decryption.
 THREADS = 4
+#: How long after the drain a job's final log chunk may still be on its way.
+FINAL_WAIT_S = 180.0
 
 
 @dataclass
@@ -55,6 +58,7 @@ def read_back(
     if sample is not None and len(ids) > sample:
         ids = sorted(random.Random(seed).sample(ids, sample))
     rep = ReadbackReport(checked=len(ids))
+    deadline = time.monotonic() + FINAL_WAIT_S
     clients: dict[str, Client] = {}
 
     def client(addr: str) -> Client:
@@ -71,7 +75,15 @@ def read_back(
         c = clients[str(audits[j].customer).lower()]
         want = Counter(lines)
         try:
-            got = Counter(r.line for r in c.logs(j, follow=True, timeout_s=30) if not r.agent)
+            # A job's results may still wait on its provider's disk after an outage (the agent
+            # ships them again with a backoff): read again, as the customer is told to, until
+            # its final chunk is there or `FINAL_WAIT_S` passed.
+            while True:
+                stream = c.logs(j, follow=True, timeout_s=30)
+                got = Counter(r.line for r in stream if not r.agent)
+                if stream.final or time.monotonic() > deadline:
+                    break
+                time.sleep(5.0)
         except Exception as exc:
             return len(lines), 0, 0, f"job {j}'s log unreadable: {type(exc).__name__}: {exc}"
         lost = sum((want - got).values())

@@ -64,6 +64,7 @@ def run_soak(opts: SoakOptions) -> int:
     rng = random.Random(opts.seed)
     grid = SoakGrid(opts, rng)
     verdict: Verdict | None = None
+    inj: Injector | None = None
     try:
         grid.up()
         work = Workload(grid, opts, opts.seed)
@@ -75,11 +76,21 @@ def run_soak(opts: SoakOptions) -> int:
         say(f"soak for {opts.minutes:g} min (seed {opts.seed}); faults every ~{inj.interval:.0f} s")
         work.start()
         inj.start()
-        while time.monotonic() < end:
-            time.sleep(min(opts.progress_s, max(0.1, end - time.monotonic())))
-            _progress(grid, work, inj, started, "load ")
+        # Progress from its own thread: reading every job's state takes long once the burst is
+        # on chain, and must not stretch the load past its time.
+        quiet = threading.Event()
+
+        def report() -> None:
+            while not quiet.wait(opts.progress_s):
+                _progress(grid, work, inj, started, "load ")
+
+        threading.Thread(target=report, name="progress", daemon=True).start()
+        time.sleep(max(0.0, end - time.monotonic()))
+        quiet.set()
         say("stopping the load and the faults; bringing everything back")
         work.join()
+        work.load_s = time.monotonic() - started
+        inj.halt()
         work.ended_in_load = _ended(grid, inj)
         inj.finish()
         for svc in grid.services:
@@ -105,6 +116,8 @@ def run_soak(opts: SoakOptions) -> int:
         traceback.print_exc()
         say("the soak itself failed before its verdict")
     finally:
+        if inj is not None:
+            inj.halt()  # no restore may start a service once the grid is going down
         crashed = [s.name for s in grid.services if s.process and not s.alive]
         if crashed:
             say(f"services not running at the end: {crashed}; logs in {grid.root / 'logs'}")

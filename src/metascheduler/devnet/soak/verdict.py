@@ -11,6 +11,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from web3.exceptions import Web3RPCError
+
 from metascheduler.agent.backends.base import parse_job_name
 from metascheduler.agent.backends.slurm import SACCT_FIELDS, parse_sacct
 from metascheduler.chain import JobStatus, Market
@@ -59,6 +61,7 @@ class Verdict:
     customer_errors: dict[str, int] = field(default_factory=dict)
     #: jobs submitted during the load (spam burst excluded) and how many had ended by its end
     load_jobs_submitted: int = 0
+    load_s: float = 0
     load_jobs_ended: int = 0
     #: jobs ended per minute of load: what the grid kept up with
     jobs_ended_per_min: float = 0
@@ -86,6 +89,10 @@ class Verdict:
     outputs_mismatch: int = 0
     results_checked: int = 0
     results_unreadable: int = 0
+    #: jobs that ran to their end and completed without a result digest (their COMPLETE waited
+    #: no longer for the results, e.g. while the API was down): their outputs are checked
+    #: against what the job wrote only
+    results_undigested: int = 0
     minutes: float = 0
     seed: int = 0
     slurm: bool = False
@@ -118,10 +125,18 @@ def job_views(market: Market, count: int) -> dict[int, JobView]:
     ids = list(range(1, count + 1))
     for i in range(0, len(ids), 200):
         part = ids[i : i + 200]
-        with market.w3.batch_requests() as batch:
-            for j in part:
-                batch.add(fns.getJob(j))
-            raw: list[Any] = list(batch.execute())
+        for attempt in range(3):
+            try:
+                with market.w3.batch_requests() as batch:
+                    for j in part:
+                        batch.add(fns.getJob(j))
+                    raw: list[Any] = list(batch.execute())
+                break
+            except Web3RPCError:
+                # A reorg under way moved the head between the batch's calls: read again.
+                if attempt == 2:
+                    raise
+                time.sleep(1.0)
         for j, v in zip(part, raw, strict=True):
             out[j] = JobView.from_call(j, v)
     return out
@@ -274,7 +289,8 @@ def judge(grid: SoakGrid, inj: Injector, work: Workload, opts: SoakOptions) -> V
     v.services_crashed = len(inj.crashed)
     v.load_jobs_submitted = sum(work.submitted.values())
     v.load_jobs_ended = work.ended_in_load
-    v.jobs_ended_per_min = round(work.ended_in_load / opts.minutes, 1) if opts.minutes else 0
+    v.load_s = round(work.load_s, 1)
+    v.jobs_ended_per_min = round(60 * work.ended_in_load / work.load_s, 1) if work.load_s else 0
     v.spam_jobs = inj.spam_sent
 
     audits = {a.job_id: a for a in grid_audit.jobs}
@@ -325,6 +341,9 @@ def judge(grid: SoakGrid, inj: Injector, work: Workload, opts: SoakOptions) -> V
     v.logs_lost, v.logs_doubled = back.logs_lost, back.logs_doubled
     v.outputs_mismatch, v.results_checked = back.outputs_mismatch, back.checked
     v.results_unreadable = back.unreadable
+    v.results_undigested = sum(
+        1 for a in audits.values() if a.status in ("FINISHED", "FAILED") and not a.result_digest
+    )
 
     # The human part: what went wrong, with job ids and blocks.
     say(f"head block {head}; {count} jobs: {v.by_state}")

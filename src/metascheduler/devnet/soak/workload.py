@@ -86,6 +86,8 @@ class Workload:
         self.threads: list[threading.Thread] = []
         #: jobs (spam excluded) that had ended when the load stopped, set by the runner
         self.ended_in_load = 0
+        #: seconds the load lasted, set by the runner
+        self.load_s = 0.0
         self.stream = Wallets(grid.anvil.url, grid.market(0), "stream", STREAM_WALLETS)
 
     def fund(self) -> None:
