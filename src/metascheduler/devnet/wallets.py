@@ -70,25 +70,30 @@ class Wallets:
     def fund(self, admin: Market, credits_each: int) -> None:
         """Gives each wallet gas money, mints it ``credits_each`` credits (``admin`` holds the
         minter role) and deposits them in the market."""
+        units = credits_each * UNITS_PER_CREDIT
+        self.fund_units(admin, minted=units, deposited=units)
+
+    def fund_units(self, admin: Market, *, minted: int, deposited: int) -> None:
+        """Gives each wallet gas money, mints it ``minted`` credit units and deposits
+        ``deposited`` of them in the market."""
         for a in self.accounts:
             self.w3.provider.make_request(
                 RPCEndpoint("anvil_setBalance"), [a.address, hex(GAS_MONEY_WEI)]
             )
-        units = credits_each * UNITS_PER_CREDIT
         credit = admin.credit
         sender = admin.sender_or_fail()
-        minted = [
+        mints = [
             sender.send(
                 credit.address,
-                credit.encode_abi("mint", args=[a.address, units]),
+                credit.encode_abi("mint", args=[a.address, minted]),
                 "minting",
                 gas=100_000,
             )
             for a in self.accounts
         ]
-        sender.wait_all(minted)
+        sender.wait_all(mints)
         approve = credit.encode_abi("approve", args=[self.market.address, 2**256 - 1])
-        deposit = self.market.contract.encode_abi("deposit", args=[units])
+        deposit = self.market.contract.encode_abi("deposit", args=[deposited])
         deposits = []
         for i in range(len(self.accounts)):
             self.w3.eth.send_raw_transaction(self.sign(i, credit.address, approve, 80_000))

@@ -111,7 +111,9 @@ def compare(
             paid_window = _overlap(run.start, run.end, [(float(a.started_at), chain_end)])
             if a.status == "FAILED" and a.exit_code in (None, -1):
                 paid_window -= silent_bound_s
-            owed = min(a.escrow, math.floor(price_s * max(0.0, paid_window - CLOCK_S)))
+            # The chain bills the backend's times in whole seconds, the start rounded up and
+            # the end down (docs/security.md): up to a second each way is the rules', not owed.
+            owed = min(a.escrow, math.floor(price_s * max(0.0, paid_window - 2 * CLOCK_S)))
             if owed > cost:
                 r.provider_underpaid += owed - cost
                 r.details.append(

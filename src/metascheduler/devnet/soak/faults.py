@@ -62,6 +62,8 @@ RECURRING = (
 #: Faults that happen once a run, in the first round (a ban is for good; one price rise says
 #: enough).
 ONCE = ("ban", "price_raise")
+#: Faults the first round opens with, in this order.
+FIRST = ("hostile_specs", "api_down")
 #: The spam burst comes at a fifth of the run, whatever the order of the others.
 BURST_AT = 0.2
 FAULT_KINDS = (*RECURRING, *ONCE, "burst")
@@ -183,9 +185,11 @@ class Injector:
         self.notes.append(f"{time.strftime('%H:%M:%S')} {msg}")
 
     def _loop(self) -> None:
-        # Every kind once first, in a seeded order, so a short run covers them all.
-        queue = [*RECURRING, *ONCE]
-        self.rng.shuffle(queue)
+        # Every kind once first: the hostile specs and the API outage lead (a short run must
+        # cover them, whatever the machine's speed), the others follow in a seeded order.
+        rest = [k for k in (*RECURRING, *ONCE) if k not in FIRST]
+        self.rng.shuffle(rest)
+        queue = [*FIRST, *rest]
         started = time.monotonic()
         burst_at = started + BURST_AT * self.opts.minutes * 60
         next_at = started + self.rng.uniform(2, self.interval)

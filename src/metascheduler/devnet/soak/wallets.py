@@ -5,18 +5,14 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any
 
 import httpx
-from eth_account import Account
-from eth_account.signers.local import LocalAccount
-from eth_typing import HexStr
 from eth_utils import keccak
 from web3 import Web3
-from web3.types import RPCEndpoint
 
 from metascheduler.chain import Market
 from metascheduler.chain.rpc import connect
+from metascheduler.devnet.wallets import Wallets as BenchWallets
 
 GWEI = 10**9
 #: Gas limits: what each call needs with room (a requestJob of a few-hundred-byte spec uses about
@@ -26,18 +22,15 @@ CANCEL_GAS = 120_000
 CANCEL_SELECTOR = keccak(b"cancelJob(uint256)")[:4]
 
 
-class Wallets:
+class Wallets(BenchWallets):
     """Wallets derived from a label (their keys are public: devnet only), each tracking its
-    nonce. Thread-safe: one lock around signing and sending."""
+    nonce, sending in JSON-RPC batches on a connection of their own. Thread-safe: one lock
+    around signing and sending."""
 
     def __init__(self, rpc_url: str, market: Market, label: str, n: int):
+        super().__init__(market, n, seed=f"soak-{label}")
         self.url = rpc_url
         self.w3: Web3 = connect(rpc_url)
-        self.market = market
-        self.accounts: list[LocalAccount] = [
-            Account.from_key(keccak(f"soak-{label}-{i}".encode())) for i in range(n)
-        ]
-        self.nonces = [0] * n
         self.chain_id = int(self.w3.eth.chain_id)
         self.lock = threading.Lock()
         self.http = httpx.Client(timeout=60)
@@ -47,46 +40,10 @@ class Wallets:
     def addresses(self) -> list[str]:
         return [a.address for a in self.accounts]
 
-    def fund(self, admin: Market, credits: int, deposit: int) -> None:
-        """Ether for gas, `credits` minted, the market approved and `deposit` deposited."""
-        for a in self.accounts:
-            self.w3.provider.make_request(RPCEndpoint("anvil_setBalance"), [a.address, hex(10**21)])
-        sender = admin.sender_or_fail()
-        credit = admin.credit
-        pend = [
-            sender.send(
-                credit.address,
-                credit.encode_abi("mint", args=[a.address, credits]),
-                "minting",
-                gas=100_000,
-            )
-            for a in self.accounts
-        ]
-        sender.wait_all(pend)
-        raws = []
-        for i in range(len(self.accounts)):
-            approve = credit.encode_abi("approve", args=[self.market.address, 2**256 - 1])
-            raws.append(self._sign(i, credit.address, approve, 80_000))
-            dep = self.market.contract.encode_abi("deposit", args=[deposit])
-            raws.append(self._sign(i, self.market.address, dep, 150_000))
-        hashes = self.send(raws)
-        for h in hashes[1::2]:
-            self.w3.eth.wait_for_transaction_receipt(HexStr(h), timeout=120)
-
-    def _sign(self, i: int, to: str, data: Any, gas: int) -> bytes:
-        tx = {
-            "to": to,
-            "data": data,
-            "gas": gas,
-            "maxFeePerGas": 50 * GWEI,
-            "maxPriorityFeePerGas": GWEI,
-            "nonce": self.nonces[i],
-            "chainId": self.chain_id,
-            "value": 0,
-            "type": 2,
-        }
-        self.nonces[i] += 1
-        return bytes(self.accounts[i].sign_transaction(tx).raw_transaction)
+    def fund(self, admin: Market, credits: int, deposit: int) -> None:  # type: ignore[override]
+        """Ether for gas, `credits` units minted, the market approved and `deposit` deposited."""
+        with self.lock:
+            self.fund_units(admin, minted=credits, deposited=deposit)
 
     def request(self, i: int, spec: bytes, escrow: int, max_price: int) -> bytes:
         """A signed requestJob of a 1-CPU, 256 MB job from wallet i."""
@@ -94,7 +51,7 @@ class Wallets:
             "requestJob", args=[1, 0, 256, max_price, escrow, spec]
         )
         with self.lock:
-            return self._sign(i, self.market.address, data, REQUEST_GAS)
+            return self.sign(i, self.market.address, data, REQUEST_GAS)
 
     def same_requests(self, n: int, spec: bytes, escrow: int, max_price: int) -> list[bytes]:
         """n signed requestJob transactions of one spec, round-robin over the wallets (the
@@ -104,7 +61,7 @@ class Wallets:
         )
         with self.lock:
             return [
-                self._sign(k % len(self.accounts), self.market.address, data, REQUEST_GAS)
+                self.sign(k % len(self.accounts), self.market.address, data, REQUEST_GAS)
                 for k in range(n)
             ]
 
@@ -112,7 +69,7 @@ class Wallets:
         # The selector and one 32-byte word, by hand: web3's encoder is slow for 10,000 of them.
         data = CANCEL_SELECTOR + job_id.to_bytes(32, "big")
         with self.lock:
-            return self._sign(i, self.market.address, data, CANCEL_GAS)
+            return self.sign(i, self.market.address, data, CANCEL_GAS)
 
     def send(self, raws: list[bytes], chunk: int = 500) -> list[str]:
         """Sends signed transactions in JSON-RPC batches; returns their hashes. A refused one
