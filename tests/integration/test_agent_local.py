@@ -591,6 +591,58 @@ def test_steps_a_reorg_undid_are_sent_again_and_the_job_never_reruns(world: Worl
     assert len(records_for(w, job_id)) == 1  # ran once
 
 
+def test_a_complete_a_reorg_dropped_within_the_confirmations_is_sent_again(
+    grid: Grid, tmp_path: Path
+) -> None:
+    # The reorg replaces blocks above the agent's confirmed block only, so the block cursor of
+    # its placement scan sees no change: the job must still be tracked to be reported again.
+    w = make_world(grid, tmp_path, confirmations=3)
+
+    def mining(cond: Any) -> Any:
+        """``cond`` for ``tick_until``, with a block mined after each round that fails it."""
+
+        def check() -> Any:
+            got = cond()
+            if not got:
+                w.rpc("evm_mine")
+            return got
+
+        return check
+
+    try:
+        job_id = w.submit(spec("sleep 2; exit 0"))
+        w.tick_until("START", mining(lambda: w.job(job_id).status is JobStatus.RUNNING))
+        native = w.agent.state.jobs[job_id].native_id
+        assert native is not None
+        backend = local_backend(w)
+        end = time.monotonic() + 30
+        while backend.status([native])[native].status is not BackendStatus.COMPLETED:
+            assert time.monotonic() < end, "the local job did not end"
+            time.sleep(0.2)  # no round meanwhile: the COMPLETE goes out after the snapshot
+        before = w.snapshot()
+        assert kinds(w.tick().steps) == [(job_id, COMPLETE)]
+        assert w.job(job_id).status is JobStatus.FINISHED
+        w.rpc("evm_mine")
+        w.tick()  # sees the job FINISHED at the head, not yet at the confirmed block
+
+        w.revert_chain(before)  # the COMPLETE dropped, and not mined again from the pool
+        pool = w.rpc("txpool_status")
+        assert int(str(pool["pending"]), 0) == 0 and int(str(pool["queued"]), 0) == 0
+        assert w.job(job_id).status is JobStatus.RUNNING
+        w.tick_until(
+            "the COMPLETE sent again",
+            mining(lambda: w.job(job_id).status is JobStatus.FINISHED),
+            deadline_s=20,
+        )
+        (ended,) = w.events(job_id, "JobEnded")
+        assert (ended.args["to"], ended.args["exitCode"]) == (JobStatus.FINISHED, 0)
+        # Forgotten once the ending is buried at the confirmations; never run twice.
+        w.tick_until("the job forgotten", mining(lambda: job_id not in w.agent.state.jobs))
+        assert len(records_for(w, job_id)) == 1
+    finally:
+        w.agent.close()
+
+
 def test_a_reorg_undoing_steps_keeps_the_job_and_undoing_the_placement_kills_it(
     world: World,
 ) -> None:

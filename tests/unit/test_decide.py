@@ -89,6 +89,11 @@ ROWS: dict[str, tuple[JobView | None, JobView | None, int]] = {
     "FINISHED": (view(S.FINISHED), None, FUNDED_NOW),
     "FAILED": (view(S.FAILED), None, FUNDED_NOW),
     "OUT_OF_CREDITS": (view(S.OUT_OF_CREDITS), None, FUNDED_NOW),
+    "FINISHED, COMPLETE shallow": (view(S.FINISHED), view(S.RUNNING), FUNDED_NOW),
+    "CANCELLED, cancel shallow": (view(S.CANCELLED), view(S.SCHEDULED), FUNDED_NOW),
+    "PENDING, reclaim shallow": (view(S.PENDING, NOBODY), view(S.META_SCHEDULED), FUNDED_NOW),
+    "no such job, shallow": (None, view(S.RUNNING), FUNDED_NOW),
+    "FINISHED, deep": (view(S.FINISHED), view(S.FINISHED), FUNDED_NOW),
 }
 
 # A job the chain ended, gave back, placed elsewhere or does not know: a live backend job is
@@ -103,6 +108,7 @@ NOT_HERE = [
     "FINISHED",
     "FAILED",
     "OUT_OF_CREDITS",
+    "FINISHED, deep",
 ]
 RETIRED = {
     "unsubmitted": "forget",
@@ -115,6 +121,19 @@ RETIRED = {
     "TIMEOUT": "forget",
     "LOST": "forget",
     "UNKNOWN": "kill forget",
+}
+
+# The same, while the record at the confirmed depth still shows the job live here: a reorg may
+# undo the ending (a dropped COMPLETE), so the job is killed but not forgotten yet.
+ENDED_SHALLOW = [
+    "FINISHED, COMPLETE shallow",
+    "CANCELLED, cancel shallow",
+    "PENDING, reclaim shallow",
+    "no such job, shallow",
+]
+RETIRED_SHALLOW = {
+    column: " ".join(a for a in actions.split() if a != "forget")
+    for column, actions in RETIRED.items()
 }
 
 # A job live here. An empty cell: nothing this round. Backend FAILED exits with code 3.
@@ -174,6 +193,8 @@ RUNNING here, escrow spent     | UNKNOWN     | expire
 
 def _table() -> dict[tuple[str, str], str]:
     table = {(row, column): RETIRED[column] for row in NOT_HERE for column in BACKEND_COLUMNS}
+    for row in ENDED_SHALLOW:
+        table.update({(row, column): RETIRED_SHALLOW[column] for column in BACKEND_COLUMNS})
     for line in HERE.strip().splitlines():
         row, column, want = (cell.strip() for cell in line.split("|"))
         assert (row, column) not in table, f"{row} / {column} twice"

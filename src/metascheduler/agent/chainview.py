@@ -27,6 +27,7 @@ class Head:
     number: int
     hash: str
     timestamp: int
+    parent: str = ""
 
 
 class Placed(NamedTuple):
@@ -99,7 +100,21 @@ class ChainView:
 
     def head(self) -> Head:
         b = self._rpc("reading the latest block", lambda: self.w3.eth.get_block("latest"))
-        return Head(int(b["number"]), b["hash"].to_0x_hex(), int(b["timestamp"]))
+        return Head(
+            int(b["number"]),
+            b["hash"].to_0x_hex(),
+            int(b["timestamp"]),
+            b["parentHash"].to_0x_hex(),
+        )
+
+    def replaced(self, old: Head, new: Head) -> bool:
+        """Whether ``old`` (an earlier head) is no longer in the chain that ``new`` heads: a
+        reorg replaced it. Read from ``new`` alone when it is ``old`` or its child."""
+        if new.number == old.number:
+            return new.hash != old.hash
+        if new.number == old.number + 1:
+            return new.parent != old.hash
+        return new.number < old.number or self.block_hash(old.number) != old.hash
 
     def block_number(self) -> int:
         return int(self._rpc("reading the block number", lambda: self.w3.eth.block_number))

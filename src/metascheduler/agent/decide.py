@@ -16,7 +16,9 @@ Never run a job twice.
   3. The one exception: a backend job the agent killed before it ever started (the job was
      taken away while queued) may be replaced when the job is placed here again (``rerun``).
   4. A job the chain ended, gave back (PENDING), placed elsewhere, or does not know is killed
-     on the backend at once, and forgotten once the kill went through.
+     on the backend at once, and forgotten once the kill went through and the record at the
+     confirmed block (``confirmed``) says so too: until then a reorg may undo the ending (drop
+     the agent's COMPLETE, say), and the job, still tracked, gets its step sent again.
 
 Never bill for nothing, never lose a report.
   5. START when the backend runs the job; START and COMPLETE in one go when it ended between two
@@ -31,7 +33,8 @@ Never bill for nothing, never lose a report.
      start to the acceptance at the earliest).
 
 Nothing is remembered as "reported": each round derives the steps from the chain and the
-backend, so a step a reorg undid is sent again.
+backend, so a step a reorg undid is sent again: the job is still tracked, since it is forgotten
+only once its ending is confirmed (rule 4).
 """
 
 from __future__ import annotations
@@ -159,20 +162,19 @@ def decide(
     ``rec`` is what the agent remembers of it; ``view`` the chain's record (None: no such job on
     this chain); ``backend`` the backend's status of ``rec.native_id`` (None when it has no
     backend job); ``confirmed`` the chain's record at the confirmed block (read only for jobs
-    SCHEDULED here and not submitted yet); ``may_expire`` is False while an expiry the contract
-    skipped waits before it is tried again.
+    SCHEDULED here and not submitted yet, and for jobs ``gone`` from here; None when the job is
+    not known there, or with no confirmations asked for: the latest record is final);
+    ``may_expire`` is False while an expiry the contract skipped waits before it is tried
+    again.
     """
-    if view is None:
-        # No such job on this chain (a devnet restarted under an old backend job).
-        return _retire(rec, backend, "not a job on this chain")
+    why = gone(view, ctx)
+    if why is not None:
+        # Forgotten only once the ending is as deep as the agent's confirmations (None: the
+        # job is not known there either, or no confirmations are asked for).
+        buried = confirmed is None or gone(confirmed, ctx) is not None
+        return _retire(rec, backend, why, forget=buried)
+    assert view is not None  # gone() says why a job the chain does not know is not here
     status = view.status
-    ours = ctx.ours(view)
-    if status.terminal or (ours and status is JobStatus.PENDING):
-        return _retire(rec, backend, f"{status.name} on chain")
-    if not ours or status is JobStatus.PENDING:
-        # Given back or placed elsewhere (reclaimed, refused, or a reorg dropped the placement
-        # or the ACCEPT before the oracle placed it again).
-        return _retire(rec, backend, "no longer placed on this provider")
     if status is JobStatus.META_SCHEDULED:
         return _placed(rec, view, backend, ctx)
     if status is JobStatus.SCHEDULED:
@@ -180,9 +182,25 @@ def decide(
     return _running(rec, view, backend, ctx, may_expire)
 
 
-def _retire(rec: JobRecord, st: BackendJobInfo | None, why: str) -> Decision:
+def gone(view: JobView | None, ctx: Context) -> str | None:
+    """Why the job is no longer this provider's to run, in words; None while it is."""
+    if view is None:
+        # No such job on this chain (a devnet restarted under an old backend job).
+        return "not a job on this chain"
+    status = view.status
+    ours = ctx.ours(view)
+    if status.terminal or (ours and status is JobStatus.PENDING):
+        return f"{status.name} on chain"
+    if not ours or status is JobStatus.PENDING:
+        # Given back or placed elsewhere (reclaimed, refused, or a reorg dropped the placement
+        # or the ACCEPT before the oracle placed it again).
+        return "no longer placed on this provider"
+    return None
+
+
+def _retire(rec: JobRecord, st: BackendJobInfo | None, why: str, *, forget: bool) -> Decision:
     alive = rec.native_id is not None and st is not None and not st.status.is_terminal
-    return Decision(kill=f"it is {why}" if alive else None, forget=True)
+    return Decision(kill=f"it is {why}" if alive else None, forget=forget)
 
 
 def _placed(rec: JobRecord, view: JobView, st: BackendJobInfo | None, ctx: Context) -> Decision:

@@ -52,7 +52,7 @@ from metascheduler.agent.backends import (
     make_backend,
 )
 from metascheduler.agent.chainview import ChainView, ClockOffset, Head
-from metascheduler.agent.decide import Context, Decision, decide
+from metascheduler.agent.decide import Context, Decision, decide, gone
 from metascheduler.agent.outbox import Outbox
 from metascheduler.agent.outcomes import EXIT_LOST
 from metascheduler.agent.registration import AgentError, Registration, resolve_hardware
@@ -235,6 +235,11 @@ class Agent:
     def tick(self) -> Round:
         rnd = Round()
         head = self.chain.head()
+        if self._head.hash and self.chain.replaced(self._head, head):
+            # A reorg, even one above the confirmed block the placement scan watches, may have
+            # dropped this agent's transactions: the next nonce is the node's, or the steps
+            # sent again wait behind the gap until a receipt times out.
+            self.outbox.nonce_in_doubt()
         self._head = head
         self._accepting = {}
         self._refusals = {}
@@ -254,7 +259,7 @@ class Agent:
         self._ctx = Context(
             self.address, now, s.time_limit_grace_s, s.max_time_limit_s, clock_offset=offset
         )
-        confirmed = self._confirmed_views(views, head)
+        confirmed = self._confirmed_views(jobs, views)
 
         expire: list[int] = []
         for job_id in sorted(jobs):
@@ -303,19 +308,27 @@ class Agent:
         natives = [r.native_id for r in recs if r.native_id is not None]
         return self.backend.status(natives) if natives else {}
 
-    def _confirmed_views(self, views: dict[int, JobView], head: Head) -> dict[int, JobView]:
-        """Records, at the confirmed block, of the jobs SCHEDULED here and not yet queued: the
-        backend gets a job only once its ACCEPT is that deep."""
+    def _confirmed_views(
+        self, job_ids: Iterable[int], views: dict[int, JobView]
+    ) -> dict[int, JobView]:
+        """Records, at the confirmed block, of the jobs SCHEDULED here and not yet queued (the
+        backend gets a job only once its ACCEPT is that deep), and of the jobs the head's
+        record ended or took away (forgotten only once that is as deep: a reorg may undo it)."""
         jobs = self.state.jobs
-        waiting = [
-            j
-            for j, v in views.items()
-            if v.status is JobStatus.SCHEDULED and self._ctx.ours(v) and jobs[j].native_id is None
-        ]
+        waiting, ended = [], []
+        for j in job_ids:
+            v = views.get(j)
+            if gone(v, self._ctx) is not None:
+                ended.append(j)
+            elif v is not None and v.status is JobStatus.SCHEDULED and jobs[j].native_id is None:
+                waiting.append(j)
         c = self.settings.confirmations
-        if not waiting or c == 0:
+        if c == 0:
+            # The head's record is the confirmed one: an ending read there is final.
             return {j: views[j] for j in waiting}
-        return self.chain.jobs(waiting, block=max(0, head.number - c))
+        if not waiting and not ended:
+            return {}
+        return self.chain.jobs(waiting + ended, block=max(0, self._head.number - c))
 
     def _scan(self, head: Head, rnd: Round) -> None:
         st = self.state
@@ -360,13 +373,14 @@ class Agent:
     def _carry_out(self, rec: JobRecord, view: JobView | None, d: Decision, rnd: Round) -> bool:
         """Does what ``d`` says on the backend and queues its steps and refusal for sending.
         Returns whether the job is to be expired on chain."""
+        if d.kill is not None and not self._kill(rec, d.kill, rnd):
+            return False  # tried again next round
         if d.forget:
-            if d.kill is not None and not self._kill(rec, d.kill, rnd):
-                return False  # tried again next round
             self._forget(rec)
             rnd.dropped.append(rec.job_id)
             return False
-        assert view is not None  # only a job the chain does not know is forgotten unseen
+        if view is None:
+            return False  # gone from the head's record, not yet from the confirmed block's
         if d.rerun:
             log.info("job %d placed here again; its killed backend job never ran", rec.job_id)
             rec.native_id, rec.killed, rec.time_limit_s, rec.lag_s = None, False, None, None
@@ -570,12 +584,13 @@ class Agent:
         if not recs:
             return
         views = self.chain.jobs(r.job_id for r in recs)
+        confirmed = self._confirmed_views([r.job_id for r in recs], views)
         statuses = self._backend_statuses(recs)
         for rec in recs:
             view = views.get(rec.job_id)
             st = statuses.get(rec.native_id) if rec.native_id else None
-            decision = decide(rec, view, st, self._ctx)
-            if decision.forget:
+            decision = decide(rec, view, st, self._ctx, confirmed=confirmed.get(rec.job_id))
+            if decision.forget or decision.kill is not None:
                 self._carry_out(rec, view, decision, rnd)
 
     def _send_refusals(self, rnd: Round) -> None:
