@@ -123,6 +123,10 @@ def test_keep_expires_reclaims_and_fails_silent_providers(grid: Grid, tmp_path: 
     oracle.close()
 
 
+#: How far ahead a test dates the beats of providers it wants fresh (see below).
+FRESH_S = 5
+
+
 def test_silent_provider_is_billed_to_its_last_heartbeat_and_an_outage_fails_nobody(
     grid: Grid, tmp_path: Path
 ) -> None:
@@ -136,8 +140,11 @@ def test_silent_provider_is_billed_to_its_last_heartbeat_and_an_outage_fails_nob
     oracle = _oracle(grid, tmp_path, heartbeat_source="api", heartbeat_timeout_s=1.0)
     oracle.ingest_tick()
     now = int(time.time())
+    # Beats dated a few seconds ahead stay fresh through the tick on a loaded machine: at the
+    # 1 s timeout, a beat dated now (rounded down) went stale before a slow tick placed the job.
+    fresh = now + FRESH_S
     with oracle.sessions.begin() as s:
-        s.execute(update(Provider).values(last_heartbeat_at=now))
+        s.execute(update(Provider).values(last_heartbeat_at=fresh))
     oracle.sync_tick()
     quiet.provider_batch(
         [ProviderStep(job, ProviderAction.ACCEPT), ProviderStep(job, ProviderAction.START)]
@@ -158,7 +165,7 @@ def test_silent_provider_is_billed_to_its_last_heartbeat_and_an_outage_fails_nob
         time.sleep(0.2)
     quiet_addr = quiet.sender_or_fail().address
     with oracle.sessions.begin() as s:
-        s.execute(update(Provider).values(last_heartbeat_at=int(time.time())))
+        s.execute(update(Provider).values(last_heartbeat_at=int(time.time()) + FRESH_S))
         s.execute(
             update(Provider)
             .where(Provider.address == quiet_addr)
