@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
 import requests
@@ -151,19 +151,38 @@ def is_too_much(exc: Web3RPCError) -> bool:
 def in_ranges(read: Callable[[int, int], list[T]], start: int, end: int, size: int) -> list[T]:
     """`read(lo, hi)` over start..end in ranges of `size` blocks, a range halved each time the
     node refuses it as too much (see is_too_much)."""
-    out: list[T] = []
+    return [item for part in walk_ranges(read, start, end, size) for item in part]
+
+
+def walk_ranges(
+    read: Callable[[int, int], list[T]],
+    start: int,
+    end: int,
+    size: int,
+    *,
+    newest_first: bool = False,
+) -> Iterator[list[T]]:
+    """Each `read(lo, hi)` over start..end, in ranges of `size` blocks, a range halved each time
+    the node refuses it as too much (see is_too_much). `newest_first` walks down from `end`: a
+    search for something recent stops at its find instead of reading the whole history."""
     while start <= end:
-        hi = min(end, start + size - 1)
+        lo, hi = (
+            (max(start, end - size + 1), end)
+            if newest_first
+            else (start, min(end, start + size - 1))
+        )
         try:
-            part = read(start, hi)
+            part = read(lo, hi)
         except Web3RPCError as exc:
-            if hi > start and is_too_much(exc):
-                size = max(1, (hi - start + 1) // 2)
+            if hi > lo and is_too_much(exc):
+                size = max(1, (hi - lo + 1) // 2)
                 continue
             raise
-        out.extend(part)
-        start = hi + 1
-    return out
+        yield part
+        if newest_first:
+            end = lo - 1
+        else:
+            start = hi + 1
 
 
 def is_transient(exc: BaseException) -> bool:

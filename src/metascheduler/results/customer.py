@@ -11,7 +11,7 @@ from web3.types import RPCEndpoint
 
 from metascheduler.chain import Market
 from metascheduler.chain.rawlogs import RawLogDecoder, checksum, get_logs
-from metascheduler.chain.rpc import in_ranges, retrying
+from metascheduler.chain.rpc import retrying, walk_ranges
 
 from .errors import ResultsError
 from .keys import public_key_from_raw_transaction
@@ -43,14 +43,11 @@ def find_request(market: Market, job_id: int, *, from_block: int, to_block: int)
             rpc_url=url,
         )
 
-    hi = to_block
-    while hi >= from_block:
-        lo = max(from_block, hi - SEARCH_RANGE + 1)
-        for raw in in_ranges(read, lo, hi, SEARCH_RANGE):
+    for part in walk_ranges(read, from_block, to_block, SEARCH_RANGE, newest_first=True):
+        for raw in part:
             ev = decoder.decode(raw)
             if ev is not None and ev.name == "JobRequested":
                 return Request(ev.tx_hash, checksum(str(ev.args["customer"])))
-        hi = lo - 1
     raise ResultsError(
         f"no JobRequested event of job {job_id} in blocks {from_block}-{to_block} of market "
         f"{market.address}"
