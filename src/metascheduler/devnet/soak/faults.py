@@ -134,7 +134,7 @@ class Injector:
     def fund(self) -> None:
         """Funds the spam wallets and signs the burst before the clock starts: signing 10,000
         transactions takes the soak's own process a while on a busy machine."""
-        self.spam.fund(self.grid.admin, 10 * CREDIT, 10 * CREDIT)
+        self.spam.fund_units(self.grid.admin, minted=10 * CREDIT, deposited=10 * CREDIT)
         spec = b'{"name":"soak-spam","script":"true"}'
         self._burst_raws = self.spam.same_requests(self.opts.burst_jobs, spec, 1, MAX_PRICE)
         say(f"{len(self._burst_raws)} spam jobs signed for the burst")

@@ -40,11 +40,6 @@ class Wallets(BenchWallets):
     def addresses(self) -> list[str]:
         return [a.address for a in self.accounts]
 
-    def fund(self, admin: Market, credits: int, deposit: int) -> None:  # type: ignore[override]
-        """Ether for gas, `credits` units minted, the market approved and `deposit` deposited."""
-        with self.lock:
-            self.fund_units(admin, minted=credits, deposited=deposit)
-
     def request(self, i: int, spec: bytes, escrow: int, max_price: int) -> bytes:
         """A signed requestJob of a 1-CPU, 256 MB job from wallet i."""
         data = self.market.contract.encode_abi(

@@ -91,7 +91,7 @@ class Workload:
         self.stream = Wallets(grid.anvil.url, grid.market(0), "stream", STREAM_WALLETS)
 
     def fund(self) -> None:
-        self.stream.fund(self.grid.admin, 1_000 * CREDIT, 500 * CREDIT)
+        self.stream.fund_units(self.grid.admin, minted=1_000 * CREDIT, deposited=500 * CREDIT)
         say(f"{STREAM_WALLETS} stream wallets funded; {self.opts.rate:g} jobs/s from them")
 
     def start(self) -> None:
