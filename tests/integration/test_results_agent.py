@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from metascheduler.agent.shipping import ResultsShipper
 from metascheduler.chain import JobStatus, Market
 from metascheduler.chain.rpc import connect
 from metascheduler.cli import app
@@ -222,6 +223,35 @@ def test_an_agent_killed_mid_job_loses_and_doubles_no_line(
         proc.terminate()
         proc.wait(20)
     assert _counted(lines) == [f"line {i}" for i in range(1, 61)]
+
+
+@pytest.mark.parametrize("lost", ["state", "state-and-track"])
+def test_an_agent_killed_before_setting_up_a_jobs_results_ships_them_after_restart(
+    grid: Grid, api: Served, tmp_path: Path, lost: str
+) -> None:
+    """The agent queued the job, then died before the shipper's first look at it (so no
+    state.json; with "state-and-track" also before it recorded the job at all): the restarted
+    agent still ships the job's lines and closes its log. Before, the job was known only to the
+    dead process's memory and its log never got a final chunk."""
+    w = make_world(grid, tmp_path, api_url=api.url)
+    job_id = w.submit(spec("echo before the kill"))
+    shipper = w.agent.results
+    assert shipper is not None
+    w.tick_until("the job queued", lambda: getattr(w.agent.state.jobs.get(job_id), "native_id", None))
+    spool_dir = shipper.root / str(job_id)
+    assert not (spool_dir / "state.json").exists()  # the shipper never looked
+    if lost == "state-and-track":
+        (spool_dir / "tracked.json").unlink()
+    # A new process: a new shipper over the same disk, as `agent run` builds it.
+    sender = w.agent.market.sender_or_fail()
+    w.agent.results = ResultsShipper(
+        w.settings, w.agent.market, sender.account, sender.chain_id, w.agent.backend
+    )
+    w.agent.resume_results()
+    ship_until_done(w, job_id)
+    lines, stream = job_lines(customer_client(w, api.url), job_id)
+    assert _counted(lines) == ["before the kill"]
+    assert stream.final  # type: ignore[attr-defined]
 
 
 def test_cli_follows_the_log_exits_with_the_job_code_and_fetches_outputs(

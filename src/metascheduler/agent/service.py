@@ -201,6 +201,16 @@ class Agent:
         """Blocks until the admin approves the provider (True) or ``stop`` is set (False)."""
         return self.registration.wait_for_approval(stop)
 
+    def resume_results(self) -> None:
+        """Ships the results of every job the backend has for this agent. A job queued before
+        a restart may have none set up: the agent died between the backend's answer and the
+        shipper's record of it, or the job was adopted."""
+        if self.results is None:
+            return
+        for rec in self.state.jobs.values():
+            if rec.native_id is not None:
+                self.results.track(rec.job_id, rec.native_id)
+
     def _adopt(self) -> None:
         """Backend jobs the state file does not know (it was lost, or the agent died between a
         submission and the save) become tracked; the first round sorts out which are live."""
@@ -719,6 +729,7 @@ def run(settings: AgentSettings, stop: threading.Event | None = None) -> None:
             if not agent.wait_for_approval(stop):
                 return
             if agent.results is not None:
+                agent.resume_results()
                 agent.results.start()
             while not stop.is_set():
                 try:

@@ -78,11 +78,16 @@ class ResultsShipper:
         self._thread: threading.Thread | None = None
         self.root.mkdir(parents=True, exist_ok=True)
         for d in sorted(self.root.iterdir()):
-            spool = JobSpool(self.root, int(d.name)) if d.name.isdigit() else None
-            if spool is not None and spool.exists():
+            if not d.name.isdigit():
+                continue
+            spool = JobSpool(self.root, int(d.name))
+            if spool.exists():
                 st = spool.load()
                 if not st.done:
                     self._states[st.job_id] = st
+            elif (native := spool.tracked()) is not None:
+                # Queued, then the agent stopped before its results were set up.
+                self._wanted[spool.job_id] = native
 
     # -- what the rounds call (any thread) ---------------------------------------------------
 
@@ -90,9 +95,16 @@ class ResultsShipper:
         return JobSpool(self.root, job_id).output_dir
 
     def track(self, job_id: int, native_id: str) -> None:
+        """Ships the results of `job_id`, queued on the backend as `native_id`. Recorded on
+        disk at once, so that a restart goes on with it. Calling it again changes nothing."""
         with self._lock:
-            if job_id not in self._states and job_id not in self._wanted:
-                self._wanted[job_id] = native_id
+            if job_id in self._states or job_id in self._wanted:
+                return
+            spool = JobSpool(self.root, job_id)
+            if spool.exists():
+                return  # set up (and perhaps done) before a restart
+            spool.mark_tracked(native_id)
+            self._wanted[job_id] = native_id
 
     def ended(self, job_id: int, exit_code: int | None) -> None:
         with self._lock:

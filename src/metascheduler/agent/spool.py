@@ -1,6 +1,9 @@
 """A job's results on the provider's disk until the API has them: one folder per job.
 
-    <results dir>/<job id>/state.json    where shipping stands (atomic rewrites)
+    <results dir>/<job id>/tracked.json  the backend job, from the moment it is queued (so
+                                        that an agent killed before state.json is written
+                                        still ships the job's results after its restart)
+                          state.json    where shipping stands (atomic rewrites)
                           pending.json  the sealed chunk in flight, with the state it leads to
                           agent.log     the agent's own messages about the job (JSON lines)
                           outputs/      $MS_OUTPUT_DIR
@@ -85,6 +88,19 @@ class JobSpool:
     def save(self, state: SpoolState) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
         _write_atomic(self.dir / "state.json", asdict(state))
+
+    def mark_tracked(self, native_id: str) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        _write_atomic(self.dir / "tracked.json", {"native_id": native_id})
+
+    def tracked(self) -> str | None:
+        """The backend job recorded by `mark_tracked`, if any."""
+        try:
+            data = json.loads((self.dir / "tracked.json").read_text())
+        except (FileNotFoundError, ValueError):
+            return None
+        native = data.get("native_id")
+        return str(native) if native is not None else None
 
     def pending(self) -> dict[str, Any] | None:
         try:
