@@ -237,7 +237,9 @@ def test_an_agent_killed_before_setting_up_a_jobs_results_ships_them_after_resta
     job_id = w.submit(spec("echo before the kill"))
     shipper = w.agent.results
     assert shipper is not None
-    w.tick_until("the job queued", lambda: getattr(w.agent.state.jobs.get(job_id), "native_id", None))
+    w.tick_until(
+        "the job queued", lambda: getattr(w.agent.state.jobs.get(job_id), "native_id", None)
+    )
     spool_dir = shipper.root / str(job_id)
     assert not (spool_dir / "state.json").exists()  # the shipper never looked
     if lost == "state-and-track":
