@@ -35,7 +35,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from web3.types import TxReceipt
 
@@ -55,7 +55,12 @@ from metascheduler.agent.chainview import ChainView, ClockOffset, Head
 from metascheduler.agent.decide import Context, Decision, decide, gone
 from metascheduler.agent.outbox import Outbox
 from metascheduler.agent.outcomes import EXIT_LOST
-from metascheduler.agent.registration import AgentError, Registration, resolve_hardware
+from metascheduler.agent.registration import (
+    AgentError,
+    Registration,
+    banned_notice,
+    resolve_hardware,
+)
 from metascheduler.agent.settings import AgentSettings
 from metascheduler.agent.shipping import ResultsShipper
 from metascheduler.agent.state import AgentState, JobRecord, StateStore
@@ -133,6 +138,9 @@ class Agent:
         self.genesis = genesis
         self._state: AgentState | None = None
         self._registration: Registration | None = None
+        #: The provider is banned (for good): it accepts nothing new, and goes on with the jobs
+        #: it accepted. Read at start-up, and learnt from an ACCEPT the contract refused.
+        self.banned = False
         self._next_heartbeat = 0.0
         self._expire_not_before: dict[int, float] = {}
         # Per round: the head, what every decision shares, the jobs admitted whose ACCEPT goes
@@ -176,7 +184,9 @@ class Agent:
             self._registration = Registration(self.settings, self.market, self.chain, hardware)
             self._adopt()
             self.store.save(self.state)
-            return self.register()
+            status = self.register()
+            self.banned = status is ProviderStatus.BANNED
+            return status
         except BaseException:
             self.store.close()
             raise
@@ -267,7 +277,12 @@ class Agent:
         now = max(head.timestamp, int(wall + offset))
         s = self.settings
         self._ctx = Context(
-            self.address, now, s.time_limit_grace_s, s.max_time_limit_s, clock_offset=offset
+            self.address,
+            now,
+            s.time_limit_grace_s,
+            s.max_time_limit_s,
+            clock_offset=offset,
+            banned=self.banned,
         )
         confirmed = self._confirmed_views(jobs, views)
 
@@ -565,6 +580,8 @@ class Agent:
     def _send_steps(self, rnd: Round) -> None:
         for batch in self.outbox.steps(rnd.steps):
             rnd.skipped.extend(batch.skipped)
+            if not self.banned and any(s.error_name == "ProviderBanned" for s in batch.skipped):
+                self._learn_ban()
             accepted = [s.job_id for s in batch.done if s.action is ProviderAction.ACCEPT]
             self._submit_accepted(accepted, batch.receipt, rnd)
             self._recheck({s.job_id for s in batch.skipped}, rnd)
@@ -587,6 +604,13 @@ class Agent:
                 batch.append((rec, view, spec))
         self._submit(batch, rnd)
 
+    def _learn_ban(self) -> None:
+        """The contract refused an ACCEPT: the provider was banned while the agent ran. From
+        now on it accepts nothing (``decide``, rule 8); its accepted jobs go on."""
+        self.banned = True
+        self._ctx = replace(self._ctx, banned=True)
+        log.warning("%s", banned_notice(self.address, self.market.address))
+
     def _recheck(self, job_ids: set[int], rnd: Round) -> None:
         """Jobs whose step was skipped changed meanwhile (cancelled, say): the chain's endings
         and take-backs are acted on now, the rest waits for the next round."""
@@ -608,11 +632,10 @@ class Agent:
             if not self.outbox.refuse(job_id, reason):
                 continue
             rnd.refused[job_id] = reason
-            # Back to PENDING: a new placement on this provider starts afresh (a tombstone
-            # remembers a backend job it had, which is never run again).
-            rec = self.state.jobs.get(job_id)
-            if rec is not None:
-                self._forget(rec)
+            # Back to PENDING, and still tracked until that is as deep as the confirmations
+            # (``decide``, rule 4): a reorg that drops the refusal gets it sent again. A new
+            # placement here goes on from this record (a backend job it had is never run again).
+            self._accepting.pop(job_id, None)
 
     def _send_expiries(self, job_ids: list[int], rnd: Round) -> None:
         skipped_items = self.outbox.expire(job_ids)

@@ -107,5 +107,7 @@ class Binding:
         for ev in self.decode_events(receipt):
             if ev.name == "BatchItemSkipped":
                 err = self.decoder.decode(ev.args["error"])
-                out.append(SkippedItem(int(ev.args["index"]), int(ev.args["jobId"]), str(err)))
+                out.append(
+                    SkippedItem(int(ev.args["index"]), int(ev.args["jobId"]), str(err), err.name)
+                )
         return out
