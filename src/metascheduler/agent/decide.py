@@ -37,7 +37,10 @@ Never bill for nothing, never lose a report.
 
 Nothing is remembered as "reported": each round derives the steps from the chain and the
 backend, so a step a reorg undid is sent again: the job is still tracked, since it is forgotten
-only once its ending is confirmed (rule 4).
+only once its ending is confirmed (rule 4). So is a refusal: a refused job is PENDING on chain,
+"no longer placed on this provider", and forgotten only once that is confirmed too; a reorg
+that drops the refusal shows it placed here again, and the admission or the backend refuses it
+again.
 """
 
 from __future__ import annotations
