@@ -53,7 +53,7 @@ from metascheduler.agent.backends import (
 )
 from metascheduler.agent.chainview import ChainView, ClockOffset, Head
 from metascheduler.agent.decide import Context, Decision, decide, gone
-from metascheduler.agent.outbox import Outbox
+from metascheduler.agent.outbox import Outbox, SentBatch
 from metascheduler.agent.outcomes import EXIT_LOST
 from metascheduler.agent.registration import (
     AgentError,
@@ -580,8 +580,7 @@ class Agent:
     def _send_steps(self, rnd: Round) -> None:
         for batch in self.outbox.steps(rnd.steps):
             rnd.skipped.extend(batch.skipped)
-            if not self.banned and any(s.error_name == "ProviderBanned" for s in batch.skipped):
-                self._learn_ban()
+            self._check_standing(batch)
             accepted = [s.job_id for s in batch.done if s.action is ProviderAction.ACCEPT]
             self._submit_accepted(accepted, batch.receipt, rnd)
             self._recheck({s.job_id for s in batch.skipped}, rnd)
@@ -604,12 +603,22 @@ class Agent:
                 batch.append((rec, view, spec))
         self._submit(batch, rnd)
 
-    def _learn_ban(self) -> None:
-        """The contract refused an ACCEPT: the provider was banned while the agent ran. From
-        now on it accepts nothing (``decide``, rule 8); its accepted jobs go on."""
-        self.banned = True
-        self._ctx = replace(self._ctx, banned=True)
-        log.warning("%s", banned_notice(self.address, self.market.address))
+    def _check_standing(self, batch: SentBatch) -> None:
+        """An ACCEPT the contract skipped may say that the provider was banned while the agent
+        ran (one read then, rare; none per round): from then on it accepts nothing (``decide``,
+        rule 8), and its accepted jobs go on."""
+        skipped = {s.position for s in batch.skipped}
+        refused_accept = any(
+            k in skipped and step.action is ProviderAction.ACCEPT
+            for k, step in enumerate(batch.steps)
+        )
+        if self.banned or not refused_accept:
+            return
+        status, _, _ = self.market.get_provider(self.address)
+        if status is ProviderStatus.BANNED:
+            self.banned = True
+            self._ctx = replace(self._ctx, banned=True)
+            log.warning("%s", banned_notice(self.address, self.market.address))
 
     def _recheck(self, job_ids: set[int], rnd: Round) -> None:
         """Jobs whose step was skipped changed meanwhile (cancelled, say): the chain's endings

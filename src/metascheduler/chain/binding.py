@@ -107,7 +107,5 @@ class Binding:
         for ev in self.decode_events(receipt):
             if ev.name == "BatchItemSkipped":
                 err = self.decoder.decode(ev.args["error"])
-                out.append(
-                    SkippedItem(int(ev.args["index"]), int(ev.args["jobId"]), str(err), err.name)
-                )
+                out.append(SkippedItem(int(ev.args["index"]), int(ev.args["jobId"]), str(err)))
         return out

@@ -80,13 +80,12 @@ class ProviderStep(NamedTuple):
 
 class SkippedItem(NamedTuple):
     """A batch item the contract skipped (``BatchItemSkipped``): its position in the batch (the
-    event's ``index``; a tuple's ``index`` is a method), its job, the contract's error in words,
-    and the error's name (``ProviderBanned``, say; empty when it could not be decoded)."""
+    event's ``index``; a tuple's ``index`` is a method), its job, and the contract's error in
+    words."""
 
     position: int
     job_id: int
     error: str
-    error_name: str = ""
 
 
 @dataclass(frozen=True)
