@@ -614,7 +614,12 @@ class Agent:
         )
         if self.banned or not refused_accept:
             return
-        status, _, _ = self.market.get_provider(self.address)
+        try:
+            status, _, _ = self.market.get_provider(self.address)
+        except ChainError as exc:
+            # The batch is mined: the round goes on, and the next refused ACCEPT reads again.
+            log.warning("could not read this provider's standing: %s", exc)
+            return
         if status is ProviderStatus.BANNED:
             self.banned = True
             self._ctx = replace(self._ctx, banned=True)
