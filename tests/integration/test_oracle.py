@@ -288,6 +288,66 @@ def test_a_funded_job_is_placed_within_two_blocks_behind_a_flood_of_spam(
     oracle.close()
 
 
+def test_a_tick_behind_a_judged_flood_reads_back_only_what_changed(
+    grid: Grid, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A verdict on spam (its escrow pays no minimum run) holds until the job or the providers
+    change. Reading the same window of verdicts back every tick cost seconds behind 100,000
+    spam jobs, and the funded job behind them waited blocks for it. Here the window is 20,
+    behind 60 spam jobs: once judged (and, by a fresh oracle, checked once), a tick reads none
+    of them back; a funded job is placed within 2 blocks of its request; a top-up has that
+    job's verdict made again, and a cheaper provider all of them."""
+    monkeypatch.setattr(service, "MAX_PENDING_PER_TICK", 20)
+    kit.provider(grid, 2, Hardware(1, 64, 0, 262_144), Prices(1_000, 0, 0), [])
+    spammer, cust = kit.customer(grid, 4), kit.customer(grid, 3)
+    sender = spammer.sender_or_fail()
+    spec = kit.spec_bytes("spam", 1, 1024)
+    flood = [
+        spammer.send_request_job(spec, 1, 0, 1024, max_price_per_minute=CREDIT, escrow=1)
+        for _ in range(60)
+    ]
+    spam = [
+        int(e.args["jobId"])
+        for p in flood
+        for e in spammer.decode_events(sender.wait(p))
+        if e.name == "JobRequested"
+    ]
+    assert len(spam) == 60
+    oracle = _oracle(grid, tmp_path)
+    oracle.ingest_tick()
+    ticks = [oracle.place() for _ in range(8)]
+    assert [t.unplaceable for t in ticks[:3]] == [20, 20, 20], "the window, 20 new jobs a tick"
+    assert (ticks[-1].placed, ticks[-1].held, ticks[-1].unplaceable) == (0, 0, 0), ticks
+    with oracle.sessions() as s:
+        assert all("pays less than" in (s.get(Job, j).unplaceable_reason or "") for j in spam)
+
+    m = grid.market()
+    funded = kit.request(cust, "funded", escrow=10 * CREDIT)
+    requested_block = m.w3.eth.block_number
+    oracle.sync_tick()
+    placed = [
+        e
+        for r in _receipts_since(m, requested_block)
+        for e in m.decode_events(r)
+        if e.name == "JobPlaced"
+    ]
+    assert [e.args["jobId"] for e in placed] == [funded]
+    assert placed[0].block_number <= requested_block + 2
+
+    spammer.top_up(spam[0], CREDIT)
+    oracle.ingest_tick()
+    stats = oracle.place()
+    assert (stats.placed, stats.held, stats.unplaceable) == (1, 0, 0), "only the topped-up job"
+    assert m.get_job(spam[0]).status == JobStatus.META_SCHEDULED
+
+    # At 1 unit a minute, a 1-unit escrow pays the minimum run: every verdict is made again.
+    kit.provider(grid, 5, Hardware(1, 64, 0, 262_144), Prices(1, 0, 0), [])
+    for _ in range(4):
+        oracle.sync_tick()
+    assert all(m.get_job(j).status == JobStatus.META_SCHEDULED for j in spam)
+    oracle.close()
+
+
 def _receipts_since(m: Market, block: int) -> list[Any]:
     return [
         m.w3.eth.get_transaction_receipt(tx)
