@@ -262,9 +262,9 @@ def _intercept(shipper: ResultsShipper, hook: Any) -> None:
     send = shipper.api._http.request
 
     def request(method: str, path: str, **kw: Any) -> httpx.Response:
-        return hook(send, method, path, **kw)  # type: ignore[no-any-return]
+        return hook(send, method, path, **kw)
 
-    shipper.api._http.request = request  # type: ignore[method-assign]
+    shipper.api._http.request = request  # type: ignore[assignment]
 
 
 def test_an_upload_recorded_whose_answer_was_lost_is_not_taken_for_a_failure(
@@ -277,7 +277,7 @@ def test_an_upload_recorded_whose_answer_was_lost_is_not_taken_for_a_failure(
     w = make_world(grid, tmp_path, api_url=api.url)
     shipper = w.agent.results
     assert shipper is not None
-    lost = []
+    lost: list[int] = []
 
     def hook(send: Any, method: str, path: str, **kw: Any) -> httpx.Response:
         resp = send(method, path, **kw)
@@ -305,13 +305,13 @@ def test_a_refusal_the_api_may_change_its_mind_on_is_tried_again(
     w = make_world(grid, tmp_path, api_url=api.url)
     shipper = w.agent.results
     assert shipper is not None
-    refused = []
+    refused: list[str] = []
 
     def hook(send: Any, method: str, path: str, **kw: Any) -> httpx.Response:
         if method == "POST" and not refused:
             refused.append(path)
             return httpx.Response(status, json={"detail": "not yet"})
-        return send(method, path, **kw)  # type: ignore[no-any-return]
+        return send(method, path, **kw)
 
     _intercept(shipper, hook)
     job_id = w.submit(spec("echo refused once"))

@@ -7,12 +7,13 @@ from pathlib import Path
 
 import pytest
 from eth_account import Account
+from eth_account.signers.local import LocalAccount
 from sqlalchemy.orm import Session, sessionmaker
 
 from metascheduler.results import store as rstore
 from metascheduler.results.errors import ChunkRefused
 from metascheduler.results.keys import new_job_key
-from metascheduler.results.logchain import ChunkSealer, Deployment, LogRecord
+from metascheduler.results.logchain import Chunk, ChunkSealer, Deployment, LogRecord
 from metascheduler.store.db import RESULTS, make_engine, session_factory, upgrade_to_head
 
 FIRST = Account.create()
@@ -29,7 +30,7 @@ def sessions(tmp_path: Path) -> sessionmaker[Session]:
     return session_factory(make_engine(url))
 
 
-def sealer(account) -> ChunkSealer:  # type: ignore[no-untyped-def]
+def sealer(account: LocalAccount) -> ChunkSealer:
     key = new_job_key()
     return ChunkSealer(account, DEP, JOB, key, b"wrapped")
 
@@ -38,7 +39,7 @@ def line(text: str) -> list[LogRecord]:
     return [LogRecord(1000.0, "stdout", text)]
 
 
-def append(sessions: sessionmaker[Session], chunk, provider: str) -> rstore.Appended:  # type: ignore[no-untyped-def]
+def append(sessions: sessionmaker[Session], chunk: Chunk, provider: str) -> rstore.Appended:
     with sessions() as s:
         return rstore.append_chunk(
             s, chunk, deployment=DEP, job_id=JOB, provider=provider, max_bytes=CAP
