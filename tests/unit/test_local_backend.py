@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -19,6 +20,7 @@ from metascheduler.agent.backends import (
     make_backend,
 )
 from metascheduler.agent.backends.local import LocalBackend
+from metascheduler.agent.backends.script import batch_script
 from metascheduler.spec import parse_spec
 
 S = BackendStatus
@@ -278,3 +280,16 @@ def _alive(pid: int) -> bool:
     except OSError:
         return False
     return "\nState:\tZ" not in status and os.path.exists(f"/proc/{pid}")
+
+
+def test_a_job_whose_folder_exists_starts_no_mkdir_for_it(tmp_path: Path) -> None:
+    """Every short job runs its batch script: a ``mkdir`` process there is a millisecond of CPU
+    per job. With no ``mkdir`` to be found, the script still enters a folder that exists, and
+    still fails (code 125) on one it would have to make."""
+    here = tmp_path / "work"
+    here.mkdir()
+    for folder, code in ((here, 0), (tmp_path / "new", 125)):
+        script = tmp_path / "job.sh"
+        script.write_text(batch_script(job(1, 'test "$PWD" = ' + str(folder)), folder))
+        ran = subprocess.run(["/bin/bash", str(script)], env={"PATH": str(tmp_path / "none")})
+        assert ran.returncode == code, folder
