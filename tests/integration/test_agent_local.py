@@ -63,8 +63,13 @@ def kinds(steps: list[ProviderStep]) -> list[tuple[int, ProviderAction]]:
 
 
 def records_for(w: World, job_id: int) -> list[dict[str, Any]]:
-    state = json.loads((local_backend(w).workdir / "state.json").read_text())
-    return [r for r in state["jobs"].values() if r["job_id"] == job_id]
+    """The local backend's records of the job: live ones, then those of its ended runs."""
+    workdir = local_backend(w).workdir
+    records = list(json.loads((workdir / "state.json").read_text())["jobs"].values())
+    ended = workdir / "ended.jsonl"
+    if ended.exists():
+        records += [json.loads(line) for line in ended.read_text().splitlines()]
+    return [r for r in records if r["job_id"] == job_id]
 
 
 def test_registers_once_and_again_when_the_record_differs(grid: Grid, tmp_path: Path) -> None:
