@@ -51,7 +51,7 @@ from metascheduler.agent.backends import (
     job_name,
     make_backend,
 )
-from metascheduler.agent.chainview import ChainView, ClockOffset, Head
+from metascheduler.agent.chainview import BlockPace, ChainView, ClockOffset, Head
 from metascheduler.agent.decide import Context, Decision, decide, gone
 from metascheduler.agent.outbox import Outbox, SentBatch
 from metascheduler.agent.outcomes import EXIT_LOST
@@ -147,6 +147,7 @@ class Agent:
         # out now (spec and view, to queue them once it is mined), and the refusals to send.
         self._head = Head(0, "", 0)
         self._clock = ClockOffset()
+        self._pace = BlockPace(close_s=1.5 * WAKE_CHECK_S, margin_s=2 * WAKE_CHECK_S)
         self._ctx = Context(self.address, 0, settings.time_limit_grace_s, settings.max_time_limit_s)
         self._accepting: dict[int, tuple[JobSpec, JobView]] = {}
         self._refusals: dict[int, str] = {}
@@ -316,18 +317,22 @@ class Agent:
         A round right after each block is what makes the path to RUNNING short: a placement
         mined in block N is ACCEPTed in N+1, and the round woken by N+1 (the ACCEPT's block,
         when the backend got the job) reports START in N+2. A fixed poll adds up to a poll
-        per step.
+        per step. The node is asked only once a block may be due (``BlockPace``).
         """
         deadline = time.monotonic() + longest_s
         news = self.backend.news()
-        while not stop.wait(WAKE_CHECK_S) and time.monotonic() < deadline:
+        while not stop.wait(WAKE_CHECK_S) and (now := time.monotonic()) < deadline:
             if self.backend.news() != news:
                 return
+            if now < self._pace.quiet_until():
+                continue  # no block is due yet: the node is not asked
             try:
-                if self.chain.block_number() > self._head.number:
-                    return
+                number = self.chain.block_number()
             except ChainError:
                 return  # the round says what is wrong, and retries
+            self._pace.polled(number, time.monotonic())
+            if number > self._head.number:
+                return
 
     def _backend_statuses(self, recs: Iterable[JobRecord]) -> dict[str, BackendJobInfo]:
         natives = [r.native_id for r in recs if r.native_id is not None]

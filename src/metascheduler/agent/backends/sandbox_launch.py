@@ -287,10 +287,10 @@ class Sandbox:
             # The PID namespace takes effect for the children; the others are the init's own,
             # so that this process keeps the host's view (it writes the report there).
             _check(_libc.unshare(CLONE_NEWPID), "unshare")
+            init = os.fork()
         except OSError:
             self.groups.destroy()
             raise
-        init = os.fork()
         if init == 0:
             code = SETUP_FAILED
             try:
