@@ -14,6 +14,7 @@ from typing import Any
 from web3.exceptions import Web3RPCError
 
 from metascheduler.agent.backends.base import parse_job_name
+from metascheduler.agent.backends.local import read_records
 from metascheduler.agent.backends.slurm import SACCT_FIELDS, parse_sacct
 from metascheduler.chain import JobStatus, Market
 from metascheduler.chain.events import ChainEvent
@@ -149,15 +150,12 @@ def job_states(market: Market, count: int) -> dict[int, JobStatus]:
 
 def backend_runs(grid: SoakGrid) -> tuple[dict[int, list[Run]], list[str]]:
     """Chain job id -> its runs on a backend (one entry per start), from the backends' own
-    records: the local executor's state file and Slurm's accounting."""
+    records: the local executor's files (live and ended jobs) and Slurm's accounting."""
     runs: dict[int, list[Run]] = defaultdict(list)
     notes: list[str] = []
     now = time.time()
     for name, work in grid.agents.items():
-        path = work / "state.json"
-        if not path.exists():
-            continue
-        for native, rec in json.loads(path.read_text()).get("jobs", {}).items():
+        for native, rec in read_records(work).items():
             if rec.get("started_at") is not None:
                 end = rec.get("ended_at") or now
                 runs[int(rec["job_id"])].append(Run(f"{name}:{native}", rec["started_at"], end))
