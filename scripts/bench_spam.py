@@ -229,6 +229,15 @@ def main() -> int:
         block_before = w3.eth.block_number
         time.sleep(args.flood_ticks_s)  # ticks on the whole flood, before the funded job
         blocks_during_ticks = w3.eth.block_number - block_before
+        # Said now, in case the node never mines the funded request (anvil did not, for more
+        # than 10 minutes, behind 100,000 requests).
+        flood = loop.since(ingested)
+        if flood:
+            print(
+                f"# {len(flood)} ticks on the flood: p50 {statistics.median(flood) * 1000:.1f} "
+                f"ms, p99 {percentile_f(flood, 99) * 1000:.1f} ms, {blocks_during_ticks} blocks",
+                file=sys.stderr,
+            )
 
         # Sent, then waited for as long as the node takes: on a loaded machine anvil's blocks
         # come late behind a flood (the sender's own 120 s wait gave up in one run).
