@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from typer.testing import CliRunner
 
@@ -253,6 +254,71 @@ def test_an_agent_killed_before_setting_up_a_jobs_results_ships_them_after_resta
     ship_until_done(w, job_id)
     lines, stream = job_lines(customer_client(w, api.url), job_id)
     assert _counted(lines) == ["before the kill"]
+    assert stream.final  # type: ignore[attr-defined]
+
+
+def _intercept(shipper: ResultsShipper, hook: Any) -> None:
+    """Routes the shipper's API requests through `hook(send, method, path, **kw)`."""
+    send = shipper.api._http.request
+
+    def request(method: str, path: str, **kw: Any) -> httpx.Response:
+        return hook(send, method, path, **kw)
+
+    shipper.api._http.request = request  # type: ignore[assignment]
+
+
+def test_an_upload_recorded_whose_answer_was_lost_is_not_taken_for_a_failure(
+    grid: Grid, api: Served, tmp_path: Path
+) -> None:
+    """The API records the outputs, and its answer never reaches the agent (a timeout under
+    load, or a kill right after). Before, the agent uploaded anew, the API refused a second
+    upload of stored outputs, and the job completed with no archive in its digest: the stored
+    outputs no longer matched the chain."""
+    w = make_world(grid, tmp_path, api_url=api.url)
+    shipper = w.agent.results
+    assert shipper is not None
+    lost: list[int] = []
+
+    def hook(send: Any, method: str, path: str, **kw: Any) -> httpx.Response:
+        resp = send(method, path, **kw)
+        if path.endswith("/outputs/complete") and not lost:
+            lost.append(resp.status_code)
+            raise httpx.ReadTimeout("the answer was lost")
+        return resp
+
+    _intercept(shipper, hook)
+    job_id = w.submit(spec("echo kept > $MS_OUTPUT_DIR/o.txt"))
+    digest = ship_until_done(w, job_id)
+    assert lost == [200]  # the API did record the first upload
+    got = customer_client(w, api.url).outputs(job_id, tmp_path / "got")
+    assert (tmp_path / "got" / "o.txt").read_text() == "kept\n"
+    assert got.digest == digest
+
+
+@pytest.mark.parametrize("status", [401, 403, 404, 409])
+def test_a_refusal_the_api_may_change_its_mind_on_is_tried_again(
+    grid: Grid, api: Served, tmp_path: Path, status: int
+) -> None:
+    """A 4xx that may come from the API's passing view of the chain (a job read before its
+    placement, or on a reorganised fork) delays the job's results, and does not leave them on
+    the provider's disk for good (as it did: its log never closed)."""
+    w = make_world(grid, tmp_path, api_url=api.url)
+    shipper = w.agent.results
+    assert shipper is not None
+    refused: list[str] = []
+
+    def hook(send: Any, method: str, path: str, **kw: Any) -> httpx.Response:
+        if method == "POST" and not refused:
+            refused.append(path)
+            return httpx.Response(status, json={"detail": "not yet"})
+        return send(method, path, **kw)
+
+    _intercept(shipper, hook)
+    job_id = w.submit(spec("echo refused once"))
+    ship_until_done(w, job_id)
+    assert refused
+    lines, stream = job_lines(customer_client(w, api.url), job_id)
+    assert _counted(lines) == ["refused once"]
     assert stream.final  # type: ignore[attr-defined]
 
 

@@ -22,6 +22,7 @@ import threading
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
+from typing import Any
 
 from eth_account.signers.local import LocalAccount
 
@@ -32,7 +33,7 @@ from metascheduler.chain import Market
 from metascheduler.results.customer import customer_public_key, find_request
 from metascheduler.results.digest import result_digest
 from metascheduler.results.errors import ResultsError
-from metascheduler.results.http import ApiRefused, ApiUnavailable, ResultsApi
+from metascheduler.results.http import ApiDown, ApiRefused, ApiUnavailable, ResultsApi
 from metascheduler.results.keys import new_job_key, wrap
 from metascheduler.results.logchain import Chunk, ChunkSealer, Deployment, LogRecord
 
@@ -42,6 +43,14 @@ log = logging.getLogger("metascheduler.agent.shipping")
 READ_BYTES = 4 << 20
 #: Longest wait between two attempts while the API is down.
 MAX_BACKOFF_S = 10.0
+#: Refusals (4xx) that sending again cannot change: a malformed chunk, a log or outputs over the
+#: grid's cap, an API that stores no results. Any other refusal may come from the API's passing
+#: view of the chain (a job it read before its placement, or on a reorganised fork): the job is
+#: tried again, with a longer backoff, `MAX_REFUSALS` times before its results are left on disk.
+FINAL_REFUSALS = frozenset({400, 413, 501})
+MAX_REFUSALS = 8
+#: Longest wait between two attempts after a refusal.
+MAX_REFUSED_BACKOFF_S = 60.0
 #: Seconds between two reads of the backend's status of the jobs still running.
 STATUS_EVERY_S = 1.0
 #: The archive hash of a job whose outputs could not be stored (the digest still covers its log).
@@ -73,7 +82,11 @@ class ResultsShipper:
         self._states: dict[int, SpoolState] = {}
         self._retry_at: dict[int, float] = {}
         self._failures: dict[int, int] = {}
+        self._refusals: dict[int, int] = {}
         self._given_up: set[int] = set()
+        #: While the API answers nothing, no job is tried before this (monotonic) time.
+        self._api_retry_at = 0.0
+        self._api_failures = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.root.mkdir(parents=True, exist_ok=True)
@@ -125,7 +138,13 @@ class ResultsShipper:
         thread runs and the API answers it. While the API is down the job completes without a
         digest rather than being metered for the outage."""
         running = self._thread is not None and self._thread.is_alive()
-        return running and job_id not in self._failures and job_id not in self._given_up
+        return (
+            running
+            and not self._api_failures
+            and job_id not in self._failures
+            and job_id not in self._refusals
+            and job_id not in self._given_up
+        )
 
     def busy(self) -> list[int]:
         """Jobs whose results are not all acknowledged yet."""
@@ -166,6 +185,8 @@ class ResultsShipper:
                 with self._lock:
                     self._wanted.setdefault(job_id, native)
         now = time.monotonic()
+        if now < self._api_retry_at:
+            return
         for job_id in sorted(self._states):
             if job_id in self._given_up or now < self._retry_at.get(job_id, 0.0):
                 continue
@@ -176,25 +197,50 @@ class ResultsShipper:
             try:
                 self._ship(job_id)
                 self._failures.pop(job_id, None)
+                self._refusals.pop(job_id, None)
+                self._api_failures = 0
+            except ApiDown as exc:
+                # Down for every job alike: the pass stops here, and the next one waits (a
+                # backlog of jobs each timing out in turn would hold the thread for minutes).
+                n = self._api_failures = self._api_failures + 1
+                self._api_retry_at = now + min(MAX_BACKOFF_S, 0.2 * 2**n)
+                if n == 1 or n % 20 == 0:
+                    log.warning("results wait on the provider's disk: %s", exc)
+                break
             except ApiUnavailable as exc:
                 n = self._failures[job_id] = self._failures.get(job_id, 0) + 1
                 self._retry_at[job_id] = now + min(MAX_BACKOFF_S, 0.2 * 2**n)
                 if n == 1 or n % 20 == 0:
                     log.warning("job %d: results wait on the provider's disk: %s", job_id, exc)
             except ApiRefused as exc:
-                # Sending it again will not help: the job went to another provider, or the
-                # API holds another chain for it. Kept on disk for the operator.
-                self._given_up.add(job_id)
-                log.error(
-                    "job %d: the API refused its results (%d: %s); they stay in %s",
-                    job_id,
-                    exc.status,
-                    exc.detail,
-                    JobSpool(self.root, job_id).dir,
-                )
+                self._refused(job_id, exc, now)
             if self._states.get(job_id) is not None and self._states[job_id].done:
                 with self._lock:
                     del self._states[job_id]
+
+    def _refused(self, job_id: int, exc: ApiRefused, now: float) -> None:
+        n = self._refusals[job_id] = self._refusals.get(job_id, 0) + 1
+        where = JobSpool(self.root, job_id).dir
+        if exc.status in FINAL_REFUSALS or n >= MAX_REFUSALS:
+            # Sending it again will not help: kept on disk for the operator.
+            self._given_up.add(job_id)
+            log.error(
+                "job %d: the API refused its results (%d: %s); they stay in %s",
+                job_id,
+                exc.status,
+                exc.detail,
+                where,
+            )
+            return
+        self._retry_at[job_id] = now + min(MAX_REFUSED_BACKOFF_S, 2.0 * 2**n)
+        log.warning(
+            "job %d: the API refused its results (%d: %s); trying again (%d of %d)",
+            job_id,
+            exc.status,
+            exc.detail,
+            n,
+            MAX_REFUSALS,
+        )
 
     def _poll_backend(self) -> None:
         if time.monotonic() < self._next_status:
@@ -328,7 +374,20 @@ class ResultsShipper:
     def _outputs(self, st: SpoolState, spool: JobSpool) -> SpoolState:
         """Packs, encrypts and uploads the job's outputs (parts go up while it packs); the state
         records the archive's hash (or why there is none). ApiUnavailable leaves it to be tried
-        again, packed anew."""
+        again, packed anew; so does a refusal that sending again may change (`FINAL_REFUSALS`)."""
+        if st.completing is not None:
+            recorded = self._complete_again(st, spool)
+            if recorded is not None:
+                return recorded
+            st = replace(st, completing=None)
+            spool.save(st)
+
+        def before_complete(body: dict[str, Any]) -> None:
+            # On disk and in memory: the next attempt, in this process or after a restart,
+            # starts from it.
+            completing = self._states[st.job_id] = replace(st, completing=body)
+            spool.save(completing)
+
         try:
             packed = self.api.pack_and_upload(
                 self.account,
@@ -339,6 +398,7 @@ class ResultsShipper:
                 job_key=bytes.fromhex(st.job_key),
                 wrapped_key=bytes.fromhex(st.wrapped_key),
                 max_bytes=self.settings.results.max_output_bytes,
+                before_complete=before_complete,
             )
         except ResultsError as exc:
             spool.note(f"outputs not stored: {exc}")
@@ -346,6 +406,8 @@ class ResultsShipper:
             spool.save(after)
             return after
         except ApiRefused as exc:
+            if exc.status not in FINAL_REFUSALS:
+                raise
             spool.note(f"outputs not stored: the grid refused them ({exc.detail})")
             after = replace(st, outputs_error=exc.detail)
             spool.save(after)
@@ -354,7 +416,24 @@ class ResultsShipper:
             f"outputs stored: {packed.files} files, {packed.plain_bytes:,} bytes "
             f"({packed.size:,} encrypted), sha256 {packed.sha256.hex()}"
         )
-        after = replace(st, archive_sha256=packed.sha256.hex())
+        return self._stored(st, spool, packed.sha256.hex())
+
+    def _complete_again(self, st: SpoolState, spool: JobSpool) -> SpoolState | None:
+        """The state once the API acknowledges the completion whose answer was lost; None when
+        it never recorded that upload (the outputs are then packed and uploaded anew)."""
+        body = st.completing
+        assert body is not None
+        try:
+            self.api.complete_again(self.account, self.deployment, st.job_id, body)
+        except ApiRefused as exc:
+            log.info("job %d: its last upload is not recorded (%s); uploading anew", st.job_id, exc)
+            return None
+        sha = str(body["sha256"]).removeprefix("0x")
+        spool.note(f"outputs stored: {int(body['size']):,} bytes encrypted, sha256 {sha}")
+        return self._stored(st, spool, sha)
+
+    def _stored(self, st: SpoolState, spool: JobSpool, sha: str) -> SpoolState:
+        after = replace(st, archive_sha256=sha, completing=None)
         spool.save(after)
         spool.remove_outputs()
         return after

@@ -47,6 +47,9 @@ class SpoolState:
     exit_code: int | None = None
     #: The encrypted archive, once uploaded: its SHA-256 (hex).
     archive_sha256: str | None = None
+    #: The request recording the upload, saved before it is sent: sent again first, should its
+    #: answer be lost (the API refuses a new upload once it recorded this one).
+    completing: dict[str, Any] | None = None
     outputs_error: str | None = None
     #: The last chunk (final) was acknowledged; the result digest is known.
     done: bool = False

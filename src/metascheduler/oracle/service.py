@@ -558,8 +558,10 @@ class Oracle:
                         >= j.started_at + funded_seconds(escrow=j.escrow, price=j.price_per_minute)
                     ):
                         expire.append(j.job_id)
-                elif JobStatus(j.status).placed and j.provider in banned:
-                    reclaim.append(j.job_id)  # a banned provider can neither accept nor start
+                elif j.status == JobStatus.META_SCHEDULED and j.provider in banned:
+                    # A banned provider cannot accept; what it accepted before the ban it may
+                    # still start, so that times out as any other.
+                    reclaim.append(j.job_id)
                 elif j.status == JobStatus.META_SCHEDULED and j.placed_at is not None:
                     if now >= j.placed_at + int(cfg["accept_timeout_s"]):
                         reclaim.append(j.job_id)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +48,11 @@ class ApiUnavailable(UnreachableError):
     kind = "api-unavailable"
 
 
+class ApiDown(ApiUnavailable):
+    """The API itself did not answer at all (refused or timed out): every request to it fails
+    alike until it is back, whatever the job."""
+
+
 def _detail(resp: httpx.Response) -> str:
     try:
         body = resp.json()
@@ -71,7 +76,7 @@ class ResultsApi:
         try:
             resp = self._http.request(method, path, **kw)
         except httpx.HTTPError as exc:
-            raise ApiUnavailable(f"the API at {self.base_url} did not answer: {exc}") from None
+            raise ApiDown(f"the API at {self.base_url} did not answer: {exc}") from None
         if resp.status_code >= 500 and resp.status_code != 501:
             raise ApiUnavailable(
                 f"the API at {self.base_url} failed ({resp.status_code}): {_detail(resp)}"
@@ -97,13 +102,16 @@ class ResultsApi:
         job_key: bytes,
         wrapped_key: bytes,
         max_bytes: int | None = None,
+        before_complete: Callable[[dict[str, Any]], None] | None = None,
     ) -> Packed:
         """Packs the outputs under `src` (`archive.pack`) and uploads them. A small archive is
         written to `dest` and put in one request; a larger one goes up in parts while the
         packing goes on, so the two overlap, and is kept nowhere else (its `path` is None). The
         upload is planned on `archive.size_bound`; the parts past the archive's end go unused.
-        Raises ResultsError (over the cap), ApiRefused, or ApiUnavailable (call again: the
-        outputs are packed anew)."""
+        `before_complete` gets the body of the request that records the upload before it is
+        sent: if its answer is lost, `complete_again` with that body learns whether the API
+        recorded it (a new upload would be refused once it did). Raises ResultsError (over the
+        cap), ApiRefused, or ApiUnavailable (call again: the outputs are packed anew)."""
         archive.check_size(src, job_id, max_bytes)
         header = {grant.HEADER: grant.sign(account, grant.PUT_OUTPUTS, deployment, job_id)}
         plan = self._send(
@@ -138,8 +146,19 @@ class ResultsApi:
                 etags = sender.finish()
             finally:
                 sender.close()
-        self._complete(job_id, header, packed, plan["upload_id"], etags)
+        body = _completion(packed, plan["upload_id"], etags)
+        if before_complete is not None:
+            before_complete(body)
+        self._send("POST", f"/api/jobs/{job_id}/outputs/complete", json=body, headers=header)
         return packed
+
+    def complete_again(
+        self, account: LocalAccount, deployment: Deployment, job_id: int, body: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Sends a completion (`before_complete`'s body) again: the API acknowledges one it
+        already recorded, and refuses (409) one of an upload it no longer knows."""
+        header = {grant.HEADER: grant.sign(account, grant.PUT_OUTPUTS, deployment, job_id)}
+        return self._send("POST", f"/api/jobs/{job_id}/outputs/complete", json=body, headers=header)
 
     def upload(
         self, account: LocalAccount, deployment: Deployment, job_id: int, packed: Packed
@@ -183,12 +202,7 @@ class ResultsApi:
         return self._send(
             "POST",
             f"/api/jobs/{job_id}/outputs/complete",
-            json={
-                "size": packed.size,
-                "sha256": "0x" + packed.sha256.hex(),
-                "upload_id": upload_id,
-                "parts": [{"number": n, "etag": e} for n, e in sorted(etags.items())],
-            },
+            json=_completion(packed, upload_id, etags),
             headers=header,
         )
 
@@ -302,6 +316,15 @@ class _PartSender:
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _completion(packed: Packed, upload_id: str | None, etags: dict[int, str]) -> dict[str, Any]:
+    return {
+        "size": packed.size,
+        "sha256": "0x" + packed.sha256.hex(),
+        "upload_id": upload_id,
+        "parts": [{"number": n, "etag": e} for n, e in sorted(etags.items())],
+    }
 
 
 def _file_chunks(f: Any, length: int) -> Iterator[bytes]:

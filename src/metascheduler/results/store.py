@@ -22,6 +22,7 @@ from sqlalchemy import (
     LargeBinary,
     MetaData,
     String,
+    delete,
     func,
     select,
 )
@@ -29,7 +30,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from .errors import ChunkRefused
-from .logchain import ZERO_DIGEST, Chunk, ChunkHeader, Deployment, check_chunk
+from .logchain import ZERO_DIGEST, Chunk, ChunkHeader, Deployment, check_chunk, signer_of
 
 
 class ResultsBase(DeclarativeBase):
@@ -115,13 +116,17 @@ def append_chunk(
 ) -> Appended:
     """Records the next chunk of a job's log after `check_chunk`. A chunk already recorded (an
     agent retrying after a lost acknowledgement) is acknowledged again, not stored twice; any
-    other chunk that is not exactly the next one is refused. Commits."""
+    other chunk that is not exactly the next one is refused. The log is the placed provider's:
+    its first chunk replaces a log an earlier placement of the job began (a provider the job
+    was taken from, whose run is not the one billed). Commits."""
     digest = chunk.digest_hex()
     h = chunk.header
     if h.job_id == job_id and h.seq >= 0:
         same = s.get(LogChunkRow, (job_id, h.seq))
         if same is not None and same.digest == digest:
             return Appended(h.seq, digest, duplicate=True)
+        if h.seq == 0 and same is not None and _earlier_placement(same, chunk, provider):
+            s.execute(delete(LogChunkRow).where(LogChunkRow.job_id == job_id))
     summary = log_summary(s, job_id)
     if summary.final:
         raise ChunkRefused(
@@ -167,6 +172,19 @@ def append_chunk(
             "replayed", f"log chunk seq {h.seq} of job {job_id} was already taken"
         ) from None
     return Appended(h.seq, digest, duplicate=False)
+
+
+def _earlier_placement(first: LogChunkRow, chunk: Chunk, provider: str) -> bool:
+    """Whether the stored log, beginning with `first`, is another provider's, and `chunk` the
+    placed provider's (only it may replace that log)."""
+    stored = Chunk(ChunkHeader(**first.header), first.ciphertext, first.signature)
+    try:
+        return (
+            signer_of(chunk).lower() == provider.lower()
+            and signer_of(stored).lower() != provider.lower()
+        )
+    except ChunkRefused:
+        return False
 
 
 def read_chunks(s: Session, job_id: int, *, after: int, limit: int) -> list[Chunk]:

@@ -19,12 +19,20 @@ from metascheduler.audit.model import JobAudit
 from metascheduler.chain import Market
 from metascheduler.chain.rpc import connect
 from metascheduler.client import Client
+from metascheduler.devnet.soak.common import say
 from metascheduler.results.errors import Tampered
+from metascheduler.results.http import ApiRefused, ApiUnavailable, ResultsApi
 
 #: Readers at once: each read is a few HTTP calls and a decryption.
 THREADS = 4
-#: How long after the drain a job's final log chunk may still be on its way.
-FINAL_WAIT_S = 180.0
+#: The providers' shipping backlog (after an API outage, hundreds of jobs) drains after the
+#: chain's: the verdict waits while sampled jobs' logs keep closing at the API, and gives up on
+#: the rest only after this long without one more chunk stored for any of them.
+STALL_S = 120.0
+#: Seconds between two looks at the sampled jobs' logs while waiting.
+POLL_S = 5.0
+#: How long one job's read waits for its final chunk once the wait above is over.
+FINAL_WAIT_S = 30.0
 
 
 @dataclass
@@ -58,6 +66,7 @@ def read_back(
     if sample is not None and len(ids) > sample:
         ids = sorted(random.Random(seed).sample(ids, sample))
     rep = ReadbackReport(checked=len(ids))
+    wait_for_final_logs(ResultsApi(api_url), ids)
     deadline = time.monotonic() + FINAL_WAIT_S
     clients: dict[str, Client] = {}
 
@@ -75,9 +84,8 @@ def read_back(
         c = clients[str(audits[j].customer).lower()]
         want = Counter(lines)
         try:
-            # A job's results may still wait on its provider's disk after an outage (the agent
-            # ships them again with a backoff): read again, as the customer is told to, until
-            # its final chunk is there or `FINAL_WAIT_S` passed.
+            # A log still open after `wait_for_final_logs` may yet close: read again, as the
+            # customer is told to, until its final chunk is there or `FINAL_WAIT_S` passed.
             while True:
                 stream = c.logs(j, follow=True, timeout_s=30)
                 got = Counter(r.line for r in stream if not r.agent)
@@ -115,3 +123,45 @@ def read_back(
             if (note or lost or doubled) and len(rep.details) < 20:
                 rep.details.append(note or f"job {j}: {lost} lines lost, {doubled} doubled")
     return rep
+
+
+def wait_for_final_logs(
+    api: ResultsApi, ids: list[int], stall_s: float = STALL_S, poll_s: float = POLL_S
+) -> list[int]:
+    """Waits until the log of every job of `ids` is closed at the API (its public summary says
+    `final`), as long as the providers' shipping makes progress: it stops once no chunk of any
+    of them was stored for `stall_s`. Prints the progress; returns the jobs still open."""
+    left = set(ids)
+    chunks: dict[int, int] = {}
+    moved = time.monotonic()
+    started = moved
+    try:
+        while left:
+            before = sum(chunks.values())
+            for j in sorted(left):
+                try:
+                    log = api.summary(j)["log"]
+                except (ApiUnavailable, ApiRefused):
+                    continue
+                chunks[j] = int(log["chunks"])
+                if log["final"]:
+                    left.discard(j)
+            now = time.monotonic()
+            if sum(chunks.values()) != before:
+                moved = now
+            if not left:
+                break
+            if now - moved > stall_s:
+                say(
+                    f"results: {len(left)} of {len(ids)} sampled logs still open, no chunk "
+                    f"stored for {stall_s:.0f} s: reading back as they are"
+                )
+                break
+            say(
+                f"results: waiting for the providers' shipping, {len(ids) - len(left)} of "
+                f"{len(ids)} sampled logs closed ({now - started:.0f} s)"
+            )
+            time.sleep(poll_s)
+    finally:
+        api.close()
+    return sorted(left)
