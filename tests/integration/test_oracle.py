@@ -326,6 +326,7 @@ def test_a_tick_behind_a_judged_flood_reads_back_only_what_changed(
     funded = kit.request(cust, "funded", escrow=10 * CREDIT)
     requested_block = m.w3.eth.block_number
     oracle.sync_tick()
+    _wait_placed(m, [funded])
     placed = [
         e
         for r in _receipts_since(m, requested_block)
@@ -339,14 +340,24 @@ def test_a_tick_behind_a_judged_flood_reads_back_only_what_changed(
     oracle.ingest_tick()
     stats = oracle.place()
     assert (stats.placed, stats.held, stats.unplaceable) == (1, 0, 0), "only the topped-up job"
-    assert m.get_job(spam[0]).status == JobStatus.META_SCHEDULED
+    _wait_placed(m, spam[:1])
 
     # At 1 unit a minute, a 1-unit escrow pays the minimum run: every verdict is made again.
     kit.provider(grid, 5, Hardware(1, 64, 0, 262_144), Prices(1, 0, 0), [])
     for _ in range(4):
         oracle.sync_tick()
-    assert all(m.get_job(j).status == JobStatus.META_SCHEDULED for j in spam)
+    _wait_placed(m, spam)
     oracle.close()
+
+
+def _wait_placed(m: Market, job_ids: list[int], timeout_s: float = 30.0) -> None:
+    """Waits until the node has mined the placement of each job: the oracle sends its
+    placements without waiting for them, and a node mines them in a moment of its own."""
+    deadline = time.monotonic() + timeout_s
+    left = list(job_ids)
+    while left := [j for j in left if m.get_job(j).status != JobStatus.META_SCHEDULED]:
+        assert time.monotonic() < deadline, f"jobs not placed after {timeout_s:g} s: {left}"
+        time.sleep(0.1)
 
 
 def _receipts_since(m: Market, block: int) -> list[Any]:

@@ -26,6 +26,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Text,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -101,6 +102,24 @@ class Job(Base):
         Index("ix_jobs_status_job_id", "status", "job_id"),
         Index("ix_jobs_customer_job_id", "customer", "job_id"),
         Index("ix_jobs_provider_status", "provider", "status"),
+        # The oracle's reads of pending jobs, with and without its unplaceable verdict (see
+        # `store.queries.placement_rows` and `unplaceable_rows_after`): behind a flood of spam
+        # it finds the few it needs without scanning every pending job.
+        Index(
+            "ix_jobs_unjudged",
+            "status",
+            "job_id",
+            sqlite_where=text("unplaceable_reason IS NULL"),
+            postgresql_where=text("unplaceable_reason IS NULL"),
+        ),
+        Index(
+            "ix_jobs_judged",
+            "status",
+            "updated_block",
+            "job_id",
+            sqlite_where=text("unplaceable_reason IS NOT NULL"),
+            postgresql_where=text("unplaceable_reason IS NOT NULL"),
+        ),
     )
 
     job_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)

@@ -9,7 +9,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Float, Row, and_, cast, func, or_, select
+from sqlalchemy import Float, Row, cast, func, or_, select
 from sqlalchemy.orm import Session
 
 from metascheduler.chain.types import JobStatus, ProviderStatus
@@ -273,10 +273,9 @@ def unplaceable_rows_after(s: Session, after: tuple[int, int], limit: int) -> li
         .where(
             table.c.status == JobStatus.PENDING,
             table.c.unplaceable_reason.is_not(None),
-            or_(
-                table.c.updated_block > block,
-                and_(table.c.updated_block == block, table.c.job_id > job_id),
-            ),
+            # (as a range from `block` on: the index `ix_jobs_judged` serves it)
+            table.c.updated_block >= block,
+            or_(table.c.updated_block > block, table.c.job_id > job_id),
         )
         .order_by(table.c.updated_block, table.c.job_id)
         .limit(limit)
