@@ -6,9 +6,11 @@ and `--agents` provider agents on the local executor (each declaring `--cpus` CP
 the load), funds `--wallets` customer wallets, and then submits short jobs (half a no-op, half a
 1-second sleep; 1 CPU each) at a steady rate for `--step-s` seconds per step, raising the rate
 step by step (`--rates`) until the grid falls behind. A step kept up when every job it submitted
-reached FINISHED within `--grace-s` seconds of the step's end and the jobs submitted last did not
+reached FINISHED within `--grace-s` seconds of the step's end, the jobs submitted last did not
 wait longer than the first (request to end, p50 of the last fifth at most 2 blocks above the
-first fifth's). The steps stop at the first that fell behind, once the 50 jobs/s step has run.
+first fifth's), and the customers' requests went out at 90% of the rate at least (on a busy
+machine the sender itself slows down: a step it could not feed measured a lower rate). The steps
+stop at the first that fell behind, once the 50 jobs/s step has run.
 
 Measured from the chain (the blocks of each job's events) and from /proc (the CPU time of each
 process). The last line is one JSON object:
@@ -18,6 +20,7 @@ process). The last line is one JSON object:
                            (every transaction of its blocks: requests, placements, provider
                            batches), and grid_over_bound, the ratio
   request_to_running_blocks_p50/_p99, request_to_end_blocks_p50   at 50 jobs/s
+  kept_up_request_to_running_blocks_p50/_p99   the same at the fastest step kept up
   oracle_cpu_ms_per_job, agent_cpu_ms_per_job   process CPU time over the jobs of the step at
                            50 jobs/s (agents summed; their job supervisors apart, as
                            runner_cpu_ms_per_job), and anvil_cpu_ms_per_job
@@ -224,6 +227,12 @@ class Step:
     cpu_ms: dict[str, float] = field(default_factory=dict)
     machine_busy: float = 0.0
     wall_s: float = 0.0
+    sent: int = 0
+
+    @property
+    def sent_per_s(self) -> float:
+        """The rate the requests went out at (below ``rate`` when the sender fell behind)."""
+        return self.sent / max(1e-9, self.seconds)
 
     @property
     def finished(self) -> list[Timeline]:
@@ -240,6 +249,8 @@ class Step:
     @property
     def kept_up(self) -> bool:
         if not self.jobs or len(self.finished) < len(self.jobs):
+            return False
+        if self.sent_per_s < 0.9 * self.rate:
             return False
         fifth = max(1, len(self.jobs) // 5)
         first = self.stage("requested", "ended", slice(0, fifth))
@@ -306,7 +317,7 @@ def run_step(
     procs_before = processes()
     anvil_before = cpu_s(grid.anvil.process.pid)[0]
     machine_before = machine_busy_s()
-    step = Step(rate, first_block=w3.eth.block_number + 1)
+    step = Step(rate, first_block=w3.eth.block_number + 1, sent=n)
     t0 = time.monotonic()
     child = mp.get_context("fork").Process(target=send_steady, args=(grid.anvil.url, raws, rate))
     child.start()
@@ -366,7 +377,8 @@ def describe(step: Step) -> str:
     return (
         f"at {step.rate:g} jobs/s the {worst[1]} stage fell behind (its median grew by "
         f"{worst[0]:g} blocks from the step's first jobs to its last; {unfinished} of "
-        f"{len(step.jobs)} jobs unfinished after the grace); blocks {gas_share:.0%} full of gas; "
+        f"{len(step.jobs)} jobs unfinished after the grace; requests sent at "
+        f"{step.sent_per_s:.1f}/s); blocks {gas_share:.0%} full of gas; "
         f"CPU in cores: oracle {cpu_per_s['oracle']:.2f}, agents {cpu_per_s['agent']:.2f}, "
         f"job supervisors {cpu_per_s['runner']:.2f}, anvil {cpu_per_s['anvil']:.2f}; the "
         f"machine's {os.cpu_count()} cores {step.machine_busy:.0%} busy"
@@ -428,7 +440,7 @@ def main() -> int:
                 f"ended {percentile(step.stage('running', 'ended'), 50)}; "
                 f"{step.gas_per_job:,.0f} gas/job; CPU ms/job "
                 + ", ".join(f"{k} {v:.1f}" for k, v in step.cpu_ms.items())
-                + f"; machine {step.machine_busy:.0%} busy; "
+                + f"; machine {step.machine_busy:.0%} busy; sent {step.sent_per_s:.1f}/s; "
                 + ("kept up" if step.kept_up else "fell behind"),
                 file=sys.stderr,
             )
@@ -459,6 +471,12 @@ def main() -> int:
         "request_to_running_blocks_p50": None,
         "request_to_running_blocks_p99": None,
         "request_to_end_blocks_p50": None,
+        "kept_up_request_to_running_blocks_p50": (
+            percentile(best.stage("requested", "running"), 50) if best else None
+        ),
+        "kept_up_request_to_running_blocks_p99": (
+            percentile(best.stage("requested", "running"), 99) if best else None
+        ),
         "oracle_cpu_ms_per_job": None,
         "agent_cpu_ms_per_job": None,
         "runner_cpu_ms_per_job": None,
@@ -470,6 +488,8 @@ def main() -> int:
                 "jobs": len(s.jobs),
                 "finished": len(s.finished),
                 "kept_up": s.kept_up,
+                "sent_per_s": round(s.sent_per_s, 1),
+                "request_to_running_blocks_p50": percentile(s.stage("requested", "running"), 50),
                 "gas_per_job": round(s.gas_per_job),
                 "machine_busy": round(s.machine_busy, 3),
             }

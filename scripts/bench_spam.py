@@ -19,6 +19,10 @@ short interval. Then:
   funded_placed_after_s  wall time from the request's receipt to the placement being seen
   funded_request_mined_s, blocks_during_flood_ticks  how long the node took to mine the funded
                      request, and how many blocks it made in the seconds of ticks before it
+  funded_sent_after_s, funded_sent_after_blocks  from the request's receipt to the oracle's
+                     placement being recorded as sent (its action log, polled every 50 ms), in
+                     seconds and in the node's head block minus the request's: the oracle's share
+                     of funded_placed_after_blocks; the rest is the node's inclusion
   spam_cost_credits  what the spammer paid and cannot get back: the request fees (read as the
                      market's accrued fees); the 1-unit escrows are refunded on cancel
 The last line is one JSON object.
@@ -54,7 +58,7 @@ from metascheduler.devnet.wallets import Wallets
 from metascheduler.oracle.service import MAX_PENDING_PER_TICK, Oracle, build, freeze_startup_heap
 from metascheduler.oracle.settings import OracleSettings
 from metascheduler.spec import encode_spec, validate_spec
-from metascheduler.store.models import Job
+from metascheduler.store.models import Job, OracleAction
 
 CREDIT = billing.UNITS_PER_CREDIT
 BLOCK_GAS = 1_000_000_000
@@ -127,6 +131,18 @@ def wait(what: str, cond: Any, timeout_s: float, pause_s: float = 0.5) -> float:
             raise SystemExit(f"gave up waiting for {what} after {timeout_s:g} s")
         time.sleep(pause_s)
     return time.monotonic()
+
+
+def placement_sent(oracle: Oracle, job_id: int) -> bool:
+    """Has the oracle sent (or mined) a placement of the job? From its action log."""
+    with oracle.sessions() as s:
+        actions = s.scalars(
+            select(OracleAction.job_ids)
+            .where(OracleAction.kind == "place", OracleAction.state.in_(("sent", "mined")))
+            .order_by(OracleAction.id.desc())
+            .limit(16)
+        )
+        return any(job_id in ids for ids in actions)
 
 
 def placed_block(market: Market, job_id: int, from_block: int) -> int | None:
@@ -226,12 +242,14 @@ def main() -> int:
         funded = int(event.args["jobId"])
         requested = int(receipt["blockNumber"])
         t_req = time.monotonic()
-        t_placed = wait(
-            "the funded job's placement",
-            lambda: placed_block(market, funded, requested) is not None,
-            600,
-            pause_s=0.05,
-        )
+        sent: list[tuple[float, int]] = []  # (when, head block) the placement was first seen sent
+
+        def placed_yet() -> bool:
+            if not sent and placement_sent(oracle, funded):
+                sent.append((time.monotonic(), w3.eth.block_number))
+            return placed_block(market, funded, requested) is not None
+
+        t_placed = wait("the funded job's placement", placed_yet, 600, pause_s=0.05)
         placed = placed_block(market, funded, requested)
         assert placed is not None
         loop.stop.set()
@@ -267,6 +285,8 @@ def main() -> int:
         "funded_placed_after_blocks": placed - requested,
         "funded_placed_after_s": round(t_placed - t_req, 2),
         "funded_request_mined_s": round(request_mined_s, 1),
+        "funded_sent_after_s": round(sent[0][0] - t_req, 2) if sent else None,
+        "funded_sent_after_blocks": sent[0][1] - requested if sent else None,
         "blocks_during_flood_ticks": blocks_during_ticks,
         "spam_placed": spam_placed,
         "spam_cost_credits": fees / CREDIT,

@@ -420,12 +420,14 @@ contract JobMarket is CreditLedger, ProviderRegistry {
         JobStatus status;
         bool banned;
         if (action == ProviderAction.ACCEPT) {
+            // A ban stops new work at once: a banned provider takes no placement.
             (status, banned, err) = _providerOwns(jobId, job, _bit(JobStatus.META_SCHEDULED));
             if (err.length == 0) err = _notBanned(banned);
             if (err.length == 0) _move(jobId, job, status, JobStatus.SCHEDULED, block.timestamp);
         } else if (action == ProviderAction.START) {
-            (status, banned, err) = _providerOwns(jobId, job, _bit(JobStatus.SCHEDULED));
-            if (err.length == 0) err = _notBanned(banned);
+            // Not the work it accepted before a ban: its backend may run the job already, and
+            // refusing the START would leave that compute unpaid and the job run twice.
+            (status,, err) = _providerOwns(jobId, job, _bit(JobStatus.SCHEDULED));
             if (err.length == 0) _move(jobId, job, status, JobStatus.RUNNING, _within(at, job.since));
         } else {
             // A ban does not stop a running job: the compute delivered before and after it is
@@ -450,12 +452,13 @@ contract JobMarket is CreditLedger, ProviderRegistry {
             return _missingOr(jobId, job, _unexpected(jobId, status, _PLACED));
         }
         string memory reason;
-        if (_keys[_providerOf(job)].banned) {
-            // A banned provider can neither accept nor start: nothing to wait for.
+        bool placed = status == JobStatus.META_SCHEDULED;
+        if (placed && _keys[_providerOf(job)].banned) {
+            // A banned provider cannot accept: nothing to wait for. A job it accepted before the
+            // ban it may still start, within the start timeout as any other.
             reason = "provider banned";
         } else {
             Rules memory r = _rules[job.rulesId]; // the timeouts in force when it was placed
-            bool placed = status == JobStatus.META_SCHEDULED;
             uint256 deadline = uint256(job.since) + (placed ? r.acceptTimeout : r.startTimeout);
             if (block.timestamp < deadline) {
                 return abi.encodeWithSelector(JobTimeoutNotReached.selector, jobId, deadline, block.timestamp);

@@ -9,6 +9,7 @@ import {
     Placement,
     Prices,
     ProviderAction,
+    ProviderStatus,
     ProviderStep,
     SilentJob,
     Terms
@@ -88,21 +89,72 @@ contract HostileTest is Fixture {
         assertEq(market.reclaimJobs(_ids(id)), 1);
     }
 
-    function test_ban_queuedJobCannotBeStartedSingleOrBatched() public {
-        (uint256 id,) = _jobIn(JobStatus.SCHEDULED, alice, 5 * CREDIT);
+    /// A job the provider accepted before its ban may still start and is billed as usual: its
+    /// backend may already run it, and refusing the START would leave that compute unpaid and
+    /// have the job run again elsewhere.
+    function test_ban_jobAcceptedBeforeTheBanStartsAndIsBilledSingleOrBatched() public {
+        (uint256 single,) = _jobIn(JobStatus.SCHEDULED, alice, 5 * CREDIT);
+        (uint256 batched,) = _jobIn(JobStatus.SCHEDULED, alice, 5 * CREDIT);
         vm.prank(admin);
         market.banProvider(provA);
         vm.prank(provA);
-        vm.expectRevert(abi.encodeWithSelector(IJobMarket.ProviderBanned.selector, provA));
-        market.startJob(id, block.timestamp);
+        market.startJob(single, block.timestamp);
         ProviderStep[] memory steps = new ProviderStep[](1);
-        steps[0] = ProviderStep(id, ProviderAction.START, 0, bytes32(0), block.timestamp);
-        _expectSkipped(0, id, abi.encodeWithSelector(IJobMarket.ProviderBanned.selector, provA));
+        steps[0] = ProviderStep(batched, ProviderAction.START, 0, bytes32(0), block.timestamp);
         vm.prank(provA);
-        assertEq(market.providerBatch(steps), 0);
+        assertEq(market.providerBatch(steps), 1);
+        assertEq(uint8(_status(single)), uint8(JobStatus.RUNNING));
+        assertEq(uint8(_status(batched)), uint8(JobStatus.RUNNING));
+
+        vm.warp(block.timestamp + 60);
+        vm.prank(provA);
+        market.completeJob(single, 0, DIGEST, block.timestamp);
+        assertEq(market.balanceOf(provA), PRICE_A, "the minute run after the ban is paid");
+    }
+
+    /// The oracle takes back at once only what a banned provider can no longer take (a placement
+    /// not accepted); a job it accepted waits for its start timeout like any other.
+    function test_ban_jobAcceptedBeforeTheBanIsReclaimedOnlyAfterItsStartTimeout() public {
+        (uint256 id,) = _jobIn(JobStatus.SCHEDULED, alice, 5 * CREDIT);
+        uint256 acceptedAt = block.timestamp;
+        vm.prank(admin);
+        market.banProvider(provA);
+        _expectSkipped(
+            0,
+            id,
+            abi.encodeWithSelector(
+                IJobMarket.JobTimeoutNotReached.selector, id, acceptedAt + START_TIMEOUT, block.timestamp
+            )
+        );
+        vm.prank(oracle);
+        assertEq(market.reclaimJobs(_ids(id)), 0);
         assertEq(uint8(_status(id)), uint8(JobStatus.SCHEDULED));
+
+        vm.warp(acceptedAt + START_TIMEOUT);
+        vm.expectEmit(true, true, true, true, address(market));
+        emit IJobMarket.JobReturned(id, provA, JobStatus.SCHEDULED, JobStatus.PENDING, "not started in time");
         vm.prank(oracle);
         assertEq(market.reclaimJobs(_ids(id)), 1);
+    }
+
+    /// A ban stops new work at once: no new placement on the banned provider, no ACCEPT by it
+    /// (single or batched), while the jobs it already runs go on.
+    function test_ban_stopsNewPlacementsAndAcceptsAtOnce() public {
+        (uint256 placed,) = _jobIn(JobStatus.META_SCHEDULED, alice, 5 * CREDIT);
+        (uint256 fresh, Terms memory t) = _request(alice, 5 * CREDIT);
+        vm.prank(admin);
+        market.banProvider(provA);
+        vm.prank(oracle);
+        vm.expectRevert(
+            abi.encodeWithSelector(IJobMarket.ProviderNotApproved.selector, provA, ProviderStatus.BANNED)
+        );
+        market.placeJob(Placement(fresh, provA, t, PRICE_A));
+        ProviderStep[] memory steps = new ProviderStep[](1);
+        steps[0] = ProviderStep(placed, ProviderAction.ACCEPT, 0, bytes32(0), 0);
+        _expectSkipped(0, placed, abi.encodeWithSelector(IJobMarket.ProviderBanned.selector, provA));
+        vm.prank(provA);
+        assertEq(market.providerBatch(steps), 0);
+        assertEq(uint8(_status(placed)), uint8(JobStatus.META_SCHEDULED));
     }
 
     function test_ban_runningJobIsBilledForItsWholeRun() public {

@@ -2,11 +2,12 @@
 pragma solidity ^0.8.26;
 
 import {Fixture} from "./utils/Fixture.sol";
-import {IJobMarket, JobStatus, JobView, Placement, Prices, Terms} from "../src/interfaces/IJobMarket.sol";
+import {IJobMarket, JobStatus, JobView, Placement, Prices, ProviderStatus, Terms} from "../src/interfaces/IJobMarket.sol";
 
 /// @notice The state machine of docs/state-machine.md, table-driven: every job action, by every role, from
 /// every status, either makes exactly the documented transition or reverts (or, in a batch, is
-/// skipped) with the exact custom error and its arguments, leaving the job untouched.
+/// skipped) with the exact custom error and its arguments, leaving the job untouched; and again
+/// with the job's provider banned once the job got there.
 contract JobMarketTransitionsTest is Fixture {
     enum Action {
         PLACE,
@@ -30,10 +31,11 @@ contract JobMarketTransitionsTest is Fixture {
     // ------------------------------------------------------------------ the table
 
     /// @dev What `caller` doing `a` to job `id` (in `from`, placed on provA unless PENDING,
-    /// customer alice, every timeout run out, escrow spent) must give: the error it fails with
-    /// (empty on success), whether it reverts the whole call (true for single calls and for a
-    /// batch's caller check; false for an item a batch skips), and the status it leads to.
-    function _model(Action a, address caller, uint256 id, JobStatus from)
+    /// customer alice, every timeout run out, escrow spent; provA banned once the job reached
+    /// `from` if `banned`) must give: the error it fails with (empty on success), whether it
+    /// reverts the whole call (true for single calls and for a batch's caller check; false for an
+    /// item a batch skips), and the status it leads to.
+    function _model(Action a, address caller, uint256 id, JobStatus from, bool banned)
         internal
         view
         returns (bytes memory err, bool whole, JobStatus to)
@@ -44,6 +46,13 @@ contract JobMarketTransitionsTest is Fixture {
         if (a == Action.PLACE) {
             if (caller != oracle) return (_notOracle(caller), true, from);
             if (from != JobStatus.PENDING) return (_unexpected(id, from, _bit(JobStatus.PENDING)), true, from);
+            if (banned) {
+                return (
+                    abi.encodeWithSelector(IJobMarket.ProviderNotApproved.selector, provA, ProviderStatus.BANNED),
+                    true,
+                    from
+                );
+            }
             return ("", true, JobStatus.META_SCHEDULED);
         }
         if (a == Action.ACCEPT || a == Action.START || a == Action.COMPLETE || a == Action.REFUSE) {
@@ -56,6 +65,10 @@ contract JobMarketTransitionsTest is Fixture {
                     ? (_bit(JobStatus.SCHEDULED), JobStatus.RUNNING)
                     : a == Action.COMPLETE ? (_bit(JobStatus.RUNNING), JobStatus.FINISHED) : (PLACED, JobStatus.PENDING);
             if (mask & _bit(from) == 0) return (_unexpected(id, from, mask), true, from);
+            // A ban stops new work only: a job accepted before it may still start, run and end.
+            if (banned && a == Action.ACCEPT) {
+                return (abi.encodeWithSelector(IJobMarket.ProviderBanned.selector, provA), true, from);
+            }
             return ("", true, next);
         }
         if (a == Action.CANCEL || a == Action.TOP_UP) {
@@ -106,13 +119,23 @@ contract JobMarketTransitionsTest is Fixture {
     }
 
     function _runTable(Action a) internal {
+        _runTable(a, false);
+        _runTable(a, true);
+    }
+
+    function _runTable(Action a, bool banned) internal {
         address[7] memory callers = _callers();
         for (uint256 s; s < N_STATUSES; ++s) {
             for (uint256 c; c < callers.length; ++c) {
                 JobStatus from = JobStatus(s);
+                uint256 unbanned = vm.snapshotState(); // a ban is for good: each cell undoes its own
                 (uint256 id, Terms memory t) = _jobIn(from, alice, SMALL_ESCROW);
+                if (banned) {
+                    vm.prank(admin);
+                    market.banProvider(provA);
+                }
                 vm.warp(block.timestamp + START_TIMEOUT + 1); // every timeout run out, every escrow spent
-                (bytes memory err, bool whole, JobStatus to) = _model(a, callers[c], id, from);
+                (bytes memory err, bool whole, JobStatus to) = _model(a, callers[c], id, from, banned);
                 JobView memory before = market.getJob(id);
                 _do(a, callers[c], id, t, err, whole);
                 JobView memory afterwards = market.getJob(id);
@@ -121,6 +144,7 @@ contract JobMarketTransitionsTest is Fixture {
                 } else {
                     assertEq(uint8(afterwards.status), uint8(to), "allowed action led to the wrong status");
                 }
+                vm.revertToState(unbanned);
             }
         }
     }

@@ -36,9 +36,10 @@ CHAIN_ID = 31337
 @pytest.fixture(scope="session")
 def object_store() -> Iterator[ObjectStore]:
     """One SeaweedFS for the session (each test's deployment has its own object keys)."""
-    root = Path(tempfile.mkdtemp(prefix="ms-seaweedfs-"))
-    with start_object_store(root / "data", log_path=root / "weed.log") as store:
-        yield store
+    with tempfile.TemporaryDirectory(prefix="ms-seaweedfs-") as tmp:
+        root = Path(tmp)
+        with start_object_store(root / "data", log_path=root / "weed.log") as store:
+            yield store
 
 
 def api_settings(grid: Grid, store: ObjectStore, db_dir: Path, **kw: object) -> ApiSettings:

@@ -63,8 +63,13 @@ def kinds(steps: list[ProviderStep]) -> list[tuple[int, ProviderAction]]:
 
 
 def records_for(w: World, job_id: int) -> list[dict[str, Any]]:
-    state = json.loads((local_backend(w).workdir / "state.json").read_text())
-    return [r for r in state["jobs"].values() if r["job_id"] == job_id]
+    """The local backend's records of the job: live ones, then those of its ended runs."""
+    workdir = local_backend(w).workdir
+    records = list(json.loads((workdir / "state.json").read_text())["jobs"].values())
+    ended = workdir / "ended.jsonl"
+    if ended.exists():
+        records += [json.loads(line) for line in ended.read_text().splitlines()]
+    return [r for r in records if r["job_id"] == job_id]
 
 
 def test_registers_once_and_again_when_the_record_differs(grid: Grid, tmp_path: Path) -> None:
@@ -691,3 +696,115 @@ def test_an_expiry_undone_by_a_reorg_is_expired_again(world: World, tombstone: b
     assert rnd.expired == [job_id] and rnd.steps == []
     (ended,) = w.events(job_id, "JobEnded")
     assert ended.args["to"] == JobStatus.OUT_OF_CREDITS
+
+
+def test_a_refusal_a_reorg_dropped_within_the_confirmations_is_sent_again(
+    grid: Grid, tmp_path: Path
+) -> None:
+    # As for a dropped COMPLETE: the reorg replaces blocks above the agent's confirmed block
+    # only, so its placement scan sees no change; the refused job must still be tracked to be
+    # refused again.
+    w = make_world(grid, tmp_path, confirmations=3)
+    try:
+        job_id = w.submit(spec("true", labels="[gpu]"))  # the provider has no GPU label
+        for _ in range(3):
+            w.rpc("evm_mine")  # the placement buried at the confirmations
+        before = w.snapshot()
+        assert job_id in w.tick().refused
+        assert w.job(job_id).status is JobStatus.PENDING
+        w.rpc("evm_mine")
+        w.tick()  # sees the job PENDING at the head, not yet at the confirmed block
+
+        w.revert_chain(before)  # the refusal dropped, and not mined again from the pool
+        pool = w.rpc("txpool_status")
+        assert int(str(pool["pending"]), 0) == 0 and int(str(pool["queued"]), 0) == 0
+        assert w.job(job_id).status is JobStatus.META_SCHEDULED
+
+        def refused_again() -> bool:
+            done = w.job(job_id).status is JobStatus.PENDING
+            if not done:
+                w.rpc("evm_mine")
+            return done
+
+        w.tick_until("the refusal sent again", refused_again, deadline_s=20)
+        (returned,) = w.events(job_id, "JobReturned")
+        assert "gpu" in returned.args["reason"]
+        # Forgotten once the refusal is buried at the confirmations.
+        for _ in range(3):
+            w.rpc("evm_mine")
+        w.tick()
+        assert job_id not in w.agent.state.jobs
+    finally:
+        w.agent.close()
+
+
+def test_an_agent_banned_while_running_starts_and_ends_what_it_accepted_and_accepts_nothing(
+    world: World,
+) -> None:
+    w = world
+    running = w.submit(spec("sleep 3; exit 0"))
+    w.until_status(running, JobStatus.RUNNING)
+    queued = w.submit(spec("sleep 3; exit 0"))
+    assert queued in w.tick().submitted  # accepted and on the backend; its START comes next
+    assert w.job(queued).status is JobStatus.SCHEDULED
+    placed = w.submit(spec("exit 0"))
+    w.admin.ban_provider(w.provider.address)
+
+    rnd = w.tick()  # the ACCEPT is refused by the contract: the agent learns of its ban
+    assert (queued, START) in kinds(rnd.steps)
+    assert [(s.job_id, s.error.split(":")[0]) for s in rnd.skipped] == [
+        (placed, f"provider {w.provider.address} is banned")
+    ]
+    assert w.job(queued).status is JobStatus.RUNNING  # started after the ban: metered
+    assert (placed, ACCEPT) not in kinds(w.tick().steps)  # not tried again
+
+    w.oracle.reclaim_jobs([placed])  # at once: a banned provider accepts nothing
+    (returned,) = w.events(placed, "JobReturned")
+    assert returned.args["reason"] == "provider banned"
+    w.until_status(running, JobStatus.FINISHED)
+    w.until_status(queued, JobStatus.FINISHED)
+    for job_id in (running, queued):
+        (ended,) = w.events(job_id, "JobEnded")
+        assert ended.args["paid"] + ended.args["fee"] > 0, f"job {job_id} ran unpaid"
+    w.tick()
+    assert w.agent.state.jobs == {}
+    assert all(not r.submitted for r in w.rounds[-3:])
+
+
+def test_a_banned_providers_agent_restarts_and_reports_the_jobs_it_accepted(
+    grid: Grid, tmp_path: Path
+) -> None:
+    w = make_world(grid, tmp_path)
+    try:
+        running = w.submit(spec("sleep 4; exit 0"))
+        w.until_status(running, JobStatus.RUNNING)
+        queued = w.submit(spec("sleep 4; exit 0"))
+        assert queued in w.tick().submitted  # accepted and on the backend; no START yet
+        placed = w.submit(spec("exit 0"))
+    finally:
+        w.agent.close()  # the agent stops (a crash, an upgrade)...
+    w.admin.ban_provider(w.provider.address)  # ...and its provider is banned meanwhile
+
+    log_path = tmp_path / "agent.log"
+    proc = start_agent_process(write_toml(w.settings, tmp_path / "agent.toml"), log_path)
+    try:
+        deadline = time.monotonic() + 60
+        while not all(w.job(j).status is JobStatus.FINISHED for j in (running, queued)):
+            assert proc.poll() is None, f"the banned agent exited:\n{log_path.read_text()}"
+            assert time.monotonic() < deadline, log_path.read_text()
+            # A live chain's blocks: the new process reads the chain's clock from a fresh head
+            # (a quiet devnet's old head would put the backend's times early, see ClockOffset).
+            w.rpc("evm_mine")
+            time.sleep(0.2)
+        assert w.job(placed).status is JobStatus.META_SCHEDULED  # never accepted
+        assert proc.poll() is None, log_path.read_text()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(20)
+    for job_id in (running, queued):
+        (ended,) = w.events(job_id, "JobEnded")
+        assert ended.args["paid"] + ended.args["fee"] > 0, f"job {job_id} ran unpaid"
+    assert len(records_for(w, queued)) == 1  # ran once, here
+    text = log_path.read_text()
+    assert f"provider {w.provider.address} is banned" in text
+    assert "accepts no new job" in text and "ask the market's admin" in text

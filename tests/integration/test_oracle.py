@@ -40,6 +40,14 @@ def _advance(m: Market, seconds: int) -> None:
     mine_after(m.w3, seconds)
 
 
+def _job_events(m: Market, job_id: int, from_block: int) -> list[str]:
+    """The names of the market's events about one job (its id is their first indexed topic)."""
+    logs = m.w3.eth.get_logs(
+        {"address": m.address, "fromBlock": from_block, "topics": [None, f"0x{job_id:064x}"]}
+    )
+    return [e.name for e in (m.events.decode(raw) for raw in logs) if e is not None]
+
+
 @ON_ANVIL_AND_HARDHAT
 def test_jobs_from_several_wallets_respect_resources_prices_labels(
     grid: Grid, tmp_path: Path
@@ -212,6 +220,39 @@ def test_a_refused_job_is_never_offered_to_that_provider_again(grid: Grid, tmp_p
     oracle.close()
 
 
+def test_a_ban_takes_back_the_placements_not_accepted_and_leaves_the_accepted_jobs(
+    grid: Grid, tmp_path: Path
+) -> None:
+    """A banned provider's placements not accepted go back to PENDING at once and are placed
+    elsewhere; a job it accepted before the ban is its to start (within the start timeout):
+    the oracle does not try to take it back, which the contract would refuse each tick."""
+    prov = kit.provider(grid, 2, Hardware(1, 64, 0, 262_144), Prices(1_000, 0, 0), [])
+    cust = kit.customer(grid, 3)
+    placed, accepted = kit.request(cust, "placed"), kit.request(cust, "accepted")
+    oracle = _oracle(grid, tmp_path)
+    oracle.sync_tick()
+    m = grid.market()
+    assert {m.get_job(j).status for j in (placed, accepted)} == {JobStatus.META_SCHEDULED}
+    prov.accept_job(accepted)
+    kit.provider(grid, 5, Hardware(1, 64, 0, 262_144), Prices(2_000, 0, 0), [])
+    grid.market(grid.admin).ban_provider(prov.sender_or_fail().address)
+    oracle.ingest_tick()
+    oracle.keep_tick()
+    for _ in range(2):
+        oracle.sync_tick()
+    assert m.get_job(placed).provider == dev_account(5).address  # placed elsewhere at once
+    assert "JobReturned" in _job_events(m, placed, grid.deployment.block)
+    assert m.get_job(accepted).status == JobStatus.SCHEDULED
+    assert _job_events(m, accepted, grid.deployment.block) == [
+        "JobRequested",
+        "JobPlaced",
+        "JobStatusChanged",
+    ], "no reclaim of the accepted job was tried"
+    prov.provider_batch([ProviderStep(accepted, ProviderAction.START)])
+    assert m.get_job(accepted).status == JobStatus.RUNNING
+    oracle.close()
+
+
 def test_a_funded_job_is_placed_within_two_blocks_behind_a_flood_of_spam(
     grid: Grid, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -244,6 +285,67 @@ def test_a_funded_job_is_placed_within_two_blocks_behind_a_flood_of_spam(
     ]
     assert [e.args["jobId"] for e in placed] == [funded]
     assert placed[0].block_number <= requested_block + 2
+    oracle.close()
+
+
+def test_a_tick_behind_a_judged_flood_reads_back_only_what_changed(
+    grid: Grid, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A verdict on spam (its escrow pays no minimum run) holds until the job or the providers
+    change. Reading the same window of verdicts back every tick cost seconds behind 100,000
+    spam jobs, and the funded job behind them waited blocks for it. Here the window is 20,
+    behind 60 spam jobs: once judged (and, by a fresh oracle, checked once), a tick reads none
+    of them back; a funded job is placed within 2 blocks of its request; a top-up has that
+    job's verdict made again, and a cheaper provider all of them."""
+    monkeypatch.setattr(service, "MAX_PENDING_PER_TICK", 20)
+    kit.provider(grid, 2, Hardware(1, 64, 0, 262_144), Prices(1_000, 0, 0), [])
+    spammer, cust = kit.customer(grid, 4), kit.customer(grid, 3)
+    sender = spammer.sender_or_fail()
+    spec = kit.spec_bytes("spam", 1, 1024)
+    flood = [
+        spammer.send_request_job(spec, 1, 0, 1024, max_price_per_minute=CREDIT, escrow=1)
+        for _ in range(60)
+    ]
+    spam = [
+        int(e.args["jobId"])
+        for p in flood
+        for e in spammer.decode_events(sender.wait(p))
+        if e.name == "JobRequested"
+    ]
+    assert len(spam) == 60
+    oracle = _oracle(grid, tmp_path)
+    oracle.ingest_tick()
+    ticks = [oracle.place() for _ in range(8)]
+    assert [t.unplaceable for t in ticks[:3]] == [20, 20, 20], "the window, 20 new jobs a tick"
+    assert (ticks[-1].placed, ticks[-1].held, ticks[-1].unplaceable) == (0, 0, 0), ticks
+    with oracle.sessions() as s:
+        rows = [s.get(Job, j) for j in spam]
+        assert all(r is not None and "pays less than" in (r.unplaceable_reason or "") for r in rows)
+
+    m = grid.market()
+    funded = kit.request(cust, "funded", escrow=10 * CREDIT)
+    requested_block = m.w3.eth.block_number
+    oracle.sync_tick()
+    placed = [
+        e
+        for r in _receipts_since(m, requested_block)
+        for e in m.decode_events(r)
+        if e.name == "JobPlaced"
+    ]
+    assert [e.args["jobId"] for e in placed] == [funded]
+    assert placed[0].block_number <= requested_block + 2
+
+    spammer.top_up(spam[0], CREDIT)
+    oracle.ingest_tick()
+    stats = oracle.place()
+    assert (stats.placed, stats.held, stats.unplaceable) == (1, 0, 0), "only the topped-up job"
+    assert m.get_job(spam[0]).status == JobStatus.META_SCHEDULED
+
+    # At 1 unit a minute, a 1-unit escrow pays the minimum run: every verdict is made again.
+    kit.provider(grid, 5, Hardware(1, 64, 0, 262_144), Prices(1, 0, 0), [])
+    for _ in range(4):
+        oracle.sync_tick()
+    assert all(m.get_job(j).status == JobStatus.META_SCHEDULED for j in spam)
     oracle.close()
 
 

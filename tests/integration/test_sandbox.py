@@ -10,6 +10,7 @@ process (the backend object itself lives in the test process, whose pid the jobs
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -366,3 +367,41 @@ def test_job_writes_its_output_folder_and_nothing_else_of_the_agents(host: Host)
     assert st.status is S.COMPLETED, (st, out)
     assert (outputs / "r.txt").read_text() == "result\n"
     assert SECRET not in out
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue  # ended meanwhile
+        if int(text[text.rindex(")") + 2 :].split()[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def test_a_local_jobs_sandbox_init_is_its_supervisors_own_child(host: Host) -> None:
+    """No launcher process between the supervisor and the job's init: each Python process a
+    job starts costs milliseconds of copy-on-write faults."""
+    if host.kind != "local":
+        pytest.skip("the local backend's supervisors only (a Slurm job runs the launcher script)")
+    assert isinstance(host.backend, LocalBackend)
+    native = host.backend.submit(host.job(20, "sleep 30"))
+    try:
+        host.wait(native, lambda s: s is S.RUNNING)
+        state = host.backend.workdir / "state.json"
+        supervisor = json.loads(state.read_text())["jobs"][native]["runner_pid"]
+        deadline = time.time() + 10
+        while not (children := _children(supervisor)) and time.time() < deadline:
+            time.sleep(0.05)
+        assert len(children) == 1, children
+        init = children[0]
+        cgroups = Path(f"/proc/{init}/cgroup").read_text()
+        assert "/ms-" in cgroups, f"the supervisor's child is not in the job's cgroup:\n{cgroups}"
+        own_ns = os.readlink(f"/proc/{supervisor}/ns/pid")
+        assert os.readlink(f"/proc/{init}/ns/pid") != own_ns, "its child is not the job's init"
+    finally:
+        host.backend.cancel(native)
+    st = host.wait(native, lambda s: s.is_terminal)
+    assert st.status is S.CANCELLED, st

@@ -209,6 +209,10 @@ def ctx(now: int = FUNDED_NOW) -> Context:
     return Context(ME, now, GRACE, CAP)
 
 
+def ctx_banned(now: int = FUNDED_NOW) -> Context:
+    return Context(ME, now, GRACE, CAP, banned=True)
+
+
 def ctx_ahead(seconds: int) -> Context:
     """A round where the chain's clock runs `seconds` ahead of the host's."""
     return Context(ME, FUNDED_NOW, GRACE, CAP, clock_offset=float(seconds))
@@ -228,6 +232,19 @@ def test_decision_for_every_chain_state_and_backend_state(row: str, column: str)
     chain, confirmed, now = ROWS[row]
     got = decide(record(column), chain, backend(column), ctx(now), confirmed=confirmed)
     want = TABLE[row, column]
+    assert " ".join(got.actions) == want, f"{row} / backend {column}"
+
+
+@pytest.mark.parametrize("row", list(ROWS))
+@pytest.mark.parametrize("column", BACKEND_COLUMNS)
+def test_a_banned_provider_accepts_nothing_and_goes_on_with_what_it_accepted(
+    row: str, column: str
+) -> None:
+    # A placement waits for the oracle to take it back (at once, for a banned provider); every
+    # job accepted before the ban is submitted, started, completed, expired or killed as usual.
+    chain, confirmed, now = ROWS[row]
+    got = decide(record(column), chain, backend(column), ctx_banned(now), confirmed=confirmed)
+    want = "" if row == "META_SCHEDULED here" else TABLE[row, column]
     assert " ".join(got.actions) == want, f"{row} / backend {column}"
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -19,6 +20,7 @@ from metascheduler.agent.backends import (
     make_backend,
 )
 from metascheduler.agent.backends.local import LocalBackend
+from metascheduler.agent.backends.script import batch_script
 from metascheduler.spec import parse_spec
 
 S = BackendStatus
@@ -278,3 +280,69 @@ def _alive(pid: int) -> bool:
     except OSError:
         return False
     return "\nState:\tZ" not in status and os.path.exists(f"/proc/{pid}")
+
+
+def test_a_job_whose_folder_exists_starts_no_mkdir_for_it(tmp_path: Path) -> None:
+    """Every short job runs its batch script: a ``mkdir`` process there is a millisecond of CPU
+    per job. With no ``mkdir`` to be found, the script still enters a folder that exists, and
+    still fails (code 125) on one it would have to make."""
+    here = tmp_path / "work"
+    here.mkdir()
+    for folder, code in ((here, 0), (tmp_path / "new", 125)):
+        script = tmp_path / "job.sh"
+        script.write_text(batch_script(job(1, 'test "$PWD" = ' + str(folder)), folder))
+        ran = subprocess.run(["/bin/bash", str(script)], env={"PATH": str(tmp_path / "none")})
+        assert ran.returncode == code, folder
+
+
+def test_an_ended_jobs_record_is_written_once_not_at_every_call(tmp_path: Path) -> None:
+    """A provider keeps its ended jobs' records for days: rewritten at each call (every round
+    of the agent), they made each call cost in proportion to every job run that week."""
+    workdir = tmp_path / "local"
+    backend = LocalBackend(workdir, cpus=2, mem_mb=1000)
+    natives = [backend.submit(job(n, f"exit {n}")) for n in (1, 2, 3)]
+    for native in natives:
+        wait_for(backend, native, ended)
+    live = json.loads((workdir / "state.json").read_text())["jobs"]
+    assert live == {}, "the state file holds the jobs queued or running only"
+    log = workdir / "ended.jsonl"
+    before = log.read_text()
+    assert sorted(json.loads(line)["native_id"] for line in before.splitlines()) == natives
+    running = backend.submit(job(4, "sleep 30"))
+    backend.status(natives)
+    assert log.read_text() == before, "a call rewrote the records of jobs ended before it"
+    again = LocalBackend(workdir, cpus=2, mem_mb=1000)  # a restarted agent
+    codes = {n: st.exit_code for n, st in again.status(natives).items()}
+    assert codes == dict(zip(natives, (1, 2, 3), strict=True))
+    assert again.adopt()[2] == natives[1]
+    backend.cancel(running)
+
+
+def test_a_line_cut_by_a_crash_loses_no_ended_job(tmp_path: Path) -> None:
+    workdir = tmp_path / "local"
+    backend = LocalBackend(workdir, cpus=2, mem_mb=1000)
+    first = backend.submit(job(1, "exit 1"))
+    wait_for(backend, first, ended)
+    log = workdir / "ended.jsonl"
+    log.write_text(log.read_text() + '{"native_id": "9", "job_')  # the agent died mid-line
+    second = backend.submit(job(2, "exit 2"))
+    wait_for(backend, second, ended)
+    again = LocalBackend(workdir, cpus=2, mem_mb=1000)
+    codes = {n: st.exit_code for n, st in again.status([first, second]).items()}
+    assert codes == {first: 1, second: 2}
+
+
+def test_a_state_file_of_the_earlier_layout_keeps_its_ended_jobs(tmp_path: Path) -> None:
+    """Ended records used to stay in state.json: an agent upgraded in place still knows them."""
+    workdir = tmp_path / "local"
+    backend = LocalBackend(workdir, cpus=2, mem_mb=1000)
+    native = backend.submit(job(1, "exit 3"))
+    wait_for(backend, native, ended)
+    record = json.loads((workdir / "ended.jsonl").read_text())
+    (workdir / "ended.jsonl").unlink()
+    state = {"jobs": {native: record}, "next_id": int(native) + 1, "version": 1}
+    (workdir / "state.json").write_text(json.dumps(state))
+    again = LocalBackend(workdir, cpus=2, mem_mb=1000)
+    assert again.status([native])[native].exit_code == 3
+    assert json.loads((workdir / "state.json").read_text())["jobs"] == {}
+    assert json.loads((workdir / "ended.jsonl").read_text())["exit_code"] == 3

@@ -16,9 +16,11 @@ from metascheduler.placement import (
     PendingJob,
     ProviderState,
     RunningJob,
+    cheapest_prices,
     get_policy,
     late_binding_arrays,
 )
+from metascheduler.placement.eligibility import could_run, job_price
 from metascheduler.placement.late_binding import ARRAYS_FROM, LateBinding, decide_plain
 
 from .placement_reference import reference_decide
@@ -163,3 +165,16 @@ def test_bothForms_withNoProvider_sayItInWords() -> None:
     assert decisions_match(pending, [], now) == 0
     reasons = {u.reason for u in late_binding_arrays.decide(pending, [], now).unplaceable}
     assert reasons == {"no approved provider"}
+
+
+@pytest.mark.parametrize("seed", range(0, 300, 30))
+def test_cheapestPrices_asEveryProviderChecked(seed: int) -> None:
+    """The price the oracle's minimum-run check uses: over the providers that could ever run
+    the job, alive or not, refusals aside."""
+    pending, providers, _ = random_grid(seed, providers=(1, 30), jobs=(50, 300))
+    want = [
+        min((job_price(j, p) for p in providers if could_run(j, p)), default=0) for j in pending
+    ]
+    assert cheapest_prices(pending, providers) == want
+    assert any(want) and not all(want)  # some could run somewhere, some nowhere
+    assert cheapest_prices(pending, []) == [0] * len(pending)

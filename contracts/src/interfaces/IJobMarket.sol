@@ -154,7 +154,7 @@ interface IJobMarket is IAccessControl {
     /// an acceptance, the backend's start (as bounded) for a start, where metering begins.
     event JobStatusChanged(uint256 indexed jobId, JobStatus from, JobStatus to, uint256 since);
     /// @notice A placed job went back to PENDING: refused by its provider, reclaimed after a
-    /// timeout, or reclaimed because its provider was banned. Nothing was billed.
+    /// timeout, or reclaimed (not yet accepted) because its provider was banned. Nothing was billed.
     event JobReturned(uint256 indexed jobId, address indexed provider, JobStatus from, JobStatus to, string reason);
     /// @notice A job reached a terminal state. Its escrow was split: `paid` to the provider's
     /// balance, `fee` to the platform, `refunded` to the customer's balance (they sum to the escrow).
@@ -245,7 +245,8 @@ interface IJobMarket is IAccessControl {
     error MarketTooManyRuleChanges();
     /// @notice The provider is not approved (its status is `status`).
     error ProviderNotApproved(address provider, ProviderStatus status);
-    /// @notice A banned provider cannot register again, nor accept or start a job.
+    /// @notice A banned provider cannot register again, nor accept a job (it may still start and
+    /// end the jobs it accepted before the ban).
     error ProviderBanned(address provider);
     /// @notice Hardware must declare at least one node and one CPU.
     error ProviderInvalidHardware();
@@ -275,8 +276,9 @@ interface IJobMarket is IAccessControl {
     function registerProvider(Hardware calldata hardware, Prices calldata prices, string[] calldata labels) external;
     /// @notice Admin: lets a registered provider receive jobs.
     function approveProvider(address provider) external;
-    /// @notice Admin: stops a provider from receiving jobs, for good. It can no longer accept or
-    /// start a job; its placed jobs may be reclaimed at once; its running jobs run on and are
+    /// @notice Admin: stops a provider from receiving jobs, for good. It can no longer be placed
+    /// on nor accept a job, and its placements not accepted may be reclaimed at once; the jobs it
+    /// accepted before the ban may still start (within their start timeout), and run, end and are
     /// billed as usual (its earnings stay its own).
     function banProvider(address provider) external;
     /// @notice Admin: deletes a registered or approved provider's record (it may register again).
@@ -314,7 +316,8 @@ interface IJobMarket is IAccessControl {
     /// @notice Oracle: places many jobs; an item that fails is skipped with `BatchItemSkipped`.
     /// @return done How many were placed.
     function placeJobs(Placement[] calldata placements) external returns (uint256 done);
-    /// @notice Oracle: returns placements that were not accepted or started in time to PENDING.
+    /// @notice Oracle: returns placements that were not accepted or started in time to PENDING,
+    /// and a banned provider's placements not accepted, at once.
     /// Items that fail are skipped with `BatchItemSkipped`.
     function reclaimJobs(uint256[] calldata jobIds) external returns (uint256 done);
     /// @notice Oracle: fails running jobs whose provider went silent. Each is billed up to the

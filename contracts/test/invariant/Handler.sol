@@ -11,6 +11,7 @@ import {
     JobView,
     Placement,
     ProviderAction,
+    ProviderStatus,
     ProviderStep,
     SilentJob,
     Terms
@@ -48,6 +49,7 @@ contract Handler is Test {
         uint256 fee;
         uint256 refunded;
         uint256 endedAt;
+        address provider; // the last placement's, kept after the job left it
     }
 
     mapping(uint256 jobId => Ghost) internal _ghosts;
@@ -61,6 +63,9 @@ contract Handler is Test {
     string public unauthorizedWhat;
     /// @notice A top-up event reported an escrow other than the ghost's sum.
     bool public escrowMismatch;
+    /// @notice A banned provider was given new work (a placement) or took it (an ACCEPT).
+    bool public bannedTookNewWork;
+    string public bannedTookWhat;
 
     mapping(bytes32 => uint256) public calls; // successful calls per action, for the summary
 
@@ -343,6 +348,16 @@ contract Handler is Test {
         calls["setFee"]++;
     }
 
+    /// @dev The admin bans the last provider (for good), rarely: the others keep the grid going,
+    /// and the banned one's live jobs show what a ban lets through.
+    function ban(uint256 seed) external {
+        address victim = providers[providers.length - 1];
+        if (seed % 4 != 0 || _isBanned(victim)) return;
+        vm.prank(admin);
+        market.banProvider(victim);
+        calls["ban"]++;
+    }
+
     function withdrawFees(uint256 amount) external {
         uint256 fees = market.accruedFees();
         if (fees == 0) return;
@@ -443,12 +458,31 @@ contract Handler is Test {
 
     function _onPlaced(Vm.Log memory log) internal {
         (,, uint256 price) = abi.decode(log.data, (JobStatus, JobStatus, uint256));
-        _ghosts[uint256(log.topics[1])].price = price;
+        Ghost storage g = _ghosts[uint256(log.topics[1])];
+        g.price = price;
+        g.provider = address(uint160(uint256(log.topics[2])));
+        // A ban is never undone and never lands inside another call: banned now is banned then.
+        if (_isBanned(g.provider)) _flagBanned("placed on", log.topics[1]);
     }
 
     function _onStatusChanged(Vm.Log memory log) internal {
         (, JobStatus to) = abi.decode(log.data, (JobStatus, JobStatus));
-        if (to == JobStatus.RUNNING) _ghosts[uint256(log.topics[1])].startedAt = block.timestamp;
+        Ghost storage g = _ghosts[uint256(log.topics[1])];
+        if (to == JobStatus.SCHEDULED && _isBanned(g.provider)) _flagBanned("accepted by", log.topics[1]);
+        if (to == JobStatus.RUNNING) {
+            g.startedAt = block.timestamp;
+            if (_isBanned(g.provider)) calls["startAfterBan"]++; // accepted before the ban: allowed
+        }
+    }
+
+    function _isBanned(address provider) internal view returns (bool) {
+        (ProviderStatus status,,) = market.getProvider(provider);
+        return status == ProviderStatus.BANNED;
+    }
+
+    function _flagBanned(string memory what, bytes32 jobId) internal {
+        bannedTookNewWork = true;
+        bannedTookWhat = string.concat("job ", vm.toString(uint256(jobId)), " ", what, " a banned provider");
     }
 
     function _onEnded(Vm.Log memory log) internal {

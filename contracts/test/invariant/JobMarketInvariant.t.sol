@@ -12,8 +12,8 @@ import {JobStatus, JobView, Prices} from "../../src/interfaces/IJobMarket.sol";
 /// (a) credits are conserved: the market's token balance is the sum of balances, live escrows and
 /// accrued fees (and deposits - withdrawals); (b) a terminal status never changes and a job ends
 /// once; (c) no job is billed more than price x running time, nor more than its escrow; (d) every
-/// ended job's escrow is split exactly into provider + fee + customer refund; and no role does
-/// what its role does not allow.
+/// ended job's escrow is split exactly into provider + fee + customer refund; (e) a banned
+/// provider is given and takes no new work; and no role does what its role does not allow.
 /// Deeper and fewer runs than the default: a job needs several steps to reach a terminal status.
 /// forge-config: default.invariant.runs = 40
 /// forge-config: default.invariant.depth = 200
@@ -24,20 +24,23 @@ contract JobMarketInvariantTest is Fixture {
         super.setUp();
         address carol = makeAddr("carol");
         address provC = makeAddr("provC");
+        address provD = makeAddr("provD");
         _provider(provC, Prices(0, 0, 0)); // a free provider: its jobs never run dry
+        _provider(provD, Prices(1_500, 50_000, 100)); // the one the handler may ban
         address[] memory customers = new address[](3);
         customers[0] = alice;
         customers[1] = bob;
         customers[2] = carol;
-        address[] memory providers = new address[](3);
+        address[] memory providers = new address[](4);
         providers[0] = provA;
         providers[1] = provB;
         providers[2] = provC;
+        providers[3] = provD;
         handler = new Handler(market, credit, admin, oracle, customers, providers);
         vm.prank(admin);
         market.setFee(300);
 
-        bytes4[] memory selectors = new bytes4[](27);
+        bytes4[] memory selectors = new bytes4[](28);
         selectors[0] = Handler.deposit.selector;
         selectors[1] = Handler.withdraw.selector;
         selectors[2] = Handler.request.selector;
@@ -65,6 +68,7 @@ contract JobMarketInvariantTest is Fixture {
         selectors[24] = Handler.advance.selector;
         selectors[25] = Handler.advance.selector;
         selectors[26] = Handler.advance.selector;
+        selectors[27] = Handler.ban.selector;
         targetSelector(StdInvariant.FuzzSelector({addr: address(handler), selectors: selectors}));
         targetContract(address(handler));
     }
@@ -136,6 +140,12 @@ contract JobMarketInvariantTest is Fixture {
         }
     }
 
+    /// A ban stops new work at once: no placement on a banned provider and no ACCEPT by it. What
+    /// it accepted before may still start and end (and is billed as any job, by the others).
+    function invariant_bannedProviderTakesNoNewWork() public view {
+        assertFalse(handler.bannedTookNewWork(), handler.bannedTookWhat());
+    }
+
     /// No caller did what its role does not allow.
     function invariant_rolesRespected() public view {
         assertFalse(handler.unauthorizedSuccess(), handler.unauthorizedWhat());
@@ -143,7 +153,7 @@ contract JobMarketInvariantTest is Fixture {
 
     /// @dev Shown with -vv: what the last run reached, to keep an eye on the handler's coverage.
     function afterInvariant() external view {
-        bytes32[19] memory names = [
+        bytes32[21] memory names = [
             bytes32("advance"),
             "deposit",
             "withdraw",
@@ -162,7 +172,9 @@ contract JobMarketInvariantTest is Fixture {
             "expire",
             "setFee",
             "withdrawFees",
-            "chaos"
+            "chaos",
+            "ban",
+            "startAfterBan"
         ];
         for (uint256 i; i < names.length; ++i) {
             console.log(string(abi.encodePacked(names[i])), handler.calls(names[i]));

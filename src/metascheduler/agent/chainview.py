@@ -52,6 +52,44 @@ class ClockOffset:
         return max(self._readings)
 
 
+class BlockPace:
+    """When the next block is due, from the polls that saw each new one arrive: asking the node
+    before then is wasted (an eth_blockNumber costs about a millisecond of CPU here and some of
+    the node's, and an agent asks ten times a second). Learnt only from arrivals seen by a poll
+    that followed a close earlier one (``close_s``); a block seen late starts the learning
+    again, and until two blocks were seen arrive, every poll is made."""
+
+    def __init__(self, close_s: float, margin_s: float, window: int = 8) -> None:
+        self.close_s = close_s
+        self.margin_s = margin_s
+        self._intervals: deque[float] = deque(maxlen=window)
+        self._number = -1
+        self._polled_at = float("-inf")
+        self._arrived: tuple[int, float] | None = None
+
+    def polled(self, number: int, at: float) -> None:
+        """A poll at monotonic time ``at`` read ``number`` as the head's."""
+        if number > self._number >= 0:
+            if at - self._polled_at <= self.close_s:
+                if self._arrived is not None:
+                    then_number, then = self._arrived
+                    self._intervals.append((at - then) / (number - then_number))
+                self._arrived = (number, at)
+            else:
+                # Seen late: after a busy round, or because the chain outran what was learnt
+                # (the block came while the node was not asked): learnt again from scratch.
+                self._arrived = None
+                self._intervals.clear()
+        self._number, self._polled_at = number, at
+
+    def quiet_until(self) -> float:
+        """Monotonic time before which no block is due (the shortest interval seen lately after
+        the last arrival, less a margin); 0 when not known."""
+        if self._arrived is None or not self._intervals:
+            return 0.0
+        return self._arrived[1] + min(self._intervals) - self.margin_s
+
+
 @dataclass(frozen=True)
 class JobRequest:
     """A job's ``JobRequested`` event: what the customer asked for and paid into escrow."""

@@ -31,10 +31,16 @@ Never bill for nothing, never lose a report.
   7. The backend's time limit follows the escrow: raised after a top-up, and once for the lag of
      the chain's start behind the backend's (both in the chain's clock: the contract clamps a
      start to the acceptance at the earliest).
+  8. A banned provider accepts nothing new (the contract would refuse the ACCEPT): a placement
+     waits for the oracle, which takes it back at once. Every job it accepted before the ban is
+     submitted, started, completed, expired or killed as usual, so that its compute is paid.
 
 Nothing is remembered as "reported": each round derives the steps from the chain and the
 backend, so a step a reorg undid is sent again: the job is still tracked, since it is forgotten
-only once its ending is confirmed (rule 4).
+only once its ending is confirmed (rule 4). So is a refusal: a refused job is PENDING on chain,
+"no longer placed on this provider", and forgotten only once that is confirmed too; a reorg
+that drops the refusal shows it placed here again, and the admission or the backend refuses it
+again.
 """
 
 from __future__ import annotations
@@ -73,6 +79,8 @@ class Context:
     #: error in it is bounded by the contract: a start no earlier than the acceptance, an end no
     #: earlier than the start, neither later than the block.
     clock_offset: float = 0.0
+    #: The provider is banned: it accepts nothing new (rule 8).
+    banned: bool = False
 
     def ours(self, view: JobView) -> bool:
         return view.provider.lower() == self.provider.lower()
@@ -176,7 +184,7 @@ def decide(
     assert view is not None  # gone() says why a job the chain does not know is not here
     status = view.status
     if status is JobStatus.META_SCHEDULED:
-        return _placed(rec, view, backend, ctx)
+        return WAIT if ctx.banned else _placed(rec, view, backend, ctx)
     if status is JobStatus.SCHEDULED:
         return _scheduled(rec, view, backend, ctx, confirmed)
     return _running(rec, view, backend, ctx, may_expire)

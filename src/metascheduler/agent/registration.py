@@ -1,5 +1,8 @@
 """The provider's record on chain: hardware, prices and labels registered from the agent's
-settings (only when the chain's record differs), and the wait for the admin's approval."""
+settings (only when the chain's record differs), and the wait for the admin's approval.
+
+A banned provider's agent still starts: it takes no new job, and reports the ones it accepted
+before the ban until they end, so that the compute it delivers is paid (see ``banned_notice``)."""
 
 from __future__ import annotations
 
@@ -18,6 +21,18 @@ from metascheduler.errors import MetaschedulerError
 log = logging.getLogger("metascheduler.agent")
 
 APPROVAL_LOG_EVERY_S = 60.0
+
+
+def banned_notice(provider: str, market: str) -> str:
+    """What a ban means for this agent, and what its operator can do, in words."""
+    return (
+        f"provider {provider} is banned on market {market}: this agent accepts no new job (the "
+        "contract refuses its ACCEPTs and the oracle places nothing more on it). It goes on "
+        "reporting the jobs it accepted before the ban (START, COMPLETE, kills) until they end, "
+        "so that the compute it delivers is paid; its earnings stay its own (`metascheduler "
+        "credits withdraw`). A ban is for good: ask the market's admin why; once its jobs have "
+        "ended this agent has nothing left to do, and a new provider needs a new key"
+    )
 
 
 class AgentError(MetaschedulerError):
@@ -60,10 +75,9 @@ class Registration:
         labels = list(self.settings.labels)
         status, hw, current = self.market.get_provider(self.address)
         if status is ProviderStatus.BANNED:
-            raise AgentError(
-                f"provider {self.address} is banned on market {self.market.address}: it cannot "
-                "register or take jobs; ask the admin why"
-            )
+            # It cannot register again (the contract refuses), and need not: its jobs go on.
+            log.warning("%s", banned_notice(self.address, self.market.address))
+            return status
         same = (
             status is not ProviderStatus.NONE
             and hw == self.hardware
@@ -83,7 +97,8 @@ class Registration:
         return status
 
     def wait_for_approval(self, stop: threading.Event) -> bool:
-        """Blocks until the admin approves the provider (True) or ``stop`` is set (False)."""
+        """Blocks until the admin approves the provider (True) or ``stop`` is set (False). A
+        banned provider waits for nothing (True): its agent reports the jobs it accepted."""
         last_log = -APPROVAL_LOG_EVERY_S
         while not stop.is_set():
             status, _, _ = self.market.get_provider(self.address)
@@ -91,7 +106,7 @@ class Registration:
                 log.info("provider %s is approved: taking jobs", self.address)
                 return True
             if status is ProviderStatus.BANNED:
-                raise AgentError(f"provider {self.address} was banned while waiting for approval")
+                return True
             if status is ProviderStatus.NONE:
                 self.register()
             if time.monotonic() - last_log >= APPROVAL_LOG_EVERY_S:

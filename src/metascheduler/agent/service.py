@@ -35,7 +35,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from web3.types import TxReceipt
 
@@ -51,11 +51,16 @@ from metascheduler.agent.backends import (
     job_name,
     make_backend,
 )
-from metascheduler.agent.chainview import ChainView, ClockOffset, Head
+from metascheduler.agent.chainview import BlockPace, ChainView, ClockOffset, Head
 from metascheduler.agent.decide import Context, Decision, decide, gone
-from metascheduler.agent.outbox import Outbox
+from metascheduler.agent.outbox import Outbox, SentBatch
 from metascheduler.agent.outcomes import EXIT_LOST
-from metascheduler.agent.registration import AgentError, Registration, resolve_hardware
+from metascheduler.agent.registration import (
+    AgentError,
+    Registration,
+    banned_notice,
+    resolve_hardware,
+)
 from metascheduler.agent.settings import AgentSettings
 from metascheduler.agent.shipping import ResultsShipper
 from metascheduler.agent.state import AgentState, JobRecord, StateStore
@@ -133,12 +138,16 @@ class Agent:
         self.genesis = genesis
         self._state: AgentState | None = None
         self._registration: Registration | None = None
+        #: The provider is banned (for good): it accepts nothing new, and goes on with the jobs
+        #: it accepted. Read at start-up, and learnt from an ACCEPT the contract refused.
+        self.banned = False
         self._next_heartbeat = 0.0
         self._expire_not_before: dict[int, float] = {}
         # Per round: the head, what every decision shares, the jobs admitted whose ACCEPT goes
         # out now (spec and view, to queue them once it is mined), and the refusals to send.
         self._head = Head(0, "", 0)
         self._clock = ClockOffset()
+        self._pace = BlockPace(close_s=1.5 * WAKE_CHECK_S, margin_s=2 * WAKE_CHECK_S)
         self._ctx = Context(self.address, 0, settings.time_limit_grace_s, settings.max_time_limit_s)
         self._accepting: dict[int, tuple[JobSpec, JobView]] = {}
         self._refusals: dict[int, str] = {}
@@ -176,7 +185,9 @@ class Agent:
             self._registration = Registration(self.settings, self.market, self.chain, hardware)
             self._adopt()
             self.store.save(self.state)
-            return self.register()
+            status = self.register()
+            self.banned = status is ProviderStatus.BANNED
+            return status
         except BaseException:
             self.store.close()
             raise
@@ -267,7 +278,12 @@ class Agent:
         now = max(head.timestamp, int(wall + offset))
         s = self.settings
         self._ctx = Context(
-            self.address, now, s.time_limit_grace_s, s.max_time_limit_s, clock_offset=offset
+            self.address,
+            now,
+            s.time_limit_grace_s,
+            s.max_time_limit_s,
+            clock_offset=offset,
+            banned=self.banned,
         )
         confirmed = self._confirmed_views(jobs, views)
 
@@ -301,18 +317,22 @@ class Agent:
         A round right after each block is what makes the path to RUNNING short: a placement
         mined in block N is ACCEPTed in N+1, and the round woken by N+1 (the ACCEPT's block,
         when the backend got the job) reports START in N+2. A fixed poll adds up to a poll
-        per step.
+        per step. The node is asked only once a block may be due (``BlockPace``).
         """
         deadline = time.monotonic() + longest_s
         news = self.backend.news()
-        while not stop.wait(WAKE_CHECK_S) and time.monotonic() < deadline:
+        while not stop.wait(WAKE_CHECK_S) and (now := time.monotonic()) < deadline:
             if self.backend.news() != news:
                 return
+            if now < self._pace.quiet_until():
+                continue  # no block is due yet: the node is not asked
             try:
-                if self.chain.block_number() > self._head.number:
-                    return
+                number = self.chain.block_number()
             except ChainError:
                 return  # the round says what is wrong, and retries
+            self._pace.polled(number, time.monotonic())
+            if number > self._head.number:
+                return
 
     def _backend_statuses(self, recs: Iterable[JobRecord]) -> dict[str, BackendJobInfo]:
         natives = [r.native_id for r in recs if r.native_id is not None]
@@ -565,6 +585,7 @@ class Agent:
     def _send_steps(self, rnd: Round) -> None:
         for batch in self.outbox.steps(rnd.steps):
             rnd.skipped.extend(batch.skipped)
+            self._check_standing(batch)
             accepted = [s.job_id for s in batch.done if s.action is ProviderAction.ACCEPT]
             self._submit_accepted(accepted, batch.receipt, rnd)
             self._recheck({s.job_id for s in batch.skipped}, rnd)
@@ -587,6 +608,28 @@ class Agent:
                 batch.append((rec, view, spec))
         self._submit(batch, rnd)
 
+    def _check_standing(self, batch: SentBatch) -> None:
+        """An ACCEPT the contract skipped may say that the provider was banned while the agent
+        ran (one read then, rare; none per round): from then on it accepts nothing (``decide``,
+        rule 8), and its accepted jobs go on."""
+        skipped = {s.position for s in batch.skipped}
+        refused_accept = any(
+            k in skipped and step.action is ProviderAction.ACCEPT
+            for k, step in enumerate(batch.steps)
+        )
+        if self.banned or not refused_accept:
+            return
+        try:
+            status, _, _ = self.market.get_provider(self.address)
+        except ChainError as exc:
+            # The batch is mined: the round goes on, and the next refused ACCEPT reads again.
+            log.warning("could not read this provider's standing: %s", exc)
+            return
+        if status is ProviderStatus.BANNED:
+            self.banned = True
+            self._ctx = replace(self._ctx, banned=True)
+            log.warning("%s", banned_notice(self.address, self.market.address))
+
     def _recheck(self, job_ids: set[int], rnd: Round) -> None:
         """Jobs whose step was skipped changed meanwhile (cancelled, say): the chain's endings
         and take-backs are acted on now, the rest waits for the next round."""
@@ -608,11 +651,10 @@ class Agent:
             if not self.outbox.refuse(job_id, reason):
                 continue
             rnd.refused[job_id] = reason
-            # Back to PENDING: a new placement on this provider starts afresh (a tombstone
-            # remembers a backend job it had, which is never run again).
-            rec = self.state.jobs.get(job_id)
-            if rec is not None:
-                self._forget(rec)
+            # Back to PENDING, and still tracked until that is as deep as the confirmations
+            # (``decide``, rule 4): a reorg that drops the refusal gets it sent again. A new
+            # placement here goes on from this record (a backend job it had is never run again).
+            self._accepting.pop(job_id, None)
 
     def _send_expiries(self, job_ids: list[int], rnd: Round) -> None:
         skipped_items = self.outbox.expire(job_ids)

@@ -129,7 +129,8 @@ _WORDS: dict[str, Callable[[dict[str, Any]], str]] = {
         "ask the admin to approve it"
     ),
     "ProviderBanned": lambda a: (
-        f"provider {a['provider']} is banned: it can neither register nor accept or start a job"
+        f"provider {a['provider']} is banned: it can neither register nor accept a job (it may "
+        "still start and complete the jobs it accepted before the ban)"
     ),
     "ProviderInvalidHardware": lambda a: "hardware must declare at least one node and one CPU",
     "ProviderNotFound": lambda a: (

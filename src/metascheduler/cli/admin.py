@@ -73,7 +73,8 @@ def approve_provider(ctx: typer.Context, provider: ProviderArg, as_json: JsonOpt
 @app.command("ban-provider")
 @handled
 def ban_provider(ctx: typer.Context, provider: ProviderArg, as_json: JsonOpt = False) -> None:
-    """Ban a provider for good: no new jobs, and it cannot register again."""
+    """Ban a provider for good: no new jobs, and it cannot register again (the jobs it accepted
+    before the ban run on, and are paid)."""
     _provider_step(ctx, provider, as_json, "ban")
 
 

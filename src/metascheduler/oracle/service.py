@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, select, update
 from web3 import Web3
 
 from metascheduler import logs
@@ -50,9 +50,9 @@ from metascheduler.placement import (
     Policy,
     ProviderState,
     Unplaceable,
+    cheapest_prices,
     get_policy,
 )
-from metascheduler.placement.eligibility import could_run, job_price
 from metascheduler.signals import stop_on_signals
 from metascheduler.store import Ingester, make_engine, session_factory, upgrade_to_head
 from metascheduler.store import queries as q
@@ -62,6 +62,8 @@ log = logging.getLogger("metascheduler.oracle")
 
 #: Unplaceable reasons longer than this are cut (they are for humans, not for parsing).
 MAX_UNPLACEABLE_REASON = 500
+#: Newly unplaceable jobs logged one by one a tick; a flood of them gets one line for the rest.
+MAX_LOGGED_UNPLACEABLE = 20
 _FAILED = object()
 #: At most this many pending jobs are considered per tick (in the store's `PRIORITY`).
 MAX_PENDING_PER_TICK = 20_000
@@ -129,6 +131,57 @@ def size_batches(gas_limit: int, fraction: float) -> tuple[int, int, int]:
     return k, max(1, n), max(nominal_batch_gas(1), min(cap, gas_limit // k))
 
 
+@dataclass
+class _Verdicts:
+    """Which of the store's unplaceable verdicts still hold, so that a tick reads only the rest.
+
+    A verdict (no provider could ever run the job, its escrow pays no minimum run, every
+    provider able to run it refused it) depends on the job and on the approved providers'
+    capacities, prices and labels alone, not on their load or heartbeats. So it holds until an
+    event changes the job (which moves its `updated_block`; a reorg's rebuild clears it) or the
+    providers change. Reading the same verdicts back every tick cost seconds behind a flood of
+    spam. A fresh oracle, or new providers, check every verdict again, a window a tick.
+    """
+
+    #: What the verdicts were made against (`_verdict_key` of the approved providers).
+    providers: object = None
+    #: Verdicts on jobs up to this (updated_block, job_id) hold.
+    upto: tuple[int, int] = (-1, -1)
+
+    def under(self, providers: object) -> _Verdicts:
+        """These verdicts, all to be checked again if the providers changed."""
+        if providers != self.providers:
+            self.providers, self.upto = providers, (-1, -1)
+        return self
+
+    def judged(self, cursor: int, stale: Sequence[Any], limit: int) -> None:
+        """`stale`, read (at most `limit`) after `upto` with the store at block `cursor`, was
+        judged again: if that was all of them, every verdict now holds up to the cursor."""
+        if limit and len(stale) < limit:
+            self.upto = (cursor + 1, -1)
+        elif stale:
+            self.upto = (stale[-1].updated_block, stale[-1].job_id)
+
+
+def _verdict_key(providers: Sequence[Provider]) -> tuple[Any, ...]:
+    """What of the approved providers an unplaceable verdict depends on."""
+    return tuple(
+        sorted(
+            (
+                p.address,
+                p.cpus,
+                p.gpus,
+                p.mem_mb,
+                p.cpu_price,
+                p.gpu_price,
+                p.gb_price,
+                tuple(sorted(p.labels or ())),
+            )
+            for p in providers
+        )
+    )
+
+
 class Oracle:
     """The oracle's ticks over one market (signing as its oracle) and one store. Built by
     ``build`` from its settings; the constructor only wires what it is given, and ``start``
@@ -162,6 +215,7 @@ class Oracle:
         self.policy: Policy = get_policy(name)
         self.liveness = Liveness(settings.heartbeat_source == "api", settings.heartbeat_timeout_s)
         self._lock = threading.Lock()
+        self._verdicts = _Verdicts()
         self._batch: int | None = None
         self._batch_gas: int | None = None
         self._url = settings.rpc_url
@@ -303,21 +357,27 @@ class Oracle:
         cursor = self._cursor_block()
         busy = self.actions.busy(cursor, ("place",))
         with self.sessions() as s:
+            provs = list(
+                s.scalars(select(Provider).where(Provider.status == int(ProviderStatus.APPROVED)))
+            )
+            verdicts = self._verdicts.under(_verdict_key(provs))
             # One read serves both: pending jobs to place, and those of our unmined placements
             # (still PENDING in the store), whose room on a provider is taken already.
             limit = MAX_PENDING_PER_TICK + len(busy)
-            rows = q.placement_rows(s, limit=limit)
+            rows = q.placement_rows(s, limit=limit, unjudged_only=True)
             pending = [j for j in rows if j.job_id not in busy][:MAX_PENDING_PER_TICK]
-            if not pending:
-                return stats
+            # What room the window has left goes to verdicts that may no longer hold.
+            rejudge = MAX_PENDING_PER_TICK - len(pending)
+            stale = q.unplaceable_rows_after(s, verdicts.upto, rejudge) if rejudge else []
+            pending += [j for j in stale if j.job_id not in busy]
             inflight_jobs: dict[int, Any] = {j.job_id: j for j in rows if j.job_id in busy}
             if len(rows) >= limit:  # cut short: busy jobs past the cut are read by id
                 missing = [jid for jid in busy if jid not in inflight_jobs]
                 for j in q.placement_rows(s, job_ids=missing):
                     inflight_jobs[j.job_id] = j
-            provs = list(
-                s.scalars(select(Provider).where(Provider.status == int(ProviderStatus.APPROVED)))
-            )
+            if not pending:
+                verdicts.judged(cursor, stale, rejudge)
+                return stats
             on_prov = q.jobs_on_providers(s)
             refused = q.refusals(s, [j.job_id for j in pending if j.returns])
             # Chain time as far as the store has read: ends of running jobs are estimated from
@@ -337,6 +397,7 @@ class Oracle:
         placements = decisions.placements
         unplaceable = [*decisions.unplaceable, *underfunded]
         self._record_unplaceable(by_id, unplaceable, placed={p.job_id for p in placements})
+        verdicts.judged(cursor, stale, rejudge)
         stats.placed = len(placements)
         stats.unplaceable = len(unplaceable)
         stats.held = len(pending) - stats.placed - stats.unplaceable
@@ -447,14 +508,21 @@ class Oracle:
         ]
         if not changed:
             return
+        # One statement for them all: a flood of spam is judged 20,000 jobs a tick, and a
+        # read and write per job took about 3 ms each.
         with self.sessions.begin() as s:
-            for jid in changed:
-                row = s.get(Job, jid)
-                if row is None:
-                    continue
-                row.unplaceable_reason = reasons.get(jid)
-                if row.unplaceable_reason:
-                    log.warning("job %d is unplaceable: %s", jid, row.unplaceable_reason)
+            s.execute(
+                update(Job),
+                [{"job_id": jid, "unplaceable_reason": reasons.get(jid)} for jid in changed],
+            )
+        newly = [jid for jid in changed if reasons.get(jid)]
+        for jid in newly[:MAX_LOGGED_UNPLACEABLE]:
+            log.warning("job %d is unplaceable: %s", jid, reasons[jid])
+        if len(newly) > MAX_LOGGED_UNPLACEABLE:
+            log.warning(
+                "and %d more jobs are unplaceable (their reasons are in the store)",
+                len(newly) - MAX_LOGGED_UNPLACEABLE,
+            )
 
     # ------------------------------------------------------------------ keep
 
@@ -490,8 +558,10 @@ class Oracle:
                         >= j.started_at + funded_seconds(escrow=j.escrow, price=j.price_per_minute)
                     ):
                         expire.append(j.job_id)
-                elif JobStatus(j.status).placed and j.provider in banned:
-                    reclaim.append(j.job_id)  # a banned provider can neither accept nor start
+                elif j.status == JobStatus.META_SCHEDULED and j.provider in banned:
+                    # A banned provider cannot accept; what it accepted before the ban it may
+                    # still start, so that times out as any other.
+                    reclaim.append(j.job_id)
                 elif j.status == JobStatus.META_SCHEDULED and j.placed_at is not None:
                     if now >= j.placed_at + int(cfg["accept_timeout_s"]):
                         reclaim.append(j.job_id)
@@ -574,9 +644,8 @@ def _funded_for_a_minimum_run(
     transactions cost is spam to it), and take no room from those that pay."""
     kept: list[PendingJob] = []
     refused: list[Unplaceable] = []
-    for job in jobs:
+    for job, cheapest in zip(jobs, cheapest_prices(jobs, providers), strict=True):
         escrow = by_id[job.job_id].escrow
-        cheapest = min((job_price(job, p) for p in providers if could_run(job, p)), default=0)
         if cheapest and funded_seconds(escrow=escrow, price=cheapest) < MIN_RUN_S:
             refused.append(
                 Unplaceable(

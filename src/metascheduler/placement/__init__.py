@@ -4,6 +4,7 @@ Plain data in, decisions out, no I/O and no state between calls. The oracle and 
 call the same code. Imports nothing of ours but the pure :mod:`metascheduler.billing` leaf.
 """
 
+from .grid import cheapest_prices
 from .model import (
     Decisions,
     PendingJob,
@@ -25,5 +26,6 @@ __all__ = [
     "ProviderState",
     "RunningJob",
     "Unplaceable",
+    "cheapest_prices",
     "get_policy",
 ]

@@ -146,6 +146,7 @@ class GridArrays:
         self._carried = list(carried)
         self._carrying: dict[frozenset[str], np.ndarray] = {}
         self._suitable: dict[Shape, np.ndarray | str] = {}
+        self._cheapest: dict[tuple[int, int, int, int, frozenset[str]], int] = {}
 
     def suitable(self, job: PendingJob) -> np.ndarray | str:
         """``Grid.suitable``, as the providers' indices (ascending)."""
@@ -187,6 +188,20 @@ class GridArrays:
             return found
         return found[self.prices(job, found) <= most]
 
+    def cheapest_price(self, job: PendingJob) -> int:
+        """The lowest price among the providers that could ever run the job (alive or not,
+        ``eligibility.could_run``), 0 if none could; once per shape (refusals aside)."""
+        key = (job.cpus, job.gpus, job.mem_mb, job.max_price_per_minute, job.labels)
+        cheapest = self._cheapest.get(key)
+        if cheapest is None:
+            able = self._carries(job.labels) & (self.cpus >= job.cpus)
+            able &= self.gpus >= job.gpus
+            able &= self.mem >= job.mem_mb
+            prices = self.prices(job, np.flatnonzero(able))
+            prices = prices[prices <= job.max_price_per_minute]
+            cheapest = self._cheapest[key] = int(prices.min()) if len(prices) else 0
+        return cheapest
+
     def _unplaceable_reason(self, job: PendingJob) -> str | None:
         """``eligibility.unplaceable_reason``, over the arrays."""
         if not len(self.cpus):
@@ -211,6 +226,14 @@ class GridArrays:
             by_set = np.array([labels <= s for s in self._carried], dtype=bool)
             carrying = self._carrying[labels] = by_set[self._label_set]
         return carrying
+
+
+def cheapest_prices(jobs: Sequence[PendingJob], providers: Sequence[ProviderState]) -> list[int]:
+    """Each job's lowest price among the providers that could ever run it (alive or not:
+    ``eligibility.could_run``), 0 where none could. Once per job shape over arrays: a loop over
+    every job and provider takes some 16 s for 20,000 jobs over 2,000 providers."""
+    arrays = GridArrays(providers)
+    return [arrays.cheapest_price(job) for job in jobs]
 
 
 def fcfs_order(pending: Sequence[PendingJob]) -> list[PendingJob]:

@@ -9,7 +9,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Float, Row, cast, func, or_, select
+from sqlalchemy import Float, Row, and_, cast, func, or_, select
 from sqlalchemy.orm import Session
 
 from metascheduler.chain.types import JobStatus, ProviderStatus
@@ -220,6 +220,7 @@ PLACEMENT_COLUMNS = (
     "started_at",
     "unplaceable_reason",
     "returns",
+    "updated_block",
 )
 
 #: Reasons the contract gives when it takes a placement back (`JobReturned`); any other reason
@@ -237,10 +238,14 @@ PRIORITY = (
 
 
 def placement_rows(
-    s: Session, *, job_ids: Sequence[int] | None = None, limit: int | None = None
+    s: Session,
+    *,
+    job_ids: Sequence[int] | None = None,
+    limit: int | None = None,
+    unjudged_only: bool = False,
 ) -> list[Row[Any]]:
     """PENDING jobs (or the given ones) in the oracle's `PRIORITY`, as plain rows of
-    `PLACEMENT_COLUMNS`.
+    `PLACEMENT_COLUMNS`; with `unjudged_only`, only those not marked unplaceable.
 
     The oracle reads thousands of these each tick while a backlog drains; a plain row of the
     columns it needs costs a fraction of an ORM object (and of the spec bytes it does not)."""
@@ -248,10 +253,34 @@ def placement_rows(
     q = select(*(table.c[c] for c in PLACEMENT_COLUMNS)).order_by(*PRIORITY)
     if job_ids is None:
         q = q.where(table.c.status == JobStatus.PENDING)
+        if unjudged_only:
+            q = q.where(table.c.unplaceable_reason.is_(None))
     else:
         q = q.where(table.c.job_id.in_(list(job_ids)))
     if limit:
         q = q.limit(limit)
+    return list(s.execute(q).all())
+
+
+def unplaceable_rows_after(s: Session, after: tuple[int, int], limit: int) -> list[Row[Any]]:
+    """PENDING jobs marked unplaceable whose (updated_block, job_id) comes after `after`, in
+    that order, as plain rows of `PLACEMENT_COLUMNS`: the oracle's verdicts that may no longer
+    hold, since the job changed after they were made (or, from the start, all of them)."""
+    table = Job.__table__
+    block, job_id = after
+    q = (
+        select(*(table.c[c] for c in PLACEMENT_COLUMNS))
+        .where(
+            table.c.status == JobStatus.PENDING,
+            table.c.unplaceable_reason.is_not(None),
+            or_(
+                table.c.updated_block > block,
+                and_(table.c.updated_block == block, table.c.job_id > job_id),
+            ),
+        )
+        .order_by(table.c.updated_block, table.c.job_id)
+        .limit(limit)
+    )
     return list(s.execute(q).all())
 
 

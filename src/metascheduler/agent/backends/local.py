@@ -10,9 +10,10 @@ a short job's CPU.
 
 Scheduling happens whenever the backend is called (the agent polls ``status`` every few seconds):
 jobs that do not fit wait ``QUEUED`` in submission order, and a later, smaller job that fits starts
-first (backfill). The backend's own records live in ``<workdir>/state.json``; one agent per workdir.
-The records stay in memory between calls: the file is read again only when another process
-wrote it, and written only when a record changed.
+first (backfill). The backend's own records live in ``<workdir>/state.json`` (jobs queued or
+running) and ``<workdir>/ended.jsonl`` (one line per ended job, appended once, kept for
+``retention_s``); one agent per workdir. The records stay in memory between calls: a file is
+read again only when another process wrote it, and written only when a record changed.
 """
 
 from __future__ import annotations
@@ -53,6 +54,10 @@ S = BackendStatus
 RUNNING, QUEUED = S.RUNNING.value, S.QUEUED.value
 RUNNER = Path(__file__).with_name("local_runner.py")
 STATE_VERSION = 1
+_LIVE = (RUNNING, QUEUED)
+#: Longest time between two looks for records past ``retention_s``.
+PURGE_EVERY_S = 3600.0
+_FileKey = tuple[int, int, int] | None
 
 
 @dataclass
@@ -82,6 +87,15 @@ class _Records:
     version: int
     next_id: int
     jobs: dict[str, _Record]
+
+
+def _file_key(path: Path) -> _FileKey:
+    """What tells one version of a file from another without reading it."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return st.st_ino, st.st_mtime_ns, st.st_size
 
 
 def _proc_start_ticks(pid: int) -> int | None:
@@ -147,12 +161,16 @@ class LocalBackend(Backend):
         self._watched: dict[str, int] = {}
         (self.workdir / "jobs").mkdir(parents=True, exist_ok=True)
         self._state_file = self.workdir / "state.json"
+        self._ended_file = self.workdir / "ended.jsonl"
         self._lock_file = self.workdir / "state.lock"
-        # The state file as last read or written here (see ``_load`` and ``_save``).
+        # The files as last read or written here (see ``_load`` and ``_save``).
         self._cache: _Records | None = None
-        self._cache_key: tuple[int, int, int] | None = None
+        self._cache_key: tuple[_FileKey, _FileKey] = (None, None)
         self._fragments: dict[str, tuple[tuple[Any, ...], str]] = {}
         self._written = ""
+        #: Native ids of the records in ``ended.jsonl``.
+        self._ended_saved: set[str] = set()
+        self._purged_at = 0.0
 
     # -- persistence ------------------------------------------------------------------------
 
@@ -168,39 +186,61 @@ class LocalBackend(Backend):
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
-    def _file_key(self) -> tuple[int, int, int] | None:
-        try:
-            st = self._state_file.stat()
-        except FileNotFoundError:
-            return None
-        return st.st_ino, st.st_mtime_ns, st.st_size
+    def _file_key(self) -> tuple[_FileKey, _FileKey]:
+        return _file_key(self._state_file), _file_key(self._ended_file)
 
     def _load(self) -> _Records:
-        """The records in memory, read again only when the file is not the one last written
-        here: a busy provider's file holds thousands of records, called for every round."""
+        """The records in memory, read again only when a file is not as last written here."""
         key = self._file_key()
-        if self._cache is not None and key is not None and key == self._cache_key:
+        if self._cache is not None and key == self._cache_key:
             return self._cache
-        self._cache_key, self._fragments = key, {}
-        if key is None:
-            self._cache = _Records(STATE_VERSION, 1, {})
-            return self._cache
-        try:
-            state: dict[str, Any] = json.loads(self._state_file.read_text())
-        except ValueError as exc:
-            raise BackendError(
-                f"local backend state {self._state_file} is not valid JSON ({exc}); "
-                "move it aside to start afresh (jobs it tracked will be reported LOST)"
-            ) from None
-        jobs = {k: _Record(**v) for k, v in state["jobs"].items()}
+        self._cache_key, self._fragments, self._ended_saved = key, {}, set()
+        jobs: dict[str, _Record] = {}
+        state: dict[str, Any] = {"version": STATE_VERSION, "next_id": 1}
+        if key[0] is not None:
+            try:
+                state = json.loads(self._state_file.read_text())
+            except ValueError as exc:
+                raise BackendError(
+                    f"local backend state {self._state_file} is not valid JSON ({exc}); "
+                    "move it aside to start afresh (jobs it tracked will be reported LOST)"
+                ) from None
+            jobs = {k: _Record(**v) for k, v in state["jobs"].items()}
+        if key[1] is not None:
+            with open(self._ended_file) as ended:
+                for line in ended:
+                    try:
+                        rec = _Record(**json.loads(line))
+                    except (ValueError, TypeError):
+                        continue  # a line cut short by a crash: its job is in state.json still
+                    jobs[rec.native_id] = rec  # an end is final: over the live record
+                    self._ended_saved.add(rec.native_id)
         self._cache = _Records(state["version"], state["next_id"], jobs)
         return self._cache
 
     def _save(self, records: _Records) -> None:
-        """Writes the file when a record changed, each record's JSON encoded again only then."""
+        """Appends the records of jobs that ended to ``ended.jsonl``, then writes the live ones
+        to ``state.json`` when one changed (each record's JSON encoded again only then). A busy
+        provider keeps thousands of ended records (``retention_s``): none is read, encoded or
+        written again at each call, only once when its job ends."""
+        jobs = records.jobs
+        live = jobs.keys() - self._ended_saved
+        ended = [jobs[nid] for nid in live if jobs[nid].state not in _LIVE]
+        if ended:
+            lines = "".join(json.dumps(vars(rec), sort_keys=True) + "\n" for rec in ended)
+            with open(self._ended_file, "ab+") as out:
+                end = out.seek(0, os.SEEK_END)
+                if end:
+                    out.seek(end - 1)
+                    if out.read(1) != b"\n":  # a crash cut the last line: start a new one
+                        lines = "\n" + lines
+                out.write(lines.encode())
+            self._ended_saved.update(rec.native_id for rec in ended)
+            live.difference_update(rec.native_id for rec in ended)
         fragments: dict[str, tuple[tuple[Any, ...], str]] = {}
         parts = []
-        for nid, rec in records.jobs.items():
+        for nid in sorted(live, key=int):
+            rec = jobs[nid]
             values = tuple(vars(rec).values())
             known = self._fragments.get(nid)
             if known is None or known[0] != values:
@@ -213,12 +253,37 @@ class LocalBackend(Backend):
             '{"jobs": {' + ", ".join(parts) + "}, "
             f'"next_id": {records.next_id}, "version": {records.version}}}'
         )
-        if text == self._written and self._cache_key == self._file_key():
+        if text == self._written and self._cache_key[0] == _file_key(self._state_file):
+            self._cache_key = self._file_key()
             return
         tmp = self._state_file.with_suffix(".tmp")
         tmp.write_text(text)
         os.replace(tmp, self._state_file)
         self._written, self._cache_key = text, self._file_key()
+
+    def _purge(self, records: _Records, now: float) -> None:
+        """Forgets the jobs that ended more than ``retention_s`` ago (``ended.jsonl`` written
+        again without them): at most once per ``PURGE_EVERY_S``, not at every call."""
+        if now - self._purged_at < min(PURGE_EVERY_S, self.retention_s):
+            return
+        self._purged_at = now
+        jobs = records.jobs
+        old = [
+            nid
+            for nid in self._ended_saved
+            if (ended_at := jobs[nid].ended_at) is not None and now - ended_at > self.retention_s
+        ]
+        if not old:
+            return
+        for nid in old:
+            del jobs[nid]
+        self._ended_saved.difference_update(old)
+        tmp = self._ended_file.with_suffix(".tmp")
+        tmp.write_text(
+            "".join(json.dumps(vars(jobs[nid]), sort_keys=True) + "\n" for nid in self._ended_saved)
+        )
+        os.replace(tmp, self._ended_file)
+        self._cache_key = self._file_key()
 
     # -- scheduling -------------------------------------------------------------------------
 
@@ -227,10 +292,10 @@ class LocalBackend(Backend):
         for nid in self._ended_supervisors():
             os.close(self._watched.pop(nid))
         jobs = records.jobs
-        now = time.time()
         used_cpus = used_mem = used_gpus = 0
         queued = []
-        for rec in jobs.values():
+        for nid in jobs.keys() - self._ended_saved:
+            rec = jobs[nid]
             if rec.state == RUNNING:
                 self._refresh_running(rec)
                 if rec.state == RUNNING:
@@ -255,13 +320,7 @@ class LocalBackend(Backend):
                     used_mem + rec.mem_mb,
                     used_gpus + rec.gpus,
                 )
-        old = [
-            nid
-            for nid, rec in jobs.items()
-            if rec.ended_at is not None and now - rec.ended_at > self.retention_s
-        ]
-        for nid in old:
-            del jobs[nid]
+        self._purge(records, time.time())
         return jobs
 
     def _refresh_running(self, rec: _Record) -> None:

@@ -1,7 +1,8 @@
 """Runs one job in its sandbox: ``python3 -I sandbox_launch.py <policy.json> <command...>``.
 
-Run as root by a Slurm batch script inside the job's allocation, or (``launch``, in a fork of
-the local backend's job supervisor, with no new interpreter) by the local backend. It:
+Run as root by a Slurm batch script inside the job's allocation, or (``Sandbox``, in the local
+backend's job supervisor itself: no new interpreter, no process of its own) by the local
+backend. It:
 
 - makes a cgroup under the one it runs in (so Slurm's own limits still apply above it) and sets
   the memory, CPU and process-count limits the job paid for; every process of the job is in it;
@@ -264,21 +265,69 @@ def _code(status: int) -> int:
 # --------------------------------------------------------------------------------- the launcher
 
 
+class Sandbox:
+    """One job's sandbox seen from outside it: its cgroup and the init of its namespaces
+    (``start``), then its report and the cgroup's removal once the init ended (``finish``).
+
+    ``launch`` runs one in this process (the Slurm batch script's way); the local backend's job
+    supervisor runs one itself, so that a local job costs no launcher process of its own."""
+
+    def __init__(self, policy_path: Path) -> None:
+        self.policy: dict[str, Any] = json.loads(policy_path.read_text())
+        self.groups = Cgroups(f"ms-{self.policy['name']}-{os.getpid()}")
+
+    def start(self, argv: list[str], stdio: tuple[int, int] | None = None) -> int:
+        """Makes the cgroup and forks the init (in a new PID namespace, its own session: a
+        signal to its process group reaches the whole job); the init's pid. ``stdio``: the
+        job's stdout and stderr, else this process's. Raises ``OSError`` when the sandbox
+        cannot be made (nothing left behind)."""
+        p = self.policy
+        try:
+            self.groups.create(p["mem_mb"], p["cpus"], p["max_processes"])
+            # The PID namespace takes effect for the children; the others are the init's own,
+            # so that this process keeps the host's view (it writes the report there).
+            _check(_libc.unshare(CLONE_NEWPID), "unshare")
+            init = os.fork()
+        except OSError:
+            self.groups.destroy()
+            raise
+        if init == 0:
+            code = SETUP_FAILED
+            try:
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)  # until the init forwards it
+                if stdio is not None:
+                    os.setsid()
+                    null = os.open(os.devnull, os.O_RDONLY)
+                    os.dup2(null, 0)
+                    os.dup2(stdio[0], 1)
+                    os.dup2(stdio[1], 2)
+                code = _init(p, self.groups, argv)
+            except BaseException as exc:  # never back into the caller's code
+                with contextlib.suppress(BaseException):
+                    os.write(2, f"sandbox: could not start: {exc}\n".encode())
+            finally:
+                os._exit(code)
+        return init
+
+    def finish(self, status: int) -> int:
+        """After the init's end (its wait status): writes the report, removes the cgroup, and
+        returns the job's exit code (128 + N when killed by signal N)."""
+        code = _code(status)
+        report = {**self.groups.report(), "mem_mb": self.policy["mem_mb"], "exit_code": code}
+        self.groups.destroy()
+        tmp = Path(self.policy["report"] + ".tmp")
+        tmp.write_text(json.dumps(report))
+        os.replace(tmp, self.policy["report"])
+        return code
+
+
 def launch(policy_path: Path, argv: list[str]) -> int:
-    policy: dict[str, Any] = json.loads(policy_path.read_text())
-    groups = Cgroups(f"ms-{policy['name']}-{os.getpid()}")
+    sandbox = Sandbox(policy_path)
     try:
-        groups.create(policy["mem_mb"], policy["cpus"], policy["max_processes"])
-        # The PID namespace takes effect for the children; the others are the init's own, so
-        # that the launcher keeps the host's view (it writes the report there).
-        _check(_libc.unshare(CLONE_NEWPID), "unshare")
+        init = sandbox.start(argv)
     except OSError as exc:
         print(f"sandbox: could not confine the job: {exc}", file=sys.stderr)
-        groups.destroy()
         return SETUP_FAILED
-    init = os.fork()
-    if init == 0:
-        os._exit(_init(policy, groups, argv))
 
     def forward(signum: int, _frame: object) -> None:
         with contextlib.suppress(ProcessLookupError):
@@ -287,13 +336,7 @@ def launch(policy_path: Path, argv: list[str]) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, forward)
     _, status = os.waitpid(init, 0)
-    code = _code(status)
-    report = {**groups.report(), "mem_mb": policy["mem_mb"], "exit_code": code}
-    groups.destroy()
-    tmp = Path(policy["report"] + ".tmp")
-    tmp.write_text(json.dumps(report))
-    os.replace(tmp, policy["report"])
-    return code
+    return sandbox.finish(status)
 
 
 if __name__ == "__main__":

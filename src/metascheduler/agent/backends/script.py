@@ -42,9 +42,10 @@ def batch_script(job: BackendJob, workdir: Path | None = None) -> str:
         lines.append(f"mkdir -p {shlex.quote(str(job.output_dir))}")
     if workdir is not None:
         # Made by the job itself (as the job user when sandboxed): a folder the job cannot make
-        # fails the job, never the agent.
+        # fails the job, never the agent. Tested first: most jobs run in the folder the backend
+        # made, and a ``mkdir`` process is a millisecond of a short job's CPU.
         w = shlex.quote(str(workdir))
-        lines.append(f"mkdir -p -- {w} && cd -- {w} || exit 125")
+        lines.append(f"{{ [ -d {w} ] || mkdir -p -- {w}; }} && cd -- {w} || exit 125")
     if isinstance(spec.command, list):
         lines.append("exec " + shlex.join(spec.command))
     elif isinstance(spec.command, str):
