@@ -9,6 +9,7 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from web3.exceptions import Web3RPCError
@@ -157,10 +158,7 @@ def backend_runs(grid: SoakGrid) -> tuple[dict[int, list[Run]], list[str]]:
     notes: list[str] = []
     now = time.time()
     for name, work in grid.agents.items():
-        path = work / "state.json"
-        if not path.exists():
-            continue
-        for native, rec in json.loads(path.read_text()).get("jobs", {}).items():
+        for native, rec in local_records(work).items():
             if rec.get("started_at") is not None:
                 end = rec.get("ended_at") or now
                 runs[int(rec["job_id"])].append(Run(f"{name}:{native}", rec["started_at"], end))
@@ -193,6 +191,24 @@ def backend_runs(grid: SoakGrid) -> tuple[dict[int, list[Run]], list[str]]:
         for native, (jid, start, end) in seen.items():
             runs[jid].append(Run(f"{grid.slurm_agent}:{native}", start, end))
     return runs, notes
+
+
+def local_records(work: Path) -> dict[str, dict[str, Any]]:
+    """The local backend's record of each job, by native id: the live ones in `state.json`,
+    the ended ones in `ended.jsonl` (an end is final: it wins over a live record)."""
+    records: dict[str, dict[str, Any]] = {}
+    state = work / "state.json"
+    if state.exists():
+        records.update(json.loads(state.read_text()).get("jobs", {}))
+    ended = work / "ended.jsonl"
+    if ended.exists():
+        for line in ended.read_text().splitlines():
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue  # a line a crash cut short: its job is in state.json still
+            records[str(rec["native_id"])] = rec
+    return records
 
 
 def chain_doubles(events: Iterable[ChainEvent]) -> dict[int, str]:
