@@ -19,7 +19,7 @@ import pytest
 
 from metascheduler import billing
 from metascheduler.agent.backends import BackendJob, BackendStatus, job_name
-from metascheduler.agent.backends.local import LocalBackend
+from metascheduler.agent.backends.local import LocalBackend, read_records
 from metascheduler.agent.outcomes import EXIT_LOST
 from metascheduler.agent.service import build, run
 from metascheduler.agent.settings import AgentSettings
@@ -64,12 +64,7 @@ def kinds(steps: list[ProviderStep]) -> list[tuple[int, ProviderAction]]:
 
 def records_for(w: World, job_id: int) -> list[dict[str, Any]]:
     """The local backend's records of the job: live ones, then those of its ended runs."""
-    workdir = local_backend(w).workdir
-    records = list(json.loads((workdir / "state.json").read_text())["jobs"].values())
-    ended = workdir / "ended.jsonl"
-    if ended.exists():
-        records += [json.loads(line) for line in ended.read_text().splitlines()]
-    return [r for r in records if r["job_id"] == job_id]
+    return [r for r in read_records(local_backend(w).workdir).values() if r["job_id"] == job_id]
 
 
 def test_registers_once_and_again_when_the_record_differs(grid: Grid, tmp_path: Path) -> None:

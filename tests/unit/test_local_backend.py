@@ -346,3 +346,57 @@ def test_a_state_file_of_the_earlier_layout_keeps_its_ended_jobs(tmp_path: Path)
     assert again.status([native])[native].exit_code == 3
     assert json.loads((workdir / "state.json").read_text())["jobs"] == {}
     assert json.loads((workdir / "ended.jsonl").read_text())["exit_code"] == 3
+
+
+class Killed(BaseException):
+    """Stands for a SIGKILL of the agent at one point of a backend call."""
+
+
+@pytest.mark.parametrize("at", ["after the start", "between the claim and the fork's answer"])
+def test_a_job_started_by_a_backend_killed_before_saving_it_never_runs_twice(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, at: str
+) -> None:
+    """The agent died while its backend started a batch: the job's supervisor ran, the records
+    were not saved. The restarted backend used to have no record of the job, so the agent's
+    adopt() did not find it, the job was submitted again under the same native id, and it ran
+    twice into the same output (the soak's logs_doubled)."""
+    workdir = tmp_path / "local"
+    first = LocalBackend(workdir, cpus=2, mem_mb=1000, kill_grace_s=0.5)
+    real_save, real_fork = LocalBackend._save, LocalBackend._fork_supervisor
+    saves = 0
+
+    def save_then_die(self: LocalBackend, records: object) -> None:
+        nonlocal saves
+        saves += 1
+        if saves > 1:  # the write-ahead went through; the record of the start never does
+            raise Killed
+        real_save(self, records)  # type: ignore[arg-type]
+
+    def fork_then_die(self: LocalBackend, job_dir: Path) -> int:
+        real_fork(self, job_dir)
+        raise Killed
+
+    monkeypatch.setattr(LocalBackend, "_save", save_then_die)
+    if at != "after the start":
+        monkeypatch.setattr(LocalBackend, "_fork_supervisor", fork_then_die)
+    with pytest.raises(Killed):
+        first.submit(job(7, "echo ran once"))
+    monkeypatch.undo()
+
+    again = LocalBackend(workdir, cpus=2, mem_mb=1000, kill_grace_s=0.5)
+    adopted = again.adopt()
+    assert 7 in adopted, "the restarted backend knows the job it started"
+    st = wait_for(again, adopted[7], ended)
+    out = next((workdir / "jobs").glob(f"{adopted[7]}-ms-7")) / "job.out"
+    deadline = time.time() + 10  # the orphaned supervisor may still be writing
+    while not (out.exists() and out.read_text()) and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)  # a second run, were there one, would have written by now
+    assert out.read_text() == "ran once\n"
+    if at == "after the start":
+        assert (st.status, st.exit_code) == (S.COMPLETED, 0)
+    else:
+        # The supervisor is not named anywhere: its end is not known, but nothing ran twice.
+        assert st.status in (S.COMPLETED, S.LOST)
+    # A second submission of the same chain job gets a new native id, never the old one.
+    assert again.submit(job(8, "true")) != adopted[7]

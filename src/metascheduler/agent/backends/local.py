@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import logging
 import os
 import select
 import signal
@@ -53,7 +54,11 @@ S = BackendStatus
 #: (Enum member values looked up once: thousands of records are scanned at every call.)
 RUNNING, QUEUED = S.RUNNING.value, S.QUEUED.value
 RUNNER = Path(__file__).with_name("local_runner.py")
+log = logging.getLogger("metascheduler.agent.backends.local")
+
 STATE_VERSION = 1
+#: In a job's folder: claimed before its supervisor starts, then naming it ([pid, start ticks]).
+LAUNCHED = "launched"
 _LIVE = (RUNNING, QUEUED)
 #: Longest time between two looks for records past ``retention_s``.
 PURGE_EVERY_S = 3600.0
@@ -307,6 +312,11 @@ class LocalBackend(Backend):
             elif rec.state == QUEUED:
                 queued.append(rec)
         queued.sort(key=lambda r: (r.submitted_at, int(r.native_id)))
+        if queued:
+            # Written ahead of any start: an agent killed while it starts them finds each job's
+            # record (and its native id taken) at restart, never starting it a second time
+            # under the same id (see ``_start``).
+            self._save(records)
         for rec in queued:
             fits = (
                 used_cpus + rec.cpus <= self.total.total_cpus
@@ -351,14 +361,28 @@ class LocalBackend(Backend):
         return ticks is not None and ticks == rec.runner_start_ticks
 
     def _start(self, rec: _Record) -> None:
+        """Starts the job's supervisor, once: ``launched`` is claimed first (and then names the
+        supervisor), so a record found QUEUED after a crash whose job was already started is
+        marked running, not started again."""
         job_dir = Path(rec.dir)
+        marker = job_dir / LAUNCHED
+        try:
+            fd = os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            self._resume_launched(rec, marker)
+            return
         (job_dir / "limit").write_text(str(rec.time_limit_s))
         try:
             pid = self._fork_supervisor(job_dir)
         except OSError as exc:
+            os.close(fd)
             rec.state, rec.ended_at = S.FAILED.value, time.time()
             rec.reason = f"could not start its supervisor: {exc}"
             return
+        try:
+            os.write(fd, json.dumps([pid, _proc_start_ticks(pid)]).encode())
+        finally:
+            os.close(fd)
         rec.state = S.RUNNING.value
         rec.runner_pid = pid
         rec.runner_start_ticks = _proc_start_ticks(pid)
@@ -366,6 +390,26 @@ class LocalBackend(Backend):
         # (One that ended already has its result on disk: the next call reads it.)
         with contextlib.suppress(ProcessLookupError):
             self._watched[rec.native_id] = os.pidfd_open(pid)
+
+    def _resume_launched(self, rec: _Record, marker: Path) -> None:
+        """A job an earlier process of this backend started, then died before recording it:
+        it runs (or ran) under the supervisor ``launched`` names; the next call reads how it
+        ended. Without a name (a crash between the claim and the fork's answer), a job with no
+        result is reported LOST."""
+        try:
+            pid, ticks = json.loads(marker.read_text())
+        except (OSError, ValueError):
+            pid, ticks = None, None
+        started = _read_json(Path(rec.dir) / "started.json")
+        rec.state = S.RUNNING.value
+        rec.runner_pid, rec.runner_start_ticks = pid, ticks
+        rec.started_at = started["started_at"] if started else time.time()
+        log.warning(
+            "backend job %s (chain job %d) was started before a restart that lost its record; "
+            "following it, not starting it again",
+            rec.native_id,
+            rec.job_id,
+        )
 
     def _fork_supervisor(self, job_dir: Path) -> int:
         """A supervisor for the job, forked by the zygote (started again if it died)."""
@@ -584,6 +628,29 @@ class LocalBackend(Backend):
             total_gpus=t.total_gpus,
             free_gpus=t.total_gpus - sum(r.gpus for r in running),
         )
+
+
+def read_records(workdir: Path) -> dict[str, dict[str, Any]]:
+    """Every job record a local backend working in `workdir` keeps, by native id, read without
+    its lock (for an auditor or a test beside a running agent): the live ones of ``state.json``,
+    then the ended ones of ``ended.jsonl`` over them (an end is final). A line a crash cut short
+    is skipped; its job is still in ``state.json``."""
+    workdir = Path(workdir)
+    records: dict[str, dict[str, Any]] = {}
+    state = _read_json(workdir / "state.json")
+    if state is not None:
+        records.update(state.get("jobs", {}))
+    try:
+        lines = (workdir / "ended.jsonl").read_text().splitlines()
+    except FileNotFoundError:
+        lines = []
+    for line in lines:
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue
+        records[str(rec["native_id"])] = rec
+    return records
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:

@@ -9,12 +9,12 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from web3.exceptions import Web3RPCError
 
 from metascheduler.agent.backends.base import parse_job_name
+from metascheduler.agent.backends.local import read_records
 from metascheduler.agent.backends.slurm import SACCT_FIELDS, parse_sacct
 from metascheduler.chain import JobStatus, Market
 from metascheduler.chain.events import ChainEvent
@@ -153,12 +153,12 @@ def job_states(market: Market, count: int) -> dict[int, JobStatus]:
 
 def backend_runs(grid: SoakGrid) -> tuple[dict[int, list[Run]], list[str]]:
     """Chain job id -> its runs on a backend (one entry per start), from the backends' own
-    records: the local executor's state file and Slurm's accounting."""
+    records: the local executor's files (live and ended jobs) and Slurm's accounting."""
     runs: dict[int, list[Run]] = defaultdict(list)
     notes: list[str] = []
     now = time.time()
     for name, work in grid.agents.items():
-        for native, rec in local_records(work).items():
+        for native, rec in read_records(work).items():
             if rec.get("started_at") is not None:
                 end = rec.get("ended_at") or now
                 runs[int(rec["job_id"])].append(Run(f"{name}:{native}", rec["started_at"], end))
@@ -191,24 +191,6 @@ def backend_runs(grid: SoakGrid) -> tuple[dict[int, list[Run]], list[str]]:
         for native, (jid, start, end) in seen.items():
             runs[jid].append(Run(f"{grid.slurm_agent}:{native}", start, end))
     return runs, notes
-
-
-def local_records(work: Path) -> dict[str, dict[str, Any]]:
-    """The local backend's record of each job, by native id: the live ones in `state.json`,
-    the ended ones in `ended.jsonl` (an end is final: it wins over a live record)."""
-    records: dict[str, dict[str, Any]] = {}
-    state = work / "state.json"
-    if state.exists():
-        records.update(json.loads(state.read_text()).get("jobs", {}))
-    ended = work / "ended.jsonl"
-    if ended.exists():
-        for line in ended.read_text().splitlines():
-            try:
-                rec = json.loads(line)
-            except ValueError:
-                continue  # a line a crash cut short: its job is in state.json still
-            records[str(rec["native_id"])] = rec
-    return records
 
 
 def chain_doubles(events: Iterable[ChainEvent]) -> dict[int, str]:
