@@ -13,6 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+from web3.exceptions import BlockNotFound
 from web3.types import FilterParams, LogReceipt
 
 from metascheduler.chain import Market
@@ -158,7 +159,12 @@ class ChainView:
         return int(self._rpc("reading the block number", lambda: self.w3.eth.block_number))
 
     def block_hash(self, number: int) -> str | None:
-        b = self._rpc(f"reading block {number}", lambda: self.w3.eth.get_block(number))
+        """The block's hash; None when the node has no such block (the chain changed under
+        it, or this node is behind one read before): the caller takes the chain as changed."""
+        try:
+            b = self._rpc(f"reading block {number}", lambda: self.w3.eth.get_block(number))
+        except BlockNotFound:
+            return None
         return b["hash"].to_0x_hex() if b else None
 
     # ------------------------------------------------------------------ logs

@@ -94,6 +94,9 @@ class Verdict:
     #: no longer for the results, e.g. while the API was down): their outputs are checked
     #: against what the job wrote only
     results_undigested: int = 0
+    #: blocks the node lost in an injected reorg (a defect of anvil, not of the grid; every
+    #: service reading them fails until it reads past them): informative
+    anvil_holes: list[int] = field(default_factory=list)
     minutes: float = 0
     seed: int = 0
     slurm: bool = False
@@ -290,6 +293,7 @@ def judge(grid: SoakGrid, inj: Injector, work: Workload, opts: SoakOptions) -> V
     v.load_s = round(work.load_s, 1)
     v.jobs_ended_per_min = round(60 * work.ended_in_load / work.load_s, 1) if work.load_s else 0
     v.spam_jobs = inj.spam_sent
+    v.anvil_holes = sorted(inj.anvil_holes)
 
     audits = {a.job_id: a for a in grid_audit.jobs}
     silent_s = opts.heartbeat_timeout_s + float(grid.oracle_cfg["keep_interval_s"]) + 1.0
