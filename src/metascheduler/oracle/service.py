@@ -214,6 +214,10 @@ class Oracle:
         name = settings.policy or DEFAULT_POLICY
         self.policy: Policy = get_policy(name)
         self.liveness = Liveness(settings.heartbeat_source == "api", settings.heartbeat_timeout_s)
+        #: Whether the last look found no fresh heartbeat at all (the heartbeat path down), and
+        #: until when, once one arrives again, no provider is taken for silent.
+        self._heartbeat_path_down = False
+        self._heartbeat_grace_until = 0.0
         self._lock = threading.Lock()
         self._verdicts = _Verdicts()
         self._batch: int | None = None
@@ -594,10 +598,16 @@ class Oracle:
         A provider that never sent one is unknown, not silent, so an oracle started before the
         API fails nobody. And while no provider at all has a fresh heartbeat, the silence is the
         heartbeat path's (the API down or unreachable), not the providers': nobody is failed,
-        and the jobs that outlive the outage are billed as their providers report them."""
+        and the jobs that outlive the outage are billed as their providers report them. When
+        the path comes back, every provider has one whole timeout to be heard again before it
+        is taken for silent: the first beat through a returning API is not the others' proof of
+        silence (their agents wait out their own backoff), and failing them then refunded
+        compute they delivered through the outage."""
         if not self.liveness.use_heartbeats:
             return {}
-        limit = time.time() - self.settings.heartbeat_timeout_s
+        now = time.time()
+        timeout = self.settings.heartbeat_timeout_s
+        limit = now - timeout
         rows = s.execute(
             select(Provider.address, Provider.last_heartbeat_at, Provider.heartbeat).where(
                 Provider.last_heartbeat_at.is_not(None)
@@ -605,11 +615,18 @@ class Oracle:
         ).all()
         if not any(at >= limit for _, at, _ in rows):
             if rows:
+                self._heartbeat_path_down = True
                 log.warning(
                     "no provider has sent a heartbeat for %ds: treating it as an outage of the "
                     "heartbeat path, failing no job",
-                    self.settings.heartbeat_timeout_s,
+                    timeout,
                 )
+            return {}
+        if self._heartbeat_path_down:
+            self._heartbeat_path_down = False
+            self._heartbeat_grace_until = now + timeout
+            log.info("heartbeats arrive again: every provider has %ds to be heard", timeout)
+        if now < self._heartbeat_grace_until:
             return {}
         return {addr: _signed_at(at, beat) for addr, at, beat in rows if at < limit}
 

@@ -33,6 +33,10 @@ RESULTS_WAIT_S = 30.0
 #: Seconds of the chain's clock granularity (block timestamps are whole seconds), allowed once
 #: per job each way.
 CLOCK_S = 1.0
+#: The agent's estimate of the chain's clock (`agent.chainview.ClockOffset`) is late by the age of
+#: the freshest head it read: under one block (1 s in the soak), which a start clamped to the
+#: acceptance can take off a short job's bill (docs/security.md, the provider's bound).
+OFFSET_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -112,8 +116,10 @@ def compare(
             if a.status == "FAILED" and a.exit_code in (None, -1):
                 paid_window -= silent_bound_s
             # The chain bills the backend's times in whole seconds, the start rounded up and
-            # the end down (docs/security.md): up to a second each way is the rules', not owed.
-            owed = min(a.escrow, math.floor(price_s * max(0.0, paid_window - 2 * CLOCK_S)))
+            # the end down, and in the agent's estimate of its clock (docs/security.md): up to a
+            # second each way and the estimate's lag are the rules', not owed.
+            unowed = 2 * CLOCK_S + OFFSET_S
+            owed = min(a.escrow, math.floor(price_s * max(0.0, paid_window - unowed)))
             if owed > cost:
                 r.provider_underpaid += owed - cost
                 r.details.append(
