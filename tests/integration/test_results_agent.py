@@ -369,3 +369,29 @@ def test_cli_follows_the_log_exits_with_the_job_code_and_fetches_outputs(
         assert res.exit_code == 1, res.output
         assert "is not the customer of job" in json.loads(res.stdout.splitlines()[-1])["error"]
     assert not (tmp_path / "x").exists() or not any((tmp_path / "x").iterdir())
+
+
+def test_a_job_whose_results_cannot_be_set_up_is_retried_with_a_backoff(
+    grid: Grid, api: Served, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: Any
+) -> None:
+    """Setting a job's results up reads its request from the chain: through an RPC cut every
+    shipping pass (0.1 s) failed again and logged a warning, hundreds of lines a minute."""
+    w = make_world(grid, tmp_path, api_url=api.url)
+    shipper = w.agent.results
+    assert shipper is not None
+    calls = 0
+
+    def unreachable(job_id: int, native: str) -> None:
+        nonlocal calls
+        calls += 1
+        raise ConnectionError("RPC unreachable")
+
+    monkeypatch.setattr(shipper, "_begin", unreachable)
+    shipper.track(99, "1")
+    with caplog.at_level("WARNING", logger="metascheduler.agent.shipping"):
+        for _ in range(20):
+            shipper.step()
+    assert calls < 5, calls  # waited out its backoff between attempts
+    warned = [r for r in caplog.records if "cannot set up its results" in r.getMessage()]
+    assert len(warned) == 1
+    assert shipper.busy() == [99], "still to be set up"

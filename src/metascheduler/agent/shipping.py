@@ -82,6 +82,8 @@ class ResultsShipper:
         self._states: dict[int, SpoolState] = {}
         self._retry_at: dict[int, float] = {}
         self._failures: dict[int, int] = {}
+        self._begin_failures: dict[int, int] = {}
+        self._begin_retry_at: dict[int, float] = {}
         self._refusals: dict[int, int] = {}
         self._given_up: set[int] = set()
         #: While the API answers nothing, no job is tried before this (monotonic) time.
@@ -177,11 +179,26 @@ class ResultsShipper:
         with self._lock:
             wanted, self._wanted = dict(self._wanted), {}
             ended = dict(self._ended)
+        now = time.monotonic()
         for job_id, native in wanted.items():
+            if now < self._begin_retry_at.get(job_id, 0.0):
+                with self._lock:
+                    self._wanted.setdefault(job_id, native)
+                continue
             try:
                 self._begin(job_id, native)
+                self._begin_failures.pop(job_id, None)
             except Exception as exc:
-                log.warning("job %d: cannot set up its results yet (%s); trying again", job_id, exc)
+                # Its request is read from the chain: an RPC cut fails every pass until it ends.
+                n = self._begin_failures[job_id] = self._begin_failures.get(job_id, 0) + 1
+                self._begin_retry_at[job_id] = now + min(MAX_BACKOFF_S, 0.2 * 2**n)
+                if n == 1 or n % 20 == 0:
+                    log.warning(
+                        "job %d: cannot set up its results yet (%s); trying again (attempt %d)",
+                        job_id,
+                        exc,
+                        n,
+                    )
                 with self._lock:
                     self._wanted.setdefault(job_id, native)
         now = time.monotonic()
