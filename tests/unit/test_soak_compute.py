@@ -44,8 +44,8 @@ def test_compute_delivered_while_running_on_chain_and_not_billed_is_underpaid() 
     r = _compare(a, Run("agent-1:7", T0, T0 + 100))
     # Owed: the RUNNING window (98 s) less the silent provider's allowance (26 s), a second
     # each way of the chain's whole-second clock and the lag of the agent's clock estimate
-    # (1 s), at 20 units a second.
-    assert r.provider_underpaid == 20 * (98 - 26 - 2 - 1)
+    # (2 s), at 20 units a second.
+    assert r.provider_underpaid == 20 * (98 - 26 - 2 - 2)
     assert r.free_compute_s == 100.0
     assert r.free_compute_over_bound == 1
 
