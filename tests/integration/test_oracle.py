@@ -271,14 +271,7 @@ def test_a_funded_job_is_placed_within_two_blocks_behind_a_flood_of_spam(
     monkeypatch.setattr(service, "MAX_PENDING_PER_TICK", 25)
     kit.provider(grid, 2, Hardware(1, 8, 0, 262_144), Prices(1_000, 0, 0), [])
     spammer, cust = kit.customer(grid, 4), kit.customer(grid, 3)
-    sender = spammer.sender_or_fail()
-    spec = kit.spec_bytes("spam", 1, 1024)
-    flood = [
-        spammer.send_request_job(spec, 1, 0, 1024, max_price_per_minute=CREDIT, escrow=1)
-        for _ in range(250)
-    ]
-    for pending in flood:
-        sender.wait(pending)
+    _spam(spammer, 250)
     funded = kit.request(cust, "funded", escrow=10 * CREDIT)
     requested_block = grid.market().w3.eth.block_number
     oracle = _oracle(grid, tmp_path)
@@ -308,18 +301,7 @@ def test_a_tick_behind_a_judged_flood_reads_back_only_what_changed(
     monkeypatch.setattr(service, "MAX_PENDING_PER_TICK", 20)
     kit.provider(grid, 2, Hardware(1, 64, 0, 262_144), Prices(1_000, 0, 0), [])
     spammer, cust = kit.customer(grid, 4), kit.customer(grid, 3)
-    sender = spammer.sender_or_fail()
-    spec = kit.spec_bytes("spam", 1, 1024)
-    flood = [
-        spammer.send_request_job(spec, 1, 0, 1024, max_price_per_minute=CREDIT, escrow=1)
-        for _ in range(60)
-    ]
-    spam = [
-        int(e.args["jobId"])
-        for p in flood
-        for e in spammer.decode_events(sender.wait(p))
-        if e.name == "JobRequested"
-    ]
+    spam = _spam(spammer, 60)
     assert len(spam) == 60
     oracle = _oracle(grid, tmp_path)
     oracle.ingest_tick()
@@ -366,6 +348,23 @@ def _wait_placed(m: Market, job_ids: list[int], timeout_s: float = 30.0) -> None
     while left := [j for j in left if m.get_job(j).status != JobStatus.META_SCHEDULED]:
         assert time.monotonic() < deadline, f"jobs not placed after {timeout_s:g} s: {left}"
         time.sleep(0.1)
+
+
+def _spam(spammer: Market, n: int) -> list[int]:
+    """`n` requests of a 1-unit escrow (no minimum run at any price here), sent at once; their
+    job ids once mined."""
+    sender = spammer.sender_or_fail()
+    spec = kit.spec_bytes("spam", 1, 1024)
+    flood = [
+        spammer.send_request_job(spec, 1, 0, 1024, max_price_per_minute=CREDIT, escrow=1)
+        for _ in range(n)
+    ]
+    return [
+        int(e.args["jobId"])
+        for p in flood
+        for e in spammer.decode_events(sender.wait(p))
+        if e.name == "JobRequested"
+    ]
 
 
 def _receipts_since(m: Market, block: int) -> list[Any]:

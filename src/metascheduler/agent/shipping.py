@@ -57,6 +57,16 @@ STATUS_EVERY_S = 1.0
 NO_ARCHIVE = bytes(32)
 
 
+def _backoff_s(n: int, *, first_s: float = 0.2, cap_s: float = MAX_BACKOFF_S) -> float:
+    """The wait after the `n`-th failure in a row: doubling from `first_s`, at most `cap_s`."""
+    return min(cap_s, first_s * 2**n)
+
+
+def _worth_a_line(n: int) -> bool:
+    """Whether the `n`-th failure in a row is logged: the first, then every 20th."""
+    return n == 1 or n % 20 == 0
+
+
 class ResultsShipper:
     def __init__(
         self,
@@ -191,8 +201,8 @@ class ResultsShipper:
             except Exception as exc:
                 # Its request is read from the chain: an RPC cut fails every pass until it ends.
                 n = self._begin_failures[job_id] = self._begin_failures.get(job_id, 0) + 1
-                self._begin_retry_at[job_id] = now + min(MAX_BACKOFF_S, 0.2 * 2**n)
-                if n == 1 or n % 20 == 0:
+                self._begin_retry_at[job_id] = now + _backoff_s(n)
+                if _worth_a_line(n):
                     log.warning(
                         "job %d: cannot set up its results yet (%s); trying again (attempt %d)",
                         job_id,
@@ -220,14 +230,14 @@ class ResultsShipper:
                 # Down for every job alike: the pass stops here, and the next one waits (a
                 # backlog of jobs each timing out in turn would hold the thread for minutes).
                 n = self._api_failures = self._api_failures + 1
-                self._api_retry_at = now + min(MAX_BACKOFF_S, 0.2 * 2**n)
-                if n == 1 or n % 20 == 0:
+                self._api_retry_at = now + _backoff_s(n)
+                if _worth_a_line(n):
                     log.warning("results wait on the provider's disk: %s", exc)
                 break
             except ApiUnavailable as exc:
                 n = self._failures[job_id] = self._failures.get(job_id, 0) + 1
-                self._retry_at[job_id] = now + min(MAX_BACKOFF_S, 0.2 * 2**n)
-                if n == 1 or n % 20 == 0:
+                self._retry_at[job_id] = now + _backoff_s(n)
+                if _worth_a_line(n):
                     log.warning("job %d: results wait on the provider's disk: %s", job_id, exc)
             except ApiRefused as exc:
                 self._refused(job_id, exc, now)
@@ -249,7 +259,7 @@ class ResultsShipper:
                 where,
             )
             return
-        self._retry_at[job_id] = now + min(MAX_REFUSED_BACKOFF_S, 2.0 * 2**n)
+        self._retry_at[job_id] = now + _backoff_s(n, first_s=2.0, cap_s=MAX_REFUSED_BACKOFF_S)
         log.warning(
             "job %d: the API refused its results (%d: %s); trying again (%d of %d)",
             job_id,

@@ -211,15 +211,13 @@ class LocalBackend(Backend):
                     "move it aside to start afresh (jobs it tracked will be reported LOST)"
                 ) from None
             jobs = {k: _Record(**v) for k, v in state["jobs"].items()}
-        if key[1] is not None:
-            with open(self._ended_file) as ended:
-                for line in ended:
-                    try:
-                        rec = _Record(**json.loads(line))
-                    except (ValueError, TypeError):
-                        continue  # a line cut short by a crash: its job is in state.json still
-                    jobs[rec.native_id] = rec  # an end is final: over the live record
-                    self._ended_saved.add(rec.native_id)
+        for fields in _ended_records(self._ended_file):
+            try:
+                rec = _Record(**fields)
+            except TypeError:
+                continue  # not a record of this version
+            jobs[rec.native_id] = rec  # an end is final: over the live record
+            self._ended_saved.add(rec.native_id)
         self._cache = _Records(state["version"], state["next_id"], jobs)
         return self._cache
 
@@ -312,11 +310,7 @@ class LocalBackend(Backend):
             elif rec.state == QUEUED:
                 queued.append(rec)
         queued.sort(key=lambda r: (r.submitted_at, int(r.native_id)))
-        if queued:
-            # Written ahead of any start: an agent killed while it starts them finds each job's
-            # record (and its native id taken) at restart, never starting it a second time
-            # under the same id (see ``_start``).
-            self._save(records)
+        written_ahead = False
         for rec in queued:
             fits = (
                 used_cpus + rec.cpus <= self.total.total_cpus
@@ -324,6 +318,12 @@ class LocalBackend(Backend):
                 and used_gpus + rec.gpus <= self.total.total_gpus
             )
             if fits:
+                if not written_ahead:
+                    # Before the first start: an agent killed while it starts them finds each
+                    # job's record (and its native id taken) at restart, never starting it a
+                    # second time under the same id (see ``_start``).
+                    self._save(records)
+                    written_ahead = True
                 self._start(rec)
                 used_cpus, used_mem, used_gpus = (
                     used_cpus + rec.cpus,
@@ -633,24 +633,28 @@ class LocalBackend(Backend):
 def read_records(workdir: Path) -> dict[str, dict[str, Any]]:
     """Every job record a local backend working in `workdir` keeps, by native id, read without
     its lock (for an auditor or a test beside a running agent): the live ones of ``state.json``,
-    then the ended ones of ``ended.jsonl`` over them (an end is final). A line a crash cut short
-    is skipped; its job is still in ``state.json``."""
+    then the ended ones of ``ended.jsonl`` over them (an end is final)."""
     workdir = Path(workdir)
     records: dict[str, dict[str, Any]] = {}
     state = _read_json(workdir / "state.json")
     if state is not None:
         records.update(state.get("jobs", {}))
-    try:
-        lines = (workdir / "ended.jsonl").read_text().splitlines()
-    except FileNotFoundError:
-        lines = []
-    for line in lines:
-        try:
-            rec = json.loads(line)
-        except ValueError:
-            continue
+    for rec in _ended_records(workdir / "ended.jsonl"):
         records[str(rec["native_id"])] = rec
     return records
+
+
+def _ended_records(path: Path) -> Iterator[dict[str, Any]]:
+    """The records of ``ended.jsonl``, oldest first; a line a crash cut short is skipped (its
+    job is still in ``state.json``)."""
+    if not path.exists():
+        return
+    with open(path) as ended:
+        for line in ended:
+            try:
+                yield json.loads(line)
+            except ValueError:
+                continue
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
