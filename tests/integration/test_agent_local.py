@@ -25,7 +25,7 @@ from metascheduler.agent.service import build, run
 from metascheduler.agent.settings import AgentSettings
 from metascheduler.agent.state import JobRecord, StateError, StateStore
 from metascheduler.chain import JobStatus
-from metascheduler.chain.types import ProviderAction, ProviderStatus, ProviderStep
+from metascheduler.chain.types import Placement, ProviderAction, ProviderStatus, ProviderStep
 from metascheduler.heartbeat import verify
 from metascheduler.spec import parse_spec
 from tests.conftest import ON_ANVIL_AND_HARDHAT, Grid
@@ -444,6 +444,48 @@ def test_a_round_runs_on_each_new_block_and_each_job_end_not_only_each_poll(
     finally:
         stop.set()
         agent.join(30)
+
+
+def block_of(w: World, job_id: int, to: JobStatus) -> int:
+    """The block in which the job's status changed to ``to``."""
+    (ev,) = [e for e in w.events(job_id, "JobStatusChanged") if e.args["to"] == to]
+    return ev.block_number
+
+
+def test_a_round_never_waits_for_a_receipt_so_each_step_takes_one_block(
+    grid: Grid, tmp_path: Path
+) -> None:
+    """The chain mines a block only when the test says (as an interval-mining chain between two
+    blocks): a round sends its steps and returns without their receipts, and the round after
+    the next block collects them. A placement mined in the block of the agent's last batch is
+    ACCEPTed in the very next block, and the job that batch ACCEPTed is queued on the backend
+    from the receipt and STARTed in that same next block: one block per step."""
+    w = make_world(grid, tmp_path, receipt_timeout_s=2.0)
+    try:
+        first = w.submit(spec("sleep 60"))
+        second, _ = w.request(spec("sleep 60"))
+        w.rpc("evm_setAutomine", False)
+        try:
+            rnd = w.tick()  # the ACCEPT of the first job goes out; no block is mined
+            assert kinds(rnd.steps) == [(first, ACCEPT)] and rnd.submitted == {}
+            w.oracle.send_place_jobs([Placement(second, w.provider.address, w._terms[second])])
+            w.rpc("evm_mine")  # the first's ACCEPT and the second's placement
+            rnd = w.tick()
+            assert list(rnd.submitted) == [first]
+            assert kinds(rnd.steps) == [(first, START), (second, ACCEPT)]
+            w.rpc("evm_mine")
+            w.tick()
+        finally:
+            w.rpc("evm_setAutomine", True)
+        accepted = block_of(w, first, JobStatus.SCHEDULED)
+        (placed,) = w.events(second, "JobPlaced")
+        assert placed.block_number == accepted
+        assert block_of(w, second, JobStatus.SCHEDULED) == accepted + 1
+        assert block_of(w, first, JobStatus.RUNNING) == accepted + 1
+    finally:
+        for rec in read_records(local_backend(w).workdir).values():
+            local_backend(w).cancel(rec["native_id"])
+        w.agent.close()
 
 
 def test_a_round_reads_the_requests_of_its_new_placements_in_one_call(world: World) -> None:

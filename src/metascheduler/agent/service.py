@@ -13,12 +13,19 @@ every ``poll_interval_s``:
    in one place) and carry the decision out: admit a placement (spec from its ``JobRequested``
    event) and ACCEPT it or refuse it; queue it on the backend; kill, forget, or raise its time
    limit; collect the steps to report and the expiries to send.
-4. Send (``outbox``) all ACCEPT/START/COMPLETE steps in ``providerBatch`` transactions; jobs
-   whose ACCEPT is mined in a block still canonical are queued on the backend at once (with
-   ``confirmations`` = 0; otherwise in the round that sees the ACCEPT buried that deep). Items
-   the contract skipped are re-read at once and acted on (a job cancelled meanwhile is killed).
-   Then the refusals and the expiries.
-5. Save the state; send a signed heartbeat when one is due.
+4. Save the state, then send (``outbox``) all ACCEPT/START/COMPLETE steps in ``providerBatch``
+   transactions, the refusals and the expiries, without waiting for their receipts: a round
+   that waited for one would see the next block's placements a block late.
+5. Send a signed heartbeat when one is due.
+
+Each round starts with the transactions of earlier rounds that the chain mined since (a chain
+that mines each transaction as it comes has them mined at once: the round looks right after
+sending too). Jobs whose ACCEPT is mined in a block still canonical are queued on the backend
+at once (with ``confirmations`` = 0; otherwise in the round that sees the ACCEPT buried that
+deep), before the round reads the backend: a job that starts at once is STARTed in the same
+round, in the block after its ACCEPT's. Items the contract skipped are re-read at once and acted
+on (a job cancelled meanwhile is killed). A job with a transaction in flight is not judged
+until it is mined or given up.
 
 A job the agent is done with keeps a tombstone (its backend id) while a reorg can still bring it
 back, and is then matched with its backend job again, never resubmitted.
@@ -53,7 +60,7 @@ from metascheduler.agent.backends import (
 )
 from metascheduler.agent.chainview import BlockPace, ChainView, ClockOffset, Head
 from metascheduler.agent.decide import Context, Decision, decide, gone
-from metascheduler.agent.outbox import Outbox, SentBatch
+from metascheduler.agent.outbox import Mined, Outbox
 from metascheduler.agent.outcomes import EXIT_LOST
 from metascheduler.agent.registration import (
     AgentError,
@@ -85,6 +92,10 @@ log = logging.getLogger("metascheduler.agent")
 #: Seconds between two looks, while the agent waits between rounds, for a new block or a job
 #: that ended (an eth_blockNumber call and a waitpid per local job: cheap).
 WAKE_CHECK_S = 0.1
+
+#: Right after sending to a chain that may mine each transaction as it comes, how long its
+#: receipts are looked for (such a node mines in the background, within milliseconds).
+AT_ONCE_S = 0.1
 
 __all__ = ["Agent", "AgentError", "Round", "build", "run", "run_agent_command"]
 
@@ -143,8 +154,9 @@ class Agent:
         self.banned = False
         self._next_heartbeat = 0.0
         self._expire_not_before: dict[int, float] = {}
-        # Per round: the head, what every decision shares, the jobs admitted whose ACCEPT goes
-        # out now (spec and view, to queue them once it is mined), and the refusals to send.
+        # Per round: the head, what every decision shares, and the refusals to send. The jobs
+        # admitted whose ACCEPT is in flight (spec and view, to queue them once it is mined)
+        # stay until its transaction is mined or given up.
         self._head = Head(0, "", 0)
         self._clock = ClockOffset()
         self._pace = BlockPace(close_s=1.5 * WAKE_CHECK_S, margin_s=2 * WAKE_CHECK_S)
@@ -262,14 +274,8 @@ class Agent:
             # sent again wait behind the gap until a receipt times out.
             self.outbox.nonce_in_doubt()
         self._head = head
-        self._accepting = {}
         self._refusals = {}
         self.outbox.new_round()
-        self._scan(head, rnd)
-        self.state.purge_done(head.number - self.settings.reorg_rewind_blocks)
-        jobs = self.state.jobs
-        views = self.chain.jobs(jobs) if jobs else {}
-        statuses = self._backend_statuses(jobs.values())
         # The contract compares with its block time; a quiet devnet's head lags it, so the
         # chain's time is this host's shifted by the chain's clock offset (never before the
         # head). The backend's times are this host's: they are reported in the chain's clock.
@@ -285,10 +291,23 @@ class Agent:
             clock_offset=offset,
             banned=self.banned,
         )
+        # What earlier rounds sent and the chain mined since: the jobs whose ACCEPT it carries
+        # go to the backend first, so that this round already sees them run and STARTs them.
+        self._collect(rnd, head.number)
+        self._scan(head, rnd)
+        self.state.purge_done(head.number - self.settings.reorg_rewind_blocks)
+        jobs = self.state.jobs
+        views = self.chain.jobs(jobs) if jobs else {}
+        statuses = self._backend_statuses(jobs.values())
         confirmed = self._confirmed_views(jobs, views)
+        # A job with a transaction in flight is judged once it is mined (no step twice), and
+        # one the backend just refused is refused, not submitted again.
+        waiting = self.outbox.busy() | self._refusals.keys()
 
         expire: list[int] = []
         for job_id in sorted(jobs):
+            if job_id in waiting:
+                continue
             rec = jobs[job_id]
             view = views.get(job_id)
             st = statuses.get(rec.native_id) if rec.native_id else None
@@ -303,10 +322,18 @@ class Agent:
             if self._carry_out(rec, view, decision, rnd):
                 expire.append(job_id)
 
-        self._send_steps(rnd)
-        self._send_refusals(rnd)
-        self._send_expiries(expire, rnd)
-        self.store.save(self.state)
+        self.store.save(self.state)  # before anything it promises goes out
+        self.outbox.steps(rnd.steps, head.number)
+        self._send_refusals()
+        if expire:
+            self.outbox.expire(expire, head.number)
+        busy = self.outbox.busy()
+        self._accepting = {j: v for j, v in self._accepting.items() if j in busy}
+        # A chain that mines each transaction as it comes (a devnet) has mined them already:
+        # their jobs go to the backend now, and what it refuses is refused in this round.
+        if self._collect(rnd, None) and self._refusals:
+            self._send_refusals()
+            self._collect(rnd, None)
         self._maybe_heartbeat(views, statuses, rnd)
         return rnd
 
@@ -582,33 +609,70 @@ class Agent:
 
     # ------------------------------------------------------------------ sending
 
-    def _send_steps(self, rnd: Round) -> None:
-        for batch in self.outbox.steps(rnd.steps):
-            rnd.skipped.extend(batch.skipped)
-            self._check_standing(batch)
-            accepted = [s.job_id for s in batch.done if s.action is ProviderAction.ACCEPT]
-            self._submit_accepted(accepted, batch.receipt, rnd)
-            self._recheck({s.job_id for s in batch.skipped}, rnd)
+    def _collect(self, rnd: Round, head: int | None) -> bool:
+        """Acts on the transactions in flight that are mined (``Outbox.mined``; with no head,
+        right after sending, ``mined_at_once`` unless the chain mines on a clock and its next
+        block is not due): queues the jobs whose ACCEPT was carried out, re-reads those whose
+        step was skipped, notes refusals, kills what an expiry ended. Returns whether any was;
+        the state is then saved."""
+        if head is not None:
+            mined, given_up = self.outbox.mined(head)
+        elif time.monotonic() < self._pace.quiet_until():
+            return False
+        else:
+            mined, given_up = self.outbox.mined_at_once(AT_ONCE_S)
+        for sent in given_up:
+            for job_id in sent.job_ids:
+                self._accepting.pop(job_id, None)
+        for done in mined:
+            if done.steps:
+                self._on_batch(done, rnd)
+            elif done.sent.reason is not None:
+                rnd.refused[done.sent.job_ids[0]] = done.sent.reason
+                # Back to PENDING, and still tracked until that is as deep as the
+                # confirmations (``decide``, rule 4): a reorg that drops the refusal gets it
+                # sent again. A new placement here goes on from this record (a backend job it
+                # had is never run again).
+            else:
+                self._on_expiry(done, rnd)
+        if mined:
+            self.store.save(self.state)
+        return bool(mined)
 
-    def _submit_accepted(self, job_ids: list[int], receipt: TxReceipt, rnd: Round) -> None:
+    def _on_batch(self, batch: Mined, rnd: Round) -> None:
+        rnd.skipped.extend(batch.skipped)
+        self._check_standing(batch)
+        done = {s.job_id for s in batch.done if s.action is ProviderAction.ACCEPT}
+        accepted = []
+        for step in batch.steps:
+            admitted = self._accepting.pop(step.job_id, None)
+            if admitted is not None and step.job_id in done:
+                accepted.append((step.job_id, *admitted))
+        self._submit_accepted(accepted, batch.receipt, rnd)
+        self._recheck({s.job_id for s in batch.skipped}, rnd)
+
+    def _submit_accepted(
+        self, accepted: list[tuple[int, JobSpec, JobView]], receipt: TxReceipt, rnd: Round
+    ) -> None:
         """Queues the jobs whose ACCEPT this receipt carries, without waiting for the next
         round, when no confirmations are asked for and its block is still the chain's."""
-        todo = [j for j in job_ids if j in self._accepting]
-        if not todo or self.settings.confirmations > 0:
+        if not accepted or self.settings.confirmations > 0:
             return
         block, block_hash = int(receipt["blockNumber"]), receipt["blockHash"].to_0x_hex()
-        if self.chain.block_hash(block) != block_hash:
+        head = self._head
+        canonical = head.hash if block == head.number else self.chain.block_hash(block)
+        if canonical != block_hash:
+            todo = [job_id for job_id, _, _ in accepted]
             log.warning("block %d of the ACCEPT of jobs %s was replaced: next round", block, todo)
             return
         batch = []
-        for job_id in todo:
-            spec, view = self._accepting.pop(job_id)
+        for job_id, spec, view in accepted:
             rec = self.state.jobs.get(job_id)
             if rec is not None:
                 batch.append((rec, view, spec))
         self._submit(batch, rnd)
 
-    def _check_standing(self, batch: SentBatch) -> None:
+    def _check_standing(self, batch: Mined) -> None:
         """An ACCEPT the contract skipped may say that the provider was banned while the agent
         ran (one read then, rare; none per round): from then on it accepts nothing (``decide``,
         rule 8), and its accepted jobs go on."""
@@ -646,22 +710,14 @@ class Agent:
             if decision.forget or decision.kill is not None:
                 self._carry_out(rec, view, decision, rnd)
 
-    def _send_refusals(self, rnd: Round) -> None:
+    def _send_refusals(self) -> None:
         for job_id, reason in sorted(self._refusals.items()):
-            if not self.outbox.refuse(job_id, reason):
-                continue
-            rnd.refused[job_id] = reason
-            # Back to PENDING, and still tracked until that is as deep as the confirmations
-            # (``decide``, rule 4): a reorg that drops the refusal gets it sent again. A new
-            # placement here goes on from this record (a backend job it had is never run again).
-            self._accepting.pop(job_id, None)
+            self.outbox.refuse(job_id, reason, self._head.number)
+        self._refusals = {}
 
-    def _send_expiries(self, job_ids: list[int], rnd: Round) -> None:
-        skipped_items = self.outbox.expire(job_ids)
-        if skipped_items is None:
-            return
-        skipped = {item.job_id: item.error for item in skipped_items}
-        for job_id in job_ids:
+    def _on_expiry(self, expiry: Mined, rnd: Round) -> None:
+        skipped = {item.job_id: item.error for item in expiry.skipped}
+        for job_id in expiry.sent.job_ids:
             rec = self.state.jobs.get(job_id)
             if job_id in skipped:
                 # Someone else ended it first, or a top-up landed: the next round re-reads it.

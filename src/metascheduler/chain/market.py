@@ -184,8 +184,11 @@ class Market(CreditCalls, Reads):
         )
 
     def expire_jobs(self, job_ids: Sequence[int]) -> TxReceipt:
+        return self.sender_or_fail().wait(self.send_expire_jobs(job_ids))
+
+    def send_expire_jobs(self, job_ids: Sequence[int]) -> Pending:
         gas = BATCH_GAS_BASE + KEEP_GAS_PER_ITEM * len(job_ids)
-        return self._tx(
+        return self._send(
             f"expiring {len(job_ids)} jobs out of credits", "expireJobs", list(job_ids), gas=gas
         )
 
@@ -215,17 +218,23 @@ class Market(CreditCalls, Reads):
         )
 
     def refuse_job(self, job_id: int, reason: str) -> TxReceipt:
-        return self._tx(f"refusing job {job_id}", "refuseJob", job_id, reason)
+        return self.sender_or_fail().wait(self.send_refuse_job(job_id, reason))
+
+    def send_refuse_job(self, job_id: int, reason: str) -> Pending:
+        return self._send(f"refusing job {job_id}", "refuseJob", job_id, reason)
 
     def provider_batch(self, steps: Sequence[ProviderStep]) -> TxReceipt:
         """Steps on the provider's jobs; a COMPLETE commits to its step's result digest (JobEnded's
         `resultDigest`)."""
+        return self.sender_or_fail().wait(self.send_provider_batch(steps))
+
+    def send_provider_batch(self, steps: Sequence[ProviderStep]) -> Pending:
         gas = BATCH_GAS_BASE + STEP_GAS_PER_ITEM * len(steps)
         items = [
             (s.job_id, int(s.action), s.exit_code, _digest(s.result_digest, s.job_id), s.at)
             for s in steps
         ]
-        return self._tx(f"reporting {len(items)} job steps", "providerBatch", items, gas=gas)
+        return self._send(f"reporting {len(items)} job steps", "providerBatch", items, gas=gas)
 
 
 def _placement_tuple(p: Placement) -> tuple[int, str, tuple[Any, ...], int]:

@@ -180,15 +180,7 @@ class TxSender:
         deadline = time.monotonic() + (timeout_s or self.receipt_timeout_s)
         delay = 0.05
         rebroadcast_at = time.monotonic() + 10.0
-        while True:
-            try:
-                receipt = self._rpc(
-                    f"waiting for {pending.what}",
-                    lambda: self.w3.eth.get_transaction_receipt(pending.tx_hash),
-                )
-                break
-            except TransactionNotFound:
-                pass
+        while (receipt := self.receipt(pending)) is None:
             now = time.monotonic()
             if now > deadline:
                 raise ChainError(
@@ -202,9 +194,33 @@ class TxSender:
                 rebroadcast_at = now + 10.0
             time.sleep(delay)
             delay = min(delay * 1.5, 0.5)
+        return receipt
+
+    def receipt(self, pending: Pending) -> TxReceipt | None:
+        """The receipt, or None while the transaction is not mined (one look, no wait); a
+        transaction mined but failed raises its revert decoded."""
+        try:
+            receipt = self._rpc(
+                f"waiting for {pending.what}",
+                lambda: self.w3.eth.get_transaction_receipt(pending.tx_hash),
+            )
+        except TransactionNotFound:
+            return None
         if receipt["status"] != 1:
             raise self._replay_revert(pending, receipt)
         return receipt
+
+    def known(self, pending: Pending) -> bool:
+        """Whether the node still has the transaction, in its pool or mined: a reorg or a node
+        restart may have dropped it."""
+        try:
+            self._rpc(
+                f"looking for {pending.what}",
+                lambda: self.w3.eth.get_transaction(pending.tx_hash),
+            )
+        except TransactionNotFound:
+            return False
+        return True
 
     def transact(
         self,
