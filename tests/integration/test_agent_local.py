@@ -472,7 +472,7 @@ def test_a_round_never_waits_for_a_receipt_so_each_step_takes_one_block(
             w.rpc("evm_mine")  # the first's ACCEPT and the second's placement
             rnd = w.tick()
             assert list(rnd.submitted) == [first]
-            assert kinds(rnd.steps) == [(first, START), (second, ACCEPT)]
+            assert kinds(rnd.steps) == [(second, ACCEPT), (first, START)]
             w.rpc("evm_mine")
             w.tick()
         finally:

@@ -154,15 +154,17 @@ class Agent:
         self.banned = False
         self._next_heartbeat = 0.0
         self._expire_not_before: dict[int, float] = {}
-        # Per round: the head, what every decision shares, and the refusals to send. The jobs
-        # admitted whose ACCEPT is in flight (spec and view, to queue them once it is mined)
-        # stay until its transaction is mined or given up.
+        # Per round: the head, what every decision shares, the refusals to send and the jobs to
+        # queue. The jobs admitted whose ACCEPT is in flight (spec and view, to queue them once
+        # it is mined) stay until its transaction is mined or given up.
         self._head = Head(0, "", 0)
         self._clock = ClockOffset()
         self._pace = BlockPace(close_s=1.5 * WAKE_CHECK_S, margin_s=2 * WAKE_CHECK_S)
         self._ctx = Context(self.address, 0, settings.time_limit_grace_s, settings.max_time_limit_s)
         self._accepting: dict[int, tuple[JobSpec, JobView]] = {}
         self._refusals: dict[int, str] = {}
+        #: The jobs to queue on the backend once the round's transactions are out.
+        self._submitting: list[tuple[JobRecord, JobView, JobSpec]] = []
         #: Ships each job's log and outputs to the API, encrypted to its customer (see
         #: ``shipping``); None without an API.
         self.results: ResultsShipper | None = None
@@ -292,7 +294,8 @@ class Agent:
             banned=self.banned,
         )
         # What earlier rounds sent and the chain mined since: the jobs whose ACCEPT it carries
-        # go to the backend first, so that this round already sees them run and STARTs them.
+        # are queued on the backend once this round's transactions are out.
+        self._submitting = []
         self._collect(rnd, head.number)
         self._scan(head, rnd)
         self.state.purge_done(head.number - self.settings.reorg_rewind_blocks)
@@ -300,9 +303,8 @@ class Agent:
         views = self.chain.jobs(jobs) if jobs else {}
         statuses = self._backend_statuses(jobs.values())
         confirmed = self._confirmed_views(jobs, views)
-        # A job with a transaction in flight is judged once it is mined (no step twice), and
-        # one the backend just refused is refused, not submitted again.
-        waiting = self.outbox.busy() | self._refusals.keys()
+        # A job with a transaction in flight is judged once it is mined (no step twice).
+        waiting = self.outbox.busy() | {rec.job_id for rec, _, _ in self._submitting}
 
         expire: list[int] = []
         for job_id in sorted(jobs):
@@ -327,11 +329,20 @@ class Agent:
         self._send_refusals()
         if expire:
             self.outbox.expire(expire, head.number)
+        if self._submitting:
+            # Queued after the round's ACCEPTs went out (the backend may be slow to take
+            # them); the jobs it runs at once are STARTed now, in the block after their
+            # ACCEPT's.
+            first = len(rnd.steps)
+            self._start_submitted(self._submit(rnd), rnd)
+            self.outbox.steps(rnd.steps[first:], head.number)
+            self._send_refusals()
         busy = self.outbox.busy()
         self._accepting = {j: v for j, v in self._accepting.items() if j in busy}
         # A chain that mines each transaction as it comes (a devnet) has mined them already:
-        # their jobs go to the backend now, and what it refuses is refused in this round.
-        if self._collect(rnd, None) and self._refusals:
+        # their jobs are queued now, and what the backend refuses is refused in this round.
+        if self._collect(rnd, None) and (self._submitting or self._refusals):
+            self._submit(rnd)
             self._send_refusals()
             self._collect(rnd, None)
         self._maybe_heartbeat(views, statuses, rnd)
@@ -450,7 +461,7 @@ class Agent:
             if spec is None:
                 return False
             if d.submit:
-                self._submit([(rec, view, spec)], rnd)
+                self._submitting.append((rec, view, spec))
             else:
                 self._accepting[rec.job_id] = (spec, view)
         if d.refuse is not None:
@@ -511,11 +522,12 @@ class Agent:
             return None
         return verdict
 
-    def _submit(self, todo: list[tuple[JobRecord, JobView, JobSpec]], rnd: Round) -> None:
-        """Queues the jobs on the backend, in one batch: only once the chain records this
-        provider's ACCEPT of each."""
+    def _submit(self, rnd: Round) -> list[JobRecord]:
+        """Queues the jobs of ``_submitting`` on the backend, in one batch: only once the chain
+        records this provider's ACCEPT of each. Returns those queued."""
         s = self.settings
-        todo = [item for item in todo if item[0].native_id is None]  # never twice
+        todo = [item for item in self._submitting if item[0].native_id is None]  # never twice
+        self._submitting = []
         jobs = [
             BackendJob(
                 rec.job_id,
@@ -533,7 +545,7 @@ class Agent:
             for rec, view, spec in todo
         ]
         results = self.backend.submit_many(jobs) if jobs else []
-        queued = False
+        queued = []
         for (rec, view, spec), job, native in zip(todo, jobs, results, strict=True):
             job_id = rec.job_id
             if isinstance(native, BackendError):
@@ -555,7 +567,7 @@ class Agent:
                 view.price_per_minute,
             )
             rnd.submitted[job_id] = native
-            queued = True
+            queued.append(rec)
             log.info(
                 "job %d (%s) queued on %s as %s with a time limit of %d s",
                 job_id,
@@ -568,6 +580,20 @@ class Agent:
             # Saved at once: a crash from here on finds the jobs here (or, for a crash during
             # the batch, by adopt()), never submits them twice.
             self.store.save(self.state)
+        return queued
+
+    def _start_submitted(self, recs: list[JobRecord], rnd: Round) -> None:
+        """The steps of jobs just queued (a START for each the backend runs at once)."""
+        if not recs:
+            return
+        views = self.chain.jobs(r.job_id for r in recs)
+        confirmed = self._confirmed_views([r.job_id for r in recs], views)
+        statuses = self._backend_statuses(recs)
+        for rec in recs:
+            view = views.get(rec.job_id)
+            st = statuses.get(rec.native_id) if rec.native_id else None
+            decision = decide(rec, view, st, self._ctx, confirmed=confirmed.get(rec.job_id))
+            self._carry_out(rec, view, decision, rnd)
 
     def _extend(self, rec: JobRecord, view: JobView, want: int, rnd: Round) -> None:
         assert rec.native_id is not None
@@ -612,9 +638,9 @@ class Agent:
     def _collect(self, rnd: Round, head: int | None) -> bool:
         """Acts on the transactions in flight that are mined (``Outbox.mined``; with no head,
         right after sending, ``mined_at_once`` unless the chain mines on a clock and its next
-        block is not due): queues the jobs whose ACCEPT was carried out, re-reads those whose
-        step was skipped, notes refusals, kills what an expiry ended. Returns whether any was;
-        the state is then saved."""
+        block is not due): notes the jobs whose ACCEPT was carried out for queuing, re-reads
+        those whose step was skipped, notes refusals, kills what an expiry ended. Returns
+        whether any was; the state is then saved."""
         if head is not None:
             mined, given_up = self.outbox.mined(head)
         elif time.monotonic() < self._pace.quiet_until():
@@ -648,14 +674,15 @@ class Agent:
             admitted = self._accepting.pop(step.job_id, None)
             if admitted is not None and step.job_id in done:
                 accepted.append((step.job_id, *admitted))
-        self._submit_accepted(accepted, batch.receipt, rnd)
+        self._submit_accepted(accepted, batch.receipt)
         self._recheck({s.job_id for s in batch.skipped}, rnd)
 
     def _submit_accepted(
-        self, accepted: list[tuple[int, JobSpec, JobView]], receipt: TxReceipt, rnd: Round
+        self, accepted: list[tuple[int, JobSpec, JobView]], receipt: TxReceipt
     ) -> None:
-        """Queues the jobs whose ACCEPT this receipt carries, without waiting for the next
-        round, when no confirmations are asked for and its block is still the chain's."""
+        """Queues (``_submitting``) the jobs whose ACCEPT this receipt carries, without waiting
+        for the next round, when no confirmations are asked for and its block is still the
+        chain's."""
         if not accepted or self.settings.confirmations > 0:
             return
         block, block_hash = int(receipt["blockNumber"]), receipt["blockHash"].to_0x_hex()
@@ -665,12 +692,10 @@ class Agent:
             todo = [job_id for job_id, _, _ in accepted]
             log.warning("block %d of the ACCEPT of jobs %s was replaced: next round", block, todo)
             return
-        batch = []
         for job_id, spec, view in accepted:
             rec = self.state.jobs.get(job_id)
             if rec is not None:
-                batch.append((rec, view, spec))
-        self._submit(batch, rnd)
+                self._submitting.append((rec, view, spec))
 
     def _check_standing(self, batch: Mined) -> None:
         """An ACCEPT the contract skipped may say that the provider was banned while the agent
