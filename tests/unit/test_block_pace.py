@@ -49,3 +49,17 @@ def test_a_chain_that_speeds_up_is_followed() -> None:
     for t, number in ((7.95, 6), (8.0, 7), (8.45, 7), (8.5, 8)):
         pace.polled(number, t)
     assert pace.quiet_until() == pytest.approx(8.5 + 0.5 - 0.2)
+
+
+def test_a_chain_that_mines_on_a_clock_is_known_for_one_even_after_a_late_block() -> None:
+    """Right after sending, the agent looks for its receipts only on a chain that may mine each
+    transaction as it comes."""
+    pace = BlockPace(close_s=0.15, margin_s=0.2)
+    pace.polled(1, 0.0)
+    pace.polled(2, 5.0)  # seen late: when it came is not known
+    assert not pace.on_a_clock
+    for t, number in ((5.9, 2), (6.0, 3), (6.9, 3), (7.0, 4)):
+        pace.polled(number, t)
+    assert pace.on_a_clock
+    pace.polled(9, 20.0)  # seen late: the interval is learnt again, the clock stays known
+    assert pace.quiet_until() == 0.0 and pace.on_a_clock

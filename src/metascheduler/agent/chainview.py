@@ -66,6 +66,9 @@ class BlockPace:
         self._number = -1
         self._polled_at = float("-inf")
         self._arrived: tuple[int, float] | None = None
+        #: Blocks were seen arrive apart at least once: the chain mines on a clock, not as
+        #: transactions come.
+        self.on_a_clock = False
 
     def polled(self, number: int, at: float) -> None:
         """A poll at monotonic time ``at`` read ``number`` as the head's."""
@@ -74,6 +77,7 @@ class BlockPace:
                 if self._arrived is not None:
                     then_number, then = self._arrived
                     self._intervals.append((at - then) / (number - then_number))
+                    self.on_a_clock = True
                 self._arrived = (number, at)
             else:
                 # Seen late: after a busy round, or because the chain outran what was learnt

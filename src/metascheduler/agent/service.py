@@ -637,14 +637,14 @@ class Agent:
 
     def _collect(self, rnd: Round, head: int | None) -> bool:
         """Acts on the transactions in flight that are mined (``Outbox.mined``; with no head,
-        right after sending, ``mined_at_once`` unless the chain mines on a clock and its next
-        block is not due): notes the jobs whose ACCEPT was carried out for queuing, re-reads
+        right after sending, ``mined_at_once`` unless the chain is known to mine on a clock):
+        notes the jobs whose ACCEPT was carried out for queuing, re-reads
         those whose step was skipped, notes refusals, kills what an expiry ended. Returns
         whether any was; the state is then saved."""
         if head is not None:
             mined, given_up = self.outbox.mined(head)
-        elif time.monotonic() < self._pace.quiet_until():
-            return False
+        elif self._pace.on_a_clock:
+            return False  # mined in a later block: the round it wakes collects them
         else:
             mined, given_up = self.outbox.mined_at_once(AT_ONCE_S)
         for sent in given_up:
