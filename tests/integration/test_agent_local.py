@@ -488,6 +488,29 @@ def test_a_round_never_waits_for_a_receipt_so_each_step_takes_one_block(
         w.agent.close()
 
 
+def test_a_round_under_the_same_head_reads_no_job_record_again(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A round the backend wakes between two blocks (a job ended) reads only the backend: the
+    chain's records are those the last round read under that head."""
+    w = world
+    job_id = w.submit(spec("sleep 300"))
+    w.until_status(job_id, JobStatus.RUNNING)
+    reads: list[list[int]] = []
+    real = w.agent.chain.jobs
+
+    def counted(job_ids: Any, block: int | None = None) -> Any:
+        reads.append(list(job_ids))
+        return real(job_ids, block)
+
+    monkeypatch.setattr(w.agent.chain, "jobs", counted)
+    w.tick()  # the first under the head of the START's block
+    w.tick()
+    assert reads == [[job_id]]
+    w.customer.cancel_job(job_id)
+    assert w.tick().killed == [job_id]
+
+
 def test_a_round_reads_the_requests_of_its_new_placements_in_one_call(world: World) -> None:
     ids = [world.submit(spec("true")) for _ in range(5)]
     eth = world.agent.chain.w3.eth

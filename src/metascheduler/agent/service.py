@@ -41,7 +41,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field, replace
 
 from web3.types import TxReceipt
@@ -165,6 +165,10 @@ class Agent:
         self._refusals: dict[int, str] = {}
         #: The jobs to queue on the backend once the round's transactions are out.
         self._submitting: list[tuple[JobRecord, JobView, JobSpec]] = []
+        #: The head whose placements were read, and the job records read at a head (its hash):
+        #: a round the backend woke under the same head reads neither again.
+        self._scanned = ""
+        self._views_at = ("", dict[int, JobView]())
         #: Ships each job's log and outputs to the API, encrypted to its customer (see
         #: ``shipping``); None without an API.
         self.results: ResultsShipper | None = None
@@ -297,10 +301,13 @@ class Agent:
         # are queued on the backend once this round's transactions are out.
         self._submitting = []
         self._collect(rnd, head.number)
-        self._scan(head, rnd)
+        if head.hash != self._scanned:
+            # (A round woken by the backend under the same head finds nothing new there.)
+            self._scan(head, rnd)
+            self._scanned = head.hash
         self.state.purge_done(head.number - self.settings.reorg_rewind_blocks)
         jobs = self.state.jobs
-        views = self.chain.jobs(jobs) if jobs else {}
+        views = self._views(head, jobs)
         statuses = self._backend_statuses(jobs.values())
         confirmed = self._confirmed_views(jobs, views)
         # A job with a transaction in flight is judged once it is mined (no step twice).
@@ -371,6 +378,19 @@ class Agent:
             self._pace.polled(number, time.monotonic())
             if number > self._head.number:
                 return
+
+    def _views(self, head: Head, job_ids: Collection[int]) -> dict[int, JobView]:
+        """The chain's record of each job, read once per head: under the same head (a round the
+        backend woke) the chain is the same, and this agent's transactions since are in flight,
+        their jobs not judged. A round reads every job it holds, which grows with them."""
+        at, known = self._views_at
+        if at != head.hash:
+            known = {}
+        todo = [j for j in job_ids if j not in known]
+        if todo:
+            known.update(self.chain.jobs(todo))
+        self._views_at = (head.hash, known)
+        return {j: known[j] for j in job_ids if j in known}
 
     def _backend_statuses(self, recs: Iterable[JobRecord]) -> dict[str, BackendJobInfo]:
         natives = [r.native_id for r in recs if r.native_id is not None]
