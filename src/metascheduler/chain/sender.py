@@ -180,7 +180,15 @@ class TxSender:
         deadline = time.monotonic() + (timeout_s or self.receipt_timeout_s)
         delay = 0.05
         rebroadcast_at = time.monotonic() + 10.0
-        while (receipt := self.receipt(pending)) is None:
+        while True:
+            try:
+                receipt = self._rpc(
+                    f"waiting for {pending.what}",
+                    lambda: self.w3.eth.get_transaction_receipt(pending.tx_hash),
+                )
+                break
+            except TransactionNotFound:
+                pass
             now = time.monotonic()
             if now > deadline:
                 raise ChainError(
@@ -194,6 +202,8 @@ class TxSender:
                 rebroadcast_at = now + 10.0
             time.sleep(delay)
             delay = min(delay * 1.5, 0.5)
+        if receipt["status"] != 1:
+            raise self._replay_revert(pending, receipt)
         return receipt
 
     def receipt(self, pending: Pending) -> TxReceipt | None:
