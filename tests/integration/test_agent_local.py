@@ -18,7 +18,6 @@ from typing import Any
 import pytest
 
 from metascheduler import billing
-from metascheduler.agent import service
 from metascheduler.agent.backends import BackendJob, BackendStatus, job_name
 from metascheduler.agent.backends.local import LocalBackend, read_records
 from metascheduler.agent.outcomes import EXIT_LOST
@@ -510,28 +509,6 @@ def test_a_round_under_the_same_head_reads_no_job_record_again(
     assert reads == [[job_id]]
     w.customer.cancel_job(job_id)
     assert w.tick().killed == [job_id]
-
-
-def test_a_round_that_sees_the_next_block_out_leaves_the_rest_of_its_submissions_to_the_next(
-    world: World, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """On a chain that mines on a clock, a round queues the jobs its mined ACCEPTs won in
-    batches and stops once the next block is out (its placements come first); the next round
-    queues the rest, each once."""
-    w = world
-    monkeypatch.setattr(service, "SUBMIT_BATCH", 1)
-    monkeypatch.setattr(w.agent._pace, "on_a_clock", True)
-    monkeypatch.setattr(w.agent, "_next_block_out", lambda: True)
-    first, second = w.submit(spec("sleep 300")), w.submit(spec("sleep 300"))
-    assert kinds(w.tick().steps) == [(first, ACCEPT), (second, ACCEPT)]
-    rnd = w.tick()  # collects both ACCEPTs: queues the first, then sees a block out
-    assert list(rnd.submitted) == [first] and kinds(rnd.steps) == [(first, START)]
-    rnd = w.tick()
-    assert list(rnd.submitted) == [second] and kinds(rnd.steps) == [(second, START)]
-    assert [len(records_for(w, j)) for j in (first, second)] == [1, 1]
-    for job_id in (first, second):
-        w.customer.cancel_job(job_id)
-    w.tick()
 
 
 def test_a_round_reads_the_requests_of_its_new_placements_in_one_call(world: World) -> None:

@@ -93,10 +93,6 @@ log = logging.getLogger("metascheduler.agent")
 #: that ended (an eth_blockNumber call and a waitpid per local job: cheap).
 WAKE_CHECK_S = 0.1
 
-#: Jobs queued on the backend in one call; a round that has more looks for a new block in
-#: between (``Agent._submit``).
-SUBMIT_BATCH = 16
-
 #: Right after sending to a chain that may mine each transaction as it comes, how long its
 #: receipts are looked for (such a node mines in the background, within milliseconds).
 AT_ONCE_S = 0.1
@@ -547,34 +543,11 @@ class Agent:
         return verdict
 
     def _submit(self, rnd: Round) -> list[JobRecord]:
-        """Queues the jobs of ``_submitting`` on the backend, oldest first, in batches of
-        ``SUBMIT_BATCH``: only once the chain records this provider's ACCEPT of each. Returns
-        those queued. Stops early once the next block is out on a chain that mines on a clock:
-        the backend may take a while (forking a process per job on a loaded machine), and that
-        block's placements, ACCEPTed by the next round, come first; the next round queues the
-        rest (``decide``: SCHEDULED here, not on the backend)."""
-        todo = sorted(
-            (item for item in self._submitting if item[0].native_id is None),  # never twice
-            key=lambda item: item[0].job_id,
-        )
-        self._submitting = []
-        queued: list[JobRecord] = []
-        for i in range(0, len(todo), SUBMIT_BATCH):
-            if i and self._pace.on_a_clock and self._next_block_out():
-                log.info("%d accepted jobs left for the next round", len(todo) - i)
-                break
-            queued += self._submit_batch(todo[i : i + SUBMIT_BATCH], rnd)
-        return queued
-
-    def _next_block_out(self) -> bool:
-        if time.monotonic() < self._pace.quiet_until():
-            return False  # not due yet: the node is not asked
-        return self.chain.block_number() > self._head.number
-
-    def _submit_batch(
-        self, todo: list[tuple[JobRecord, JobView, JobSpec]], rnd: Round
-    ) -> list[JobRecord]:
+        """Queues the jobs of ``_submitting`` on the backend, in one batch: only once the chain
+        records this provider's ACCEPT of each. Returns those queued."""
         s = self.settings
+        todo = [item for item in self._submitting if item[0].native_id is None]  # never twice
+        self._submitting = []
         jobs = [
             BackendJob(
                 rec.job_id,
