@@ -348,10 +348,12 @@ class Agent:
         self._accepting = {j: v for j, v in self._accepting.items() if j in busy}
         # A chain that mines each transaction as it comes (a devnet) has mined them already:
         # their jobs are queued now, and what the backend refuses is refused in this round.
-        if self._collect(rnd, None) and (self._submitting or self._refusals):
-            self._submit(rnd)
-            self._send_refusals()
-            self._collect(rnd, None)
+        if self._collect(rnd, None):
+            if self._submitting or self._refusals:
+                self._submit(rnd)
+                self._send_refusals()
+                self._collect(rnd, None)
+            self.store.save(self.state)
         self._maybe_heartbeat(views, statuses, rnd)
         return rnd
 
@@ -660,7 +662,7 @@ class Agent:
         right after sending, ``mined_at_once`` unless the chain is known to mine on a clock):
         notes the jobs whose ACCEPT was carried out for queuing, re-reads
         those whose step was skipped, notes refusals, kills what an expiry ended. Returns
-        whether any was; the state is then saved."""
+        whether any was."""
         if head is not None:
             mined, given_up = self.outbox.mined(head)
         elif self._pace.on_a_clock:
@@ -681,8 +683,6 @@ class Agent:
                 # had is never run again).
             else:
                 self._on_expiry(done, rnd)
-        if mined:
-            self.store.save(self.state)
         return bool(mined)
 
     def _on_batch(self, batch: Mined, rnd: Round) -> None:
