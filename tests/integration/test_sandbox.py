@@ -57,6 +57,8 @@ class Host:
     settings_file: Path
     agent: subprocess.Popen[bytes]
     prefix: str
+    #: The local backend's job supervisor ("c" or "python"; "" on Slurm).
+    supervisor: str = ""
 
     @property
     def state_file(self) -> Path:
@@ -106,8 +108,10 @@ class Host:
         self.backend.capacity()  # the backend still answers
 
 
-@pytest.fixture(params=["local", pytest.param("slurm", marks=pytest.mark.slurm)])
+@pytest.fixture(params=["local-c", "local-python", pytest.param("slurm", marks=pytest.mark.slurm)])
 def host(request: pytest.FixtureRequest) -> Iterator[Host]:
+    """Each test on Slurm and on the local backend with each job supervisor (C, and the
+    Python fallback)."""
     # Folders an operator would make: world-traversable, default modes. A private temporary
     # folder (pytest's tmp_path is 0700) would stop the job user at the door and prove nothing.
     base = Path(tempfile.mkdtemp(prefix="ms-sandbox-", dir="/tmp"))
@@ -120,7 +124,7 @@ def host(request: pytest.FixtureRequest) -> Iterator[Host]:
     keystore.chmod(0o600)
     settings_file = base / "agent.toml"
     settings_file.write_text(f'private_key = "{SECRET}"\n')
-    kind = request.param
+    kind, _, supervisor = str(request.param).partition("-")
     prefix = f"msx{os.getpid()}-{uuid.uuid4().hex[:4]}-"
     over: dict[str, object] = {"state_dir": state_dir, "keystore": keystore}
     if kind == "slurm":
@@ -130,14 +134,21 @@ def host(request: pytest.FixtureRequest) -> Iterator[Host]:
             "slurm_conf": slurm_conf_or_skip(),
         }
     else:
-        over["local"] = {"workdir": base / "local", "cpus": 2, "mem_mb": 2000}
+        over["local"] = {
+            "workdir": base / "local",
+            "cpus": 2,
+            "mem_mb": 2000,
+            "supervisor": supervisor,
+        }
     settings = AgentSettings.load(settings_file, backend=kind, **over)
     backend = make_backend(kind, **settings.backend_options(prefix))
     agent = subprocess.Popen(
         ["sleep", "600"], env={"PATH": os.environ["PATH"], "MS_PRIVATE_KEY": SECRET}
     )
     try:
-        yield Host(backend, kind, base, state_dir, keystore, settings_file, agent, prefix)
+        yield Host(
+            backend, kind, base, state_dir, keystore, settings_file, agent, prefix, supervisor
+        )
     finally:
         agent.kill()
         agent.wait()
@@ -387,7 +398,7 @@ def test_a_local_jobs_sandbox_init_is_its_supervisors_own_child(host: Host) -> N
     if host.kind != "local":
         pytest.skip("the local backend's supervisors only (a Slurm job runs the launcher script)")
     assert isinstance(host.backend, LocalBackend)
-    native = host.backend.submit(host.job(20, "sleep 30"))
+    native = host.backend.submit(host.job(20, "echo ready; sleep 30"))
     try:
         host.wait(native, lambda s: s is S.RUNNING)
         state = host.backend.workdir / "state.json"
@@ -397,6 +408,10 @@ def test_a_local_jobs_sandbox_init_is_its_supervisors_own_child(host: Host) -> N
             time.sleep(0.05)
         assert len(children) == 1, children
         init = children[0]
+        # It enters the job's cgroup as its first step: the job runs once its output shows.
+        folder = next((host.backend.workdir / "jobs").glob(f"{native}-*"))
+        while "ready" not in (folder / "job.out").read_text() and time.time() < deadline:
+            time.sleep(0.05)
         cgroups = Path(f"/proc/{init}/cgroup").read_text()
         assert "/ms-" in cgroups, f"the supervisor's child is not in the job's cgroup:\n{cgroups}"
         own_ns = os.readlink(f"/proc/{supervisor}/ns/pid")

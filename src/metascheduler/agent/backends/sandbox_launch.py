@@ -233,6 +233,10 @@ def _init(policy: dict[str, Any], groups: Cgroups, argv: list[str]) -> int:
     job = os.fork()
     if job == 0:
         try:
+            # What the launcher ignores (Python: SIGPIPE, SIGXFSZ; a supervisor: SIGHUP,
+            # SIGINT) would stay ignored in the job.
+            for sig in (signal.SIGHUP, signal.SIGINT, signal.SIGPIPE, signal.SIGXFSZ):
+                signal.signal(sig, signal.SIG_DFL)
             # The job, not its init, is the first the kernel kills when memory runs out.
             Path("/proc/self/oom_score_adj").write_text("500")
             if policy.get("runtime_as_root"):
