@@ -489,11 +489,13 @@ static void rmdir_quietly(const char *dir, const char *leaf) {
 }
 
 /* Kills what is left in it, waits for it to empty, and removes it. `runtime`: a container
- * runtime ran in it (see below). */
+ * runtime ran in it (see below). Each is removed first, and looked into only when that fails:
+ * the job's init has been reaped by now, and with it every process of its namespace, so most
+ * are empty already (the Python supervisor reads every cgroup.procs first). */
 static void cgroups_destroy(const struct cgroups *g, int runtime) {
     double deadline = now_s() + DESTROY_WAIT_S;
     for (int i = 0; i < N_CONTROLLERS; i++) {
-        if (!g->distinct[i] || !g->dirs[i][0])
+        if (!g->distinct[i] || !g->dirs[i][0] || rmdir(g->dirs[i]) == 0 || errno == ENOENT)
             continue;
         char path[PATH_MAX];
         if (join(path, sizeof path, g->dirs[i], "/cgroup.procs", NULL) < 0)
@@ -540,8 +542,9 @@ static void cgroups_destroy(const struct cgroups *g, int runtime) {
     }
     for (int i = 0; i < N_CONTROLLERS; i++)
         if (g->distinct[i] && g->dirs[i][0]) {
-            rmdir_quietly(g->dirs[i], "/conmon");
-            rmdir_quietly(g->dirs[i], "");
+            if (runtime)
+                rmdir_quietly(g->dirs[i], "/conmon");
+            rmdir_quietly(g->dirs[i], ""); /* removed above already: ENOENT */
         }
 }
 
