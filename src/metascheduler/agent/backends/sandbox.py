@@ -1,8 +1,9 @@
 """The sandbox every job runs in, on every backend: the provider's policy, the check that this
 host can apply it, and the files that hand one job to ``sandbox_launch.py``.
 
-A job folder holds the job's script (``job.sh``), its policy (``sandbox.json``), the launcher's
-report (``sandbox-report.json``) and ``work/``, the only place the job may write (owned by the job
+A job folder holds the job's script (``job.sh``), its policy (``sandbox.json``, and
+``sandbox.kv`` for the local backend's C supervisor), the launcher's report
+(``sandbox-report.json``) and ``work/``, the only place the job may write (owned by the job
 user, mode 0700; its ``HOME`` and default working folder). The folder itself stays root's.
 """
 

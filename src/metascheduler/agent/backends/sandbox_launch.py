@@ -1,8 +1,9 @@
 """Runs one job in its sandbox: ``python3 -I sandbox_launch.py <policy.json> <command...>``.
 
-Run as root by a Slurm batch script inside the job's allocation, or (``Sandbox``, in the local
-backend's job supervisor itself: no new interpreter, no process of its own) by the local
-backend. It:
+Run as root by a Slurm batch script inside the job's allocation, or (``Sandbox``, in the Python
+job supervisor itself: no new interpreter, no process of its own) by the local backend on a host
+with no C compiler. A local backend otherwise runs ``supervisor.c``, which takes these steps in
+the same order in C (a change here is a change there). It:
 
 - makes a cgroup under the one it runs in (so Slurm's own limits still apply above it) and sets
   the memory, CPU and process-count limits the job paid for; every process of the job is in it;

@@ -375,8 +375,8 @@ static int cgroups_init(struct cgroups *g, const char *name) {
         }
         if (g->v2)
             continue;
-        for (char *c = strtok_r(controllers, ",", &controllers); c && rc == 0;
-             c = strtok_r(NULL, ",", &controllers))
+        for (char *save, *c = strtok_r(controllers, ",", &save); c && rc == 0;
+             c = strtok_r(NULL, ",", &save))
             for (int i = 0; i < N_CONTROLLERS && rc == 0; i++)
                 if (!strcmp(c, CONTROLLERS[i])) {
                     char base[64];
