@@ -509,3 +509,14 @@ def test_a_job_started_by_a_backend_killed_before_saving_it_never_runs_twice(
         assert st.status in (S.COMPLETED, S.LOST)
     # A second submission of the same chain job gets a new native id, never the old one.
     assert again.submit(job(8, "true")) != adopted[7]
+
+
+def test_the_c_supervisor_builds_without_a_warning(tmp_path: Path) -> None:
+    cc = csupervisor.compiler()
+    if cc is None:
+        pytest.skip("no C compiler here: agents use the Python supervisor")
+    strict = ["-Wall", "-Wextra", "-Wformat=2", "-Wshadow", "-Werror", "-fsyntax-only"]
+    done = subprocess.run(
+        [cc, *strict, str(csupervisor.SOURCE)], capture_output=True, text=True, cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr
