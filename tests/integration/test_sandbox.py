@@ -31,9 +31,9 @@ from metascheduler.agent.backends import (
     BackendJob,
     BackendJobInfo,
     BackendStatus,
+    csupervisor,
     make_backend,
 )
-from metascheduler.agent.backends import csupervisor
 from metascheduler.agent.backends.local import LocalBackend
 from metascheduler.agent.backends.sandbox import SandboxPolicy, prepare
 from metascheduler.agent.settings import AgentSettings
