@@ -33,8 +33,8 @@ build: deps
 
 ## Services the integration tests use (Debian packages; needs root): a one-node Slurm with two
 ## partitions, a PostgreSQL, headless Chromium for the dashboard's browser test, and the job
-## sandbox's user with podman, runc and busybox-static for container jobs, and gcc and
-## libc6-dev for the local backend's C job supervisor.
+## sandbox's user with podman, runc and busybox-static for container jobs, and gcc, libc6-dev
+## and musl-tools for the local backend's C job supervisor.
 system-deps:
 	mkdir -p var
 	bash scripts/sandbox.sh install

@@ -2,7 +2,8 @@
 # What the job sandbox and container jobs need on a provider's machine (and in CI):
 #
 #   bash scripts/sandbox.sh install   # the job user `msjob`; podman, runc, busybox-static;
-#                                     # gcc and libc6-dev (the local backend's C job supervisor)
+#                                     # gcc, libc6-dev, musl-tools (the local backend's C job
+#                                     # supervisor, linked statically against musl)
 #   bash scripts/sandbox.sh check     # says what is missing
 #
 # Needs root. Idempotent. The agent runs jobs as `msjob` (its `sandbox.user` setting): a system
@@ -10,7 +11,7 @@
 set -euo pipefail
 
 JOB_USER="${MS_SANDBOX_USER:-msjob}"
-PACKAGES=(podman runc busybox-static gcc libc6-dev)
+PACKAGES=(podman runc busybox-static gcc libc6-dev musl-tools)
 
 say() { printf '[sandbox.sh] %s\n' "$*"; }
 die() { printf '[sandbox.sh] error: %s\n' "$*" >&2; exit 1; }
@@ -50,6 +51,7 @@ check() {
         command -v "$b" >/dev/null || { say "missing: $b (container jobs)"; bad=1; }
     done
     command -v cc >/dev/null || { say "missing: cc (gcc, libc6-dev: the C job supervisor)"; bad=1; }
+    command -v musl-gcc >/dev/null || say "optional: musl-gcc (musl-tools: a C job supervisor quicker to start)"
     ((bad)) || say "ready: job user $JOB_USER, cgroups, podman, runc, busybox, cc"
     return "$bad"
 }
