@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import time
@@ -523,5 +524,57 @@ def test_the_c_supervisor_is_clean_under_address_and_undefined_behaviour_sanitiz
                 if (folder / name).exists():
                     logs += (folder / name).read_text()
         assert "Sanitizer" not in logs and "runtime error" not in logs, logs
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_job_cannot_reach_the_network_but_has_its_own_loopback(host: Host) -> None:
+    """A service of the provider's on its loopback (standing for any network the host can
+    reach) is out of reach; the job's own loopback is up, for programs that talk to
+    themselves."""
+    with socket.socket() as service:
+        service.bind(("127.0.0.1", 0))
+        service.listen()
+        port = service.getsockname()[1]
+        script = f"""
+(echo hello > /dev/tcp/127.0.0.1/{port}) 2>/dev/null && echo "reached the host's service"
+python3 -c '
+import socket
+s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen()
+c = socket.create_connection(s.getsockname()); print("own loopback", c.fileno() > 0)'
+awk -F: 'NR > 2 {{print "interface", $1}}' /proc/net/dev
+exit 0
+"""
+        _, out, st = host.run(host.job(21, script))
+    assert st.status is S.COMPLETED, (st, out)
+    assert "reached" not in out, out
+    assert "own loopback True" in out, out
+    assert [w for w in out.split() if w not in ("interface", "own", "loopback", "True")] == [
+        "lo"
+    ], out
+
+
+def test_a_provider_that_allows_the_network_gives_jobs_the_hosts(tmp_path: Path) -> None:
+    """``sandbox.network = "host"``: no network namespace of its own (both supervisors)."""
+    base = Path(tempfile.mkdtemp(prefix="ms-net-", dir="/tmp"))
+    base.chmod(0o755)
+    try:
+        with socket.socket() as service:
+            service.bind(("127.0.0.1", 0))
+            service.listen()
+            port = service.getsockname()[1]
+            script = f"echo hello > /dev/tcp/127.0.0.1/{port} && echo reached"
+            for n, kind in enumerate(("c", "python")):
+                backend = LocalBackend(
+                    base / kind, sandbox=SandboxPolicy(network=True), supervisor=kind
+                )
+                spec = validate_spec({"name": "net", "script": script})
+                native = backend.submit(BackendJob(30 + n, spec, 60, name=f"msn-{n}"))
+                deadline = time.time() + 30
+                while not (st := backend.status([native])[native]).status.is_terminal:
+                    assert time.time() < deadline
+                    time.sleep(0.05)
+                out = next((base / kind / "jobs").glob(f"{native}-*")) / "job.out"
+                assert st.status is S.COMPLETED and out.read_text() == "reached\n", (kind, st)
     finally:
         shutil.rmtree(base, ignore_errors=True)
