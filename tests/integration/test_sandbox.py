@@ -35,7 +35,7 @@ from metascheduler.agent.backends import (
     csupervisor,
     make_backend,
 )
-from metascheduler.agent.backends.local import LocalBackend
+from metascheduler.agent.backends.local import LocalBackend, Supervisor
 from metascheduler.agent.backends.sandbox import SandboxPolicy, prepare
 from metascheduler.agent.settings import AgentSettings
 from metascheduler.spec import validate_spec
@@ -564,7 +564,8 @@ def test_a_provider_that_allows_the_network_gives_jobs_the_hosts(tmp_path: Path)
             service.listen()
             port = service.getsockname()[1]
             script = f"echo hello > /dev/tcp/127.0.0.1/{port} && echo reached"
-            for n, kind in enumerate(("c", "python")):
+            kinds: tuple[Supervisor, ...] = ("c", "python")
+            for n, kind in enumerate(kinds):
                 backend = LocalBackend(
                     base / kind, sandbox=SandboxPolicy(network=True), supervisor=kind
                 )
