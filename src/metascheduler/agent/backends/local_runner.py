@@ -15,9 +15,10 @@ closes its stdin, its supervisors do not.
 
 A supervisor (either):
 
-- runs ``command.json`` (``bash job.sh``, or the sandbox launcher) in a new process group (so
-  a cancel or time-out kills the whole tree), output to ``job.out``/``job.err``; for the
-  launcher it plays the launcher's part itself (``sandbox_launch.Sandbox``: the job's cgroup,
+- runs ``command.json`` (``bash job.sh``, or the sandbox launcher; the C one reads the same
+  from ``command.argv`` and ``sandbox.kv``) in a new process group (so a cancel or time-out
+  kills the whole tree), output to ``job.out``/``job.err``; for the launcher it plays the
+  launcher's part itself (``sandbox_launch.Sandbox``: the job's cgroup,
   the init of its namespaces as its child, the report at the end), from the module already
   imported, with no interpreter nor process of its own;
 - writes ``started.json`` (job pid, start time) once the job runs;
