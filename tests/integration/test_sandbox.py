@@ -442,7 +442,14 @@ def test_the_c_supervisor_is_clean_under_address_and_undefined_behaviour_sanitiz
     base.chmod(0o755)
     secret = base / "secret"
     secret.mkdir()
-    env = {"PATH": os.environ["PATH"], "ASAN_OPTIONS": "detect_leaks=0"}
+    # Outside /tmp: the job's init writes there too, and a job's /tmp is its own.
+    reports_dir = Path(tempfile.mkdtemp(prefix="ms-asan-reports-", dir="/var/lib"))
+    reports = reports_dir / "sanitizer"
+    env = {
+        "PATH": os.environ["PATH"],
+        "ASAN_OPTIONS": f"detect_leaks=0:log_path={reports}",
+        "UBSAN_OPTIONS": f"print_stacktrace=1:log_path={reports}",
+    }
     try:
         backend = LocalBackend(
             base / "local",
@@ -518,7 +525,7 @@ def test_the_c_supervisor_is_clean_under_address_and_undefined_behaviour_sanitiz
             assert (result["state"], result["exit_code"]) == ("FAILED", 126), case
             assert words in (folder / "job.err").read_text(), case
             assert "Sanitizer" not in ran.stderr and "runtime error" not in ran.stderr, ran.stderr
-        logs = ""
+        logs = "".join(p.read_text() for p in reports_dir.glob("sanitizer*"))
         for folder in (base / "local" / "jobs").iterdir():
             for name in ("runner.log", "job.err"):
                 if (folder / name).exists():
@@ -526,6 +533,7 @@ def test_the_c_supervisor_is_clean_under_address_and_undefined_behaviour_sanitiz
         assert "Sanitizer" not in logs and "runtime error" not in logs, logs
     finally:
         shutil.rmtree(base, ignore_errors=True)
+        shutil.rmtree(reports_dir, ignore_errors=True)
 
 
 def test_job_cannot_reach_the_network_but_has_its_own_loopback(host: Host) -> None:

@@ -522,3 +522,21 @@ def test_the_c_supervisor_builds_without_a_warning(tmp_path: Path, compiler: str
         [compiler, *strict, str(csupervisor.SOURCE)], capture_output=True, text=True, cwd=tmp_path
     )
     assert done.returncode == 0, done.stderr
+
+
+def test_the_c_supervisor_writes_runner_log_only_to_say_what_went_wrong(tmp_path: Path) -> None:
+    """Its output is /dev/null (each file made costs a job an inode); its own troubles, such as
+    a result it cannot write, still reach the job folder's ``runner.log``."""
+    backend = LocalBackend(tmp_path / "local", cpus=2, mem_mb=1000, supervisor="c")
+    fine = backend.submit(job(1, "true"))
+    assert wait_for(backend, fine, ended).status is S.COMPLETED
+    folder = next((backend.workdir / "jobs").glob(f"{fine}-*"))
+    assert not (folder / "runner.log").exists()
+    blocked = tmp_path / "blocked"
+    (blocked / "result.tmp").mkdir(parents=True)  # where its result would be written
+    (blocked / "command.argv").write_bytes(b"plain\0true\0")
+    done = subprocess.run([backend.supervisor_binary(), str(blocked), "0.5"], check=False)
+    assert done.returncode == 1
+    assert (blocked / "runner.log").read_text() == (
+        "supervisor: write result.tmp: Is a directory\n"
+    )

@@ -263,20 +263,16 @@ def zygote() -> int:
 
 
 def _spawn_c_supervisor(binary: str, job_dir: Path, grace_s: float) -> int:
-    """The C supervisor for the job, detached as a forked one is (``_supervisor``)."""
+    """The C supervisor for the job, detached as a forked one is (``_supervisor``). Its output
+    is /dev/null: it opens ``runner.log`` itself when it has something to say, so that most
+    jobs cost no file more."""
     return os.posix_spawn(
         binary,
         [binary, str(job_dir), repr(grace_s)],
         os.environ,
         file_actions=[
             (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-            (
-                os.POSIX_SPAWN_OPEN,
-                1,
-                str(job_dir / "runner.log"),
-                os.O_WRONLY | os.O_CREAT | os.O_APPEND,
-                0o644,
-            ),
+            (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
             (os.POSIX_SPAWN_DUP2, 1, 2),
         ],
         setsid=True,

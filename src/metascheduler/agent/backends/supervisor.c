@@ -5,7 +5,7 @@
  * Sandbox do (those stay the fallback where no C compiler is found, and the Slurm path), at a
  * fraction of their CPU: no interpreter to start or fork, no copy-on-write faults of a large
  * heap. The local backend's zygote starts it with posix_spawn (a vfork), in its own session,
- * output to the job folder's runner.log. The steps, their order and the reasons for them follow
+ * output to /dev/null (its own troubles go to the job folder's runner.log). The steps, their order and the reasons for them follow
  * the Python code; see it and docs/security.md.
  *
  * Its inputs, written by the agent next to command.json and sandbox.json:
@@ -244,6 +244,21 @@ static void default_signals(void) {
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
+}
+
+/* The supervisor's own troubles go to runner.log in the job folder, opened only when there is
+ * one: its output is /dev/null, since each file made costs a job an inode. */
+static const char *job_folder = ".";
+
+static void log_error(void) {
+    char path[PATH_MAX];
+    if (join(path, sizeof path, job_folder, "/runner.log", NULL) < 0)
+        return;
+    int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return; /* nowhere to say it */
+    dprintf(fd, "supervisor: %s\n", errbuf);
+    close(fd);
 }
 
 /* ------------------------------------------------------------------------------ the policy */
@@ -852,7 +867,7 @@ static int sandbox_finish(const struct policy *p, const struct cgroups *g, int s
              "{\"oom_kills\": %ld, \"pids_max_hits\": %ld, \"mem_mb\": %ld, \"exit_code\": %d}",
              oom, hits, p->mem_mb, code);
     if (write_atomic(p->report, report) < 0)
-        dprintf(2, "supervisor: %s\n", errbuf);
+        log_error();
     return code;
 }
 
@@ -899,7 +914,7 @@ static int write_result(const char *state, int code, const char *reason) {
              "{\"state\": \"%s\", \"exit_code\": %d, \"ended_at\": %.6f, \"reason\": %s}", state,
              code, now_s(), quoted);
     if (write_atomic("result.json", text) < 0) {
-        dprintf(2, "supervisor: %s\n", errbuf);
+        log_error();
         return 1;
     }
     return 0;
@@ -919,7 +934,7 @@ static int supervise(const char *job_dir, double grace_s) {
     int wake[2];
     if (pipe2(wake, O_CLOEXEC | O_NONBLOCK) < 0) {
         fail("pipe");
-        dprintf(2, "supervisor: %s\n", errbuf);
+        log_error();
         return 1;
     }
     wake_w = wake[1];
@@ -940,20 +955,21 @@ static int supervise(const char *job_dir, double grace_s) {
         sigaction(SIGINT, &ign, NULL) < 0 || sigaction(SIGCHLD, &dfl, NULL) < 0 ||
         sigprocmask(SIG_SETMASK, &none, NULL) < 0) {
         fail("signals");
-        dprintf(2, "supervisor: %s\n", errbuf);
+        log_error();
         return 1;
     }
     if (chdir(job_dir) < 0) {
         fail("chdir %s", job_dir);
-        dprintf(2, "supervisor: %s\n", errbuf);
+        log_error();
         return 1;
     }
+    job_folder = ".";
     double limit = read_limit(INFINITY);
     int out = open("job.out", O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0666);
     int err = open("job.err", O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0666);
     if (out < 0 || err < 0) {
         fail("open job.out, job.err");
-        dprintf(2, "supervisor: %s\n", errbuf);
+        log_error();
         return setup_failed(err, errbuf);
     }
     size_t len;
@@ -1034,7 +1050,7 @@ static int supervise(const char *job_dir, double grace_s) {
     char text[128];
     snprintf(text, sizeof text, "{\"pid\": %d, \"started_at\": %.6f}", (int)pid, started);
     if (write_atomic("started.json", text) < 0)
-        dprintf(2, "supervisor: %s\n", errbuf);
+        log_error();
     int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
     struct pollfd fds[2] = {{.fd = pidfd, .events = POLLIN}, {.fd = wake[0], .events = POLLIN}};
 
@@ -1048,7 +1064,7 @@ static int supervise(const char *job_dir, double grace_s) {
             break;
         if (done < 0 && errno != EINTR) {
             fail("waitpid %d", (int)pid);
-            dprintf(2, "supervisor: %s\n", errbuf);
+            log_error();
             return 1;
         }
         double now = now_s(), wait_s = POLL_S;
@@ -1083,7 +1099,7 @@ static int supervise(const char *job_dir, double grace_s) {
         /* Without a pidfd (an old kernel), the poll is a plain sleep of at most POLL_S. */
         if (poll(pidfd >= 0 ? fds : fds + 1, pidfd >= 0 ? 2 : 1, timeout) < 0 && errno != EINTR) {
             fail("poll");
-            dprintf(2, "supervisor: %s\n", errbuf);
+            log_error();
         }
         char drain[512];
         while (read(wake[0], drain, sizeof drain) > 0) {
@@ -1112,5 +1128,6 @@ int main(int argc, char **argv) {
         dprintf(2, "supervisor: bad kill grace %s (seconds expected)\n", argv[2]);
         return 2;
     }
+    job_folder = argv[1];
     return supervise(argv[1], grace);
 }
