@@ -12,7 +12,7 @@ from eth_typing import HexStr
 from hexbytes import HexBytes
 from web3.datastructures import AttributeDict
 
-from metascheduler.chain import ChainError, Market, RevertError, RpcUnavailable, Terms
+from metascheduler.chain import ChainError, Market, RevertError, RpcUnavailable, Terms, calldata
 from metascheduler.chain.abi import market_function
 from metascheduler.chain.receipts import get_receipt
 from metascheduler.chain.rpc import connect
@@ -118,6 +118,28 @@ def test_calldata_encoded_directly_equals_web3s(grid: Grid) -> None:
     # A function taking an address is left to web3, which checks its checksum.
     assert market_function("approveProvider").takes_addresses
     assert isinstance(m._calldata(m.contract, "approveProvider", (grid.oracle.address,)), str)
+
+
+def test_provider_batch_calldata_written_word_by_word_equals_web3s(grid: Grid) -> None:
+    m = grid.market()
+    steps = [
+        ProviderStep(7, ProviderAction.COMPLETE, -3, b"\x11" * 32, 2**32 - 1),
+        ProviderStep(2**200, ProviderAction.ACCEPT),
+        ProviderStep(9, ProviderAction.START, 2**31 - 1, NO_DIGEST, 0),
+    ]
+    for batch in (steps, steps[:1], []):
+        items = [(s.job_id, int(s.action), s.exit_code, s.result_digest, s.at) for s in batch]
+        assert calldata.provider_batch(batch) == HexBytes(
+            m.contract.encode_abi("providerBatch", args=[items])
+        )
+    for bad, words in (
+        (ProviderStep(1, ProviderAction.COMPLETE, 2**31), "exit code 2147483648 is not an int32"),
+        (ProviderStep(1, ProviderAction.COMPLETE, 0, b"short"), "digest is 5 bytes, not 32"),
+        (ProviderStep(-1, ProviderAction.ACCEPT), "jobId=-1 is not a uint256"),
+        (ProviderStep(1, ProviderAction.ACCEPT, at=2**256), "at=.* is not a uint256"),
+    ):
+        with pytest.raises(EncodingError, match=words):
+            calldata.provider_batch([bad])
 
 
 def test_calldata_refuses_a_value_that_does_not_fit_its_type(grid: Grid) -> None:

@@ -23,6 +23,7 @@ from web3.types import TxReceipt
 from metascheduler.chain.errors import ChainError, ErrorDecoder, RevertError
 from metascheduler.chain.receipts import get_receipt
 from metascheduler.chain.rpc import raw_call, retrying
+from metascheduler.chain.signing import Signer
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +73,7 @@ class TxSender:
         self._chain_id: int | None = None
         self._fee_cache: tuple[float, int] | None = None
         self._url = str(getattr(w3.provider, "endpoint_uri", ""))
+        self._signer = Signer(bytes(account.key))
 
     # ------------------------------------------------------------------ plumbing
 
@@ -157,10 +159,8 @@ class TxSender:
             maxPriorityFeePerGas=self.priority_fee_wei,
             nonce=self._next_nonce(),
         )
-        signed = self.account.sign_transaction(tx)
-        pending = Pending(
-            signed.hash, bytes(signed.raw_transaction), tx["nonce"], tx, what, time.monotonic()
-        )
+        raw, tx_hash = self._signer.sign(tx)
+        pending = Pending(HexBytes(tx_hash), raw, tx["nonce"], tx, what, time.monotonic())
         self.broadcast(pending)
         return pending
 

@@ -21,6 +21,7 @@ from metascheduler.billing import UNITS_PER_CREDIT
 from metascheduler.chain import Market
 from metascheduler.chain.abi import market_function
 from metascheduler.chain.rpc import connect, raw_call
+from metascheduler.chain.signing import Signer
 
 GWEI = 10**9
 #: Native coin each wallet is given for gas (anvil_setBalance).
@@ -48,6 +49,7 @@ class Wallets:
         self.accounts: list[LocalAccount] = [
             Account.from_key(keccak(f"{seed}-{i}".encode())) for i in range(n)
         ]
+        self.signers = [Signer(bytes(a.key)) for a in self.accounts]
         self.nonces = [0] * n
         self.chain_id = self.w3.eth.chain_id
         self.next_job = 0
@@ -66,7 +68,7 @@ class Wallets:
             "type": 2,
         }
         self.nonces[i] += 1
-        return bytes(self.accounts[i].sign_transaction(tx).raw_transaction)
+        return self.signers[i].sign(tx)[0]
 
     def fund(self, admin: Market, credits_each: int) -> None:
         """Gives each wallet gas money, mints it ``credits_each`` credits (``admin`` holds the
