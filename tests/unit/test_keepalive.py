@@ -5,6 +5,7 @@ as they do through `requests` (so retries and their words stay the same)."""
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -90,6 +91,15 @@ def test_a_connection_the_node_closed_is_replaced_unseen(node: _Node, mode: str)
     time.sleep(0.1)  # the node's side of the dropped connection is closed by now
     assert [w3.eth.block_number for _ in range(3)] == [42] * 3
     assert node.connections == 2
+
+
+def test_small_writes_are_not_held_back(node: _Node) -> None:
+    """Headers and body go in two writes: Nagle's algorithm is off, as urllib3 has it."""
+    w3 = connect(_url(node))
+    assert w3.eth.block_number == 42
+    poster = w3.provider._request_session_manager._direct  # type: ignore[attr-defined]
+    sock = poster._local.conn.sock
+    assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
 
 
 def test_each_thread_has_its_own_connection(node: _Node) -> None:

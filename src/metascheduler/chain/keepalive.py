@@ -22,6 +22,15 @@ from urllib.parse import urlsplit
 import requests
 
 
+class _Connection(http.client.HTTPConnection):
+    def connect(self) -> None:
+        super().connect()
+        # http.client sends a request's headers and its body in two writes: without this,
+        # Nagle's algorithm may hold the body back until the node's delayed ACK of the headers
+        # (tens of milliseconds on a real network). urllib3, under requests, sets it too.
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
 class KeepAlivePoster:
     """Posts bodies to one `http://` URL; thread-safe (a connection per thread)."""
 
@@ -80,7 +89,7 @@ class KeepAlivePoster:
     def _connection(self) -> http.client.HTTPConnection:
         conn: http.client.HTTPConnection | None = getattr(self._local, "conn", None)
         if conn is None:
-            conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout_s)
+            conn = _Connection(self.host, self.port, timeout=self.timeout_s)
             self._local.conn = conn
         elif conn.sock is not None and _dropped(conn.sock):
             conn.close()  # reconnects at the next request
