@@ -29,10 +29,12 @@ deps: node_modules/.installed .venv/.installed
 build: deps
 	forge build
 	$(PY) scripts/export_abi.py
+	$(PY) -m metascheduler.agent.backends.csupervisor
 
 ## Services the integration tests use (Debian packages; needs root): a one-node Slurm with two
 ## partitions, a PostgreSQL, headless Chromium for the dashboard's browser test, and the job
-## sandbox's user with podman, runc and busybox-static for container jobs.
+## sandbox's user with podman, runc and busybox-static for container jobs, and gcc, libc6-dev
+## and musl-tools for the local backend's C job supervisor.
 system-deps:
 	mkdir -p var
 	bash scripts/sandbox.sh install

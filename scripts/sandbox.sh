@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # What the job sandbox and container jobs need on a provider's machine (and in CI):
 #
-#   bash scripts/sandbox.sh install   # the job user `msjob`; podman, runc, busybox-static
+#   bash scripts/sandbox.sh install   # the job user `msjob`; podman, runc, busybox-static;
+#                                     # gcc, libc6-dev, musl-tools (the local backend's C job
+#                                     # supervisor, linked statically against musl)
 #   bash scripts/sandbox.sh check     # says what is missing
 #
 # Needs root. Idempotent. The agent runs jobs as `msjob` (its `sandbox.user` setting): a system
@@ -9,7 +11,7 @@
 set -euo pipefail
 
 JOB_USER="${MS_SANDBOX_USER:-msjob}"
-PACKAGES=(podman runc busybox-static)
+PACKAGES=(podman runc busybox-static gcc libc6-dev musl-tools)
 
 say() { printf '[sandbox.sh] %s\n' "$*"; }
 die() { printf '[sandbox.sh] error: %s\n' "$*" >&2; exit 1; }
@@ -35,7 +37,7 @@ install() {
             apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
         fi
     fi
-    say "podman $(podman --version | awk '{print $3}'), runc $(runc --version | awk 'NR==1 {print $3}'), busybox $(busybox | awk 'NR==1 {print $2}')"
+    say "podman $(podman --version | awk '{print $3}'), runc $(runc --version | awk 'NR==1 {print $3}'), busybox $(busybox | awk 'NR==1 {print $2}'), $(gcc --version | head -1)"
 }
 
 check() {
@@ -48,7 +50,9 @@ check() {
     for b in podman runc busybox; do
         command -v "$b" >/dev/null || { say "missing: $b (container jobs)"; bad=1; }
     done
-    ((bad)) || say "ready: job user $JOB_USER, cgroups, podman, runc, busybox"
+    command -v cc >/dev/null || { say "missing: cc (gcc, libc6-dev: the C job supervisor)"; bad=1; }
+    command -v musl-gcc >/dev/null || say "optional: musl-gcc (musl-tools: a C job supervisor quicker to start)"
+    ((bad)) || say "ready: job user $JOB_USER, cgroups, podman, runc, busybox, cc"
     return "$bad"
 }
 

@@ -44,9 +44,11 @@ pytestmark = pytest.mark.chain
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture
-def world(grid: Grid, tmp_path: Path) -> Iterator[World]:
-    w = make_world(grid, tmp_path)
+@pytest.fixture(params=["c", "python"])
+def world(grid: Grid, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[World]:
+    """An agent on the local backend, with each job supervisor (C, and Python)."""
+    local = {"workdir": tmp_path / "local", "cpus": 2, "mem_mb": 2048}
+    w = make_world(grid, tmp_path, local={**local, "supervisor": request.param})
     yield w
     w.agent.close()
 

@@ -109,7 +109,9 @@ class Host:
         return "".join(f.read_text() for f in files if f.exists())
 
 
-def settings_for(kind: Literal["local", "slurm"], base: Path, **staging: Any) -> AgentSettings:
+def settings_for(
+    kind: Literal["local", "slurm"], base: Path, supervisor: str = "auto", **staging: Any
+) -> AgentSettings:
     state_dir = base / "agent"
     over: dict[str, Any] = {
         "state_dir": state_dir,
@@ -122,19 +124,26 @@ def settings_for(kind: Literal["local", "slurm"], base: Path, **staging: Any) ->
             "slurm_conf": slurm_conf_or_skip(),
         }
     else:
-        over["local"] = {"workdir": base / "local", "cpus": 2, "mem_mb": 2000}
+        over["local"] = {
+            "workdir": base / "local",
+            "cpus": 2,
+            "mem_mb": 2000,
+            "supervisor": supervisor,
+        }
     return AgentSettings(backend=kind, **over)
 
 
-@pytest.fixture(params=["local", pytest.param("slurm", marks=pytest.mark.slurm)])
+@pytest.fixture(params=["local-c", "local-python", pytest.param("slurm", marks=pytest.mark.slurm)])
 def host(request: pytest.FixtureRequest) -> Iterator[Host]:
+    """On Slurm, and on the local backend with each job supervisor (C, and Python)."""
     base = Path(tempfile.mkdtemp(prefix="ms-containers-", dir="/tmp"))
     base.chmod(0o755)
     (base / "agent").mkdir()
     state_file = base / "agent" / "state.json"
     state_file.write_text('{"secret": "agent state"}')
-    kind: Literal["local", "slurm"] = request.param
-    settings = settings_for(kind, base)
+    name, _, supervisor = str(request.param).partition("-")
+    kind: Literal["local", "slurm"] = "local" if name == "local" else "slurm"
+    settings = settings_for(kind, base, supervisor or "auto")
     prefix = f"msc{os.getpid()}-{uuid.uuid4().hex[:4]}-"
     try:
         yield Host(

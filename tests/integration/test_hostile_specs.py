@@ -281,9 +281,11 @@ def hostile_world(grid: Grid, tmp: Path, **backend: Any) -> World:
     return w
 
 
-@pytest.fixture
-def local_world(grid: Grid, tmp_path: Path) -> Iterator[World]:
-    w = hostile_world(grid, tmp_path)
+@pytest.fixture(params=["c", "python"])
+def local_world(grid: Grid, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[World]:
+    """An agent on the local backend, with each job supervisor (C, and Python)."""
+    local = {"workdir": tmp_path / "local", "cpus": 2, "mem_mb": 2048}
+    w = hostile_world(grid, tmp_path, local={**local, "supervisor": request.param})
     yield w
     w.agent.close()
 

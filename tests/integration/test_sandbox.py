@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import time
@@ -31,9 +32,10 @@ from metascheduler.agent.backends import (
     BackendJob,
     BackendJobInfo,
     BackendStatus,
+    csupervisor,
     make_backend,
 )
-from metascheduler.agent.backends.local import LocalBackend
+from metascheduler.agent.backends.local import LocalBackend, Supervisor
 from metascheduler.agent.backends.sandbox import SandboxPolicy, prepare
 from metascheduler.agent.settings import AgentSettings
 from metascheduler.spec import validate_spec
@@ -57,6 +59,8 @@ class Host:
     settings_file: Path
     agent: subprocess.Popen[bytes]
     prefix: str
+    #: The local backend's job supervisor ("c" or "python"; "" on Slurm).
+    supervisor: str = ""
 
     @property
     def state_file(self) -> Path:
@@ -106,8 +110,10 @@ class Host:
         self.backend.capacity()  # the backend still answers
 
 
-@pytest.fixture(params=["local", pytest.param("slurm", marks=pytest.mark.slurm)])
+@pytest.fixture(params=["local-c", "local-python", pytest.param("slurm", marks=pytest.mark.slurm)])
 def host(request: pytest.FixtureRequest) -> Iterator[Host]:
+    """Each test on Slurm and on the local backend with each job supervisor (C, and the
+    Python fallback)."""
     # Folders an operator would make: world-traversable, default modes. A private temporary
     # folder (pytest's tmp_path is 0700) would stop the job user at the door and prove nothing.
     base = Path(tempfile.mkdtemp(prefix="ms-sandbox-", dir="/tmp"))
@@ -120,7 +126,7 @@ def host(request: pytest.FixtureRequest) -> Iterator[Host]:
     keystore.chmod(0o600)
     settings_file = base / "agent.toml"
     settings_file.write_text(f'private_key = "{SECRET}"\n')
-    kind = request.param
+    kind, _, supervisor = str(request.param).partition("-")
     prefix = f"msx{os.getpid()}-{uuid.uuid4().hex[:4]}-"
     over: dict[str, object] = {"state_dir": state_dir, "keystore": keystore}
     if kind == "slurm":
@@ -130,14 +136,21 @@ def host(request: pytest.FixtureRequest) -> Iterator[Host]:
             "slurm_conf": slurm_conf_or_skip(),
         }
     else:
-        over["local"] = {"workdir": base / "local", "cpus": 2, "mem_mb": 2000}
+        over["local"] = {
+            "workdir": base / "local",
+            "cpus": 2,
+            "mem_mb": 2000,
+            "supervisor": supervisor,
+        }
     settings = AgentSettings.load(settings_file, backend=kind, **over)
     backend = make_backend(kind, **settings.backend_options(prefix))
     agent = subprocess.Popen(
         ["sleep", "600"], env={"PATH": os.environ["PATH"], "MS_PRIVATE_KEY": SECRET}
     )
     try:
-        yield Host(backend, kind, base, state_dir, keystore, settings_file, agent, prefix)
+        yield Host(
+            backend, kind, base, state_dir, keystore, settings_file, agent, prefix, supervisor
+        )
     finally:
         agent.kill()
         agent.wait()
@@ -387,7 +400,7 @@ def test_a_local_jobs_sandbox_init_is_its_supervisors_own_child(host: Host) -> N
     if host.kind != "local":
         pytest.skip("the local backend's supervisors only (a Slurm job runs the launcher script)")
     assert isinstance(host.backend, LocalBackend)
-    native = host.backend.submit(host.job(20, "sleep 30"))
+    native = host.backend.submit(host.job(20, "echo ready; sleep 30"))
     try:
         host.wait(native, lambda s: s is S.RUNNING)
         state = host.backend.workdir / "state.json"
@@ -397,6 +410,10 @@ def test_a_local_jobs_sandbox_init_is_its_supervisors_own_child(host: Host) -> N
             time.sleep(0.05)
         assert len(children) == 1, children
         init = children[0]
+        # It enters the job's cgroup as its first step: the job runs once its output shows.
+        folder = next((host.backend.workdir / "jobs").glob(f"{native}-*"))
+        while "ready" not in (folder / "job.out").read_text() and time.time() < deadline:
+            time.sleep(0.05)
         cgroups = Path(f"/proc/{init}/cgroup").read_text()
         assert "/ms-" in cgroups, f"the supervisor's child is not in the job's cgroup:\n{cgroups}"
         own_ns = os.readlink(f"/proc/{supervisor}/ns/pid")
@@ -405,3 +422,168 @@ def test_a_local_jobs_sandbox_init_is_its_supervisors_own_child(host: Host) -> N
         host.backend.cancel(native)
     st = host.wait(native, lambda s: s.is_terminal)
     assert st.status is S.CANCELLED, st
+
+
+def test_the_c_supervisor_is_clean_under_address_and_undefined_behaviour_sanitizers(
+    tmp_path: Path,
+) -> None:
+    """Jobs through every path of ``supervisor.c`` (sandboxed with hidden paths and an output
+    folder, a sandbox that cannot be made, a time-out, a cancel, a plain job) with the C code
+    built under AddressSanitizer and UndefinedBehaviorSanitizer: no out-of-bounds access, no
+    use after free, no undefined behaviour, each reported on the supervisor's or init's stderr
+    were there one."""
+    cc = csupervisor.compiler()
+    if cc is None:
+        pytest.skip("no C compiler here: the C supervisor is not used on this host")
+    binary = tmp_path / "ms-supervisor-asan"
+    flags = ["-O1", "-g", "-fsanitize=address,undefined", "-fno-sanitize-recover=all"]
+    subprocess.run([cc, *flags, "-o", str(binary), str(csupervisor.SOURCE)], check=True)
+    base = Path(tempfile.mkdtemp(prefix="ms-asan-", dir="/tmp"))
+    base.chmod(0o755)
+    secret = base / "secret"
+    secret.mkdir()
+    # Outside /tmp: the job's init writes there too, and a job's /tmp is its own.
+    reports_dir = Path(tempfile.mkdtemp(prefix="ms-asan-reports-", dir="/var/lib"))
+    reports = reports_dir / "sanitizer"
+    env = {
+        "PATH": os.environ["PATH"],
+        "ASAN_OPTIONS": f"detect_leaks=0:log_path={reports}",
+        "UBSAN_OPTIONS": f"print_stacktrace=1:log_path={reports}",
+    }
+    try:
+        backend = LocalBackend(
+            base / "local",
+            cpus=4,
+            mem_mb=2000,
+            kill_grace_s=0.5,
+            env=env,
+            sandbox=SandboxPolicy(hide=(secret,)),
+            supervisor="c",
+        )
+        backend._binary = str(binary)
+
+        def job(job_id: int, script: str, limit_s: int = 60, **over: Any) -> BackendJob:
+            spec = validate_spec({"name": "asan", "script": script, **over})
+            return BackendJob(job_id, spec, limit_s, name=f"msa-{job_id}")
+
+        outputs = base / "results" / "1"
+        done = backend.submit(
+            BackendJob(
+                1,
+                validate_spec(
+                    {"name": "asan", "script": f'ls {secret}; echo x > "$MS_OUTPUT_DIR/o"'}
+                ),
+                60,
+                name="msa-1",
+                output_dir=outputs,
+            )
+        )
+        slow = backend.submit(job(2, "sleep 30", limit_s=1))
+        cancelled = backend.submit(job(3, "sleep 30"))
+        oom = backend.submit(
+            job(4, "python3 -c 'b = b\"x\" * (400 << 20)'", resources={"mem_per_cpu_mb": 64})
+        )
+        deadline = time.time() + 60
+        while backend.status([cancelled])[cancelled].status is not S.RUNNING:
+            assert time.time() < deadline
+            time.sleep(0.05)
+        backend.cancel(cancelled)
+        ends = {}
+        for native in (done, slow, cancelled, oom):
+            while not (st := backend.status([native])[native]).status.is_terminal:
+                assert time.time() < deadline, native
+                time.sleep(0.05)
+            ends[native] = st.status
+        assert ends == {
+            done: S.COMPLETED,
+            slow: S.TIMEOUT,
+            cancelled: S.CANCELLED,
+            oom: S.FAILED,
+        }
+        assert (outputs / "o").read_text() == "x\n"
+        assert "out of memory" in (backend.status([oom])[oom].reason or "")
+        # Inputs it must refuse, each failing its job in words (SETUP_FAILED, 126).
+        bad = {
+            "no final NUL": (b"plain\0bash\0job.sh", None, "not a mode and a NUL-separated"),
+            "unknown mode": (b"host\0bash\0", None, "unknown mode host"),
+            "odd policy": (b"sandbox\0true\0", b"name\0x\0uid\0", "key/value pairs"),
+            "unknown key": (b"sandbox\0true\0", b"name\0x\0shell\0/bin/sh\0", "unknown key"),
+            "bad number": (b"sandbox\0true\0", b"uid\0-1\0", "bad uid -1"),
+            "missing key": (b"sandbox\0true\0", b"name\0x\0", "a required key is missing"),
+        }
+        for case, (argv, policy, words) in bad.items():
+            folder = base / "bad" / case.replace(" ", "-")
+            folder.mkdir(parents=True)
+            (folder / "command.argv").write_bytes(argv)
+            if policy is not None:
+                (folder / "sandbox.kv").write_bytes(policy)
+            ran = subprocess.run(
+                [str(binary), str(folder), "0.5"], env=env, capture_output=True, text=True
+            )
+            assert ran.returncode == 0, (case, ran.stderr)
+            result = json.loads((folder / "result.json").read_text())
+            assert (result["state"], result["exit_code"]) == ("FAILED", 126), case
+            assert words in (folder / "job.err").read_text(), case
+            assert "Sanitizer" not in ran.stderr and "runtime error" not in ran.stderr, ran.stderr
+        logs = "".join(p.read_text() for p in reports_dir.glob("sanitizer*"))
+        for folder in (base / "local" / "jobs").iterdir():
+            for name in ("runner.log", "job.err"):
+                if (folder / name).exists():
+                    logs += (folder / name).read_text()
+        assert "Sanitizer" not in logs and "runtime error" not in logs, logs
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+        shutil.rmtree(reports_dir, ignore_errors=True)
+
+
+def test_job_cannot_reach_the_network_but_has_its_own_loopback(host: Host) -> None:
+    """A service of the provider's on its loopback (standing for any network the host can
+    reach) is out of reach; the job's own loopback is up, for programs that talk to
+    themselves."""
+    with socket.socket() as service:
+        service.bind(("127.0.0.1", 0))
+        service.listen()
+        port = service.getsockname()[1]
+        script = f"""
+(echo hello > /dev/tcp/127.0.0.1/{port}) 2>/dev/null && echo "reached the host's service"
+python3 -c '
+import socket
+s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen()
+c = socket.create_connection(s.getsockname()); print("own loopback", c.fileno() > 0)'
+awk -F: 'NR > 2 {{print "interface", $1}}' /proc/net/dev
+exit 0
+"""
+        _, out, st = host.run(host.job(21, script))
+    assert st.status is S.COMPLETED, (st, out)
+    assert "reached" not in out, out
+    assert "own loopback True" in out, out
+    assert [w for w in out.split() if w not in ("interface", "own", "loopback", "True")] == [
+        "lo"
+    ], out
+
+
+def test_a_provider_that_allows_the_network_gives_jobs_the_hosts(tmp_path: Path) -> None:
+    """``sandbox.network = "host"``: no network namespace of its own (both supervisors)."""
+    base = Path(tempfile.mkdtemp(prefix="ms-net-", dir="/tmp"))
+    base.chmod(0o755)
+    try:
+        with socket.socket() as service:
+            service.bind(("127.0.0.1", 0))
+            service.listen()
+            port = service.getsockname()[1]
+            script = f"echo hello > /dev/tcp/127.0.0.1/{port} && echo reached"
+            kinds: tuple[Supervisor, ...] = ("c", "python")
+            for n, kind in enumerate(kinds):
+                backend = LocalBackend(
+                    base / kind, sandbox=SandboxPolicy(network=True), supervisor=kind
+                )
+                spec = validate_spec({"name": "net", "script": script})
+                native = backend.submit(BackendJob(30 + n, spec, 60, name=f"msn-{n}"))
+                deadline = time.time() + 30
+                while not (st := backend.status([native])[native]).status.is_terminal:
+                    assert time.time() < deadline
+                    time.sleep(0.05)
+                out = next((base / kind / "jobs").glob(f"{native}-*")) / "job.out"
+                assert st.status is S.COMPLETED and out.read_text() == "reached\n", (kind, st)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)

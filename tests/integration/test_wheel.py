@@ -101,3 +101,11 @@ def test_the_installed_command_runs_a_market(installed: Path, anvil: Any, tmp_pa
     assert listed["jobs"][0]["state"] == "PENDING"
     audit = ms("audit", "all")
     assert audit["ok"] is True and audit["market"] == dep["market"] and audit["jobs"] == 1
+
+
+def test_the_wheel_carries_the_c_supervisors_source_not_a_build(installed: Path) -> None:
+    """A pip-installed agent builds the C job supervisor on first use, from the source the
+    wheel carries (a binary built here would not suit every host)."""
+    (package,) = installed.glob("lib/python3*/site-packages/metascheduler/agent/backends")
+    assert (package / "supervisor.c").is_file()
+    assert not list(package.glob("ms-supervisor-*"))

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -16,10 +18,11 @@ from metascheduler.agent.backends import (
     BackendError,
     BackendJob,
     BackendStatus,
+    csupervisor,
     local,
     make_backend,
 )
-from metascheduler.agent.backends.local import LocalBackend
+from metascheduler.agent.backends.local import LocalBackend, Supervisor
 from metascheduler.agent.backends.script import batch_script
 from metascheduler.spec import parse_spec
 
@@ -36,9 +39,18 @@ def job(
     return BackendJob(job_id=job_id, spec=spec, time_limit_s=limit_s)
 
 
+@pytest.fixture(params=["c", "python"])
+def supervisor(request: pytest.FixtureRequest) -> Supervisor:
+    """Each test on both job supervisors: the C one, and the Python fallback."""
+    kind: Supervisor = request.param
+    return kind
+
+
 @pytest.fixture
-def backend(tmp_path: Path) -> LocalBackend:
-    return LocalBackend(tmp_path / "local", cpus=2, mem_mb=1000, kill_grace_s=0.5)
+def backend(tmp_path: Path, supervisor: Supervisor) -> LocalBackend:
+    return LocalBackend(
+        tmp_path / "local", cpus=2, mem_mb=1000, kill_grace_s=0.5, supervisor=supervisor
+    )
 
 
 def wait_for(
@@ -68,10 +80,10 @@ def test_exit_0_completes_with_output_and_env(backend: LocalBackend) -> None:
 
 
 def test_agent_environment_does_not_leak(
-    backend: LocalBackend, monkeypatch: pytest.MonkeyPatch
+    backend: LocalBackend, monkeypatch: pytest.MonkeyPatch, supervisor: Supervisor
 ) -> None:
     monkeypatch.setenv("PROVIDER_PRIVATE_KEY", "0xsecret")
-    fresh = LocalBackend(backend.workdir, cpus=2, mem_mb=1000)
+    fresh = LocalBackend(backend.workdir, supervisor=supervisor, cpus=2, mem_mb=1000)
     native = fresh.submit(job(1, 'echo "[${PROVIDER_PRIVATE_KEY:-}]"'))
     assert wait_for(fresh, native, ended).status is S.COMPLETED
     assert (next((fresh.workdir / "jobs").glob(f"{native}-*")) / "job.out").read_text() == "[]\n"
@@ -178,15 +190,17 @@ def test_news_counts_the_jobs_that_ended(backend: LocalBackend) -> None:
     assert backend.status([native])[native].status is S.COMPLETED
 
 
-def test_restarted_backend_adopts_running_and_ended_jobs(tmp_path: Path) -> None:
+def test_restarted_backend_adopts_running_and_ended_jobs(
+    tmp_path: Path, supervisor: Supervisor
+) -> None:
     workdir = tmp_path / "local"
-    before = LocalBackend(workdir, cpus=2, mem_mb=1000)
+    before = LocalBackend(workdir, supervisor=supervisor, cpus=2, mem_mb=1000)
     running = before.submit(job(12, "sleep 2; exit 7"))
     quick = before.submit(job(13, "true"))
     wait_for(before, quick, ended)
     del before  # the agent "dies"; the jobs' supervisors keep going
 
-    after = LocalBackend(workdir, cpus=2, mem_mb=1000)
+    after = LocalBackend(workdir, supervisor=supervisor, cpus=2, mem_mb=1000)
     assert after.adopt() == {12: running, 13: quick}
     assert after.status([running])[running].status is S.RUNNING
     st = wait_for(after, running, ended)
@@ -194,11 +208,15 @@ def test_restarted_backend_adopts_running_and_ended_jobs(tmp_path: Path) -> None
     assert after.status(["999"])["999"].status is S.LOST
 
 
-def test_job_ending_while_agent_is_down_keeps_its_exit_code(tmp_path: Path) -> None:
+def test_job_ending_while_agent_is_down_keeps_its_exit_code(
+    tmp_path: Path, supervisor: Supervisor
+) -> None:
     workdir = tmp_path / "local"
-    native = LocalBackend(workdir, cpus=1, mem_mb=1000).submit(job(14, "exit 5"))
+    native = LocalBackend(workdir, supervisor=supervisor, cpus=1, mem_mb=1000).submit(
+        job(14, "exit 5")
+    )
     time.sleep(1.0)  # ends with no backend object alive to watch it
-    st = LocalBackend(workdir, cpus=1, mem_mb=1000).status([native])[native]
+    st = LocalBackend(workdir, supervisor=supervisor, cpus=1, mem_mb=1000).status([native])[native]
     assert (st.status, st.exit_code) == (S.FAILED, 5)
 
 
@@ -214,18 +232,104 @@ def _parent_and_command(pid: int) -> tuple[int, bytes]:
     return parent, Path(f"/proc/{pid}/cmdline").read_bytes()
 
 
-def test_supervisors_are_forks_of_one_process_not_new_interpreters(
-    backend: LocalBackend,
+def test_supervisors_are_started_by_one_process_not_new_interpreters(
+    backend: LocalBackend, supervisor: Supervisor
 ) -> None:
     natives = [backend.submit(job(n, "sleep 5")) for n in (1, 2)]
     seen = [_parent_and_command(_supervisor_pid(backend, native)) for native in natives]
     (parent, command), other = seen
-    assert other[0] == parent and parent != os.getpid(), "one zygote forks every supervisor"
-    assert command == other[1] == Path(f"/proc/{parent}/cmdline").read_bytes()
-    assert command.split(b"\0")[-2] == b"--zygote", "a fork of the zygote, no exec since"
+    assert other[0] == parent and parent != os.getpid(), "one zygote starts every supervisor"
+    zygote = Path(f"/proc/{parent}/cmdline").read_bytes()
+    assert zygote.split(b"\0")[-2] == b"--zygote"
+    if supervisor == "python":
+        assert command == other[1] == zygote, "a fork of the zygote, no exec since"
+    else:
+        # The C program, started with posix_spawn: no interpreter per job.
+        program = command.split(b"\0")[0]
+        assert program == backend.supervisor_binary().encode()
+        assert Path(program.decode()).name.startswith("ms-supervisor-")
+        assert other[1].split(b"\0")[0] == program
     for native in natives:
         backend.cancel(native)
         assert wait_for(backend, native, ended).status is S.CANCELLED
+
+
+def test_a_job_starts_with_every_signal_at_its_default(backend: LocalBackend) -> None:
+    """The supervisors ignore SIGHUP and SIGINT, and the Python one SIGPIPE (as any Python
+    program): a job inherited those, so ``yes | head -1`` ended in a write error, and a ^C
+    sent to a job's group did nothing. (Signals 32 and up are the C library's own: its
+    ``posix_spawn`` sets some of them ignored in every program it starts.)"""
+    native = backend.submit(job(1, "grep -E '^Sig(Ign|Blk)' /proc/self/status; yes | head -1"))
+    st = wait_for(backend, native, ended)
+    folder = next((backend.workdir / "jobs").glob(f"{native}-*"))
+    out, err = (folder / "job.out").read_text(), (folder / "job.err").read_text()
+    assert st.status is S.COMPLETED, (st, out, err)
+    fields = dict(line.split(":\t") for line in out.splitlines() if ":" in line)
+    classic = 0x7FFFFFFF  # signals 1 to 31
+    assert int(fields["SigBlk"], 16) & classic == 0, out
+    assert int(fields["SigIgn"], 16) & classic == 0, out
+    assert out.endswith("\ny\n") and "Broken pipe" not in err, (out, err)
+
+
+def test_without_a_compiler_jobs_run_under_the_python_supervisor_said_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A pip-installed agent builds the C supervisor on first use; with no ``cc`` on PATH (and
+    none built next to its source), its jobs still run, under the Python one, and the agent
+    says once why and how to get the faster path."""
+    monkeypatch.setenv("PATH", str(tmp_path / "no-compiler-here") + ":/usr/bin:/bin")
+    monkeypatch.setattr(csupervisor.shutil, "which", lambda _name: None)
+    monkeypatch.setattr(csupervisor, "SOURCE", tmp_path / "pkg" / csupervisor.SOURCE.name)
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / csupervisor.SOURCE.name).write_bytes(
+        (Path(local.__file__).with_name("supervisor.c")).read_bytes()
+    )
+    backend = LocalBackend(tmp_path / "local", cpus=2, mem_mb=1000)
+    with caplog.at_level(logging.WARNING, logger="metascheduler.agent.backends.local"):
+        natives = [backend.submit(job(n, f"exit {n}")) for n in (1, 2)]
+        codes = [wait_for(backend, n, ended).exit_code for n in natives]
+    assert codes == [1, 2]
+    notices = [r.getMessage() for r in caplog.records if "C job supervisor" in r.getMessage()]
+    assert len(notices) == 1, notices
+    assert "no C compiler" in notices[0] and "gcc, libc6-dev" in notices[0]
+    assert not list((tmp_path / "local").glob("ms-supervisor-*"))
+    folder = next((backend.workdir / "jobs").glob(f"{natives[0]}-*"))
+    assert not (folder / local.COMMAND_ARGV).exists()
+    strict = LocalBackend(tmp_path / "strict", supervisor="c")
+    with pytest.raises(BackendError, match="no C job supervisor: no C compiler"):
+        strict.submit(job(3, "true"))
+
+
+def test_a_pip_installed_agent_builds_the_c_supervisor_once_in_its_workdir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = tmp_path / "pkg" / csupervisor.SOURCE.name
+    source.parent.mkdir()
+    source.write_bytes(csupervisor.SOURCE.read_bytes())
+    monkeypatch.setattr(csupervisor, "SOURCE", source)  # nothing built beside it
+    backend = LocalBackend(tmp_path / "local", cpus=2, mem_mb=1000, supervisor="c")
+    native = backend.submit(job(1, "exit 4"))
+    assert wait_for(backend, native, ended).exit_code == 4
+    built = list((tmp_path / "local").glob("ms-supervisor-*"))
+    assert [b.name for b in built] == [csupervisor.binary_name()]
+    assert backend.supervisor_binary() == str(built[0])
+    assert not list((tmp_path / "local").glob(".ms-supervisor-*")), "no temporary file left"
+
+
+def test_a_supervisor_that_cannot_start_fails_its_job_and_keeps_the_zygote(
+    tmp_path: Path,
+) -> None:
+    """(The C supervisor is a program, which may fail to start; a fork of the zygote cannot.)"""
+    backend = LocalBackend(tmp_path / "local", cpus=2, mem_mb=1000, supervisor="c")
+    first = backend.submit(job(1, "true"))
+    wait_for(backend, first, ended)
+    zygote = backend._zygote
+    backend._binary = str(backend.workdir / "no-such-supervisor")
+    native = backend.submit(job(2, "true"))
+    st = backend.status([native])[native]
+    assert st.status is S.FAILED and st.reason is not None
+    assert "could not start its supervisor" in st.reason and "no-such-supervisor" in st.reason
+    assert backend._zygote is zygote and zygote is not None and zygote.poll() is None
 
 
 def test_a_dead_zygote_is_started_again_and_its_jobs_keep_running(
@@ -256,12 +360,14 @@ def test_a_call_that_changes_nothing_leaves_the_state_file_alone(
     assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
 
 
-def test_a_state_file_written_by_another_process_is_read_again(tmp_path: Path) -> None:
+def test_a_state_file_written_by_another_process_is_read_again(
+    tmp_path: Path, supervisor: Supervisor
+) -> None:
     workdir = tmp_path / "local"
-    ours = LocalBackend(workdir, cpus=2, mem_mb=1000)
+    ours = LocalBackend(workdir, supervisor=supervisor, cpus=2, mem_mb=1000)
     first = ours.submit(job(1, "true"))
     assert wait_for(ours, first, ended).status is S.COMPLETED
-    theirs = LocalBackend(workdir, cpus=2, mem_mb=1000)
+    theirs = LocalBackend(workdir, supervisor=supervisor, cpus=2, mem_mb=1000)
     second = theirs.submit(job(2, "exit 3"))
     assert wait_for(ours, second, ended).exit_code == 3
     assert int(ours.submit(job(3, "true"))) == int(second) + 1
@@ -295,11 +401,13 @@ def test_a_job_whose_folder_exists_starts_no_mkdir_for_it(tmp_path: Path) -> Non
         assert ran.returncode == code, folder
 
 
-def test_an_ended_jobs_record_is_written_once_not_at_every_call(tmp_path: Path) -> None:
+def test_an_ended_jobs_record_is_written_once_not_at_every_call(
+    tmp_path: Path, supervisor: Supervisor
+) -> None:
     """A provider keeps its ended jobs' records for days: rewritten at each call (every round
     of the agent), they made each call cost in proportion to every job run that week."""
     workdir = tmp_path / "local"
-    backend = LocalBackend(workdir, cpus=2, mem_mb=1000)
+    backend = LocalBackend(workdir, supervisor=supervisor, cpus=2, mem_mb=1000)
     natives = [backend.submit(job(n, f"exit {n}")) for n in (1, 2, 3)]
     for native in natives:
         wait_for(backend, native, ended)
@@ -311,38 +419,40 @@ def test_an_ended_jobs_record_is_written_once_not_at_every_call(tmp_path: Path) 
     running = backend.submit(job(4, "sleep 30"))
     backend.status(natives)
     assert log.read_text() == before, "a call rewrote the records of jobs ended before it"
-    again = LocalBackend(workdir, cpus=2, mem_mb=1000)  # a restarted agent
+    again = LocalBackend(workdir, supervisor=supervisor, cpus=2, mem_mb=1000)  # a restarted agent
     codes = {n: st.exit_code for n, st in again.status(natives).items()}
     assert codes == dict(zip(natives, (1, 2, 3), strict=True))
     assert again.adopt()[2] == natives[1]
     backend.cancel(running)
 
 
-def test_a_line_cut_by_a_crash_loses_no_ended_job(tmp_path: Path) -> None:
+def test_a_line_cut_by_a_crash_loses_no_ended_job(tmp_path: Path, supervisor: Supervisor) -> None:
     workdir = tmp_path / "local"
-    backend = LocalBackend(workdir, cpus=2, mem_mb=1000)
+    backend = LocalBackend(workdir, supervisor=supervisor, cpus=2, mem_mb=1000)
     first = backend.submit(job(1, "exit 1"))
     wait_for(backend, first, ended)
     log = workdir / "ended.jsonl"
     log.write_text(log.read_text() + '{"native_id": "9", "job_')  # the agent died mid-line
     second = backend.submit(job(2, "exit 2"))
     wait_for(backend, second, ended)
-    again = LocalBackend(workdir, cpus=2, mem_mb=1000)
+    again = LocalBackend(workdir, supervisor=supervisor, cpus=2, mem_mb=1000)
     codes = {n: st.exit_code for n, st in again.status([first, second]).items()}
     assert codes == {first: 1, second: 2}
 
 
-def test_a_state_file_of_the_earlier_layout_keeps_its_ended_jobs(tmp_path: Path) -> None:
+def test_a_state_file_of_the_earlier_layout_keeps_its_ended_jobs(
+    tmp_path: Path, supervisor: Supervisor
+) -> None:
     """Ended records used to stay in state.json: an agent upgraded in place still knows them."""
     workdir = tmp_path / "local"
-    backend = LocalBackend(workdir, cpus=2, mem_mb=1000)
+    backend = LocalBackend(workdir, supervisor=supervisor, cpus=2, mem_mb=1000)
     native = backend.submit(job(1, "exit 3"))
     wait_for(backend, native, ended)
     record = json.loads((workdir / "ended.jsonl").read_text())
     (workdir / "ended.jsonl").unlink()
     state = {"jobs": {native: record}, "next_id": int(native) + 1, "version": 1}
     (workdir / "state.json").write_text(json.dumps(state))
-    again = LocalBackend(workdir, cpus=2, mem_mb=1000)
+    again = LocalBackend(workdir, supervisor=supervisor, cpus=2, mem_mb=1000)
     assert again.status([native])[native].exit_code == 3
     assert json.loads((workdir / "state.json").read_text())["jobs"] == {}
     assert json.loads((workdir / "ended.jsonl").read_text())["exit_code"] == 3
@@ -354,14 +464,14 @@ class Killed(BaseException):
 
 @pytest.mark.parametrize("at", ["after the start", "between the claim and the fork's answer"])
 def test_a_job_started_by_a_backend_killed_before_saving_it_never_runs_twice(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, at: str
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, at: str, supervisor: Supervisor
 ) -> None:
     """The agent died while its backend started a batch: the job's supervisor ran, the records
     were not saved. The restarted backend used to have no record of the job, so the agent's
     adopt() did not find it, the job was submitted again under the same native id, and it ran
     twice into the same output (the soak's logs_doubled)."""
     workdir = tmp_path / "local"
-    first = LocalBackend(workdir, cpus=2, mem_mb=1000, kill_grace_s=0.5)
+    first = LocalBackend(workdir, supervisor=supervisor, cpus=2, mem_mb=1000, kill_grace_s=0.5)
     real_save, real_fork = LocalBackend._save, LocalBackend._fork_supervisor
     saves = 0
 
@@ -383,7 +493,7 @@ def test_a_job_started_by_a_backend_killed_before_saving_it_never_runs_twice(
         first.submit(job(7, "echo ran once"))
     monkeypatch.undo()
 
-    again = LocalBackend(workdir, cpus=2, mem_mb=1000, kill_grace_s=0.5)
+    again = LocalBackend(workdir, supervisor=supervisor, cpus=2, mem_mb=1000, kill_grace_s=0.5)
     adopted = again.adopt()
     assert 7 in adopted, "the restarted backend knows the job it started"
     st = wait_for(again, adopted[7], ended)
@@ -400,3 +510,33 @@ def test_a_job_started_by_a_backend_killed_before_saving_it_never_runs_twice(
         assert st.status in (S.COMPLETED, S.LOST)
     # A second submission of the same chain job gets a new native id, never the old one.
     assert again.submit(job(8, "true")) != adopted[7]
+
+
+@pytest.mark.parametrize("compiler", ["cc", "musl-gcc"])
+def test_the_c_supervisor_builds_without_a_warning(tmp_path: Path, compiler: str) -> None:
+    """Against glibc and against musl (the build the agent prefers where musl-tools is)."""
+    if shutil.which(compiler) is None:
+        pytest.skip(f"no {compiler} here (bash scripts/sandbox.sh install installs it)")
+    strict = ["-Wall", "-Wextra", "-Wformat=2", "-Wshadow", "-Werror", "-fsyntax-only"]
+    done = subprocess.run(
+        [compiler, *strict, str(csupervisor.SOURCE)], capture_output=True, text=True, cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr
+
+
+def test_the_c_supervisor_writes_runner_log_only_to_say_what_went_wrong(tmp_path: Path) -> None:
+    """Its output is /dev/null (each file made costs a job an inode); its own troubles, such as
+    a result it cannot write, still reach the job folder's ``runner.log``."""
+    backend = LocalBackend(tmp_path / "local", cpus=2, mem_mb=1000, supervisor="c")
+    fine = backend.submit(job(1, "true"))
+    assert wait_for(backend, fine, ended).status is S.COMPLETED
+    folder = next((backend.workdir / "jobs").glob(f"{fine}-*"))
+    assert not (folder / "runner.log").exists()
+    blocked = tmp_path / "blocked"
+    (blocked / "result.tmp").mkdir(parents=True)  # where its result would be written
+    (blocked / "command.argv").write_bytes(b"plain\0true\0")
+    done = subprocess.run([backend.supervisor_binary(), str(blocked), "0.5"], check=False)
+    assert done.returncode == 1
+    assert (blocked / "runner.log").read_text() == (
+        "supervisor: write result.tmp: Is a directory\n"
+    )

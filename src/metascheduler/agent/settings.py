@@ -60,6 +60,9 @@ class LocalSettings(_Section):
     cpus: int | None = Field(default=None, ge=1)
     mem_mb: int | None = Field(default=None, ge=1)
     gpus: int = Field(default=0, ge=0)
+    #: Which program supervises each job: "auto" (the C supervisor where this host can build
+    #: it, else the Python one, said once in the log), "c" (that or an error), "python".
+    supervisor: Literal["auto", "c", "python"] = "auto"
 
 
 class SandboxSettings(_Section):

@@ -2,11 +2,12 @@
 
 For small providers and the devnet. Each job gets a folder ``<workdir>/jobs/<native id>-<name>/``
 with its script, ``job.out``, ``job.err`` and, when it ends, ``result.json``. A small supervisor
-process per job (``local_runner.py``) runs it in its own process group, enforces its time limit and
+process per job runs it in its own process group (and sandbox), enforces its time limit and
 records its exit code, independently of the agent: jobs survive an agent restart, and jobs that
-end while the agent is down still have their result on disk. Supervisors are forked from one
-process the backend starts once (the zygote), not started as new interpreters: that was most of
-a short job's CPU.
+end while the agent is down still have their result on disk. The supervisor is a small C program
+(``supervisor.c``, built by ``csupervisor.py``), started with ``posix_spawn`` by one process the
+backend starts once (the zygote, ``local_runner.py``); where no C compiler is found, the Python
+supervisor forked from the zygote does the same work at several times the CPU.
 
 Scheduling happens whenever the backend is called (the agent polls ``status`` every few seconds):
 jobs that do not fit wait ``QUEUED`` in submission order, and a later, smaller job that fits starts
@@ -32,9 +33,9 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from metascheduler.agent.backends import sandbox
+from metascheduler.agent.backends import csupervisor, sandbox
 from metascheduler.agent.backends.base import (
     Backend,
     BackendError,
@@ -59,10 +60,14 @@ log = logging.getLogger("metascheduler.agent.backends.local")
 STATE_VERSION = 1
 #: In a job's folder: claimed before its supervisor starts, then naming it ([pid, start ticks]).
 LAUNCHED = "launched"
+#: In a job's folder: what the C supervisor runs ("plain" or "sandbox", then the job's argv).
+COMMAND_ARGV = "command.argv"
 _LIVE = (RUNNING, QUEUED)
 #: Longest time between two looks for records past ``retention_s``.
 PURGE_EVERY_S = 3600.0
 _FileKey = tuple[int, int, int] | None
+#: Which program supervises jobs (see ``LocalBackend``).
+Supervisor = Literal["auto", "c", "python"]
 
 
 @dataclass
@@ -141,7 +146,10 @@ class LocalBackend(Backend):
         name_prefix: str | None = None,
         sandbox: SandboxPolicy | None = None,
         stager: Stager | None = None,
+        supervisor: Supervisor = "auto",
     ) -> None:
+        """``supervisor``: which supervises jobs; "auto" the C one where it can be built here
+        (else Python, saying so once), "c" that one or an error, "python" the fallback."""
         self.workdir = Path(workdir).resolve()
         #: None: jobs run as the agent's user, unconfined (tests of the bookkeeping only).
         self.sandbox = sandbox
@@ -161,6 +169,11 @@ class LocalBackend(Backend):
         self.retention_s = retention_s
         self._env = env if env is not None else minimal_env()
         self._zygote: subprocess.Popen[bytes] | None = None
+        if supervisor not in ("auto", "c", "python"):
+            raise BackendError(f"supervisor {supervisor!r}: choose auto, c or python")
+        self.supervisor = supervisor
+        #: The C supervisor's path once looked for ("" where it is not used).
+        self._binary: str | None = None if supervisor != "python" else ""
         #: A pidfd per supervisor this backend started and has not seen end: readable once
         #: it ends (``news``).
         self._watched: dict[str, int] = {}
@@ -411,9 +424,23 @@ class LocalBackend(Backend):
             rec.job_id,
         )
 
+    def supervisor_binary(self) -> str:
+        """The C supervisor's path, built on first use; "" where the Python one is used."""
+        if self._binary is None:
+            try:
+                self._binary = str(csupervisor.locate(self.workdir))
+            except csupervisor.BuildError as exc:
+                if self.supervisor == "c":
+                    raise BackendError(f"local backend: no C job supervisor: {exc}") from None
+                log.warning(csupervisor.fallback_notice(exc))
+                self._binary = ""
+        return self._binary
+
     def _fork_supervisor(self, job_dir: Path) -> int:
-        """A supervisor for the job, forked by the zygote (started again if it died)."""
-        request = json.dumps([str(job_dir), self.kill_grace_s]).encode() + b"\n"
+        """A supervisor for the job, started by the zygote (started again if it died): the C
+        one for a job prepared for it, else a fork of the zygote."""
+        binary = self.supervisor_binary() if (job_dir / COMMAND_ARGV).exists() else ""
+        request = json.dumps([str(job_dir), self.kill_grace_s, binary]).encode() + b"\n"
         for _ in range(2):
             zygote = self._zygote_process()
             assert zygote.stdin is not None and zygote.stdout is not None
@@ -425,6 +452,8 @@ class LocalBackend(Backend):
                 answer = b""
             if answer.strip().isdigit():
                 return int(answer)
+            if answer.startswith(b"!"):  # the zygote lives; the supervisor could not start
+                raise OSError(answer[1:].decode(errors="replace").strip())
             self.close()
         raise OSError(f"{RUNNER.name} --zygote ended; see {self.workdir / 'zygote.log'}")
 
@@ -530,7 +559,16 @@ class LocalBackend(Backend):
         if command is None:
             (job_dir / "job.sh").write_text(script)
             command = ["bash", str(job_dir / "job.sh")]
+            argv = ["plain", *command]
+        else:
+            argv = ["sandbox", *(sandbox.job_argv(command) or [])]
         (job_dir / "command.json").write_text(json.dumps(command))
+        if self.supervisor_binary():
+            # Each string NUL-terminated: C reads it with no parser. The spec's strings are
+            # checked for NULs; one here would split an argument of a command run as root.
+            if any("\0" in a for a in argv):
+                raise BackendError(f"job {job.job_id}: its command holds a NUL character")
+            (job_dir / COMMAND_ARGV).write_bytes(b"".join(a.encode() + b"\0" for a in argv))
         return _Record(
             native_id=native,
             job_id=job.job_id,

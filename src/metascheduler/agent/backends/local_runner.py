@@ -1,20 +1,24 @@
-"""Supervisors of local jobs, forked from one long-lived process per backend (the "zygote"):
+"""Supervisors of local jobs, started by one long-lived process per backend (the "zygote"):
 ``python -I local_runner.py --zygote``, or ``python -I local_runner.py <job dir> <kill grace s>``
 for one job alone.
 
-The zygote reads one request a line on its stdin (``[job dir, kill grace s]`` in JSON), forks a
-supervisor for it and answers with the supervisor's pid. A fork of this small, already started
-interpreter costs about a millisecond of CPU, where a new interpreter per job (and a second one
-for the sandbox launcher) cost well over a hundred. The supervisors are detached from the agent
-(own session, output to the job folder), so that a job keeps running, keeps its time limit and
-gets its result recorded while the agent restarts; the zygote ends when the agent closes its
-stdin, its supervisors do not.
+The zygote reads one request a line on its stdin (``[job dir, kill grace s, C supervisor]`` in
+JSON), starts a supervisor for it and answers with the supervisor's pid (or ``!`` and why it
+could not). The supervisor is the C program ``supervisor.c`` (built by ``csupervisor.py``),
+started with ``posix_spawn`` (a vfork: no copy of this process's memory) where the request names
+it; else a fork of this small, already started interpreter, the Python supervisor below, which
+does the same at several times the CPU (the fallback where no C compiler is found; a new
+interpreter per job cost well over a hundred milliseconds). The supervisors are detached from
+the agent (own session, output to the job folder), so that a job keeps running, keeps its time
+limit and gets its result recorded while the agent restarts; the zygote ends when the agent
+closes its stdin, its supervisors do not.
 
-A supervisor:
+A supervisor (either):
 
-- runs ``command.json`` (``bash job.sh``, or the sandbox launcher) in a new process group (so
-  a cancel or time-out kills the whole tree), output to ``job.out``/``job.err``; for the
-  launcher it plays the launcher's part itself (``sandbox_launch.Sandbox``: the job's cgroup,
+- runs ``command.json`` (``bash job.sh``, or the sandbox launcher; the C one reads the same
+  from ``command.argv`` and ``sandbox.kv``) in a new process group (so a cancel or time-out
+  kills the whole tree), output to ``job.out``/``job.err``; for the launcher it plays the
+  launcher's part itself (``sandbox_launch.Sandbox``: the job's cgroup,
   the init of its namespaces as its child, the report at the end), from the module already
   imported, with no interpreter nor process of its own;
 - writes ``started.json`` (job pid, start time) once the job runs;
@@ -47,6 +51,9 @@ POLL_S = 1.0
 LAUNCHER = Path(__file__).with_name("sandbox_launch.py")
 #: Exit code of a job whose sandbox could not be started (as the launcher's own).
 SETUP_FAILED = 126
+#: Ignored by this process (Python ignores SIGPIPE and SIGXFSZ; SIGHUP and SIGINT below):
+#: set back to their default in a job, which would inherit them ignored.
+IGNORED_SIGNALS = (signal.SIGHUP, signal.SIGINT, signal.SIGPIPE, signal.SIGXFSZ)
 
 
 def _load_launcher() -> ModuleType:
@@ -100,6 +107,7 @@ def _spawn(command: list[str], job_dir: Path) -> tuple[int, Any]:
                     (os.POSIX_SPAWN_DUP2, err.fileno(), 2),
                 ],
                 setsid=True,
+                setsigdef=IGNORED_SIGNALS,
             )
             return pid, None
         global _launcher
@@ -238,13 +246,37 @@ def zygote() -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     for line in sys.stdin:
-        job_dir, grace_s = json.loads(line)
-        pid = os.fork()
-        if pid == 0:
-            _supervisor(Path(job_dir), float(grace_s))
-        sys.stdout.write(f"{pid}\n")
+        job_dir, grace_s, binary = json.loads(line)
+        if binary:
+            try:
+                answer = str(_spawn_c_supervisor(binary, Path(job_dir), float(grace_s)))
+            except OSError as exc:
+                answer = f"! could not start {binary}: {exc}"
+        else:
+            pid = os.fork()
+            if pid == 0:
+                _supervisor(Path(job_dir), float(grace_s))
+            answer = str(pid)
+        sys.stdout.write(answer + "\n")
         sys.stdout.flush()
     return 0
+
+
+def _spawn_c_supervisor(binary: str, job_dir: Path, grace_s: float) -> int:
+    """The C supervisor for the job, detached as a forked one is (``_supervisor``). Its output
+    is /dev/null: it opens ``runner.log`` itself when it has something to say, so that most
+    jobs cost no file more."""
+    return os.posix_spawn(
+        binary,
+        [binary, str(job_dir), repr(grace_s)],
+        os.environ,
+        file_actions=[
+            (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+            (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
+            (os.POSIX_SPAWN_DUP2, 1, 2),
+        ],
+        setsid=True,
+    )
 
 
 if __name__ == "__main__":

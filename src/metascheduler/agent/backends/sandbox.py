@@ -1,8 +1,9 @@
 """The sandbox every job runs in, on every backend: the provider's policy, the check that this
 host can apply it, and the files that hand one job to ``sandbox_launch.py``.
 
-A job folder holds the job's script (``job.sh``), its policy (``sandbox.json``), the launcher's
-report (``sandbox-report.json``) and ``work/``, the only place the job may write (owned by the job
+A job folder holds the job's script (``job.sh``), its policy (``sandbox.json``, and
+``sandbox.kv`` for the local backend's C supervisor), the launcher's report
+(``sandbox-report.json``) and ``work/``, the only place the job may write (owned by the job
 user, mode 0700; its ``HOME`` and default working folder). The folder itself stays root's.
 """
 
@@ -25,6 +26,8 @@ from metascheduler.agent.envelope.staging import Stager, StagingError
 
 LAUNCHER = Path(__file__).with_name("sandbox_launch.py")
 POLICY_FILE = "sandbox.json"
+#: The same policy for the local backend's C supervisor: NUL-terminated keys and values.
+POLICY_KV_FILE = "sandbox.kv"
 REPORT_FILE = "sandbox-report.json"
 WORK_DIR = "work"
 #: The job's own environment before ``job.sh`` exports the spec's and the ``MS_*`` variables.
@@ -165,7 +168,35 @@ def prepare(
         )
         data["runtime_as_root"] = True
     (folder / POLICY_FILE).write_text(json.dumps(data, indent=1))
+    (folder / POLICY_KV_FILE).write_bytes(policy_kv(data))
     return [sys.executable, "-I", str(LAUNCHER), str(folder / POLICY_FILE), *argv]
+
+
+def policy_kv(data: dict[str, Any]) -> bytes:
+    """The policy as ``supervisor.c`` reads it: each key, then its value, NUL-terminated; a
+    list repeats its key, the environment as ``NAME=value``, booleans as 0 or 1."""
+    items: list[tuple[str, object]] = []
+    for key, value in data.items():
+        if isinstance(value, list):
+            items.extend((key, v) for v in value)
+        elif isinstance(value, dict):
+            items.extend((key, f"{k}={v}") for k, v in value.items())
+        else:
+            items.append((key, int(value) if isinstance(value, bool) else value))
+    out = bytearray()
+    for key, value in items:
+        text = str(value)
+        if "\0" in text:
+            raise BackendError(f"sandbox policy value {text!r} of {key} holds a NUL character")
+        out += key.encode() + b"\0" + text.encode() + b"\0"
+    return bytes(out)
+
+
+def job_argv(command: Sequence[str]) -> list[str] | None:
+    """The job's own command in a command ``prepare`` returned (None: not one of those)."""
+    if len(command) >= 4 and command[1] == "-I" and Path(command[2]) == LAUNCHER:
+        return list(command[4:])
+    return None
 
 
 def _container_argv(job: BackendJob) -> list[str]:

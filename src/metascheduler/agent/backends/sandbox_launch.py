@@ -1,8 +1,9 @@
 """Runs one job in its sandbox: ``python3 -I sandbox_launch.py <policy.json> <command...>``.
 
-Run as root by a Slurm batch script inside the job's allocation, or (``Sandbox``, in the local
-backend's job supervisor itself: no new interpreter, no process of its own) by the local
-backend. It:
+Run as root by a Slurm batch script inside the job's allocation, or (``Sandbox``, in the Python
+job supervisor itself: no new interpreter, no process of its own) by the local backend on a host
+with no C compiler. A local backend otherwise runs ``supervisor.c``, which takes these steps in
+the same order in C (a change here is a change there). It:
 
 - makes a cgroup under the one it runs in (so Slurm's own limits still apply above it) and sets
   the memory, CPU and process-count limits the job paid for; every process of the job is in it;
@@ -233,6 +234,10 @@ def _init(policy: dict[str, Any], groups: Cgroups, argv: list[str]) -> int:
     job = os.fork()
     if job == 0:
         try:
+            # What the launcher ignores (Python: SIGPIPE, SIGXFSZ; a supervisor: SIGHUP,
+            # SIGINT) would stay ignored in the job.
+            for sig in (signal.SIGHUP, signal.SIGINT, signal.SIGPIPE, signal.SIGXFSZ):
+                signal.signal(sig, signal.SIG_DFL)
             # The job, not its init, is the first the kernel kills when memory runs out.
             Path("/proc/self/oom_score_adj").write_text("500")
             if policy.get("runtime_as_root"):
