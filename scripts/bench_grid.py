@@ -12,6 +12,11 @@ first fifth's), and the customers' requests went out at 90% of the rate at least
 machine the sender itself slows down: a step it could not feed measured a lower rate). The steps
 stop at the first that fell behind, once the 50 jobs/s step has run.
 
+The customers are the harness, not the grid: in reality each signs on its own machine. So a
+step's requests are signed before its clock starts, and a child process sends them raw at the
+rate; the harness's own CPU while the grid runs (this process reading the step's events as blocks
+come, and the sender) is measured apart, as bench_cpu_ms_per_job and sender_cpu_ms_per_job.
+
 Measured from the chain (the blocks of each job's events) and from /proc (the CPU time of each
 process). The last line is one JSON object:
   jobs_completed_per_s     completed lifecycles (request to FINISHED) per second in the fastest
@@ -24,6 +29,7 @@ process). The last line is one JSON object:
   oracle_cpu_ms_per_job, agent_cpu_ms_per_job   process CPU time over the jobs of the step at
                            50 jobs/s (agents summed; their job supervisors apart, as
                            runner_cpu_ms_per_job), and anvil_cpu_ms_per_job
+  bench_cpu_ms_per_job, sender_cpu_ms_per_job   the harness's own, on the same cores
   bottleneck               in words, from the stage that slowed down and the CPU figures of the
                            first step that fell behind
 `--profile` runs the oracle and the agents under cProfile (on their CPU clock) and prints where
@@ -47,11 +53,13 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
+from multiprocessing.connection import wait as wait_for
 from pathlib import Path
 from typing import Any
 
 from metascheduler.chain import JobStatus, Market
-from metascheduler.chain.rpc import connect
+from metascheduler.chain.rawlogs import get_logs
+from metascheduler.chain.rpc import connect, raw_call
 from metascheduler.devnet.anvil import dev_account, start_anvil
 from metascheduler.devnet.demo import Devnet
 from metascheduler.devnet.procs import Service
@@ -270,20 +278,14 @@ def percentile(xs: list[int], p: float) -> float | None:
 
 
 def read_timelines(market: Market, start: int, end: int, jobs: dict[int, Timeline]) -> None:
-    """Fills each job's blocks from the market's events in [start, end]; new jobs join."""
+    """Fills each job's blocks from the market's events in [start, end]; new jobs join. Logs
+    read raw (`chain.rawlogs`): this runs on the grid's cores, every second of a step."""
     topics = [
         market.events.topic(name)
         for name in ("JobRequested", "JobPlaced", "JobStatusChanged", "JobEnded")
     ]
     for lo in range(start, end + 1, 500):
-        logs = market.w3.eth.get_logs(
-            {
-                "address": market.address,
-                "fromBlock": lo,
-                "toBlock": min(end, lo + 499),
-                "topics": [topics],
-            }
-        )
+        logs = get_logs(market.w3, market.address, lo, min(end, lo + 499), [topics])
         for lg in logs:
             ev = market.events.decode(lg)
             if ev is None:
@@ -317,26 +319,34 @@ def run_step(
     procs_before = processes()
     anvil_before = cpu_s(grid.anvil.process.pid)[0]
     machine_before = machine_busy_s()
+    bench_before = cpu_s(os.getpid())
     step = Step(rate, first_block=w3.eth.block_number + 1, sent=n)
     t0 = time.monotonic()
     child = mp.get_context("fork").Process(target=send_steady, args=(grid.anvil.url, raws, rate))
     child.start()
-    child.join()
-    step.seconds = time.monotonic() - t0
-    deadline = time.monotonic() + grace_s
+    # The step's events are read as they come (each block once), while the customers send.
+    read_to = step.first_block - 1
+    deadline = float("inf")
     while True:
-        head = w3.eth.block_number
-        read_timelines(market, step.first_block, head, step.jobs)
+        if step.seconds:
+            time.sleep(1.0)
+        elif wait_for([child.sentinel], timeout=1.0):  # woken the moment the sender ends
+            child.join()
+            step.seconds = time.monotonic() - t0
+            deadline = time.monotonic() + grace_s
+        head = int(raw_call(w3, "eth_blockNumber", []), 16)
+        read_timelines(market, read_to + 1, head, step.jobs)
+        read_to = head
         done = len(step.jobs) >= n and all(t.ended >= 0 for t in step.jobs.values())
-        if done or time.monotonic() > deadline:
+        if (done and step.seconds) or time.monotonic() > deadline:
             break
-        time.sleep(1.0)
     step.wall_s = time.monotonic() - t0
+    bench_after = cpu_s(os.getpid())
     step.last_block = max((t.ended for t in step.jobs.values() if t.ended >= 0), default=head)
     for number in range(step.first_block, step.last_block + 1):
-        block = w3.eth.get_block(number)
-        step.gas_used += int(block["gasUsed"])
-        step.gas_limit = int(block["gasLimit"])
+        block = raw_call(w3, "eth_getBlockByNumber", [hex(number), False])
+        step.gas_used += int(block["gasUsed"], 16)
+        step.gas_limit = int(block["gasLimit"], 16)
         step.blocks += 1
     after = {name: cpu_s(grid.pid(name)) for name in names}
     jobs = max(1, len(step.jobs))
@@ -347,6 +357,10 @@ def run_step(
         * 1000
         / jobs,
         "anvil": (cpu_s(grid.anvil.process.pid)[0] - anvil_before) * 1000 / jobs,
+        # The harness on the same cores: this process reading the step's events, and the
+        # customers' sender (the child it waited for).
+        "bench": (bench_after[0] - bench_before[0]) * 1000 / jobs,
+        "sender": (bench_after[1] - bench_before[1]) * 1000 / jobs,
     }
     busy, total = machine_busy_s()
     step.machine_busy = (busy - machine_before[0]) / max(1e-9, total - machine_before[1])
@@ -380,7 +394,8 @@ def describe(step: Step) -> str:
         f"{len(step.jobs)} jobs unfinished after the grace; requests sent at "
         f"{step.sent_per_s:.1f}/s); blocks {gas_share:.0%} full of gas; "
         f"CPU in cores: oracle {cpu_per_s['oracle']:.2f}, agents {cpu_per_s['agent']:.2f}, "
-        f"job supervisors {cpu_per_s['runner']:.2f}, anvil {cpu_per_s['anvil']:.2f}; the "
+        f"job supervisors {cpu_per_s['runner']:.2f}, anvil {cpu_per_s['anvil']:.2f}, the "
+        f"benchmark's own {cpu_per_s['bench'] + cpu_per_s['sender']:.2f}; the "
         f"machine's {os.cpu_count()} cores {step.machine_busy:.0%} busy"
     )
 
@@ -481,6 +496,8 @@ def main() -> int:
         "agent_cpu_ms_per_job": None,
         "runner_cpu_ms_per_job": None,
         "anvil_cpu_ms_per_job": None,
+        "bench_cpu_ms_per_job": None,
+        "sender_cpu_ms_per_job": None,
         "bottleneck": describe(behind) if behind else f"none up to {steps[-1].rate:g} jobs/s",
         "steps": [
             {
@@ -492,6 +509,7 @@ def main() -> int:
                 "request_to_running_blocks_p50": percentile(s.stage("requested", "running"), 50),
                 "gas_per_job": round(s.gas_per_job),
                 "machine_busy": round(s.machine_busy, 3),
+                "cpu_ms_per_job": {k: round(v, 2) for k, v in s.cpu_ms.items()},
             }
             for s in steps
         ],
@@ -509,6 +527,8 @@ def main() -> int:
                 "agent_cpu_ms_per_job": round(at50.cpu_ms["agent"], 2),
                 "runner_cpu_ms_per_job": round(at50.cpu_ms["runner"], 2),
                 "anvil_cpu_ms_per_job": round(at50.cpu_ms["anvil"], 2),
+                "bench_cpu_ms_per_job": round(at50.cpu_ms["bench"], 2),
+                "sender_cpu_ms_per_job": round(at50.cpu_ms["sender"], 2),
             }
         )
     print(json.dumps(result))

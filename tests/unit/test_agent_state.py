@@ -60,6 +60,25 @@ def test_what_is_saved_loads_back(store: StateStore) -> None:
     assert store.load(MARKET.upper().replace("0X", "0x"), PROVIDER, GENESIS) == st
 
 
+def test_a_record_changed_in_place_is_saved_changed(store: StateStore) -> None:
+    """Records are encoded again only when their values change: a change made to a record
+    in place between two saves reaches the file."""
+    st = store.load(MARKET, PROVIDER, GENESIS)
+    for j in range(1, 4):
+        st.jobs[j] = JobRecord(j, placed_block=40)
+    st.done[9] = JobRecord(9, native_id="9", retired_block=30)
+    store.save(st)
+    st.jobs[2].native_id, st.jobs[2].killed = "77", True
+    st.retire(st.jobs.pop(3), 50)
+    st.revive(9)
+    store.save(st)
+    back = store.load(MARKET, PROVIDER, GENESIS)
+    assert back == st
+    assert back.jobs[2].native_id == "77" and back.jobs[2].killed
+    assert set(back.jobs) == {1, 2, 9} and set(back.done) == set()
+    assert json.loads(store.path.read_text())["jobs"]["2"]["killed"] is True
+
+
 def test_an_unreadable_state_says_how_to_start_afresh(store: StateStore) -> None:
     store.path.write_text("{not json")
     with pytest.raises(StateError, match=r"unreadable .*Move it aside to start afresh"):

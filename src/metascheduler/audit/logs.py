@@ -12,7 +12,7 @@ from web3 import Web3
 from web3.exceptions import Web3RPCError
 
 from metascheduler.chain.events import ChainEvent, EventDecoder
-from metascheduler.chain.rawlogs import RawLogDecoder, get_logs
+from metascheduler.chain.rawlogs import get_logs
 from metascheduler.chain.rpc import get_blocks, in_ranges, retrying
 
 #: Events that carry a job id as their first indexed argument (topic 1).
@@ -45,9 +45,10 @@ class LogReader:
         self.w3 = w3
         self.address = to_checksum_address(address)
         self.events = events
-        # Logs are read raw and decoded word by word (chain.rawlogs): web3's formatters and
-        # eth_abi's validating decoder cost ~0.3 ms a log, most of reading a long history.
-        self.decoder = RawLogDecoder(events.abi)
+        # Logs are read raw (chain.rawlogs) and decoded word by word (chain.events): web3's
+        # formatters and eth_abi's validating decoder cost ~0.3 ms a log, most of reading a
+        # long history.
+        self.decoder = events
         self.chunk = chunk
         self._times: dict[int, int] = {}
         self._url = str(getattr(w3.provider, "endpoint_uri", ""))

@@ -13,6 +13,7 @@ from web3.contract import Contract
 from web3.exceptions import ContractLogicError
 from web3.types import TxReceipt
 
+from metascheduler.chain.abi import market_function
 from metascheduler.chain.artifacts import load_artifact
 from metascheduler.chain.errors import ErrorDecoder, RevertError
 from metascheduler.chain.events import ChainEvent, EventDecoder
@@ -84,8 +85,18 @@ class Binding:
         contract: Contract | None = None,
     ) -> Pending:
         c = contract or self.contract
-        data = c.encode_abi(fn_name, args=list(args))
-        return self.sender_or_fail().send(c.address, data, what, gas=gas)
+        return self.sender_or_fail().send(
+            c.address, self._calldata(c, fn_name, args), what, gas=gas
+        )
+
+    def _calldata(self, c: Contract, fn_name: str, args: tuple[Any, ...]) -> bytes | str:
+        """The market's functions without address inputs (the agents' and oracle's batches,
+        requests) are encoded directly, the rest by web3 (see `FunctionAbi.calldata`)."""
+        if c is self.contract:
+            fn = market_function(fn_name)
+            if not fn.takes_addresses:
+                return fn.calldata(self.w3.codec, args)
+        return c.encode_abi(fn_name, args=list(args))
 
     def sender_or_fail(self) -> TxSender:
         if self.sender is None:

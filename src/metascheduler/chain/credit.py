@@ -14,8 +14,8 @@ from web3.types import BlockIdentifier, TxReceipt
 from metascheduler.chain.abi import market_function
 from metascheduler.chain.binding import Binding
 from metascheduler.chain.errors import ChainError
-from metascheduler.chain.rawlogs import checksum
 from metascheduler.chain.rpc import CALLS_PER_BATCH, raw_batch
+from metascheduler.chain.types import checksum
 
 
 class CreditCalls(Binding):

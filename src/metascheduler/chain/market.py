@@ -12,6 +12,7 @@ from typing import Any
 
 from web3.types import TxReceipt
 
+from metascheduler.chain import calldata
 from metascheduler.chain.credit import CreditCalls
 from metascheduler.chain.deploy import deploy_contracts
 from metascheduler.chain.gas import (
@@ -230,11 +231,11 @@ class Market(CreditCalls, Reads):
 
     def send_provider_batch(self, steps: Sequence[ProviderStep]) -> Pending:
         gas = BATCH_GAS_BASE + STEP_GAS_PER_ITEM * len(steps)
-        items = [
-            (s.job_id, int(s.action), s.exit_code, _digest(s.result_digest, s.job_id), s.at)
-            for s in steps
-        ]
-        return self._send(f"reporting {len(items)} job steps", "providerBatch", items, gas=gas)
+        for s in steps:
+            _digest(s.result_digest, s.job_id)
+        data = calldata.provider_batch(steps)
+        what = f"reporting {len(steps)} job steps"
+        return self.sender_or_fail().send(self.contract.address, data, what, gas=gas)
 
 
 def _placement_tuple(p: Placement) -> tuple[int, str, tuple[Any, ...], int]:

@@ -1,5 +1,7 @@
 """Sends transactions signed locally with eth-account: nonces, EIP-1559 fees, receipts, retries.
 
+The calls made for every transaction (the send, the receipt polls, the base fee) are raw
+JSON-RPC (`chain.rpc.raw_call`, `chain.receipts`): web3's formatters cost more than the call.
 Keys stay in memory: nothing here logs or prints a key.
 """
 
@@ -15,11 +17,13 @@ from typing import Any
 from eth_account.signers.local import LocalAccount
 from hexbytes import HexBytes
 from web3 import Web3
-from web3.exceptions import ContractLogicError, TransactionNotFound, Web3RPCError
+from web3.exceptions import ContractLogicError, Web3RPCError
 from web3.types import TxReceipt
 
 from metascheduler.chain.errors import ChainError, ErrorDecoder, RevertError
-from metascheduler.chain.rpc import retrying
+from metascheduler.chain.receipts import get_receipt
+from metascheduler.chain.rpc import raw_call, retrying
+from metascheduler.chain.signing import Signer
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +73,7 @@ class TxSender:
         self._chain_id: int | None = None
         self._fee_cache: tuple[float, int] | None = None
         self._url = str(getattr(w3.provider, "endpoint_uri", ""))
+        self._signer = Signer(bytes(account.key))
 
     # ------------------------------------------------------------------ plumbing
 
@@ -107,8 +112,11 @@ class TxSender:
         if self._fee_cache and now - self._fee_cache[0] < 1.0:
             base = self._fee_cache[1]
         else:
-            block = self._rpc("reading the latest block", lambda: self.w3.eth.get_block("latest"))
-            base = int(block.get("baseFeePerGas", 0) or 0)
+            block = self._rpc(
+                "reading the latest block",
+                lambda: raw_call(self.w3, "eth_getBlockByNumber", ["latest", False]),
+            )
+            base = int(block.get("baseFeePerGas") or "0x0", 16)
             self._fee_cache = (now, base)
         return 2 * base + self.priority_fee_wei
 
@@ -151,10 +159,8 @@ class TxSender:
             maxPriorityFeePerGas=self.priority_fee_wei,
             nonce=self._next_nonce(),
         )
-        signed = self.account.sign_transaction(tx)
-        pending = Pending(
-            signed.hash, bytes(signed.raw_transaction), tx["nonce"], tx, what, time.monotonic()
-        )
+        raw, tx_hash = self._signer.sign(tx)
+        pending = Pending(HexBytes(tx_hash), raw, tx["nonce"], tx, what, time.monotonic())
         self.broadcast(pending)
         return pending
 
@@ -162,7 +168,10 @@ class TxSender:
         """Sends the signed transaction (again: a send whose answer was lost, or one waited
         for too long); the node already knowing it is no error."""
         try:
-            self._rpc(f"sending {p.what}", lambda: self.w3.eth.send_raw_transaction(p.raw))
+            self._rpc(
+                f"sending {p.what}",
+                lambda: raw_call(self.w3, "eth_sendRawTransaction", ["0x" + p.raw.hex()]),
+            )
         except Web3RPCError as exc:
             msg = str(exc).lower()
             if any(words in msg for words in ALREADY_SENT):
@@ -178,17 +187,15 @@ class TxSender:
     def wait(self, pending: Pending, timeout_s: float | None = None) -> TxReceipt:
         """Waits for the receipt; rebroadcasts a dropped transaction; decodes a revert."""
         deadline = time.monotonic() + (timeout_s or self.receipt_timeout_s)
+        tx_hash = pending.tx_hash.to_0x_hex()
         delay = 0.05
         rebroadcast_at = time.monotonic() + 10.0
         while True:
-            try:
-                receipt = self._rpc(
-                    f"waiting for {pending.what}",
-                    lambda: self.w3.eth.get_transaction_receipt(pending.tx_hash),
-                )
+            receipt = self._rpc(
+                f"waiting for {pending.what}", lambda: get_receipt(self.w3, tx_hash)
+            )
+            if receipt is not None:
                 break
-            except TransactionNotFound:
-                pass
             now = time.monotonic()
             if now > deadline:
                 raise ChainError(

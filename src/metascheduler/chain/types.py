@@ -4,13 +4,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import IntEnum
+from functools import lru_cache
 from typing import Any, NamedTuple
 
 from eth_abi import encode
-from eth_utils import is_address, is_checksum_address, keccak
+from eth_utils import is_address, is_checksum_address, keccak, to_checksum_address
 
 #: What a person should type where `is_typed_address` refused their text.
 ADDRESS_HINT = "give 0x and 40 hex digits (in mixed case, with a valid checksum)"
+
+
+@lru_cache(maxsize=65_536)
+def checksum(addr: str) -> str:
+    """Checksummed address, cached: a grid has far fewer parties than logs."""
+    return to_checksum_address(addr)
 
 
 def is_typed_address(text: str) -> bool:

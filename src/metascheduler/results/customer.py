@@ -10,8 +10,9 @@ from typing import Any
 from web3.types import RPCEndpoint
 
 from metascheduler.chain import Market
-from metascheduler.chain.rawlogs import RawLogDecoder, checksum, get_logs
+from metascheduler.chain.rawlogs import get_logs
 from metascheduler.chain.rpc import retrying, walk_ranges
+from metascheduler.chain.types import checksum
 
 from .errors import ResultsError
 from .keys import public_key_from_raw_transaction
@@ -33,7 +34,7 @@ class Request:
 def find_request(market: Market, job_id: int, *, from_block: int, to_block: int) -> Request:
     """The `JobRequested` event of `job_id`, searched backwards from `to_block`."""
     topics = [market.events.topic("JobRequested"), f"0x{job_id:064x}"]
-    decoder = RawLogDecoder(market.events.abi)
+    decoder = market.events
     url = str(getattr(market.w3.provider, "endpoint_uri", ""))
 
     def read(lo: int, hi: int) -> list[dict[str, Any]]:

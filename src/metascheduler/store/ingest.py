@@ -30,7 +30,7 @@ from web3.exceptions import Web3RPCError
 
 from metascheduler.chain import rawlogs
 from metascheduler.chain.artifacts import load_artifact
-from metascheduler.chain.events import ChainEvent
+from metascheduler.chain.events import ChainEvent, EventDecoder
 from metascheduler.chain.rpc import get_block, get_blocks, is_too_much, is_transient, retrying
 from metascheduler.store.codec import args_to_json
 from metascheduler.store.models import Block, ChainCursor, Event, Job, Provider
@@ -222,7 +222,7 @@ class Ingester:
         self.rpc_deadline_s = rpc_deadline_s
         self.cursor_name = cursor_name
         self.chunk_events = chunk_events
-        self.decoder = rawlogs.RawLogDecoder(load_artifact("JobMarket").abi)
+        self.decoder = EventDecoder(load_artifact("JobMarket").abi)
         self._url = str(getattr(w3.provider, "endpoint_uri", ""))
 
     # ------------------------------------------------------------------ rpc
