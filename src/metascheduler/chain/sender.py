@@ -216,12 +216,9 @@ class TxSender:
     def receipt(self, pending: Pending) -> TxReceipt | None:
         """The receipt, or None while the transaction is not mined (one look, no wait); a
         transaction mined but failed raises its revert decoded."""
-        try:
-            receipt = self._rpc(
-                f"waiting for {pending.what}",
-                lambda: self.w3.eth.get_transaction_receipt(pending.tx_hash),
-            )
-        except TransactionNotFound:
+        tx_hash = pending.tx_hash.to_0x_hex()
+        receipt = self._rpc(f"waiting for {pending.what}", lambda: get_receipt(self.w3, tx_hash))
+        if receipt is None:
             return None
         if receipt["status"] != 1:
             raise self._replay_revert(pending, receipt)
@@ -230,14 +227,12 @@ class TxSender:
     def known(self, pending: Pending) -> bool:
         """Whether the node still has the transaction, in its pool or mined: a reorg or a node
         restart may have dropped it."""
-        try:
-            self._rpc(
-                f"looking for {pending.what}",
-                lambda: self.w3.eth.get_transaction(pending.tx_hash),
-            )
-        except TransactionNotFound:
-            return False
-        return True
+        tx_hash = pending.tx_hash.to_0x_hex()
+        found = self._rpc(
+            f"looking for {pending.what}",
+            lambda: raw_call(self.w3, "eth_getTransactionByHash", [tx_hash]),
+        )
+        return found is not None
 
     def transact(
         self,
