@@ -41,7 +41,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 
 from web3.types import TxReceipt
@@ -606,6 +606,13 @@ class Agent:
 
     def _start_submitted(self, recs: list[JobRecord], rnd: Round) -> None:
         """The steps of jobs just queued (a START for each the backend runs at once)."""
+        for rec, view, decision in self._decide_again(recs):
+            self._carry_out(rec, view, decision, rnd)
+
+    def _decide_again(
+        self, recs: list[JobRecord]
+    ) -> Iterator[tuple[JobRecord, JobView | None, Decision]]:
+        """Each job's decision on a fresh read of its record and its backend job."""
         if not recs:
             return
         views = self.chain.jobs(r.job_id for r in recs)
@@ -614,8 +621,7 @@ class Agent:
         for rec in recs:
             view = views.get(rec.job_id)
             st = statuses.get(rec.native_id) if rec.native_id else None
-            decision = decide(rec, view, st, self._ctx, confirmed=confirmed.get(rec.job_id))
-            self._carry_out(rec, view, decision, rnd)
+            yield rec, view, decide(rec, view, st, self._ctx, confirmed=confirmed.get(rec.job_id))
 
     def _extend(self, rec: JobRecord, view: JobView, want: int, rnd: Round) -> None:
         assert rec.native_id is not None
@@ -743,15 +749,7 @@ class Agent:
         """Jobs whose step was skipped changed meanwhile (cancelled, say): the chain's endings
         and take-backs are acted on now, the rest waits for the next round."""
         recs = [self.state.jobs[j] for j in sorted(job_ids) if j in self.state.jobs]
-        if not recs:
-            return
-        views = self.chain.jobs(r.job_id for r in recs)
-        confirmed = self._confirmed_views([r.job_id for r in recs], views)
-        statuses = self._backend_statuses(recs)
-        for rec in recs:
-            view = views.get(rec.job_id)
-            st = statuses.get(rec.native_id) if rec.native_id else None
-            decision = decide(rec, view, st, self._ctx, confirmed=confirmed.get(rec.job_id))
+        for rec, view, decision in self._decide_again(recs):
             if decision.forget or decision.kill is not None:
                 self._carry_out(rec, view, decision, rnd)
 
