@@ -59,3 +59,13 @@ def market_function(name: str) -> FunctionAbi:
                 get_abi_input_types(fn),
             )
     raise KeyError(f"JobMarket has no function {name}: rebuild the artifacts")
+
+
+@cache
+def pinned_selector(name: str, signature: str, where: str) -> bytes:
+    """The selector of a JobMarket function whose calldata ``where`` writes word by word for
+    ``signature``: a changed ABI stops there in words rather than sending wrong words."""
+    fn = market_function(name)
+    if fn.signature != signature:
+        raise RuntimeError(f"{name} is now {fn.signature}, not {signature}: update {where}")
+    return fn.selector

@@ -11,11 +11,10 @@ is written the same way in `oracle.calldata`.)
 from __future__ import annotations
 
 from collections.abc import Sequence
-from functools import cache
 
 from eth_abi.exceptions import EncodingError
 
-from metascheduler.chain.abi import market_function
+from metascheduler.chain.abi import pinned_selector
 from metascheduler.chain.types import ProviderStep
 
 #: The ABI signature the word layout below is written for.
@@ -23,15 +22,8 @@ PROVIDER_BATCH_SIGNATURE = "providerBatch((uint256,uint8,int32,bytes32,uint256)[
 _INT32 = 1 << 31
 
 
-@cache
 def _selector() -> bytes:
-    fn = market_function("providerBatch")
-    if fn.signature != PROVIDER_BATCH_SIGNATURE:
-        raise RuntimeError(
-            f"providerBatch is now {fn.signature}, not {PROVIDER_BATCH_SIGNATURE}: "
-            "update chain/calldata.py"
-        )
-    return fn.selector
+    return pinned_selector("providerBatch", PROVIDER_BATCH_SIGNATURE, "chain/calldata.py")
 
 
 def _uint(value: int, bits: int, what: str, job_id: int) -> bytes:

@@ -12,9 +12,8 @@ then eight words per item. Each item is encoded alone (`item`), so a batch can b
 from __future__ import annotations
 
 from collections.abc import Sequence
-from functools import cache
 
-from metascheduler.chain.abi import market_function
+from metascheduler.chain.abi import pinned_selector
 from metascheduler.chain.types import Placement, Terms
 
 #: The ABI signature the word layout below is written for.
@@ -23,15 +22,8 @@ PLACE_JOBS_SIGNATURE = (
 )
 
 
-@cache
 def selector() -> bytes:
-    fn = market_function("placeJobs")
-    if fn.signature != PLACE_JOBS_SIGNATURE:
-        raise RuntimeError(
-            f"placeJobs is now {fn.signature}, not {PLACE_JOBS_SIGNATURE}: "
-            "update oracle/calldata.py"
-        )
-    return fn.selector
+    return pinned_selector("placeJobs", PLACE_JOBS_SIGNATURE, "oracle/calldata.py")
 
 
 def _uint(value: int, bits: int, what: str) -> bytes:
